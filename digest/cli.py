@@ -1,0 +1,161 @@
+"""The `digest` command: a thin layer over the library. Every DigestError becomes one line, no traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any
+
+import click
+
+from digest import __version__
+from digest.config import DEFAULT_CONFIG, Config, load_config
+from digest.errors import ConfigError, DigestError
+from digest.models import IngestReport, Paper
+from digest.sources import SOURCE_KINDS
+from digest.store import Store
+
+EXIT_CONFIG = 2  # the conventional "usage" code, also used by click for bad options
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Context:
+    def __init__(self, config_path: str, clock: Callable[[], datetime]) -> None:
+        self.config_path = config_path
+        self.clock = clock
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+
+@contextmanager
+def _reported_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except DigestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="paperdigest")
+@click.option(
+    "-c", "--config", "config_path", envvar="PAPERDIGEST_CONFIG", default=DEFAULT_CONFIG,
+    show_default=True, help="Config file (also $PAPERDIGEST_CONFIG).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens, step by step.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
+    """paperdigest: new research papers, ranked for you, as a digest."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    ctx.obj = ctx.obj if isinstance(ctx.obj, _Context) else _Context(config_path, _utc_now)
+    ctx.obj.config_path = config_path
+
+
+@cli.command()
+@click.option("-s", "--source", "only", multiple=True, help="Only this source (repeatable).")
+@click.pass_obj
+def ingest(obj: _Context, only: Sequence[str]) -> None:
+    """Fetch every source, keep what is new, and print a table per source.
+
+    The exit code is 1 only when every source failed; a broken source is reported and the others go on.
+    """
+    from digest.pipeline import ingest as run_ingest
+    from digest.pipeline import make_fetcher
+
+    with _reported_errors():
+        config = obj.config()
+        with Store.open(config.store_path) as store, make_fetcher(config) as fetcher:
+            report = run_ingest(config, store, fetcher, obj.clock, only=only)
+    _print_report(report)
+    if report.all_failed:
+        sys.exit(1)
+
+
+def _print_report(report: IngestReport) -> None:
+    rows = [("source", "status", "fetched", "parsed", "new", "errors")]
+    for run in report.sources:
+        rows.append((run.source, run.status, str(run.fetched), str(run.parsed), str(run.new),
+                     "1" if run.error else "0"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        click.echo("  ".join(cells).rstrip())
+    total_new = sum(run.new for run in report.sources)
+    click.echo(f"{total_new} new papers from {len(report.sources)} sources (run {report.run_id})")
+    for run in report.sources:
+        if run.error:
+            label = "error" if run.failed else "warning"
+            click.echo(f"{label}: {run.source}: {run.error}", err=True)
+
+
+@cli.command()
+@click.option("-s", "--source", help="Only papers this source has shown.")
+@click.option("--since", help="Only papers first seen on or after this date (YYYY-MM-DD).")
+@click.option("-t", "--text", help="Only papers whose title, abstract or authors contain this text.")
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+def papers(obj: _Context, source: str | None, since: str | None, text: str | None, limit: int,
+           as_json: bool) -> None:
+    """List stored papers, newest first."""
+    since_at = None
+    if since:
+        try:
+            since_at = datetime.combine(date.fromisoformat(since), datetime.min.time(), tzinfo=UTC)
+        except ValueError:
+            raise click.BadParameter(f"expected a date like 2026-11-22, got {since!r}", param_hint="--since") from None
+    with _reported_errors():
+        config = obj.config()
+        with Store.open(config.store_path) as store:
+            found = store.papers(source=source, since=since_at, text=text, limit=limit)
+    for paper in found:
+        click.echo(_paper_json(paper) if as_json else _paper_line(paper))
+    if not found and not as_json:
+        click.echo("no papers match", err=True)
+
+
+def _paper_line(paper: Paper) -> str:
+    when = paper.first_seen.strftime("%Y-%m-%d %H:%M")
+    extra = f"  [{paper.upvotes} upvotes]" if paper.upvotes else ""
+    return f"{when}  {paper.key:<22}  {_one_line(paper.title, 90)}  ({', '.join(paper.sources)}){extra}"
+
+
+def _paper_json(paper: Paper) -> str:
+    import dataclasses
+    import json
+
+    def encode(value: Any) -> Any:
+        return value.isoformat() if isinstance(value, datetime | date) else value
+
+    return json.dumps({k: encode(v) for k, v in dataclasses.asdict(paper).items()}, ensure_ascii=False)
+
+
+def _one_line(text: str, width: int) -> str:
+    # Titles are untrusted: no control characters reach the terminal.
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.command("sources")
+def list_kinds() -> None:
+    """List the kinds of source a config can use."""
+    for kind in SOURCE_KINDS.values():
+        click.echo(f"{kind.name:<14} {kind.description}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="digest")
+
+

@@ -1,0 +1,311 @@
+"""config.toml -> a typed, frozen Config. Every mistake names the file, the key and what was expected.
+
+    config.toml: sources.arxiv-lg.url: expected an http(s) URL, got 'ftp://x'
+
+Relative paths in the file are taken relative to the file's own folder, so a config works from any
+working directory.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digest.errors import ConfigError
+from digest.sources import SOURCE_KINDS
+
+DEFAULT_CONFIG = "config.toml"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    name: str
+    kind: str  # a key of digest.sources.SOURCE_KINDS
+    urls: tuple[str, ...]  # http(s) or file:// URLs; "{date}" is filled with the run's UTC date
+    schedule: str | None = None  # cron expression (five fields) for the scheduler
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FetchConfig:
+    contact: str  # an email address or URL that site operators can reach you at
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    max_bytes: int = 10 * 1024 * 1024
+    retries: int = 3
+    replay_dir: Path | None = None  # serve captured responses from here instead of the network
+    host_intervals: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    """A subscriber's interests. The ranking issue fills in the scoring fields."""
+
+    name: str
+    emails: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    data_dir: Path
+    feeds_dir: Path
+    outbox_dir: Path
+    fetch: FetchConfig
+    sources: tuple[SourceConfig, ...]
+    profiles: tuple[ProfileConfig, ...] = ()
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "paperdigest.sqlite3"
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"{self.path}: no source named {name!r} (known: {known})")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a config file; raise ConfigError naming the place of the first mistake."""
+    path = Path(path)
+    label = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        hint = " (copy config.example.toml to start)" if path.name == DEFAULT_CONFIG else ""
+        raise ConfigError(f"{label}: file not found{hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read the file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: not valid TOML: {exc}") from None
+    return _Reader(label, path.resolve().parent).config(raw, path)
+
+
+class _Reader:
+    """Walks the parsed TOML once, checking each key; errors carry the dotted key path."""
+
+    def __init__(self, label: str, base_dir: Path) -> None:
+        self.label = label
+        self.base_dir = base_dir
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.label}: {key}: {message}")
+
+    def table(self, raw: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise self.fail(key, f"expected a table, got {_describe(raw)}")
+        for name in raw:
+            if name not in allowed:
+                choices = ", ".join(sorted(allowed))
+                raise self.fail(f"{key}.{name}" if key else name, f"unknown key (expected one of: {choices})")
+        return raw
+
+    def string(self, raw: Any, key: str) -> str:
+        if not isinstance(raw, str) or not raw.strip():
+            raise self.fail(key, f"expected a non-empty string, got {_describe(raw)}")
+        return raw.strip()
+
+    def strings(self, raw: Any, key: str) -> tuple[str, ...]:
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list):
+            raise self.fail(key, f"expected a list of strings, got {_describe(raw)}")
+        return tuple(self.string(item, f"{key}[{i}]") for i, item in enumerate(raw))
+
+    def number(self, raw: Any, key: str, *, minimum: float, maximum: float) -> float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise self.fail(key, f"expected a number, got {_describe(raw)}")
+        if not minimum <= raw <= maximum:
+            raise self.fail(key, f"expected a number from {minimum:g} to {maximum:g}, got {raw!r}")
+        return float(raw)
+
+    def boolean(self, raw: Any, key: str) -> bool:
+        if not isinstance(raw, bool):
+            raise self.fail(key, f"expected true or false, got {_describe(raw)}")
+        return raw
+
+    def path(self, raw: Any, key: str) -> Path:
+        path = Path(self.string(raw, key)).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def url(self, raw: Any, key: str) -> str:
+        text = self.string(raw, key)
+        parts = urlsplit(text)
+        if parts.scheme == "file":
+            return text
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise self.fail(key, f"expected an http(s) URL, got {text!r}")
+        return text
+
+    def config(self, raw: dict[str, Any], path: Path) -> Config:
+        top = self.table(raw, "", {"data_dir", "output", "fetch", "sources", "profiles"})
+        data_dir = self.path(top.get("data_dir", "data"), "data_dir")
+        output = self.table(top.get("output", {}), "output", {"feeds_dir", "outbox_dir"})
+        sources_raw = top.get("sources", {})
+        sources_table = self.table(sources_raw, "sources", set(sources_raw) if isinstance(sources_raw, dict) else set())
+        profiles_raw = top.get("profiles", {})
+        profiles_table = self.table(profiles_raw, "profiles", set(profiles_raw) if isinstance(profiles_raw, dict) else set())
+        sources = tuple(self.source(name, value) for name, value in sources_table.items())
+        if not sources:
+            raise self.fail("sources", "expected at least one [sources.NAME] table")
+        return Config(
+            path=path,
+            data_dir=data_dir,
+            feeds_dir=self.path(output.get("feeds_dir", data_dir / "feeds"), "output.feeds_dir"),
+            outbox_dir=self.path(output.get("outbox_dir", data_dir / "outbox"), "output.outbox_dir"),
+            fetch=self.fetch(top.get("fetch"), "fetch"),
+            sources=sources,
+            profiles=tuple(self.profile(name, value) for name, value in profiles_table.items()),
+        )
+
+    def fetch(self, raw: Any, key: str) -> FetchConfig:
+        if raw is None:
+            raise self.fail(key, "missing: a [fetch] table with contact = \"you@example.org\" is required")
+        table = self.table(
+            raw, key,
+            {"contact", "connect_timeout", "read_timeout", "max_mb", "retries", "replay_dir", "host_intervals"},
+        )
+        if "contact" not in table:
+            raise self.fail(f"{key}.contact", "missing: sites ask for a contact address in the User-Agent")
+        contact = self.string(table["contact"], f"{key}.contact")
+        if not (_EMAIL_RE.match(contact) or contact.startswith(("https://", "http://"))):
+            raise self.fail(f"{key}.contact", f"expected an email address or http(s) URL, got {contact!r}")
+        intervals_raw = self.table(
+            table.get("host_intervals", {}), f"{key}.host_intervals",
+            set(table.get("host_intervals", {})) if isinstance(table.get("host_intervals"), dict) else set(),
+        )
+        intervals = {
+            host: self.number(value, f"{key}.host_intervals.{host}", minimum=0, maximum=3600)
+            for host, value in intervals_raw.items()
+        }
+        replay = table.get("replay_dir")
+        return FetchConfig(
+            contact=contact,
+            connect_timeout_s=self.number(table.get("connect_timeout", 10), f"{key}.connect_timeout", minimum=0.1, maximum=600),
+            read_timeout_s=self.number(table.get("read_timeout", 30), f"{key}.read_timeout", minimum=0.1, maximum=600),
+            max_bytes=int(self.number(table.get("max_mb", 10), f"{key}.max_mb", minimum=0.001, maximum=1024) * 1024 * 1024),
+            retries=int(self.number(table.get("retries", 3), f"{key}.retries", minimum=0, maximum=10)),
+            replay_dir=self.path(replay, f"{key}.replay_dir") if replay is not None else None,
+            host_intervals=intervals,
+        )
+
+    def source(self, name: str, raw: Any) -> SourceConfig:
+        key = f"sources.{name}"
+        if not _NAME_RE.match(name):
+            raise self.fail(key, "expected a name of letters, digits, '-', '_' or '.'")
+        table = self.table(raw, key, {"kind", "url", "urls", "path", "schedule", "enabled"})
+        if "kind" not in table:
+            raise self.fail(f"{key}.kind", f"missing (expected one of: {', '.join(SOURCE_KINDS)})")
+        kind = self.string(table["kind"], f"{key}.kind")
+        if kind not in SOURCE_KINDS:
+            raise self.fail(f"{key}.kind", f"unknown source kind {kind!r} (expected one of: {', '.join(SOURCE_KINDS)})")
+        given = [k for k in ("url", "urls", "path") if k in table]
+        if len(given) != 1:
+            raise self.fail(key, "expected exactly one of url, urls or path")
+        if "url" in table:
+            urls: tuple[str, ...] = (self.url(table["url"], f"{key}.url"),)
+        elif "urls" in table:
+            urls = tuple(self.url(u, f"{key}.urls[{i}]") for i, u in enumerate(self.strings(table["urls"], f"{key}.urls")))
+            if not urls:
+                raise self.fail(f"{key}.urls", "expected at least one URL")
+        else:
+            urls = (self.path(table["path"], f"{key}.path").as_uri(),)
+        schedule = table.get("schedule")
+        if schedule is not None:
+            schedule = self.string(schedule, f"{key}.schedule")
+            problem = cron_problem(schedule)
+            if problem:
+                raise self.fail(f"{key}.schedule", f"expected a cron expression like '0 1 * * 1-5': {problem}")
+        return SourceConfig(
+            name=name,
+            kind=kind,
+            urls=urls,
+            schedule=schedule,
+            enabled=self.boolean(table.get("enabled", True), f"{key}.enabled"),
+        )
+
+    def profile(self, name: str, raw: Any) -> ProfileConfig:
+        key = f"profiles.{name}"
+        if not _NAME_RE.match(name):
+            raise self.fail(key, "expected a name of letters, digits, '-', '_' or '.'")
+        table = self.table(raw, key, {"email", "keywords", "authors", "categories", "timezone"})
+        emails = self.strings(table.get("email", []), f"{key}.email")
+        for i, email in enumerate(emails):
+            if not _EMAIL_RE.match(email):
+                raise self.fail(f"{key}.email[{i}]", f"expected an email address, got {email!r}")
+        timezone = self.string(table.get("timezone", "UTC"), f"{key}.timezone")
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail(f"{key}.timezone", f"expected an IANA time zone like 'Europe/Berlin', got {timezone!r}") from None
+        return ProfileConfig(
+            name=name,
+            emails=emails,
+            keywords=self.strings(table.get("keywords", []), f"{key}.keywords"),
+            authors=self.strings(table.get("authors", []), f"{key}.authors"),
+            categories=self.strings(table.get("categories", []), f"{key}.categories"),
+            timezone=timezone,
+        )
+
+
+# Cron: minute hour day-of-month month day-of-week, with *, lists, ranges, steps and names.
+_CRON_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
+    ("day of week", 0, 7, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
+)
+
+
+def cron_problem(expression: str) -> str | None:
+    """What is wrong with a five-field cron expression, or None when it is fine."""
+    parts = expression.split()
+    if len(parts) != 5:
+        return f"expected 5 fields, got {len(parts)}"
+    for part, (label, low, high, names) in zip(parts, _CRON_FIELDS, strict=True):
+        for item in part.split(","):
+            body, _, step = item.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                return f"bad step {step!r} in the {label} field"
+            if body == "*":
+                continue
+            bounds = body.split("-")
+            if len(bounds) > 2:
+                return f"bad range {body!r} in the {label} field"
+            values = []
+            for bound in bounds:
+                value = names.get(bound.lower()) if not bound.isdigit() else int(bound)
+                if value is None or not low <= value <= high:
+                    return f"{bound!r} is not a valid {label} ({low}-{high})"
+                values.append(value)
+            if len(values) == 2 and values[0] > values[1]:
+                return f"empty range {body!r} in the {label} field"
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{type(value).__name__} {value!r}"

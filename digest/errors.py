@@ -1,0 +1,40 @@
+"""Every error paperdigest raises on purpose, under one root.
+
+    DigestError                  anything the tool reports to a person instead of a traceback
+    ├── ConfigError              config.toml is missing, unreadable or wrong (file, key, what was expected)
+    ├── SourceError              one source could not be read; the run goes on with the others
+    │   ├── FetchError           the HTTP (or file) side: timeout, refused, 5xx, too large
+    │   ├── ParseError           the bytes are not what the source's format promises
+    │   └── LayoutChanged        the page parsed but holds none of the markers we rely on
+    └── StoreError               the SQLite store cannot be opened or written
+"""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """Root of every error the tool raises on purpose; its message is meant for a person."""
+
+
+class ConfigError(DigestError):
+    """A mistake in the configuration, reported as `file: key: what was expected`."""
+
+
+class SourceError(DigestError):
+    """A source could not be fetched or understood."""
+
+
+class FetchError(SourceError):
+    """The request failed: network error, timeout, bad status, body too large."""
+
+
+class ParseError(SourceError):
+    """The response is not in the format the source promises (truncated, HTML instead of a feed...)."""
+
+
+class LayoutChanged(ParseError):
+    """The page parsed, but none of the markers the parser relies on is there any more."""
+
+
+class StoreError(DigestError):
+    """The store cannot be opened, migrated or written."""

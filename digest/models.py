@@ -1,0 +1,148 @@
+"""The plain data that flows between the steps. Every type is a frozen dataclass.
+
+Direction of flow:  bytes --parse--> Record --identify--> Paper --store--> StoredPaper
+                    one source run                 --> SourceRun (what the run did)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record came from: the configured source's name and the listing (URL) it was read from."""
+
+    source: str
+    listing: str
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One paper as one listing shows it. Parsers fill what the page has and leave the rest empty.
+
+    All datetimes are timezone-aware UTC. Text is plain (never HTML) and untrusted.
+    """
+
+    origin: Origin
+    title: str
+    arxiv_id: str | None = None  # without version: "2411.01234", "hep-th/9901001"
+    version: int | None = None  # the "2" of "v2", when the listing says
+    doi: str | None = None
+    source_key: str | None = None  # the source's own id, when there is neither arXiv id nor DOI
+    abstract: str = ""
+    authors: tuple[str, ...] = ()
+    author_count: int | None = None  # when a listing gives a count but not the names
+    categories: tuple[str, ...] = ()
+    primary_category: str | None = None
+    published: datetime | None = None  # first version's date
+    updated: datetime | None = None  # this version's date
+    listed: date | None = None  # the day the listing shows it (announce day, HF daily day)
+    announce_type: str | None = None  # arXiv: new, cross, replace, replace-cross
+    abs_url: str | None = None
+    pdf_url: str | None = None
+    code_url: str | None = None
+    project_url: str | None = None
+    thumbnail_url: str | None = None
+    upvotes: int | None = None
+    comment_count: int | None = None
+    github_stars: int | None = None
+    ai_summary: str | None = None
+    ai_keywords: tuple[str, ...] = ()
+    comment: str | None = None  # the authors' comment ("12 pages, 3 figures")
+    journal_ref: str | None = None
+    organization: str | None = None
+
+
+# Fields a newer sighting may overwrite even when the stored paper has a value: they change over time.
+VOLATILE_FIELDS = frozenset(
+    {"upvotes", "comment_count", "github_stars", "updated", "version", "announce_type"}
+)
+# Paper fields copied from Record (everything but the origin).
+PAPER_DATA_FIELDS = tuple(f.name for f in fields(Record) if f.name != "origin")
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    """One paper, merged from every listing that showed it, keyed once (see identify.py)."""
+
+    key: str
+    title: str
+    first_seen: datetime
+    first_source: str
+    first_listing: str
+    last_seen: datetime
+    arxiv_id: str | None = None
+    version: int | None = None
+    doi: str | None = None
+    source_key: str | None = None
+    abstract: str = ""
+    authors: tuple[str, ...] = ()
+    author_count: int | None = None
+    categories: tuple[str, ...] = ()
+    primary_category: str | None = None
+    published: datetime | None = None
+    updated: datetime | None = None
+    listed: date | None = None
+    announce_type: str | None = None
+    abs_url: str | None = None
+    pdf_url: str | None = None
+    code_url: str | None = None
+    project_url: str | None = None
+    thumbnail_url: str | None = None
+    upvotes: int | None = None
+    comment_count: int | None = None
+    github_stars: int | None = None
+    ai_summary: str | None = None
+    ai_keywords: tuple[str, ...] = ()
+    comment: str | None = None
+    journal_ref: str | None = None
+    organization: str | None = None
+    sources: tuple[str, ...] = ()  # every source that has shown it, in order of first sighting
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What fetching one URL gave: a body, or `unchanged` (HTTP 304: nothing new, never 'empty')."""
+
+    url: str
+    status: int
+    body: bytes | None
+    etag: str | None = None
+    last_modified: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def unchanged(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRun:
+    """What one source did in one run, as stored in the run history and printed by `digest ingest`."""
+
+    source: str
+    started: datetime
+    duration_s: float
+    fetched: int  # responses received (a 304 counts)
+    parsed: int  # records parsed
+    new: int  # papers never seen before
+    status: str  # ok | unchanged | layout | failed
+    error: str | None = None
+    recent_median: float | None = None  # median parsed count of this source's recent good runs
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    run_id: int
+    started: datetime
+    sources: tuple[SourceRun, ...] = field(default_factory=tuple)
+
+    @property
+    def all_failed(self) -> bool:
+        return bool(self.sources) and all(run.failed for run in self.sources)

@@ -1,0 +1,417 @@
+"""The only place that talks SQL. One SQLite file in the data directory, WAL, schema versioned.
+
+What the store answers: which of these records are new (`ingest`), when and where each paper was first
+seen (`paper`, `papers`), and each source's run history (`source_runs`). Every write happens inside one
+transaction, so a run that fails half-way leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from digest.errors import StoreError
+from digest.identify import (
+    is_title_key,
+    key_rank,
+    merge,
+    new_paper,
+    normalize_doi,
+    normalize_title,
+    paper_key,
+)
+from digest.models import FetchResult, Paper, Record, SourceRun
+
+# Each entry moves the schema from version N to N+1; PRAGMA user_version says where a file stands.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE papers (
+        key TEXT PRIMARY KEY,
+        arxiv_id TEXT,
+        doi TEXT,
+        title TEXT NOT NULL,
+        title_norm TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        first_source TEXT NOT NULL,
+        first_listing TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        published TEXT,
+        listed TEXT,
+        data TEXT NOT NULL  -- JSON: every other Paper field
+    );
+    CREATE INDEX papers_title_norm ON papers(title_norm);
+    CREATE INDEX papers_doi ON papers(doi) WHERE doi IS NOT NULL;
+    CREATE INDEX papers_first_seen ON papers(first_seen);
+    CREATE TABLE sightings (
+        key TEXT NOT NULL REFERENCES papers(key) ON UPDATE CASCADE ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        PRIMARY KEY (key, source)
+    ) WITHOUT ROWID;
+    CREATE INDEX sightings_by_source ON sightings(source);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        command TEXT NOT NULL,
+        started TEXT NOT NULL,
+        finished TEXT
+    );
+    CREATE TABLE source_runs (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        source TEXT NOT NULL,
+        started TEXT NOT NULL,
+        duration_s REAL NOT NULL,
+        fetched INTEGER NOT NULL,
+        parsed INTEGER NOT NULL,
+        new INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        PRIMARY KEY (run_id, source)
+    );
+    CREATE INDEX source_runs_by_source ON source_runs(source, started);
+    CREATE TABLE http_cache (
+        url TEXT PRIMARY KEY,
+        etag TEXT,
+        last_modified TEXT,
+        updated TEXT NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMN_FIELDS = frozenset(
+    {"key", "arxiv_id", "doi", "title", "first_seen", "first_source", "first_listing", "last_seen",
+     "published", "listed"}
+)
+_DATA_FIELDS = tuple(f.name for f in fields(Paper) if f.name not in _COLUMN_FIELDS)
+_DATETIME_FIELDS = frozenset({"published", "updated", "first_seen", "last_seen"})
+_TUPLE_FIELDS = frozenset({"authors", "categories", "ai_keywords", "sources"})
+_CHUNK = 500  # SQLite's limit on bound parameters is well above this
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    new_keys: tuple[str, ...]
+    updated: int
+
+
+class Store:
+    """A SQLite store. Use `Store.open(path)`; close it (or use `with`)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{path}: cannot open the store: {exc}") from None
+        store = cls(db, path)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: schema version {version} is newer than this paperdigest "
+                    f"understands ({SCHEMA_VERSION}); upgrade paperdigest"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                with self._transaction():
+                    for statement in MIGRATIONS[number].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {number + 1}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable paperdigest store: {exc}") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front, so two overlapping runs queue instead of deadlocking.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- papers ---------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        records: Sequence[Record],
+        seen_at: datetime,
+        validators: Iterable[FetchResult] = (),
+    ) -> IngestOutcome:
+        """Store one source's records in one transaction; say which papers were never seen before.
+
+        HTTP validators (ETag, Last-Modified) are saved in the same transaction: a response whose
+        records did not make it into the store must not be answered '304 unchanged' next time.
+        """
+        try:
+            with self._transaction():
+                outcome = self._ingest(records, seen_at)
+                self._save_validators(validators, seen_at)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: could not store {len(records)} records: {exc}") from None
+        return outcome
+
+    def _ingest(self, records: Sequence[Record], seen_at: datetime) -> IngestOutcome:
+        keys = {paper_key(r) for r in records}
+        dois = {normalize_doi(r.doi) for r in records if r.doi}
+        titles = {normalize_title(r.title) for r in records}
+        known = _Index(self._load(keys, dois, titles))
+        original = dict(known.by_key)
+        stored_key = {key: key for key in original}  # current key -> key in the database
+        new_keys: list[str] = []
+        sightings: dict[str, set[str]] = {}  # paper key -> sources that showed it in this batch
+        for record in records:
+            existing = known.find(record)
+            if existing is None:
+                paper = new_paper(record, seen_at)
+                new_keys.append(paper.key)
+            else:
+                paper = merge(existing, record, seen_at)
+                if paper.key != existing.key:  # an id learned for a paper known by title or DOI
+                    known.forget(existing)
+                    sightings.setdefault(paper.key, set()).update(sightings.pop(existing.key, set()))
+                    if existing.key in stored_key:
+                        stored_key[paper.key] = stored_key.pop(existing.key)
+                    else:
+                        new_keys[new_keys.index(existing.key)] = paper.key
+            known.add(paper)
+            sightings.setdefault(paper.key, set()).add(record.origin.source)
+
+        # Re-key first (the foreign key carries sightings along), then insert and update.
+        self._db.executemany(
+            "UPDATE papers SET key = ? WHERE key = ?",
+            [(current, stored) for current, stored in stored_key.items() if current != stored],
+        )
+        inserts, updates = [], []
+        for key, paper in known.by_key.items():
+            if key not in stored_key:
+                inserts.append(_to_row(paper))
+            elif original[stored_key[key]] != paper:
+                updates.append(_to_row(paper))
+        self._db.executemany(f"INSERT INTO papers VALUES ({', '.join('?' * 12)})", inserts)
+        self._db.executemany(
+            """UPDATE papers SET arxiv_id=?2, doi=?3, title=?4, title_norm=?5, first_seen=?6,
+               first_source=?7, first_listing=?8, last_seen=?9, published=?10, listed=?11, data=?12
+               WHERE key=?1""",
+            updates,
+        )
+        stamp = seen_at.isoformat()
+        self._db.executemany(
+            """INSERT INTO sightings (key, source, first_seen, last_seen) VALUES (?, ?, ?, ?)
+               ON CONFLICT (key, source) DO UPDATE SET last_seen = excluded.last_seen""",
+            [(key, source, stamp, stamp) for key, sources in sightings.items() for source in sorted(sources)],
+        )
+        return IngestOutcome(new_keys=tuple(new_keys), updated=len(updates))
+
+    def _load(self, keys: set[str], dois: set[str], titles: set[str]) -> list[Paper]:
+        rows: dict[str, tuple[Any, ...]] = {}
+        for column, values in (("key", keys), ("doi", dois), ("title_norm", titles)):
+            for chunk in _chunks(sorted(values)):
+                sql = f"SELECT * FROM papers WHERE {column} IN ({', '.join('?' * len(chunk))})"
+                for row in self._db.execute(sql, chunk):
+                    rows[row[0]] = row
+        return [_from_row(row) for row in rows.values()]
+
+    def paper(self, key: str) -> Paper | None:
+        row = self._db.execute("SELECT * FROM papers WHERE key = ?", (key,)).fetchone()
+        return _from_row(row) if row else None
+
+    def count_papers(self) -> int:
+        count: int = self._db.execute("SELECT count(*) FROM papers").fetchone()[0]
+        return count
+
+    def papers(
+        self,
+        *,
+        source: str | None = None,
+        since: datetime | None = None,
+        text: str | None = None,
+        limit: int | None = 50,
+    ) -> list[Paper]:
+        """Stored papers, newest first (by first sighting), filtered by source, time and text."""
+        where, params = [], []
+        if source:
+            where.append("key IN (SELECT key FROM sightings WHERE source = ?)")
+            params.append(source)
+        if since:
+            where.append("first_seen >= ?")
+            params.append(since.isoformat())
+        if text:
+            # LIKE is case-insensitive for ASCII; escape its wildcards so the user's text is literal.
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(title LIKE ? ESCAPE '\\' OR data LIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
+        sql = "SELECT * FROM papers"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY first_seen DESC, coalesce(listed, published, '') DESC, key DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(str(limit))
+        return [_from_row(row) for row in self._db.execute(sql, params)]
+
+    # -- HTTP validators --------------------------------------------------------------------------
+
+    def validators(self, url: str) -> tuple[str | None, str | None]:
+        row = self._db.execute("SELECT etag, last_modified FROM http_cache WHERE url = ?", (url,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def _save_validators(self, results: Iterable[FetchResult], seen_at: datetime) -> None:
+        self._db.executemany(
+            """INSERT INTO http_cache (url, etag, last_modified, updated) VALUES (?, ?, ?, ?)
+               ON CONFLICT (url) DO UPDATE SET etag = excluded.etag,
+               last_modified = excluded.last_modified, updated = excluded.updated""",
+            [
+                (r.url, r.etag, r.last_modified, seen_at.isoformat())
+                for r in results
+                if not r.unchanged and (r.etag or r.last_modified)
+            ],
+        )
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def begin_run(self, command: str, started: datetime) -> int:
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO runs (command, started) VALUES (?, ?)", (command, started.isoformat())
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(self, run_id: int, finished: datetime) -> None:
+        with self._transaction():
+            self._db.execute("UPDATE runs SET finished = ? WHERE id = ?", (finished.isoformat(), run_id))
+
+    def record_source_run(self, run_id: int, run: SourceRun) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO source_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, run.source, run.started.isoformat(), run.duration_s, run.fetched,
+                 run.parsed, run.new, run.status, run.error),
+            )
+
+    def source_runs(self, source: str, limit: int = 20) -> list[SourceRun]:
+        """A source's run history, newest first."""
+        rows = self._db.execute(
+            """SELECT source, started, duration_s, fetched, parsed, new, status, error
+               FROM source_runs WHERE source = ? ORDER BY started DESC, run_id DESC LIMIT ?""",
+            (source, limit),
+        )
+        return [
+            SourceRun(source=r[0], started=datetime.fromisoformat(r[1]), duration_s=r[2], fetched=r[3],
+                      parsed=r[4], new=r[5], status=r[6], error=r[7])
+            for r in rows
+        ]
+
+
+class _Index:
+    """The papers one ingest may touch, findable by key, DOI and normalised title."""
+
+    def __init__(self, papers: Iterable[Paper]) -> None:
+        self.by_key: dict[str, Paper] = {}
+        self.by_doi: dict[str, str] = {}
+        self.by_title: dict[str, str] = {}
+        for paper in papers:
+            self.add(paper)
+
+    def add(self, paper: Paper) -> None:
+        self.by_key[paper.key] = paper
+        if paper.doi:
+            self.by_doi[paper.doi] = paper.key
+        title = normalize_title(paper.title)
+        current = self.by_title.get(title)
+        # For a title shared by several papers, prefer the one with the best key (an id over a title).
+        if current is None or current not in self.by_key or key_rank(paper.key) < key_rank(current):
+            self.by_title[title] = paper.key
+
+    def forget(self, paper: Paper) -> None:
+        self.by_key.pop(paper.key, None)
+
+    def find(self, record: Record) -> Paper | None:
+        candidates = [paper_key(record)]
+        if record.doi:
+            candidates.append(self.by_doi.get(normalize_doi(record.doi), ""))
+        title_key = self.by_title.get(normalize_title(record.title), "")
+        if not (record.arxiv_id or record.doi) or is_title_key(title_key):
+            # A listing without ids matches by title; a listing with ids only claims title-keyed papers.
+            candidates.append(title_key)
+        for key in candidates:
+            paper = self.by_key.get(key)
+            if paper is not None:
+                return paper
+        return None
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start:start + _CHUNK]
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _to_row(paper: Paper) -> tuple[Any, ...]:
+    data = {name: _encode(getattr(paper, name)) for name in _DATA_FIELDS}
+    data = {k: v for k, v in data.items() if v not in (None, "", [])}
+    return (
+        paper.key, paper.arxiv_id, paper.doi, paper.title, normalize_title(paper.title),
+        paper.first_seen.isoformat(), paper.first_source, paper.first_listing, paper.last_seen.isoformat(),
+        paper.published.isoformat() if paper.published else None,
+        paper.listed.isoformat() if paper.listed else None,
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+    )
+
+
+def _from_row(row: Sequence[Any]) -> Paper:
+    (key, arxiv_id, doi, title, _title_norm, first_seen, first_source, first_listing, last_seen,
+     published, listed, data_json) = row
+    values: dict[str, Any] = json.loads(data_json)
+    for name, value in values.items():
+        if name in _TUPLE_FIELDS:
+            values[name] = tuple(value)
+        elif name in _DATETIME_FIELDS:
+            values[name] = datetime.fromisoformat(value)
+    return Paper(
+        key=key, arxiv_id=arxiv_id, doi=doi, title=title,
+        first_seen=datetime.fromisoformat(first_seen), first_source=first_source,
+        first_listing=first_listing, last_seen=datetime.fromisoformat(last_seen),
+        published=datetime.fromisoformat(published) if published else None,
+        listed=date.fromisoformat(listed) if listed else None,
+        **values,
+    )
