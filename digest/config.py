@@ -165,8 +165,8 @@ class _Reader:
         return Config(
             path=path,
             data_dir=data_dir,
-            feeds_dir=self.path(output.get("feeds_dir", data_dir / "feeds"), "output.feeds_dir"),
-            outbox_dir=self.path(output.get("outbox_dir", data_dir / "outbox"), "output.outbox_dir"),
+            feeds_dir=self.path(output["feeds_dir"], "output.feeds_dir") if "feeds_dir" in output else data_dir / "feeds",
+            outbox_dir=self.path(output["outbox_dir"], "output.outbox_dir") if "outbox_dir" in output else data_dir / "outbox",
             fetch=self.fetch(top.get("fetch"), "fetch"),
             sources=sources,
             profiles=tuple(self.profile(name, value) for name, value in profiles_table.items()),

@@ -378,23 +378,23 @@ def _chunks(values: list[str]) -> Iterator[list[str]]:
         yield values[start:start + _CHUNK]
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return list(value)
-    return value
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _to_row(paper: Paper) -> tuple[Any, ...]:
-    data = {name: _encode(getattr(paper, name)) for name in _DATA_FIELDS}
-    data = {k: v for k, v in data.items() if v not in (None, "", [])}
+    # The hot path of an ingest: plain loops, empty values left out, tuples written as JSON arrays.
+    data: dict[str, Any] = {}
+    for name in _DATA_FIELDS:
+        value = getattr(paper, name)
+        if value is None or value == "" or value == ():
+            continue
+        data[name] = value.isoformat() if isinstance(value, date) else value
     return (
         paper.key, paper.arxiv_id, paper.doi, paper.title, normalize_title(paper.title),
         paper.first_seen.isoformat(), paper.first_source, paper.first_listing, paper.last_seen.isoformat(),
         paper.published.isoformat() if paper.published else None,
         paper.listed.isoformat() if paper.listed else None,
-        json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        _JSON.encode(data),
     )
 
 
