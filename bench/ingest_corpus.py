@@ -18,15 +18,18 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import UTC, date, datetime, time as dtime
+from datetime import UTC, date, datetime
+from datetime import time as dtime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from digest.models import Origin, Record  # noqa: E402
-from digest.store import Store  # noqa: E402
+from digest.models import Origin, Record
+from digest.store import Store
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared/corpus/arxiv_cs_2026-05-01_2026-06-30.jsonl.gz"
+DEFAULT_CORPUS = (
+    Path(__file__).resolve().parents[2] / "shared/corpus/arxiv_cs_2026-05-01_2026-06-30.jsonl.gz"
+)
 
 
 def load_days(path: Path) -> dict[str, list[Record]]:
@@ -36,16 +39,18 @@ def load_days(path: Path) -> dict[str, list[Record]]:
         for line in lines:
             item = json.loads(line)
             listing = f"https://arxiv.org/list/cs/new#{item['listed']}"
-            days[item["listed"]].append(Record(
-                origin=Origin("arxiv-cs", listing),
-                title=item["title"],
-                arxiv_id=item["id"],
-                abstract=item["abstract"],
-                authors=tuple(item["authors"]),
-                categories=tuple(item["categories"]),
-                primary_category=item["categories"][0] if item["categories"] else None,
-                listed=date.fromisoformat(item["listed"]),
-            ))
+            days[item["listed"]].append(
+                Record(
+                    origin=Origin("arxiv-cs", listing),
+                    title=item["title"],
+                    arxiv_id=item["id"],
+                    abstract=item["abstract"],
+                    authors=tuple(item["authors"]),
+                    categories=tuple(item["categories"]),
+                    primary_category=item["categories"][0] if item["categories"] else None,
+                    listed=date.fromisoformat(item["listed"]),
+                )
+            )
     return dict(sorted(days.items()))
 
 
@@ -59,7 +64,9 @@ def ingest_all(store: Store, days: dict[str, list[Record]]) -> tuple[float, int]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
@@ -69,7 +76,10 @@ def main() -> None:
     print(f"corpus: {total} records over {len(days)} listing days")
     empty_times, full_times = [], []
     for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "bench.sqlite3") as store:
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            Store.open(Path(folder) / "bench.sqlite3") as store,
+        ):
             seconds, new = ingest_all(store, days)
             empty_times.append(seconds)
             assert new == store.count_papers(), "every first sighting is new"
@@ -79,8 +89,10 @@ def main() -> None:
     print(f"distinct papers: {new}")
     for label, times in (("empty store", empty_times), ("full store ", full_times)):
         median = statistics.median(times)
-        print(f"{label}: median {median:.3f} s = {total / median:,.0f} records/s "
-              f"(min {min(times):.3f} s, max {max(times):.3f} s, {len(times)} runs)")
+        print(
+            f"{label}: median {median:.3f} s = {total / median:,.0f} records/s "
+            f"(min {min(times):.3f} s, max {max(times):.3f} s, {len(times)} runs)"
+        )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS of the whole process, corpus included): {peak_mb:.0f} MB")
     print("targets: >= 20,000 records/s, <= 300 MB")

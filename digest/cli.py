@@ -49,15 +49,21 @@ def _reported_errors() -> Iterator[None]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="paperdigest")
 @click.option(
-    "-c", "--config", "config_path", envvar="PAPERDIGEST_CONFIG", default=DEFAULT_CONFIG,
-    show_default=True, help="Config file (also $PAPERDIGEST_CONFIG).",
+    "-c",
+    "--config",
+    "config_path",
+    envvar="PAPERDIGEST_CONFIG",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Config file (also $PAPERDIGEST_CONFIG).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens, step by step.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
     """paperdigest: new research papers, ranked for you, as a digest."""
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
     )
     ctx.obj = ctx.obj if isinstance(ctx.obj, _Context) else _Context(config_path, _utc_now)
     ctx.obj.config_path = config_path
@@ -86,11 +92,22 @@ def ingest(obj: _Context, only: Sequence[str]) -> None:
 def _print_report(report: IngestReport) -> None:
     rows = [("source", "status", "fetched", "parsed", "new", "errors")]
     for run in report.sources:
-        rows.append((run.source, run.status, str(run.fetched), str(run.parsed), str(run.new),
-                     "1" if run.error else "0"))
+        rows.append(
+            (
+                run.source,
+                run.status,
+                str(run.fetched),
+                str(run.parsed),
+                str(run.new),
+                "1" if run.error else "0",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
         click.echo("  ".join(cells).rstrip())
     total_new = sum(run.new for run in report.sources)
     click.echo(f"{total_new} new papers from {len(report.sources)} sources (run {report.run_id})")
@@ -103,19 +120,29 @@ def _print_report(report: IngestReport) -> None:
 @cli.command()
 @click.option("-s", "--source", help="Only papers this source has shown.")
 @click.option("--since", help="Only papers first seen on or after this date (YYYY-MM-DD).")
-@click.option("-t", "--text", help="Only papers whose title, abstract or authors contain this text.")
+@click.option(
+    "-t", "--text", help="Only papers whose title, abstract or authors contain this text."
+)
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
-def papers(obj: _Context, source: str | None, since: str | None, text: str | None, limit: int,
-           as_json: bool) -> None:
+def papers(
+    obj: _Context,
+    source: str | None,
+    since: str | None,
+    text: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List stored papers, newest first."""
     since_at = None
     if since:
         try:
             since_at = datetime.combine(date.fromisoformat(since), datetime.min.time(), tzinfo=UTC)
         except ValueError:
-            raise click.BadParameter(f"expected a date like 2026-11-22, got {since!r}", param_hint="--since") from None
+            raise click.BadParameter(
+                f"expected a date like 2026-11-22, got {since!r}", param_hint="--since"
+            ) from None
     with _reported_errors():
         config = obj.config()
         with Store.open(config.store_path) as store:
@@ -139,7 +166,9 @@ def _paper_json(paper: Paper) -> str:
     def encode(value: Any) -> Any:
         return value.isoformat() if isinstance(value, datetime | date) else value
 
-    return json.dumps({k: encode(v) for k, v in dataclasses.asdict(paper).items()}, ensure_ascii=False)
+    return json.dumps(
+        {k: encode(v) for k, v in dataclasses.asdict(paper).items()}, ensure_ascii=False
+    )
 
 
 def _one_line(text: str, width: int) -> str:
@@ -157,5 +186,3 @@ def list_kinds() -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="digest")
-
-

@@ -111,7 +111,9 @@ class _Reader:
         for name in raw:
             if name not in allowed:
                 choices = ", ".join(sorted(allowed))
-                raise self.fail(f"{key}.{name}" if key else name, f"unknown key (expected one of: {choices})")
+                raise self.fail(
+                    f"{key}.{name}" if key else name, f"unknown key (expected one of: {choices})"
+                )
         return raw
 
     def string(self, raw: Any, key: str) -> str:
@@ -156,17 +158,25 @@ class _Reader:
         data_dir = self.path(top.get("data_dir", "data"), "data_dir")
         output = self.table(top.get("output", {}), "output", {"feeds_dir", "outbox_dir"})
         sources_raw = top.get("sources", {})
-        sources_table = self.table(sources_raw, "sources", set(sources_raw) if isinstance(sources_raw, dict) else set())
+        sources_table = self.table(
+            sources_raw, "sources", set(sources_raw) if isinstance(sources_raw, dict) else set()
+        )
         profiles_raw = top.get("profiles", {})
-        profiles_table = self.table(profiles_raw, "profiles", set(profiles_raw) if isinstance(profiles_raw, dict) else set())
+        profiles_table = self.table(
+            profiles_raw, "profiles", set(profiles_raw) if isinstance(profiles_raw, dict) else set()
+        )
         sources = tuple(self.source(name, value) for name, value in sources_table.items())
         if not sources:
             raise self.fail("sources", "expected at least one [sources.NAME] table")
         return Config(
             path=path,
             data_dir=data_dir,
-            feeds_dir=self.path(output["feeds_dir"], "output.feeds_dir") if "feeds_dir" in output else data_dir / "feeds",
-            outbox_dir=self.path(output["outbox_dir"], "output.outbox_dir") if "outbox_dir" in output else data_dir / "outbox",
+            feeds_dir=self.path(output["feeds_dir"], "output.feeds_dir")
+            if "feeds_dir" in output
+            else data_dir / "feeds",
+            outbox_dir=self.path(output["outbox_dir"], "output.outbox_dir")
+            if "outbox_dir" in output
+            else data_dir / "outbox",
             fetch=self.fetch(top.get("fetch"), "fetch"),
             sources=sources,
             profiles=tuple(self.profile(name, value) for name, value in profiles_table.items()),
@@ -174,19 +184,37 @@ class _Reader:
 
     def fetch(self, raw: Any, key: str) -> FetchConfig:
         if raw is None:
-            raise self.fail(key, "missing: a [fetch] table with contact = \"you@example.org\" is required")
+            raise self.fail(
+                key, 'missing: a [fetch] table with contact = "you@example.org" is required'
+            )
         table = self.table(
-            raw, key,
-            {"contact", "connect_timeout", "read_timeout", "max_mb", "retries", "replay_dir", "host_intervals"},
+            raw,
+            key,
+            {
+                "contact",
+                "connect_timeout",
+                "read_timeout",
+                "max_mb",
+                "retries",
+                "replay_dir",
+                "host_intervals",
+            },
         )
         if "contact" not in table:
-            raise self.fail(f"{key}.contact", "missing: sites ask for a contact address in the User-Agent")
+            raise self.fail(
+                f"{key}.contact", "missing: sites ask for a contact address in the User-Agent"
+            )
         contact = self.string(table["contact"], f"{key}.contact")
         if not (_EMAIL_RE.match(contact) or contact.startswith(("https://", "http://"))):
-            raise self.fail(f"{key}.contact", f"expected an email address or http(s) URL, got {contact!r}")
+            raise self.fail(
+                f"{key}.contact", f"expected an email address or http(s) URL, got {contact!r}"
+            )
         intervals_raw = self.table(
-            table.get("host_intervals", {}), f"{key}.host_intervals",
-            set(table.get("host_intervals", {})) if isinstance(table.get("host_intervals"), dict) else set(),
+            table.get("host_intervals", {}),
+            f"{key}.host_intervals",
+            set(table.get("host_intervals", {}))
+            if isinstance(table.get("host_intervals"), dict)
+            else set(),
         )
         intervals = {
             host: self.number(value, f"{key}.host_intervals.{host}", minimum=0, maximum=3600)
@@ -195,10 +223,20 @@ class _Reader:
         replay = table.get("replay_dir")
         return FetchConfig(
             contact=contact,
-            connect_timeout_s=self.number(table.get("connect_timeout", 10), f"{key}.connect_timeout", minimum=0.1, maximum=600),
-            read_timeout_s=self.number(table.get("read_timeout", 30), f"{key}.read_timeout", minimum=0.1, maximum=600),
-            max_bytes=int(self.number(table.get("max_mb", 10), f"{key}.max_mb", minimum=0.001, maximum=1024) * 1024 * 1024),
-            retries=int(self.number(table.get("retries", 3), f"{key}.retries", minimum=0, maximum=10)),
+            connect_timeout_s=self.number(
+                table.get("connect_timeout", 10), f"{key}.connect_timeout", minimum=0.1, maximum=600
+            ),
+            read_timeout_s=self.number(
+                table.get("read_timeout", 30), f"{key}.read_timeout", minimum=0.1, maximum=600
+            ),
+            max_bytes=int(
+                self.number(table.get("max_mb", 10), f"{key}.max_mb", minimum=0.001, maximum=1024)
+                * 1024
+                * 1024
+            ),
+            retries=int(
+                self.number(table.get("retries", 3), f"{key}.retries", minimum=0, maximum=10)
+            ),
             replay_dir=self.path(replay, f"{key}.replay_dir") if replay is not None else None,
             host_intervals=intervals,
         )
@@ -207,29 +245,44 @@ class _Reader:
         key = f"sources.{name}"
         if not _NAME_RE.match(name):
             raise self.fail(key, "expected a name of letters, digits, '-', '_' or '.'")
-        table = self.table(raw, key, {"kind", "url", "urls", "path", "schedule", "enabled"})
+        table = self.table(
+            raw, key, {"kind", "url", "urls", "path", "paths", "schedule", "enabled"}
+        )
         if "kind" not in table:
             raise self.fail(f"{key}.kind", f"missing (expected one of: {', '.join(SOURCE_KINDS)})")
         kind = self.string(table["kind"], f"{key}.kind")
         if kind not in SOURCE_KINDS:
-            raise self.fail(f"{key}.kind", f"unknown source kind {kind!r} (expected one of: {', '.join(SOURCE_KINDS)})")
-        given = [k for k in ("url", "urls", "path") if k in table]
+            raise self.fail(
+                f"{key}.kind",
+                f"unknown source kind {kind!r} (expected one of: {', '.join(SOURCE_KINDS)})",
+            )
+        given = [k for k in ("url", "urls", "path", "paths") if k in table]
         if len(given) != 1:
-            raise self.fail(key, "expected exactly one of url, urls or path")
+            raise self.fail(key, "expected exactly one of url, urls, path or paths")
         if "url" in table:
             urls: tuple[str, ...] = (self.url(table["url"], f"{key}.url"),)
         elif "urls" in table:
-            urls = tuple(self.url(u, f"{key}.urls[{i}]") for i, u in enumerate(self.strings(table["urls"], f"{key}.urls")))
+            urls = tuple(
+                self.url(u, f"{key}.urls[{i}]")
+                for i, u in enumerate(self.strings(table["urls"], f"{key}.urls"))
+            )
             if not urls:
                 raise self.fail(f"{key}.urls", "expected at least one URL")
-        else:
+        elif "path" in table:
             urls = (self.path(table["path"], f"{key}.path").as_uri(),)
+        else:
+            paths = self.strings(table["paths"], f"{key}.paths")
+            urls = tuple(self.path(p, f"{key}.paths[{i}]").as_uri() for i, p in enumerate(paths))
+            if not urls:
+                raise self.fail(f"{key}.paths", "expected at least one path")
         schedule = table.get("schedule")
         if schedule is not None:
             schedule = self.string(schedule, f"{key}.schedule")
             problem = cron_problem(schedule)
             if problem:
-                raise self.fail(f"{key}.schedule", f"expected a cron expression like '0 1 * * 1-5': {problem}")
+                raise self.fail(
+                    f"{key}.schedule", f"expected a cron expression like '0 1 * * 1-5': {problem}"
+                )
         return SourceConfig(
             name=name,
             kind=kind,
@@ -251,7 +304,10 @@ class _Reader:
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise self.fail(f"{key}.timezone", f"expected an IANA time zone like 'Europe/Berlin', got {timezone!r}") from None
+            raise self.fail(
+                f"{key}.timezone",
+                f"expected an IANA time zone like 'Europe/Berlin', got {timezone!r}",
+            ) from None
         return ProfileConfig(
             name=name,
             emails=emails,
@@ -263,13 +319,14 @@ class _Reader:
 
 
 # Cron: minute hour day-of-month month day-of-week, with *, lists, ranges, steps and names.
-_CRON_FIELDS = (
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
-    ("day of week", 0, 7, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
+    ("month", 1, 12, {name: number for number, name in enumerate(_MONTHS, start=1)}),
+    ("day of week", 0, 7, {name: number for number, name in enumerate(_WEEKDAYS)}),
 )
 
 

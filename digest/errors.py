@@ -1,12 +1,12 @@
 """Every error paperdigest raises on purpose, under one root.
 
-    DigestError                  anything the tool reports to a person instead of a traceback
-    ├── ConfigError              config.toml is missing, unreadable or wrong (file, key, what was expected)
-    ├── SourceError              one source could not be read; the run goes on with the others
-    │   ├── FetchError           the HTTP (or file) side: timeout, refused, 5xx, too large
-    │   ├── ParseError           the bytes are not what the source's format promises
-    │   └── LayoutChanged        the page parsed but holds none of the markers we rely on
-    └── StoreError               the SQLite store cannot be opened or written
+DigestError                  anything the tool reports to a person instead of a traceback
+├── ConfigError              config.toml is missing, unreadable or wrong (file, key, what was expected)
+├── SourceError              one source could not be read; the run goes on with the others
+│   ├── FetchError           the HTTP (or file) side: timeout, refused, 5xx, too large
+│   ├── ParseError           the bytes are not what the source's format promises
+│   └── LayoutChanged        the page parsed but holds none of the markers we rely on
+└── StoreError               the SQLite store cannot be opened or written
 """
 
 from __future__ import annotations

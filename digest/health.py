@@ -26,5 +26,7 @@ def layout_problem(parsed: int, usual: float | None) -> str | None:
     if parsed == 0:
         return "probable layout change: the listing yielded no records"
     if usual is not None and parsed < usual * SHARP_DROP:
-        return f"probable layout change: {parsed} records, under half the recent median of {usual:g}"
+        return (
+            f"probable layout change: {parsed} records, under half the recent median of {usual:g}"
+        )
     return None

@@ -34,7 +34,7 @@ def normalize_doi(doi: str) -> str:
     doi = doi.strip().lower()
     for prefix in ("https://doi.org/", "http://doi.org/", "https://dx.doi.org/", "doi:"):
         if doi.startswith(prefix):
-            doi = doi[len(prefix):]
+            doi = doi[len(prefix) :]
     return doi
 
 

@@ -48,7 +48,9 @@ def ingest(
 
     One broken source never stops the others: its error is recorded in the run history and returned.
     """
-    sources = [config.source(name) for name in only] if only else [s for s in config.sources if s.enabled]
+    sources = (
+        [config.source(name) for name in only] if only else [s for s in config.sources if s.enabled]
+    )
     started = clock()
     run_id = store.begin_run("ingest", started)
     runs = tuple(ingest_source(source, store, fetcher, clock, run_id) for source in sources)
@@ -78,10 +80,20 @@ def ingest_source(
         status, error = "failed", str(exc)
     except Exception as exc:  # a parser bug on odd input must not stop the other sources
         log.exception("source %s: unexpected error", source.name)
-        status, error = "failed", f"unexpected {type(exc).__name__}: {exc} (a bug: please report it)"
+        status, error = (
+            "failed",
+            f"unexpected {type(exc).__name__}: {exc} (a bug: please report it)",
+        )
     run = SourceRun(
-        source=source.name, started=started, duration_s=round(time.monotonic() - began, 3),
-        fetched=fetched, parsed=parsed, new=new, status=status, error=error, recent_median=usual,
+        source=source.name,
+        started=started,
+        duration_s=round(time.monotonic() - began, 3),
+        fetched=fetched,
+        parsed=parsed,
+        new=new,
+        status=status,
+        error=error,
+        recent_median=usual,
     )
     store.record_source_run(run_id, run)
     return run

@@ -86,8 +86,18 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMN_FIELDS = frozenset(
-    {"key", "arxiv_id", "doi", "title", "first_seen", "first_source", "first_listing", "last_seen",
-     "published", "listed"}
+    {
+        "key",
+        "arxiv_id",
+        "doi",
+        "title",
+        "first_seen",
+        "first_source",
+        "first_listing",
+        "last_seen",
+        "published",
+        "listed",
+    }
 )
 _DATA_FIELDS = tuple(f.name for f in fields(Paper) if f.name not in _COLUMN_FIELDS)
 _DATETIME_FIELDS = frozenset({"published", "updated", "first_seen", "last_seen"})
@@ -179,7 +189,9 @@ class Store:
                 outcome = self._ingest(records, seen_at)
                 self._save_validators(validators, seen_at)
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: could not store {len(records)} records: {exc}") from None
+            raise StoreError(
+                f"{self.path}: could not store {len(records)} records: {exc}"
+            ) from None
         return outcome
 
     def _ingest(self, records: Sequence[Record], seen_at: datetime) -> IngestOutcome:
@@ -200,7 +212,9 @@ class Store:
                 paper = merge(existing, record, seen_at)
                 if paper.key != existing.key:  # an id learned for a paper known by title or DOI
                     known.forget(existing)
-                    sightings.setdefault(paper.key, set()).update(sightings.pop(existing.key, set()))
+                    sightings.setdefault(paper.key, set()).update(
+                        sightings.pop(existing.key, set())
+                    )
                     if existing.key in stored_key:
                         stored_key[paper.key] = stored_key.pop(existing.key)
                     else:
@@ -230,7 +244,11 @@ class Store:
         self._db.executemany(
             """INSERT INTO sightings (key, source, first_seen, last_seen) VALUES (?, ?, ?, ?)
                ON CONFLICT (key, source) DO UPDATE SET last_seen = excluded.last_seen""",
-            [(key, source, stamp, stamp) for key, sources in sightings.items() for source in sorted(sources)],
+            [
+                (key, source, stamp, stamp)
+                for key, sources in sightings.items()
+                for source in sorted(sources)
+            ],
         )
         return IngestOutcome(new_keys=tuple(new_keys), updated=len(updates))
 
@@ -284,7 +302,9 @@ class Store:
     # -- HTTP validators --------------------------------------------------------------------------
 
     def validators(self, url: str) -> tuple[str | None, str | None]:
-        row = self._db.execute("SELECT etag, last_modified FROM http_cache WHERE url = ?", (url,)).fetchone()
+        row = self._db.execute(
+            "SELECT etag, last_modified FROM http_cache WHERE url = ?", (url,)
+        ).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
     def _save_validators(self, results: Iterable[FetchResult], seen_at: datetime) -> None:
@@ -311,14 +331,25 @@ class Store:
 
     def finish_run(self, run_id: int, finished: datetime) -> None:
         with self._transaction():
-            self._db.execute("UPDATE runs SET finished = ? WHERE id = ?", (finished.isoformat(), run_id))
+            self._db.execute(
+                "UPDATE runs SET finished = ? WHERE id = ?", (finished.isoformat(), run_id)
+            )
 
     def record_source_run(self, run_id: int, run: SourceRun) -> None:
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO source_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, run.source, run.started.isoformat(), run.duration_s, run.fetched,
-                 run.parsed, run.new, run.status, run.error),
+                (
+                    run_id,
+                    run.source,
+                    run.started.isoformat(),
+                    run.duration_s,
+                    run.fetched,
+                    run.parsed,
+                    run.new,
+                    run.status,
+                    run.error,
+                ),
             )
 
     def source_runs(self, source: str, limit: int = 20) -> list[SourceRun]:
@@ -329,8 +360,16 @@ class Store:
             (source, limit),
         )
         return [
-            SourceRun(source=r[0], started=datetime.fromisoformat(r[1]), duration_s=r[2], fetched=r[3],
-                      parsed=r[4], new=r[5], status=r[6], error=r[7])
+            SourceRun(
+                source=r[0],
+                started=datetime.fromisoformat(r[1]),
+                duration_s=r[2],
+                fetched=r[3],
+                parsed=r[4],
+                new=r[5],
+                status=r[6],
+                error=r[7],
+            )
             for r in rows
         ]
 
@@ -375,7 +414,7 @@ class _Index:
 
 def _chunks(values: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(values), _CHUNK):
-        yield values[start:start + _CHUNK]
+        yield values[start : start + _CHUNK]
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -390,8 +429,15 @@ def _to_row(paper: Paper) -> tuple[Any, ...]:
             continue
         data[name] = value.isoformat() if isinstance(value, date) else value
     return (
-        paper.key, paper.arxiv_id, paper.doi, paper.title, normalize_title(paper.title),
-        paper.first_seen.isoformat(), paper.first_source, paper.first_listing, paper.last_seen.isoformat(),
+        paper.key,
+        paper.arxiv_id,
+        paper.doi,
+        paper.title,
+        normalize_title(paper.title),
+        paper.first_seen.isoformat(),
+        paper.first_source,
+        paper.first_listing,
+        paper.last_seen.isoformat(),
         paper.published.isoformat() if paper.published else None,
         paper.listed.isoformat() if paper.listed else None,
         _JSON.encode(data),
@@ -399,8 +445,20 @@ def _to_row(paper: Paper) -> tuple[Any, ...]:
 
 
 def _from_row(row: Sequence[Any]) -> Paper:
-    (key, arxiv_id, doi, title, _title_norm, first_seen, first_source, first_listing, last_seen,
-     published, listed, data_json) = row
+    (
+        key,
+        arxiv_id,
+        doi,
+        title,
+        _title_norm,
+        first_seen,
+        first_source,
+        first_listing,
+        last_seen,
+        published,
+        listed,
+        data_json,
+    ) = row
     values: dict[str, Any] = json.loads(data_json)
     for name, value in values.items():
         if name in _TUPLE_FIELDS:
@@ -408,9 +466,14 @@ def _from_row(row: Sequence[Any]) -> Paper:
         elif name in _DATETIME_FIELDS:
             values[name] = datetime.fromisoformat(value)
     return Paper(
-        key=key, arxiv_id=arxiv_id, doi=doi, title=title,
-        first_seen=datetime.fromisoformat(first_seen), first_source=first_source,
-        first_listing=first_listing, last_seen=datetime.fromisoformat(last_seen),
+        key=key,
+        arxiv_id=arxiv_id,
+        doi=doi,
+        title=title,
+        first_seen=datetime.fromisoformat(first_seen),
+        first_source=first_source,
+        first_listing=first_listing,
+        last_seen=datetime.fromisoformat(last_seen),
         published=datetime.fromisoformat(published) if published else None,
         listed=date.fromisoformat(listed) if listed else None,
         **values,

@@ -14,8 +14,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)
 
 
-def record(title: str = "A Paper", source: str = "src", listing: str = "https://example.org/list",
-           **fields: Any) -> Record:
+def record(
+    title: str = "A Paper",
+    source: str = "src",
+    listing: str = "https://example.org/list",
+    **fields: Any,
+) -> Record:
     """A Record as a parser would give it; only what a test cares about needs saying."""
     return Record(origin=Origin(source, listing), title=title, **fields)
 

@@ -40,7 +40,14 @@ def test_the_example_config_loads(tmp_path: Path) -> None:
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, 'data_dir = "store"\n' + MINIMAL + '[sources.local]\nkind = "hf-text"\npath = "x.txt"\n'))
+    config = load_config(
+        write(
+            tmp_path,
+            'data_dir = "store"\n'
+            + MINIMAL
+            + '[sources.local]\nkind = "hf-text"\npath = "x.txt"\n',
+        )
+    )
     assert config.data_dir == tmp_path / "store"
     assert config.feeds_dir == tmp_path / "store" / "feeds"
     assert config.source("local").urls == ((tmp_path / "x.txt").as_uri(),)
@@ -49,41 +56,83 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (MINIMAL.replace("https://rss.arxiv.org/atom/cs.LG", "ftp://x"),
-         "sources.arxiv-lg.url: expected an http(s) URL, got 'ftp://x'"),
-        (MINIMAL + "colour = 1\n", "sources.arxiv-lg.colour: unknown key (expected one of: enabled, kind, path, schedule, url, urls)"),
+        (
+            MINIMAL.replace("https://rss.arxiv.org/atom/cs.LG", "ftp://x"),
+            "sources.arxiv-lg.url: expected an http(s) URL, got 'ftp://x'",
+        ),
+        (
+            MINIMAL + "colour = 1\n",
+            "sources.arxiv-lg.colour: unknown key (expected one of: enabled, kind, path, paths, schedule, url, urls)",
+        ),
         ("colour = 1\n" + MINIMAL, "colour: unknown key"),
-        (MINIMAL.replace('"arxiv-rss"', '"gopher"'), "sources.arxiv-lg.kind: unknown source kind 'gopher'"),
-        (MINIMAL.replace('"arxiv-rss"', "3"), "sources.arxiv-lg.kind: expected a non-empty string, got int 3"),
-        (MINIMAL + 'schedule = "61 * * * *"\n', "sources.arxiv-lg.schedule: expected a cron expression like '0 1 * * 1-5': '61' is not a valid minute (0-59)"),
-        (MINIMAL + "enabled = 'yes'\n", "sources.arxiv-lg.enabled: expected true or false, got the string 'yes'"),
-        (MINIMAL + '[profiles.me]\ntimezone = "Mars/Olympus"\n', "profiles.me.timezone: expected an IANA time zone like 'Europe/Berlin', got 'Mars/Olympus'"),
-        (MINIMAL + '[profiles.me]\nemail = ["not-an-address"]\n', "profiles.me.email[0]: expected an email address, got 'not-an-address'"),
-        (MINIMAL.replace('contact = "me@example.org"', 'contact = "me"'), "fetch.contact: expected an email address or http(s) URL, got 'me'"),
+        (
+            MINIMAL.replace('"arxiv-rss"', '"gopher"'),
+            "sources.arxiv-lg.kind: unknown source kind 'gopher'",
+        ),
+        (
+            MINIMAL.replace('"arxiv-rss"', "3"),
+            "sources.arxiv-lg.kind: expected a non-empty string, got int 3",
+        ),
+        (
+            MINIMAL + 'schedule = "61 * * * *"\n',
+            "sources.arxiv-lg.schedule: expected a cron expression like '0 1 * * 1-5': '61' is not a valid minute (0-59)",
+        ),
+        (
+            MINIMAL + "enabled = 'yes'\n",
+            "sources.arxiv-lg.enabled: expected true or false, got the string 'yes'",
+        ),
+        (
+            MINIMAL + '[profiles.me]\ntimezone = "Mars/Olympus"\n',
+            "profiles.me.timezone: expected an IANA time zone like 'Europe/Berlin', got 'Mars/Olympus'",
+        ),
+        (
+            MINIMAL + '[profiles.me]\nemail = ["not-an-address"]\n',
+            "profiles.me.email[0]: expected an email address, got 'not-an-address'",
+        ),
+        (
+            MINIMAL.replace('contact = "me@example.org"', 'contact = "me"'),
+            "fetch.contact: expected an email address or http(s) URL, got 'me'",
+        ),
         (MINIMAL.replace('contact = "me@example.org"', ""), "fetch.contact: missing"),
-        (MINIMAL.replace("[fetch]\ncontact = \"me@example.org\"", ""), "fetch: missing"),
+        (MINIMAL.replace('[fetch]\ncontact = "me@example.org"', ""), "fetch: missing"),
         ("[fetch]\ncontact = 'a@b.org'\n", "sources: expected at least one [sources.NAME] table"),
-        (MINIMAL + "[fetch.host_intervals]\n'arxiv.org' = -1\n", "fetch.host_intervals.arxiv.org: expected a number from 0 to 3600, got -1"),
-        (MINIMAL + 'urls = ["https://a.org"]\n', "sources.arxiv-lg: expected exactly one of url, urls or path"),
+        (
+            MINIMAL + "[fetch.host_intervals]\n'arxiv.org' = -1\n",
+            "fetch.host_intervals.arxiv.org: expected a number from 0 to 3600, got -1",
+        ),
+        (
+            MINIMAL + 'urls = ["https://a.org"]\n',
+            "sources.arxiv-lg: expected exactly one of url, urls, path or paths",
+        ),
         ("sources = 3\n[fetch]\ncontact = 'a@b.org'\n", "sources: expected a table, got int 3"),
     ],
 )
-def test_every_mistake_names_the_key_and_what_was_expected(tmp_path: Path, text: str, expected: str) -> None:
+def test_every_mistake_names_the_key_and_what_was_expected(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     assert error_for(tmp_path, text).startswith(expected)
 
 
 def test_a_missing_file_and_broken_toml_are_reported_with_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"config.toml: file not found \(copy config.example.toml to start\)"):
+    with pytest.raises(
+        ConfigError, match=r"config.toml: file not found \(copy config.example.toml to start\)"
+    ):
         load_config(tmp_path / "config.toml")
     assert error_for(tmp_path, "[fetch\n").startswith("not valid TOML")
 
 
 @pytest.mark.parametrize(
     ("expression", "problem"),
-    [("30 1 * * 1-5", None), ("*/15 0-6,20-23 1 jan-mar mon", None), ("0 0 * * 7", None),
-     ("* * * *", "expected 5 fields, got 4"), ("0 24 * * *", "'24' is not a valid hour (0-23)"),
-     ("0 0 * * 5-1", "empty range '5-1' in the day of week field"), ("*/0 * * * *", "bad step '0' in the minute field"),
-     ("0 0 * foo *", "'foo' is not a valid month (1-12)")],
+    [
+        ("30 1 * * 1-5", None),
+        ("*/15 0-6,20-23 1 jan-mar mon", None),
+        ("0 0 * * 7", None),
+        ("* * * *", "expected 5 fields, got 4"),
+        ("0 24 * * *", "'24' is not a valid hour (0-23)"),
+        ("0 0 * * 5-1", "empty range '5-1' in the day of week field"),
+        ("*/0 * * * *", "bad step '0' in the minute field"),
+        ("0 0 * foo *", "'foo' is not a valid month (1-12)"),
+    ],
 )
 def test_cron_expressions_are_checked(expression: str, problem: str | None) -> None:
     assert cron_problem(expression) == problem

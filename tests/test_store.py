@@ -11,8 +11,12 @@ from digest.store import SCHEMA_VERSION, Store
 
 
 def test_only_never_seen_papers_are_new(store: Store) -> None:
-    first = store.ingest([record("A", arxiv_id="2501.00001"), record("B", arxiv_id="2501.00002")], T0)
-    again = store.ingest([record("A", arxiv_id="2501.00001"), record("C", arxiv_id="2501.00003")], T0)
+    first = store.ingest(
+        [record("A", arxiv_id="2501.00001"), record("B", arxiv_id="2501.00002")], T0
+    )
+    again = store.ingest(
+        [record("A", arxiv_id="2501.00001"), record("C", arxiv_id="2501.00003")], T0
+    )
     assert first.new_keys == ("2501.00001", "2501.00002")
     assert again.new_keys == ("2501.00003",)
     assert store.count_papers() == 3
@@ -20,7 +24,9 @@ def test_only_never_seen_papers_are_new(store: Store) -> None:
 
 def test_a_new_version_is_not_a_new_paper(store: Store) -> None:
     store.ingest([record("A", arxiv_id="2501.00001", version=1)], T0)
-    outcome = store.ingest([record("A (revised)", arxiv_id="2501.00001", version=2)], T0 + timedelta(days=3))
+    outcome = store.ingest(
+        [record("A (revised)", arxiv_id="2501.00001", version=2)], T0 + timedelta(days=3)
+    )
     assert outcome.new_keys == ()
     paper = store.paper("2501.00001")
     assert paper is not None
@@ -29,16 +35,40 @@ def test_a_new_version_is_not_a_new_paper(store: Store) -> None:
 
 
 def test_duplicates_inside_one_listing_count_once(store: Store) -> None:
-    outcome = store.ingest([record("A", arxiv_id="2501.00001"), record("A", arxiv_id="2501.00001", version=2)], T0)
+    outcome = store.ingest(
+        [record("A", arxiv_id="2501.00001"), record("A", arxiv_id="2501.00001", version=2)], T0
+    )
     assert outcome.new_keys == ("2501.00001",)
 
 
 def test_hugging_face_and_arxiv_sightings_merge_into_one_paper(store: Store) -> None:
-    store.ingest([record("Diffusion Forcing", source="hf", listing="https://huggingface.co/api/daily_papers",
-                         arxiv_id="2407.01392", upvotes=55, code_url="https://github.com/x/y")], T0)
-    outcome = store.ingest([record("Diffusion Forcing", source="arxiv-lg", listing="https://rss.arxiv.org/atom/cs.LG",
-                                   arxiv_id="2407.01392", version=1, categories=("cs.LG", "cs.CV"),
-                                   primary_category="cs.LG")], T0 + timedelta(hours=2))
+    store.ingest(
+        [
+            record(
+                "Diffusion Forcing",
+                source="hf",
+                listing="https://huggingface.co/api/daily_papers",
+                arxiv_id="2407.01392",
+                upvotes=55,
+                code_url="https://github.com/x/y",
+            )
+        ],
+        T0,
+    )
+    outcome = store.ingest(
+        [
+            record(
+                "Diffusion Forcing",
+                source="arxiv-lg",
+                listing="https://rss.arxiv.org/atom/cs.LG",
+                arxiv_id="2407.01392",
+                version=1,
+                categories=("cs.LG", "cs.CV"),
+                primary_category="cs.LG",
+            )
+        ],
+        T0 + timedelta(hours=2),
+    )
     assert outcome.new_keys == ()
     paper = store.paper("2407.01392")
     assert paper is not None
@@ -52,8 +82,11 @@ def test_hugging_face_and_arxiv_sightings_merge_into_one_paper(store: Store) -> 
 
 def test_a_text_entry_is_keyed_by_title_until_an_id_is_known(store: Store) -> None:
     assert store.ingest([record("Transformer in Transformer", source="text")], T0).new_keys == (
-        "title:transformer in transformer",)
-    learned = store.ingest([record("Transformer in Transformer", source="api", arxiv_id="2103.00112")], T0)
+        "title:transformer in transformer",
+    )
+    learned = store.ingest(
+        [record("Transformer in Transformer", source="api", arxiv_id="2103.00112")], T0
+    )
     assert learned.new_keys == ()
     assert store.paper("title:transformer in transformer") is None
     paper = store.paper("2103.00112")
@@ -65,19 +98,28 @@ def test_a_text_entry_is_keyed_by_title_until_an_id_is_known(store: Store) -> No
 
 
 def test_a_title_learned_and_used_within_one_batch(store: Store) -> None:
-    outcome = store.ingest([record("Same Title", source="t"), record("Same title", source="t", arxiv_id="2501.1")], T0)
+    outcome = store.ingest(
+        [record("Same Title", source="t"), record("Same title", source="t", arxiv_id="2501.1")], T0
+    )
     assert outcome.new_keys == ("2501.1",)
     assert store.count_papers() == 1
 
 
 def test_a_doi_keyed_paper_takes_the_arxiv_id(store: Store) -> None:
     store.ingest([record("P", source="journal", doi="10.1/ABC")], T0)
-    assert store.ingest([record("P", source="api", arxiv_id="2501.00009", doi="10.1/abc")], T0).new_keys == ()
+    assert (
+        store.ingest(
+            [record("P", source="api", arxiv_id="2501.00009", doi="10.1/abc")], T0
+        ).new_keys
+        == ()
+    )
     paper = store.paper("2501.00009")
     assert paper is not None and paper.doi == "10.1/abc"
 
 
-def test_a_failed_ingest_leaves_the_store_as_it_was(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_ingest_leaves_the_store_as_it_was(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store.ingest([record("A", arxiv_id="2501.00001", upvotes=1)], T0)
 
     def broken(*args: object) -> None:
@@ -85,7 +127,9 @@ def test_a_failed_ingest_leaves_the_store_as_it_was(store: Store, monkeypatch: p
 
     monkeypatch.setattr(store, "_save_validators", broken)
     with pytest.raises(StoreError, match="could not store 2 records: disk I/O error"):
-        store.ingest([record("A", arxiv_id="2501.00001", upvotes=9), record("B", arxiv_id="2501.00002")], T0)
+        store.ingest(
+            [record("A", arxiv_id="2501.00001", upvotes=9), record("B", arxiv_id="2501.00002")], T0
+        )
     monkeypatch.undo()
     assert store.count_papers() == 1
     paper = store.paper("2501.00001")
@@ -94,8 +138,11 @@ def test_a_failed_ingest_leaves_the_store_as_it_was(store: Store, monkeypatch: p
 
 def test_validators_are_saved_with_the_records(store: Store) -> None:
     url = "https://example.org/feed"
-    store.ingest([record("A", arxiv_id="2501.1")], T0, validators=[FetchResult(url, 200, b"x", etag='"v1"',
-                                                                                last_modified="Fri, 20 Nov 2026")])
+    store.ingest(
+        [record("A", arxiv_id="2501.1")],
+        T0,
+        validators=[FetchResult(url, 200, b"x", etag='"v1"', last_modified="Fri, 20 Nov 2026")],
+    )
     assert store.validators(url) == ('"v1"', "Fri, 20 Nov 2026")
     store.ingest([], T0, validators=[FetchResult(url, 304, None)])
     assert store.validators(url) == ('"v1"', "Fri, 20 Nov 2026"), "a 304 keeps the validators"
@@ -105,8 +152,12 @@ def test_validators_are_saved_with_the_records(store: Store) -> None:
 def test_run_history_per_source_newest_first(store: Store) -> None:
     for day, parsed in enumerate((30, 28, 0)):
         run_id = store.begin_run("ingest", T0 + timedelta(days=day))
-        store.record_source_run(run_id, SourceRun("hf", T0 + timedelta(days=day), 1.5, 1, parsed, parsed,
-                                                        "ok" if parsed else "layout"))
+        store.record_source_run(
+            run_id,
+            SourceRun(
+                "hf", T0 + timedelta(days=day), 1.5, 1, parsed, parsed, "ok" if parsed else "layout"
+            ),
+        )
     history = store.source_runs("hf")
     assert [(r.parsed, r.status) for r in history] == [(0, "layout"), (28, "ok"), (30, "ok")]
     assert history[0].duration_s == 1.5
@@ -115,8 +166,10 @@ def test_run_history_per_source_newest_first(store: Store) -> None:
 
 def test_papers_are_listed_newest_first_with_filters(store: Store) -> None:
     store.ingest([record("Old graph paper", source="a", arxiv_id="2501.1")], T0)
-    store.ingest([record("New diffusion paper", source="b", arxiv_id="2501.2", abstract="About 100% of it")],
-                 T0 + timedelta(days=1))
+    store.ingest(
+        [record("New diffusion paper", source="b", arxiv_id="2501.2", abstract="About 100% of it")],
+        T0 + timedelta(days=1),
+    )
     assert [p.key for p in store.papers()] == ["2501.2", "2501.1"]
     assert [p.key for p in store.papers(source="a")] == ["2501.1"]
     assert [p.key for p in store.papers(since=T0 + timedelta(hours=1))] == ["2501.2"]
@@ -147,5 +200,5 @@ def test_a_newer_schema_or_a_foreign_file_is_refused_clearly(tmp_path: Path) -> 
         Store.open(newer)
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="junk.sqlite3: "):
+    with pytest.raises(StoreError, match=r"junk\.sqlite3: "):
         Store.open(junk)

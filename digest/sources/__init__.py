@@ -30,23 +30,56 @@ class SourceKind:
 
 
 _KINDS = (
-    SourceKind("hf-daily", "digest.sources.hf", "parse_daily_api",
-               "Hugging Face Daily Papers JSON API (/api/daily_papers)"),
-    SourceKind("hf-html", "digest.sources.hf", "parse_listing_html",
-               "Hugging Face papers listing page (huggingface.co/papers)"),
-    SourceKind("hf-paper", "digest.sources.hf", "parse_paper_page",
-               "one Hugging Face paper page (huggingface.co/papers/<id>)"),
-    SourceKind("hf-text", "digest.sources.hf_text", "parse",
-               "plain-text rendering of a Hugging Face papers listing"),
-    SourceKind("arxiv-listing", "digest.sources.arxiv", "parse_listing_html",
-               "arXiv listing page (/list/<cat>/new, /recent, monthly)"),
-    SourceKind("arxiv-rss", "digest.sources.arxiv", "parse_rss",
-               "arXiv RSS service, RSS 2.0 or Atom (rss.arxiv.org)"),
-    SourceKind("arxiv-api", "digest.sources.arxiv", "parse_api",
-               "arXiv export API Atom (export.arxiv.org/api/query)", error_body_is_data=True),
+    SourceKind(
+        "hf-daily",
+        "digest.sources.hf",
+        "parse_daily_api",
+        "Hugging Face Daily Papers JSON API (/api/daily_papers)",
+    ),
+    SourceKind(
+        "hf-html",
+        "digest.sources.hf",
+        "parse_listing_html",
+        "Hugging Face papers listing page (huggingface.co/papers)",
+    ),
+    SourceKind(
+        "hf-paper",
+        "digest.sources.hf",
+        "parse_paper_page",
+        "one Hugging Face paper page (huggingface.co/papers/<id>)",
+    ),
+    SourceKind(
+        "hf-text",
+        "digest.sources.hf_text",
+        "parse",
+        "plain-text rendering of a Hugging Face papers listing",
+    ),
+    SourceKind(
+        "arxiv-listing",
+        "digest.sources.arxiv",
+        "parse_listing_html",
+        "arXiv listing page (/list/<cat>/new, /recent, monthly)",
+    ),
+    SourceKind(
+        "arxiv-rss",
+        "digest.sources.arxiv",
+        "parse_rss",
+        "arXiv RSS service, RSS 2.0 or Atom (rss.arxiv.org)",
+    ),
+    SourceKind(
+        "arxiv-api",
+        "digest.sources.arxiv",
+        "parse_api",
+        "arXiv export API Atom (export.arxiv.org/api/query)",
+        error_body_is_data=True,
+    ),
     SourceKind("feed", "digest.sources.feed", "parse", "any RSS or Atom feed"),
-    SourceKind("biorxiv", "digest.sources.biorxiv", "parse",
-               "bioRxiv / medRxiv details API (api.biorxiv.org/details)"),
+    SourceKind(
+        "biorxiv",
+        "digest.sources.biorxiv",
+        "parse",
+        "bioRxiv / medRxiv details API (api.biorxiv.org/details)",
+    ),
 )
 
 SOURCE_KINDS: dict[str, SourceKind] = {kind.name: kind for kind in _KINDS}

@@ -121,5 +121,5 @@ def load_json(body: bytes, what: str) -> Any:
 
 def describe_start(text: str, limit: int = 60) -> str:
     """The first characters of a body, for error messages: 'starts with "<!DOCTYPE html>..."'."""
-    head = clean_text(text[:limit * 2])[:limit]
+    head = clean_text(text[: limit * 2])[:limit]
     return f'starts with "{head}"'
