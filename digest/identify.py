@@ -69,13 +69,12 @@ def new_paper(record: Record, seen_at: datetime) -> Paper:
         first_seen=seen_at,
         first_source=record.origin.source,
         first_listing=record.origin.listing,
-        last_seen=seen_at,
         sources=(record.origin.source,),
         **values,
     )
 
 
-def merge(paper: Paper, record: Record, seen_at: datetime) -> Paper:
+def merge(paper: Paper, record: Record) -> Paper:
     """The stored paper updated with what another listing says about it.
 
     Stable facts keep their first value and are only filled in when missing; volatile ones (upvotes,
@@ -104,5 +103,4 @@ def merge(paper: Paper, record: Record, seen_at: datetime) -> Paper:
         changes["key"] = record_key
     if record.origin.source not in paper.sources:
         changes["sources"] = (*paper.sources, record.origin.source)
-    changes["last_seen"] = max(paper.last_seen, seen_at)
     return dataclasses.replace(paper, **changes)  # type: ignore[arg-type]

@@ -72,7 +72,6 @@ class Paper:
     first_seen: datetime
     first_source: str
     first_listing: str
-    last_seen: datetime
     arxiv_id: str | None = None
     version: int | None = None
     doi: str | None = None

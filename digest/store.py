@@ -40,7 +40,6 @@ MIGRATIONS: tuple[str, ...] = (
         first_seen TEXT NOT NULL,
         first_source TEXT NOT NULL,
         first_listing TEXT NOT NULL,
-        last_seen TEXT NOT NULL,
         published TEXT,
         listed TEXT,
         data TEXT NOT NULL  -- JSON: every other Paper field
@@ -94,13 +93,12 @@ _COLUMN_FIELDS = frozenset(
         "first_seen",
         "first_source",
         "first_listing",
-        "last_seen",
         "published",
         "listed",
     }
 )
 _DATA_FIELDS = tuple(f.name for f in fields(Paper) if f.name not in _COLUMN_FIELDS)
-_DATETIME_FIELDS = frozenset({"published", "updated", "first_seen", "last_seen"})
+_DATETIME_FIELDS = frozenset({"published", "updated", "first_seen"})
 _TUPLE_FIELDS = frozenset({"authors", "categories", "ai_keywords", "sources"})
 _CHUNK = 500  # SQLite's limit on bound parameters is well above this
 
@@ -209,7 +207,7 @@ class Store:
                 paper = new_paper(record, seen_at)
                 new_keys.append(paper.key)
             else:
-                paper = merge(existing, record, seen_at)
+                paper = merge(existing, record)
                 if paper.key != existing.key:  # an id learned for a paper known by title or DOI
                     known.forget(existing)
                     sightings.setdefault(paper.key, set()).update(
@@ -233,10 +231,10 @@ class Store:
                 inserts.append(_to_row(paper))
             elif original[stored_key[key]] != paper:
                 updates.append(_to_row(paper))
-        self._db.executemany(f"INSERT INTO papers VALUES ({', '.join('?' * 12)})", inserts)
+        self._db.executemany(f"INSERT INTO papers VALUES ({', '.join('?' * 11)})", inserts)
         self._db.executemany(
             """UPDATE papers SET arxiv_id=?2, doi=?3, title=?4, title_norm=?5, first_seen=?6,
-               first_source=?7, first_listing=?8, last_seen=?9, published=?10, listed=?11, data=?12
+               first_source=?7, first_listing=?8, published=?9, listed=?10, data=?11
                WHERE key=?1""",
             updates,
         )
@@ -437,7 +435,6 @@ def _to_row(paper: Paper) -> tuple[Any, ...]:
         paper.first_seen.isoformat(),
         paper.first_source,
         paper.first_listing,
-        paper.last_seen.isoformat(),
         paper.published.isoformat() if paper.published else None,
         paper.listed.isoformat() if paper.listed else None,
         _JSON.encode(data),
@@ -454,7 +451,6 @@ def _from_row(row: Sequence[Any]) -> Paper:
         first_seen,
         first_source,
         first_listing,
-        last_seen,
         published,
         listed,
         data_json,
@@ -473,7 +469,6 @@ def _from_row(row: Sequence[Any]) -> Paper:
         first_seen=datetime.fromisoformat(first_seen),
         first_source=first_source,
         first_listing=first_listing,
-        last_seen=datetime.fromisoformat(last_seen),
         published=datetime.fromisoformat(published) if published else None,
         listed=date.fromisoformat(listed) if listed else None,
         **values,

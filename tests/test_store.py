@@ -202,3 +202,11 @@ def test_a_newer_schema_or_a_foreign_file_is_refused_clearly(tmp_path: Path) -> 
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=r"junk\.sqlite3: "):
         Store.open(junk)
+
+
+def test_an_unchanged_listing_rewrites_no_paper(store: Store) -> None:
+    listing = [record("A", arxiv_id="2501.1", upvotes=3), record("B", arxiv_id="2501.2")]
+    assert store.ingest(listing, T0).updated == 0
+    assert store.ingest(listing, T0 + timedelta(days=1)).updated == 0
+    changed = store.ingest([record("A", arxiv_id="2501.1", upvotes=4)], T0 + timedelta(days=2))
+    assert (changed.new_keys, changed.updated) == ((), 1)
