@@ -8,6 +8,7 @@ transaction, so a run that fails half-way leaves the store exactly as it was.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -415,14 +416,14 @@ def _chunks(values: list[str]) -> Iterator[list[str]]:
         yield values[start : start + _CHUNK]
 
 
+_paper_data = operator.attrgetter(*_DATA_FIELDS)
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _to_row(paper: Paper) -> tuple[Any, ...]:
     # The hot path of an ingest: plain loops, empty values left out, tuples written as JSON arrays.
     data: dict[str, Any] = {}
-    for name in _DATA_FIELDS:
-        value = getattr(paper, name)
+    for name, value in zip(_DATA_FIELDS, _paper_data(paper), strict=True):
         if value is None or value == "" or value == ():
             continue
         data[name] = value.isoformat() if isinstance(value, date) else value
