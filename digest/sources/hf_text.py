@@ -1,0 +1,118 @@
+"""Plain-text renderings of Hugging Face papers listings (what a browser's "copy as text" gives).
+
+The text has no ids and no links, so records are keyed by title (see identify.py). Layout:
+
+    new / Get trending papers in your email inbox! / Subscribe / [Daily Papers] / byAK and ...
+    Mar 11                              <- the listing's day, without a year
+    <title>
+    <abstract>
+      • 5 authors                       <- optional block: author count and the paper's date
+    ·
+    Oct 13, 2020
+    <title>
+    ...
+
+Paragraphs are separated by blank lines. An optional bare number is the entry's upvote count.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from digest.errors import LayoutChanged
+from digest.models import Origin, Record
+from digest.sources.common import clean_text, decode_text
+
+_HEADER_LINES = frozenset(
+    {
+        "new",
+        "get trending papers in your email inbox!",
+        "subscribe",
+        "daily papers",
+        "byak and the research community",
+    }
+)
+_DAY = re.compile(r"^(?P<month>[A-Z][a-z]{2}) (?P<day>\d{1,2})(?:, (?P<year>\d{4}))?$")
+_AUTHORS = re.compile(r"^•\s*(?P<count>\d+)\s+authors?$")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+# A title is one short line; an abstract is long or ends like a sentence.
+_SHORTEST_ABSTRACT = 160
+
+
+@dataclass
+class _Entry:
+    title: str
+    abstract: str = ""
+    author_count: int | None = None
+    published: datetime | None = None
+    upvotes: int | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+def parse(body: bytes, origin: Origin) -> list[Record]:
+    text = decode_text(body).replace("\r\n", "\n").replace("\r", "\n")
+    paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
+    if paragraphs and paragraphs[0].lstrip().startswith(("<", "{", "[")):
+        raise LayoutChanged("expected a plain-text listing, got markup or JSON")
+    entries = _entries(_skip_header(paragraphs))
+    if not entries:
+        raise LayoutChanged("no paper entries (title followed by abstract) in the text listing")
+    return [
+        Record(
+            origin=origin,
+            title=entry.title,
+            abstract=entry.abstract,
+            author_count=entry.author_count,
+            published=entry.published,
+            upvotes=entry.upvotes,
+        )
+        for entry in entries
+    ]
+
+
+def _skip_header(paragraphs: list[str]) -> list[str]:
+    """Drop the page's fixed header lines and the listing's day line that follows them."""
+    start = 0
+    while start < len(paragraphs) and paragraphs[start].casefold() in _HEADER_LINES:
+        start += 1
+    if start < len(paragraphs) and _DAY.match(paragraphs[start]):
+        start += 1
+    return paragraphs[start:]
+
+
+def _entries(paragraphs: list[str]) -> list[_Entry]:
+    entries: list[_Entry] = []
+    for paragraph in paragraphs:
+        current = entries[-1] if entries else None
+        lines = [line.strip() for line in paragraph.split("\n") if line.strip()]
+        authors = _AUTHORS.match(lines[0])
+        if current is not None and authors:
+            # "• 5 authors", "·", "Oct 13, 2020": the count and the paper's own date.
+            current.author_count = int(authors.group("count"))
+            current.published = next((d for d in map(_date, lines[1:]) if d), None)
+        elif current is not None and paragraph.isdigit():
+            current.upvotes = int(paragraph)
+        elif current is not None and not current.abstract and _looks_like_abstract(paragraph):
+            current.abstract = clean_text(paragraph)
+        else:
+            title = clean_text(paragraph)
+            if title:
+                entries.append(_Entry(title=title))
+    return entries
+
+
+def _looks_like_abstract(paragraph: str) -> bool:
+    return len(paragraph) >= _SHORTEST_ABSTRACT or paragraph.rstrip().endswith(".")
+
+
+def _date(line: str) -> datetime | None:
+    """'Oct 13, 2020' as midnight UTC; a date without a year ('Sep 20') is left out, not guessed."""
+    match = _DAY.match(line)
+    if not match or not match.group("year"):
+        return None
+    try:
+        return datetime.strptime(line, "%b %d, %Y").replace(tzinfo=UTC)
+    except ValueError:
+        return None
