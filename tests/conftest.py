@@ -30,3 +30,23 @@ def store(tmp_path: Path):  # type: ignore[no-untyped-def]
 
     with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as opened:
         yield opened
+
+
+def fake_parse(body: bytes, origin: Origin) -> list[Record]:
+    """A stand-in parser for pipeline tests: one paper per line, 'id title'; 'BROKEN' fails to parse."""
+    from digest.errors import ParseError
+
+    text = body.decode()
+    if text.startswith("BROKEN"):
+        raise ParseError("expected lines of 'id title', got BROKEN")
+    if text.startswith("CRASH"):
+        raise KeyError("a parser bug")
+    records = []
+    for line in text.splitlines():
+        arxiv_id, _, title = line.partition(" ")
+        records.append(Record(origin=origin, title=title, arxiv_id=arxiv_id))
+    return records
+
+
+def lines(*ids: str) -> bytes:
+    return "\n".join(f"{i} Paper {i}" for i in ids).encode()

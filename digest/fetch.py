@@ -1,0 +1,300 @@
+"""The only place that talks HTTP: one polite httpx client for every source.
+
+Politeness and robustness, in the order a request meets them:
+  - a minimum interval between two requests to the same host (arXiv asks for 3 s, one at a time);
+  - conditional GET: If-None-Match / If-Modified-Since, and a 304 means "unchanged", never "empty";
+  - retries with exponential backoff on timeouts, connection errors, 429 and 5xx, honouring Retry-After;
+  - a cap on the body size, enforced while streaming, so a 30 MB answer is never read whole.
+
+`file://` URLs are read from disk under the same cap, and a replay folder of captured responses
+stands in for the network (see ReplayTransport), so the whole pipeline runs offline.
+
+A Fetcher is sequential by design (one request at a time); do not share one between threads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from digest import __version__
+from digest.errors import FetchError
+from digest.models import FetchResult
+
+PROJECT_URL = "https://github.com/paperdigest/paperdigest"
+ARXIV_HOSTS = ("arxiv.org", "export.arxiv.org", "rss.arxiv.org")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_REDIRECTS = 5
+
+
+def user_agent(contact: str) -> str:
+    """Identify the tool and who runs it, as arXiv and most sites ask of automated clients."""
+    return f"paperdigest/{__version__} (+{PROJECT_URL}; mailto:{contact})"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    user_agent: str = user_agent("unknown@example.org")
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    max_bytes: int = 10 * 1024 * 1024
+    retries: int = 3
+    backoff_s: float = 2.0
+    max_backoff_s: float = 60.0
+    max_retry_after_s: float = 300.0
+    default_interval_s: float = 1.0
+    host_intervals: Mapping[str, float] = field(
+        default_factory=lambda: dict.fromkeys(ARXIV_HOSTS, 3.0)
+    )
+
+    def interval(self, host: str) -> float:
+        return self.host_intervals.get(host, self.default_interval_s)
+
+
+class Fetcher:
+    """Fetches URLs under a FetchPolicy. Clock and sleep are injected so tests never wait."""
+
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        replay_dir: Path | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.policy = policy
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._now = now
+        self._replaying = replay_dir is not None
+        if replay_dir is not None:
+            transport = ReplayTransport(replay_dir)
+        self._client = httpx.Client(
+            transport=transport,
+            headers={"User-Agent": policy.user_agent},
+            timeout=httpx.Timeout(policy.read_timeout_s, connect=policy.connect_timeout_s),
+            follow_redirects=False,  # followed by hand, so that only http(s) targets are accepted
+        )
+        self._last_request: dict[str, float] = {}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        accept_error_body: bool = False,
+    ) -> FetchResult:
+        """GET one URL. Raises FetchError with a one-line reason when it cannot be had.
+
+        accept_error_body: a 4xx answer's body is returned instead of raised (the arXiv API explains a
+        bad query in an Atom feed sent with HTTP 400; its parser turns that into a clear message).
+        """
+        scheme = urlsplit(url).scheme
+        if scheme == "file":
+            return self._read_file(url)
+        if scheme not in ("http", "https"):
+            raise FetchError(f"cannot fetch {url!r}: only http(s) and file URLs are supported")
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        attempts = self.policy.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._attempt(url, headers, accept_error_body)
+            except _Retryable as retry:
+                if attempt == attempts:
+                    raise FetchError(f"{retry.reason} after {attempts} attempts") from None
+                self._sleep(retry.wait_s if retry.wait_s is not None else self._backoff(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self.policy.backoff_s * 2 ** (attempt - 1), self.policy.max_backoff_s))
+
+    def _attempt(self, url: str, headers: dict[str, str], accept_error_body: bool) -> FetchResult:
+        began = self._monotonic()
+        for _ in range(MAX_REDIRECTS + 1):
+            self._wait_for_turn(url)
+            try:
+                with self._client.stream("GET", url, headers=headers) as response:
+                    location = response.headers.get("Location")
+                    if response.is_redirect and location:
+                        url = self._redirect_target(url, location)
+                        continue
+                    return self._result(url, response, accept_error_body, began)
+            except httpx.TimeoutException:
+                raise _Retryable(f"timed out fetching {url}") from None
+            except httpx.TransportError as exc:
+                raise _Retryable(
+                    f"connection failed for {url}: {exc or type(exc).__name__}"
+                ) from None
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
+
+    def _result(
+        self, url: str, response: httpx.Response, accept_error_body: bool, began: float
+    ) -> FetchResult:
+        status = response.status_code
+        if status == 304:
+            return FetchResult(url=url, status=304, body=None, elapsed_s=self._monotonic() - began)
+        if status in RETRY_STATUSES:
+            raise _Retryable(f"HTTP {status} {response.reason_phrase}", self._retry_after(response))
+        if status >= 400 and not (accept_error_body and status < 500):
+            raise FetchError(f"HTTP {status} {response.reason_phrase} for {url}")
+        if 300 <= status < 400:
+            raise FetchError(
+                f"HTTP {status} {response.reason_phrase} without a usable Location for {url}"
+            )
+        body = self._read_capped(response, url)
+        return FetchResult(
+            url=url,
+            status=status,
+            body=body,
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            elapsed_s=self._monotonic() - began,
+        )
+
+    def _read_capped(self, response: httpx.Response, url: str) -> bytes:
+        limit = self.policy.max_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise FetchError(
+                f"body larger than {_size(limit)} (Content-Length {declared}) at {url}"
+            )
+        chunks, size = [], 0
+        try:
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise FetchError(f"body larger than {_size(limit)} at {url}")
+                chunks.append(chunk)
+        except httpx.DecodingError as exc:
+            raise FetchError(f"undecodable body (Content-Encoding) at {url}: {exc}") from None
+        return b"".join(chunks)
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        """Seconds the server asked us to wait, capped; None when it did not say."""
+        value = response.headers.get("Retry-After", "").strip()
+        if not value:
+            return None
+        if value.isdigit():
+            wait = float(value)
+        else:
+            try:
+                wait = (parsedate_to_datetime(value) - self._now()).total_seconds()
+            except (TypeError, ValueError):
+                return None
+        if wait > self.policy.max_retry_after_s:
+            raise FetchError(
+                f"HTTP {response.status_code}: the server asks to retry after {wait:.0f} s, "
+                f"more than the {self.policy.max_retry_after_s:.0f} s we wait"
+            )
+        return max(wait, 0.0)
+
+    def _wait_for_turn(self, url: str) -> None:
+        if self._replaying:
+            return  # captured responses: there is no server to be polite to
+        host = urlsplit(url).hostname or ""
+        interval = self.policy.interval(host)
+        last = self._last_request.get(host)
+        if last is not None:
+            wait = last + interval - self._monotonic()
+            if wait > 0:
+                self._sleep(wait)
+        self._last_request[host] = self._monotonic()
+
+    def _redirect_target(self, url: str, location: str) -> str:
+        target = str(httpx.URL(url).join(location))
+        if urlsplit(target).scheme not in ("http", "https"):
+            raise FetchError(f"refused a redirect from {url} to a non-http(s) URL")
+        return target
+
+    def _read_file(self, url: str) -> FetchResult:
+        path = Path(unquote(urlsplit(url).path))
+        try:
+            size = path.stat().st_size
+            if size > self.policy.max_bytes:
+                raise FetchError(f"body larger than {_size(self.policy.max_bytes)}: {path}")
+            return FetchResult(url=url, status=200, body=path.read_bytes())
+        except FileNotFoundError:
+            raise FetchError(f"file not found: {path}") from None
+        except OSError as exc:
+            raise FetchError(f"cannot read {path}: {exc.strerror}") from None
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt: timeouts, refused connections, 429 and 5xx."""
+
+    def __init__(self, reason: str, wait_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait_s = wait_s
+
+
+class ReplayTransport(httpx.BaseTransport):
+    """Answers requests from a folder of captured responses instead of the network.
+
+    The folder holds index.json: a list of {"url", "file", "status" (default 200), "headers"}, with
+    "file" relative to the folder. A URL not in the index gets a 404 that says so.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        index_path = folder / "index.json"
+        try:
+            entries = json.loads(index_path.read_text(encoding="utf-8"))
+            self._entries = {
+                entry["url"]: (
+                    folder / entry["file"],
+                    int(entry.get("status", 200)),
+                    dict(entry.get("headers", {})),
+                )
+                for entry in entries
+            }
+        except FileNotFoundError:
+            raise FetchError(f"replay folder has no index.json: {index_path}") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FetchError(f"{index_path}: not a list of {{url, file}} entries ({exc})") from None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        entry = self._entries.get(str(request.url))
+        if entry is None:
+            return httpx.Response(
+                404, text=f"not in the replay index: {request.url}", request=request
+            )
+        path, status, headers = entry
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            return httpx.Response(404, text=f"replay file unreadable: {exc}", request=request)
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+
+def _size(limit: int) -> str:
+    return f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
