@@ -1,4 +1,3 @@
-
 from conftest import T0, record
 
 from digest.identify import merge, new_paper, normalize_title, paper_key
@@ -56,9 +55,7 @@ def test_merge_keeps_stable_facts_and_takes_newer_volatile_ones() -> None:
     assert (paper.version, paper.categories) == (2, ("cs.LG",))
     assert paper.first_source == "hf" and paper.first_seen == T0
 
-    later = merge(
-        paper, record("Paper", source="hf", arxiv_id="2501.00001", upvotes=40, version=1)
-    )
+    later = merge(paper, record("Paper", source="hf", arxiv_id="2501.00001", upvotes=40, version=1))
     assert later.upvotes == 40, "upvotes change over time: the newer count wins"
     assert later.version == 2, "an older version never replaces a newer one"
 
