@@ -50,14 +50,14 @@ def parse_listing_html(body: bytes, origin: Origin) -> list[Record]:
         root = lxml.html.fromstring(body)
     except (etree.ParserError, ValueError) as exc:
         raise ParseError(f"expected an arXiv listing page, got unparsable HTML ({exc})") from None
-    listings = root.xpath('//dl[@id="articles"]')
+    listings = _xpath(root, '//dl[@id="articles"]')
     if not listings:
         raise LayoutChanged("no <dl id='articles'> listing on the page")
     records: list[Record] = []
     day = _page_day(root)
     section = None
     pending_dt = None
-    for element in root.xpath('//h3 | //dl[@id="articles"]/dt | //dl[@id="articles"]/dd'):
+    for element in _xpath(root, '//h3 | //dl[@id="articles"]/dt | //dl[@id="articles"]/dd'):
         if element.tag == "h3":
             heading = clean_text(element.text_content())
             day = _heading_day(heading) or day
@@ -84,7 +84,7 @@ def _heading_day(heading: str) -> datetime | None:
 
 def _page_day(root: lxml.html.HtmlElement) -> datetime | None:
     """/new pages say their day once, in the h2: 'New submissions for Fri, 20 Nov 26'."""
-    for heading in root.xpath("//h2"):
+    for heading in _xpath(root, "//h2"):
         match = _PAGE_DAY.search(clean_text(heading.text_content()))
         if match:
             for pattern in ("%d %b %y", "%d %b %Y"):
@@ -113,7 +113,7 @@ def _listing_record(
     day: datetime | None,
     section: str | None,
 ) -> Record | None:
-    links = dt.xpath('.//a[@title="Abstract"]')
+    links = _xpath(dt, './/a[@title="Abstract"]')
     arxiv_id, version = split_arxiv_id(
         (links[0].get("href", "") + " " + links[0].text_content()) if links else dt.text_content()
     )
@@ -129,9 +129,9 @@ def _listing_record(
     else:
         announce = "new"
     categories = _subjects(dd)
-    primary = dd.xpath('.//span[@class="primary-subject"]')
+    primary = _xpath(dd, './/span[@class="primary-subject"]')
     primary_codes = _CATEGORY_CODE.findall(primary[0].text_content()) if primary else []
-    abstract = dd.xpath('.//p[contains(concat(" ", normalize-space(@class), " "), " mathjax ")]')
+    abstract = _xpath(dd, './/p[contains(concat(" ", normalize-space(@class), " "), " mathjax ")]')
     return Record(
         origin=origin,
         title=title,
@@ -142,7 +142,7 @@ def _listing_record(
             name
             for name in (
                 clean_text(a.text_content())
-                for a in dd.xpath('.//div[contains(@class, "list-authors")]//a')
+                for a in _xpath(dd, './/div[contains(@class, "list-authors")]//a')
             )
             if name
         ),
@@ -160,8 +160,8 @@ def _listing_record(
 
 
 def _field(dd: lxml.html.HtmlElement, css_class: str) -> str:
-    found = dd.xpath(
-        f'.//div[contains(concat(" ", normalize-space(@class), " "), " {css_class} ")]'
+    found = _xpath(
+        dd, f'.//div[contains(concat(" ", normalize-space(@class), " "), " {css_class} ")]'
     )
     if not found:
         return ""
@@ -357,4 +357,9 @@ def _refuse_non_html(body: bytes) -> None:
 
 def _text(element: etree._Element, tag: str) -> str:
     found = element.find(tag)
-    return "".join(found.itertext()) if found is not None else ""
+    return "".join(str(text) for text in found.itertext()) if found is not None else ""
+
+
+def _xpath(node: lxml.html.HtmlElement, path: str) -> list[lxml.html.HtmlElement]:
+    """The elements an XPath finds (lxml's typing also allows strings and numbers)."""
+    return [found for found in node.xpath(path) if isinstance(found, lxml.html.HtmlElement)]
