@@ -97,6 +97,15 @@ def test_one_broken_source_never_stops_the_others(run, store: Store) -> None:  #
     assert [(h.status, h.error) for h in history] == [("failed", runs["c"].error)]
 
 
+def test_a_failed_source_loses_nothing_already_stored(run, store: Store) -> None:  # type: ignore[no-untyped-def]
+    run(by_host(a=lines("2501.1", "2501.2")), "a")
+    before = store.papers()
+    run(by_host(a=b"BROKEN"), "a")
+    run(by_host(a=503), "a")
+    assert store.papers() == before
+    assert [r.status for r in store.source_runs("a")] == ["failed", "failed", "ok"]
+
+
 def test_a_failed_parse_stores_nothing_and_keeps_no_validators(run, store: Store) -> None:  # type: ignore[no-untyped-def]
     run(by_host(a=b"BROKEN"), "a")
     assert store.count_papers() == 0

@@ -262,3 +262,11 @@ def test_hostile_text_in_a_feed_stays_plain() -> None:
     (record,) = parse_api(body, ORIGIN)
     assert record.title == "<script>alert(1)</script> Title"
     assert (record.version, record.pdf_url) == (3, "https://arxiv.org/pdf/2611.00001")
+
+
+def test_a_feed_in_the_wrong_charset_is_read_not_lost() -> None:
+    body = ("<?xml version='1.0' encoding='UTF-8'?><feed xmlns='http://www.w3.org/2005/Atom'><entry>"
+            "<id>http://arxiv.org/abs/2611.00002v1</id><title>Réseaux de neurones</title>"
+            "<summary>x</summary></entry></feed>").encode("latin-1")
+    (record,) = parse_api(body, ORIGIN)
+    assert record.title == "Réseaux de neurones"

@@ -20,6 +20,7 @@ from digest.models import Origin, Record
 from digest.sources.common import (
     clean_optional,
     clean_text,
+    decode_text,
     describe_start,
     parse_datetime,
     split_arxiv_id,
@@ -342,7 +343,23 @@ def _xml(body: bytes, what: str) -> etree._Element:
     try:
         return etree.fromstring(body, _XML_PARSER)
     except etree.XMLSyntaxError as exc:
+        repaired = _as_utf8(body)
+        if repaired is not None:  # a wrong charset: read the bytes as cp1252 rather than lose the feed
+            try:
+                return etree.fromstring(repaired, _XML_PARSER)
+            except etree.XMLSyntaxError:
+                pass
         raise ParseError(f"expected {what}, got malformed XML: {exc}") from None
+
+
+def _as_utf8(body: bytes) -> bytes | None:
+    """Bytes that are not valid UTF-8 (a mislabelled Latin-1 feed), re-encoded; None if they are."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = re.sub(r"^<\?xml[^>]*\?>", "", decode_text(body).lstrip())
+        return text.encode("utf-8")
+    return None
 
 
 def _refuse_non_html(body: bytes) -> None:
