@@ -19,7 +19,9 @@ from functools import lru_cache
 from digest.models import PAPER_DATA_FIELDS, VOLATILE_FIELDS, Paper, Record
 
 TITLE_PREFIX = "title:"
-_record_data = operator.attrgetter(*PAPER_DATA_FIELDS)  # one C call instead of a getattr per field
+# One C call instead of a getattr per field: these run once per record on the ingest hot path.
+_record_data = operator.attrgetter(*PAPER_DATA_FIELDS)
+_paper_data = operator.attrgetter(*PAPER_DATA_FIELDS)
 _NON_WORD = re.compile(r"[\W_]+")
 _COMBINING_MARK = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
@@ -63,17 +65,24 @@ def key_rank(key: str) -> int:
 
 
 def new_paper(record: Record, seen_at: datetime) -> Paper:
-    values = dict(zip(PAPER_DATA_FIELDS, _record_data(record), strict=True))
-    if values["doi"]:
-        values["doi"] = normalize_doi(values["doi"])
-    return Paper(
-        key=paper_key(record),
-        first_seen=seen_at,
-        first_source=record.origin.source,
-        first_listing=record.origin.listing,
-        sources=(record.origin.source,),
-        **values,
-    )
+    """A paper first seen in this record. Built positionally: it runs once per new paper."""
+    if record.doi:
+        record = dataclasses.replace(record, doi=normalize_doi(record.doi))
+    source = record.origin.source
+    title, *data = _record_data(record)
+    return Paper(paper_key(record), title, seen_at, source, record.origin.listing, *data, (source,))
+
+
+# new_paper relies on Paper listing Record's fields in Record's order, between first_listing and sources.
+assert [f.name for f in dataclasses.fields(Paper)] == [
+    "key",
+    "title",
+    "first_seen",
+    "first_source",
+    "first_listing",
+    *PAPER_DATA_FIELDS[1:],
+    "sources",
+], "Paper and Record fields are out of step: see new_paper()"
 
 
 def merge(paper: Paper, record: Record) -> Paper:
@@ -84,11 +93,11 @@ def merge(paper: Paper, record: Record) -> Paper:
     text listings cut abstracts short.
     """
     changes: dict[str, object] = {}
-    for name in PAPER_DATA_FIELDS:
-        new = getattr(record, name)
-        if new is None or new == "" or new == ():
+    for name, new, old in zip(
+        PAPER_DATA_FIELDS, _record_data(record), _paper_data(paper), strict=True
+    ):
+        if new is None or new == "" or new == () or new == old:
             continue
-        old = getattr(paper, name)
         if name == "doi":
             new = normalize_doi(new)
         if name == "version":
@@ -105,4 +114,6 @@ def merge(paper: Paper, record: Record) -> Paper:
         changes["key"] = record_key
     if record.origin.source not in paper.sources:
         changes["sources"] = (*paper.sources, record.origin.source)
+    if not changes:
+        return paper  # the same object: callers can tell "nothing changed" cheaply
     return dataclasses.replace(paper, **changes)  # type: ignore[arg-type]
