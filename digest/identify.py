@@ -15,6 +15,7 @@ import re
 import unicodedata
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from digest.models import PAPER_DATA_FIELDS, VOLATILE_FIELDS, Paper, Record
 
@@ -70,7 +71,16 @@ def new_paper(record: Record, seen_at: datetime) -> Paper:
         record = dataclasses.replace(record, doi=normalize_doi(record.doi))
     source = record.origin.source
     title, *data = _record_data(record)
-    return Paper(paper_key(record), title, seen_at, source, record.origin.listing, *data, (source,))
+    values: tuple[Any, ...] = (
+        paper_key(record),
+        title,
+        seen_at,
+        source,
+        record.origin.listing,
+        *data,
+        (source,),
+    )
+    return Paper(*values)
 
 
 # new_paper relies on Paper listing Record's fields in Record's order, between first_listing and sources.
