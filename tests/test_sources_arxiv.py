@@ -265,8 +265,10 @@ def test_hostile_text_in_a_feed_stays_plain() -> None:
 
 
 def test_a_feed_in_the_wrong_charset_is_read_not_lost() -> None:
-    body = ("<?xml version='1.0' encoding='UTF-8'?><feed xmlns='http://www.w3.org/2005/Atom'><entry>"
-            "<id>http://arxiv.org/abs/2611.00002v1</id><title>Réseaux de neurones</title>"
-            "<summary>x</summary></entry></feed>").encode("latin-1")
+    body = (
+        "<?xml version='1.0' encoding='UTF-8'?><feed xmlns='http://www.w3.org/2005/Atom'><entry>"
+        "<id>http://arxiv.org/abs/2611.00002v1</id><title>Réseaux de neurones</title>"
+        "<summary>x</summary></entry></feed>"
+    ).encode("latin-1")
     (record,) = parse_api(body, ORIGIN)
     assert record.title == "Réseaux de neurones"

@@ -344,7 +344,9 @@ def _xml(body: bytes, what: str) -> etree._Element:
         return etree.fromstring(body, _XML_PARSER)
     except etree.XMLSyntaxError as exc:
         repaired = _as_utf8(body)
-        if repaired is not None:  # a wrong charset: read the bytes as cp1252 rather than lose the feed
+        if (
+            repaired is not None
+        ):  # a wrong charset: read the bytes as cp1252 rather than lose the feed
             try:
                 return etree.fromstring(repaired, _XML_PARSER)
             except etree.XMLSyntaxError:

@@ -1,0 +1,122 @@
+"""The `digest` command as a user runs it, through click's CliRunner, offline on captured pages."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from conftest import FIXTURES
+
+from digest.cli import cli
+
+TEXT_SAMPLES = sorted((FIXTURES / "hf").glob("0*.txt"))
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def table(output: str) -> dict[str, list[str]]:
+    """The ingest table as {source: [status, fetched, parsed, new, errors]}."""
+    rows = {}
+    for line in output.splitlines()[1:]:
+        cells = line.split()
+        if len(cells) == 6 and cells[2].isdigit():
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def write_config(tmp_path: Path, sources: str) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'data_dir = "data"\n[fetch]\ncontact = "t@example.org"\n{sources}', encoding="utf-8"
+    )
+    return config
+
+
+def test_the_four_text_samples_report_81_27_47_48_new_then_nothing(tmp_path: Path) -> None:
+    assert len(TEXT_SAMPLES) == 4
+    sources = "".join(
+        f'[sources.text-{i}]\nkind = "hf-text"\npath = "{p}"\n' for i, p in enumerate(TEXT_SAMPLES)
+    )
+    config = str(write_config(tmp_path, sources))
+    new_counts = []
+    for i in range(4):
+        result = invoke("--config", config, "ingest", "--source", f"text-{i}")
+        assert result.exit_code == 0, result.output
+        new_counts.append(int(table(result.output)[f"text-{i}"][3]))
+    assert new_counts == [81, 27, 47, 48]
+    for i in range(4):
+        again = table(invoke("--config", config, "ingest", "--source", f"text-{i}").output)
+        assert again[f"text-{i}"][3] == "0"
+    listed = invoke("--config", config, "papers", "--limit", "1000", "--json")
+    assert len(listed.output.splitlines()) == 203
+
+
+def test_the_offline_sample_config_ingests_every_source(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    # Run the README's main job on a copy, so the test leaves no demo-data behind.
+    shutil.copytree(root / "samples", tmp_path / "samples")
+    shutil.copytree(root / "tests" / "fixtures", tmp_path / "tests" / "fixtures")
+    config = str(tmp_path / "samples" / "offline.toml")
+    result = invoke("--config", config, "ingest")
+    assert result.exit_code == 0, result.output
+    rows = table(result.output)
+    assert {name: row[0] for name, row in rows.items()} == dict.fromkeys(rows, "ok")
+    assert [rows[f"hf-text-{i}"][3] for i in range(1, 5)] == ["81", "27", "47", "48"]
+    assert rows["arxiv-cl-recent"][2] == "50" and rows["biorxiv"][2] == "100"
+    again = table(invoke("--config", config, "ingest").output)
+    assert {row[3] for row in again.values()} == {"0"}
+    assert (tmp_path / "demo-data" / "paperdigest.sqlite3").exists()
+
+
+def test_a_config_mistake_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[sources.x]\nkind = "feed"\nurl = "ftp://x"\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), "ingest"])
+    assert result.exit_code == 2
+    assert (
+        result.output == f"error: {config}: sources.x.url: expected an http(s) URL, got 'ftp://x'\n"
+    )
+
+
+def test_exit_code_is_1_only_when_every_source_failed(tmp_path: Path) -> None:
+    good = TEXT_SAMPLES[0]
+    config = str(
+        write_config(
+            tmp_path,
+            f'[sources.gone]\nkind = "hf-text"\npath = "missing.txt"\n'
+            f'[sources.good]\nkind = "hf-text"\npath = "{good}"\n',
+        )
+    )
+    some = CliRunner().invoke(cli, ["--config", config, "ingest"])
+    assert some.exit_code == 0
+    assert table(some.output)["gone"][0] == "failed"
+    assert re.search(r"^error: gone: .*file not found", some.output, re.MULTILINE)
+    every = CliRunner().invoke(cli, ["--config", config, "ingest", "--source", "gone"])
+    assert every.exit_code == 1
+
+
+def test_papers_lists_newest_first_with_filters(tmp_path: Path) -> None:
+    config = str(
+        write_config(tmp_path, f'[sources.t]\nkind = "hf-text"\npath = "{TEXT_SAMPLES[0]}"\n')
+    )
+    invoke("--config", config, "ingest")
+    found = invoke("--config", config, "papers", "--text", "CSWin", "--source", "t")
+    assert found.exit_code == 0
+    assert "CSWin Transformer: A General Vision Transformer Backbone" in found.output
+    assert len(found.output.splitlines()) == 1
+    nothing = CliRunner().invoke(cli, ["--config", config, "papers", "--since", "2999-01-01"])
+    assert nothing.exit_code == 0 and "no papers match" in nothing.output
+    bad = CliRunner().invoke(cli, ["--config", config, "papers", "--since", "yesterday"])
+    assert bad.exit_code == 2 and "expected a date like" in bad.output
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert f"Usage: cli {command}" in result.output or f"Usage: digest {command}" in result.output
+    assert len(result.output.splitlines()) > 3
