@@ -79,7 +79,7 @@ def ingest_source(
     except DigestError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # a parser bug on odd input must not stop the other sources
-        log.exception("source %s: unexpected error", source.name)
+        log.debug("source %s: unexpected error", source.name, exc_info=True)  # shown with -v
         status, error = (
             "failed",
             f"unexpected {type(exc).__name__}: {exc} (a bug: please report it)",
