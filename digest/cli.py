@@ -177,6 +177,27 @@ def _one_line(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+@cli.command()
+@click.argument("source", required=False)
+@click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(min=1))
+@click.pass_obj
+def history(obj: _Context, source: str | None, limit: int) -> None:
+    """Show the recent runs of every source (or of SOURCE): when, status, counts, errors."""
+    with _reported_errors():
+        config = obj.config()
+        names = [config.source(source).name] if source else [s.name for s in config.sources]
+        with Store.open(config.store_path) as store:
+            runs = {name: store.source_runs(name, limit) for name in names}
+    for name, source_runs in runs.items():
+        click.echo(f"{name}:" + ("" if source_runs else " never run"))
+        for run in source_runs:
+            counts = f"fetched {run.fetched}, parsed {run.parsed}, new {run.new}"
+            line = (
+                f"  {run.started:%Y-%m-%d %H:%M}  {run.status:<9}  {counts}  {run.duration_s:.1f} s"
+            )
+            click.echo(line + (f"  {_one_line(run.error, 120)}" if run.error else ""))
+
+
 @cli.command("sources")
 def list_kinds() -> None:
     """List the kinds of source a config can use."""

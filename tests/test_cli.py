@@ -120,3 +120,26 @@ def test_every_command_has_help(command: str) -> None:
     assert result.exit_code == 0
     assert f"Usage: cli {command}" in result.output or f"Usage: digest {command}" in result.output
     assert len(result.output.splitlines()) > 3
+
+
+def test_history_shows_each_sources_runs(tmp_path: Path) -> None:
+    good = TEXT_SAMPLES[0]
+    config = str(
+        write_config(
+            tmp_path,
+            f'[sources.gone]\nkind = "hf-text"\npath = "missing.txt"\n'
+            f'[sources.good]\nkind = "hf-text"\npath = "{good}"\n'
+            f'[sources.idle]\nkind = "hf-text"\npath = "{good}"\n',
+        )
+    )
+    invoke("--config", config, "ingest", "--source", "gone", "--source", "good")
+    invoke("--config", config, "ingest", "--source", "good")
+    result = invoke("--config", config, "history")
+    lines = result.output.splitlines()
+    assert lines[0] == "gone:" and "failed" in lines[1] and "file not found" in lines[1]
+    assert lines[2] == "good:"
+    assert "ok" in lines[3] and "parsed 81, new 0" in lines[3], "newest first"
+    assert "parsed 81, new 81" in lines[4]
+    assert lines[5] == "idle: never run"
+    unknown = CliRunner().invoke(cli, ["--config", config, "history", "nope"])
+    assert unknown.exit_code == 2 and "no source named 'nope'" in unknown.output
