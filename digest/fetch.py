@@ -262,7 +262,7 @@ class ReplayTransport(httpx.BaseTransport):
     """Answers requests from a folder of captured responses instead of the network.
 
     The folder holds index.json: a list of {"url", "file", "status" (default 200), "headers"}, with
-    "file" relative to the folder. A URL not in the index gets a 404 that says so.
+    "file" relative to the folder. A URL not in the index is a FetchError that says so.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -285,14 +285,14 @@ class ReplayTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         entry = self._entries.get(str(request.url))
         if entry is None:
-            return httpx.Response(
-                404, text=f"not in the replay index: {request.url}", request=request
-            )
+            raise FetchError(f"not in the replay index: {request.url}")
         path, status, headers = entry
         try:
             body = path.read_bytes()
         except OSError as exc:
-            return httpx.Response(404, text=f"replay file unreadable: {exc}", request=request)
+            raise FetchError(
+                f"replay file for {request.url} unreadable: {exc.strerror}: {path}"
+            ) from None
         return httpx.Response(status, headers=headers, content=body, request=request)
 
 

@@ -278,7 +278,9 @@ def test_replay_folder_answers_without_network(tmp_path: Path, clock: FakeClock)
             result = fetcher.fetch("https://export.arxiv.org/api/query?q=1")
         assert (result.body, result.etag) == (b"[]", '"r"')
         assert clock.sleeps == [], "nobody to be polite to when replaying"
-        with pytest.raises(FetchError, match="HTTP 404 Not Found for https://example.org/other"):
+        with pytest.raises(
+            FetchError, match="^not in the replay index: https://example.org/other$"
+        ):
             fetcher.fetch("https://example.org/other")
 
 
