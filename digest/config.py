@@ -8,6 +8,7 @@ working directory.
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from digest.errors import ConfigError
 from digest.sources import SOURCE_KINDS
 
 DEFAULT_CONFIG = "config.toml"
+log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 
@@ -45,16 +47,28 @@ class FetchConfig:
     host_intervals: Mapping[str, float] = field(default_factory=dict)
 
 
+FREQUENCIES = ("daily", "weekdays", "weekly")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileConfig:
-    """A subscriber's interests. The ranking issue fills in the scoring fields."""
+    """A subscriber's interests, as config.toml states them (the ranking step reads these)."""
 
     name: str
     emails: tuple[str, ...] = ()
-    keywords: tuple[str, ...] = ()
-    authors: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()  # words and phrases ("diffusion model"); case and plural folded
+    authors: tuple[str, ...] = ()  # pinned authors
+    categories: tuple[str, ...] = ()  # arXiv categories, e.g. cs.LG
+    examples: tuple[str, ...] = ()  # papers liked: arXiv ids or titles
+    negative_keywords: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+    max_items: int = 20
+    min_score: float = 0.0
     timezone: str = "UTC"
+    frequency: str = "daily"  # daily | weekdays | weekly
+    weekday: str = "monday"  # the day of a weekly digest
+    community_signal: bool = True  # let Hugging Face upvotes nudge the ranking
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +309,25 @@ class _Reader:
         key = f"profiles.{name}"
         if not _NAME_RE.match(name):
             raise self.fail(key, "expected a name of letters, digits, '-', '_' or '.'")
-        table = self.table(raw, key, {"email", "keywords", "authors", "categories", "timezone"})
+        table = self.table(
+            raw,
+            key,
+            {
+                "email",
+                "keywords",
+                "authors",
+                "categories",
+                "examples",
+                "negative_keywords",
+                "exclude_categories",
+                "max_items",
+                "min_score",
+                "timezone",
+                "frequency",
+                "weekday",
+                "community_signal",
+            },
+        )
         emails = self.strings(table.get("email", []), f"{key}.email")
         for i, email in enumerate(emails):
             if not _EMAIL_RE.match(email):
@@ -311,11 +343,44 @@ class _Reader:
         return ProfileConfig(
             name=name,
             emails=emails,
-            keywords=self.strings(table.get("keywords", []), f"{key}.keywords"),
-            authors=self.strings(table.get("authors", []), f"{key}.authors"),
-            categories=self.strings(table.get("categories", []), f"{key}.categories"),
+            keywords=self.terms(table, "keywords", key),
+            authors=self.terms(table, "authors", key),
+            categories=self.terms(table, "categories", key),
+            examples=self.terms(table, "examples", key),
+            negative_keywords=self.terms(table, "negative_keywords", key),
+            exclude_categories=self.terms(table, "exclude_categories", key),
+            max_items=int(
+                self.number(table.get("max_items", 20), f"{key}.max_items", minimum=1, maximum=200)
+            ),
+            min_score=self.number(
+                table.get("min_score", 0.0), f"{key}.min_score", minimum=0, maximum=1000
+            ),
             timezone=timezone,
+            frequency=self.choice(table.get("frequency", "daily"), f"{key}.frequency", FREQUENCIES),
+            weekday=self.choice(table.get("weekday", "monday"), f"{key}.weekday", WEEKDAYS),
+            community_signal=self.boolean(
+                table.get("community_signal", True), f"{key}.community_signal"
+            ),
         )
+
+    def terms(self, table: dict[str, Any], name: str, key: str) -> tuple[str, ...]:
+        """A list of strings with surrounding quotes dropped and repeats (any case) left out, with a warning."""
+        terms: dict[str, str] = {}
+        for term in self.strings(table.get(name, []), f"{key}.{name}"):
+            term = term.strip("\"' ")
+            if term and term.casefold() in terms:
+                log.warning(
+                    "%s: %s.%s: %r is listed twice; using it once", self.label, key, name, term
+                )
+            elif term:
+                terms[term.casefold()] = term
+        return tuple(terms.values())
+
+    def choice(self, raw: Any, key: str, choices: tuple[str, ...]) -> str:
+        value = self.string(raw, key).lower()
+        if value not in choices:
+            raise self.fail(key, f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
 
 
 # Cron: minute hour day-of-month month day-of-week, with *, lists, ranges, steps and names.

@@ -136,3 +136,48 @@ def test_a_missing_file_and_broken_toml_are_reported_with_the_file(tmp_path: Pat
 )
 def test_cron_expressions_are_checked(expression: str, problem: str | None) -> None:
     assert cron_problem(expression) == problem
+
+
+def test_a_full_profile_loads_with_defaults_filled_in(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL + """
+[profiles.ada]
+email = ["ada@example.org"]
+keywords = ['"diffusion model"', "transformer", "Transformer"]
+authors = ["Yann LeCun"]
+examples = ["2401.00001", "Attention Is All You Need"]
+negative_keywords = ["blockchain"]
+exclude_categories = ["cs.CR"]
+max_items = 15
+min_score = 0.5
+frequency = "Weekly"
+weekday = "friday"
+community_signal = false
+[profiles.bare]
+"""))
+    ada, bare = config.profiles
+    assert ada.keywords == ("diffusion model", "transformer"), "quotes dropped, repeats once"
+    assert (ada.authors, ada.examples) == (("Yann LeCun",), ("2401.00001", "Attention Is All You Need"))
+    assert (ada.negative_keywords, ada.exclude_categories) == (("blockchain",), ("cs.CR",))
+    assert (ada.max_items, ada.min_score, ada.frequency, ada.weekday) == (15, 0.5, "weekly", "friday")
+    assert ada.community_signal is False
+    assert (bare.max_items, bare.frequency, bare.timezone, bare.community_signal) == (20, "daily", "UTC", True)
+
+
+def test_duplicate_keywords_are_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    load_config(write(tmp_path, MINIMAL + '[profiles.me]\nkeywords = ["RL", "rl"]\n'))
+    assert "profiles.me.keywords: 'rl' is listed twice; using it once" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        ('frequency = "hourly"', "profiles.me.frequency: expected one of daily, weekdays, weekly, got 'hourly'"),
+        ('weekday = "someday"', "profiles.me.weekday: expected one of monday, tuesday"),
+        ("max_items = 0", "profiles.me.max_items: expected a number from 1 to 200, got 0"),
+        ("min_score = -1", "profiles.me.min_score: expected a number from 0 to 1000, got -1"),
+        ("keywords = [1]", "profiles.me.keywords[0]: expected a non-empty string, got int 1"),
+        ('pinned = ["x"]', "profiles.me.pinned: unknown key"),
+    ],
+)
+def test_profile_mistakes_name_the_key(tmp_path: Path, profile: str, expected: str) -> None:
+    assert error_for(tmp_path, MINIMAL + f"[profiles.me]\n{profile}\n").startswith(expected)
