@@ -282,7 +282,8 @@ class Store:
         limit: int | None = 50,
     ) -> list[Paper]:
         """Stored papers, newest first (by first sighting), filtered by source, time and text."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if source:
             where.append("key IN (SELECT key FROM sightings WHERE source = ?)")
             params.append(source)
@@ -302,7 +303,7 @@ class Store:
         sql += " ORDER BY first_seen DESC, coalesce(listed, published, '') DESC, key DESC"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(str(limit))
+            params.append(limit)
         return [_from_row(row) for row in self._db.execute(sql, params)]
 
     # -- HTTP validators --------------------------------------------------------------------------

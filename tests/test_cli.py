@@ -37,6 +37,13 @@ def write_config(tmp_path: Path, sources: str) -> Path:
     return config
 
 
+def text_sources(**paths: str | Path) -> str:
+    """[sources.NAME] tables of kind hf-text, one per keyword argument."""
+    return "".join(
+        f'[sources.{name}]\nkind = "hf-text"\npath = "{path}"\n' for name, path in paths.items()
+    )
+
+
 def test_the_four_text_samples_report_81_27_47_48_new_then_nothing(tmp_path: Path) -> None:
     assert len(TEXT_SAMPLES) == 4
     sources = "".join(
@@ -83,14 +90,7 @@ def test_a_config_mistake_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
 
 
 def test_exit_code_is_1_only_when_every_source_failed(tmp_path: Path) -> None:
-    good = TEXT_SAMPLES[0]
-    config = str(
-        write_config(
-            tmp_path,
-            f'[sources.gone]\nkind = "hf-text"\npath = "missing.txt"\n'
-            f'[sources.good]\nkind = "hf-text"\npath = "{good}"\n',
-        )
-    )
+    config = str(write_config(tmp_path, text_sources(gone="missing.txt", good=TEXT_SAMPLES[0])))
     some = CliRunner().invoke(cli, ["--config", config, "ingest"])
     assert some.exit_code == 0
     assert table(some.output)["gone"][0] == "failed"
@@ -124,14 +124,7 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_history_shows_each_sources_runs(tmp_path: Path) -> None:
     good = TEXT_SAMPLES[0]
-    config = str(
-        write_config(
-            tmp_path,
-            f'[sources.gone]\nkind = "hf-text"\npath = "missing.txt"\n'
-            f'[sources.good]\nkind = "hf-text"\npath = "{good}"\n'
-            f'[sources.idle]\nkind = "hf-text"\npath = "{good}"\n',
-        )
-    )
+    config = str(write_config(tmp_path, text_sources(gone="missing.txt", good=good, idle=good)))
     invoke("--config", config, "ingest", "--source", "gone", "--source", "good")
     invoke("--config", config, "ingest", "--source", "good")
     result = invoke("--config", config, "history")

@@ -139,7 +139,11 @@ def test_cron_expressions_are_checked(expression: str, problem: str | None) -> N
 
 
 def test_a_full_profile_loads_with_defaults_filled_in(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, MINIMAL + """
+    config = load_config(
+        write(
+            tmp_path,
+            MINIMAL
+            + """
 [profiles.ada]
 email = ["ada@example.org"]
 keywords = ['"diffusion model"', "transformer", "Transformer"]
@@ -153,17 +157,34 @@ frequency = "Weekly"
 weekday = "friday"
 community_signal = false
 [profiles.bare]
-"""))
+""",
+        )
+    )
     ada, bare = config.profiles
     assert ada.keywords == ("diffusion model", "transformer"), "quotes dropped, repeats once"
-    assert (ada.authors, ada.examples) == (("Yann LeCun",), ("2401.00001", "Attention Is All You Need"))
+    assert (ada.authors, ada.examples) == (
+        ("Yann LeCun",),
+        ("2401.00001", "Attention Is All You Need"),
+    )
     assert (ada.negative_keywords, ada.exclude_categories) == (("blockchain",), ("cs.CR",))
-    assert (ada.max_items, ada.min_score, ada.frequency, ada.weekday) == (15, 0.5, "weekly", "friday")
+    assert (ada.max_items, ada.min_score, ada.frequency, ada.weekday) == (
+        15,
+        0.5,
+        "weekly",
+        "friday",
+    )
     assert ada.community_signal is False
-    assert (bare.max_items, bare.frequency, bare.timezone, bare.community_signal) == (20, "daily", "UTC", True)
+    assert (bare.max_items, bare.frequency, bare.timezone, bare.community_signal) == (
+        20,
+        "daily",
+        "UTC",
+        True,
+    )
 
 
-def test_duplicate_keywords_are_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_duplicate_keywords_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     load_config(write(tmp_path, MINIMAL + '[profiles.me]\nkeywords = ["RL", "rl"]\n'))
     assert "profiles.me.keywords: 'rl' is listed twice; using it once" in caplog.text
 
@@ -171,7 +192,10 @@ def test_duplicate_keywords_are_warned_about(tmp_path: Path, caplog: pytest.LogC
 @pytest.mark.parametrize(
     ("profile", "expected"),
     [
-        ('frequency = "hourly"', "profiles.me.frequency: expected one of daily, weekdays, weekly, got 'hourly'"),
+        (
+            'frequency = "hourly"',
+            "profiles.me.frequency: expected one of daily, weekdays, weekly, got 'hourly'",
+        ),
         ('weekday = "someday"', "profiles.me.weekday: expected one of monday, tuesday"),
         ("max_items = 0", "profiles.me.max_items: expected a number from 1 to 200, got 0"),
         ("min_score = -1", "profiles.me.min_score: expected a number from 0 to 1000, got -1"),
