@@ -74,7 +74,7 @@ def test_no_posts_found_is_an_empty_listing() -> None:
     [
         (b'{"messages": [{"status": "ok"}], "collection": [{"title": "cut', "malformed JSON"),
         (b'{"messages": [{"status": "ok"}]}', "with a 'collection' list"),
-        (b"[1, 2]", "got a JSON list"),
+        (b"[1, 2]", "got a JSON array"),
         (b"<html><body>Service unavailable</body></html>", "got an HTML/XML page"),
     ],
 )

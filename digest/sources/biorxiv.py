@@ -1,8 +1,11 @@
 """bioRxiv and medRxiv: the details API (api.biorxiv.org/details/<server>/<from>/<to>/<cursor>).
 
-    {"messages": [{"status": "ok", "count": 100, "total": "60568", ...}], "collection": [...]}
+    {"messages": [{"status": "ok", "count": 100, "total": "60568", ...}],
+     "collection": [{"doi": "10.1101/029900", "version": "3", "title": ..., "authors": ...}]}
 
-Preprints are keyed by DOI; each version of a preprint is one item with the same DOI.
+A preprint is keyed by its DOI; each version is a separate item with the same DOI, so one page
+may hold the same preprint several times. `count` is a number but `total` is a string; neither
+is needed here.
 """
 
 from __future__ import annotations
@@ -10,39 +13,43 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from digest.errors import ParseError
+from digest.errors import LayoutChanged, ParseError
 from digest.models import Origin, Record
-from digest.sources.common import (
-    clean_optional,
-    clean_text,
-    load_json,
-    parse_date,
-    parse_datetime,
-    to_int,
-)
+from digest.sources.common import clean_optional, clean_text, load_json, parse_datetime, to_int
 
-_SITES = {"medrxiv": "https://www.medrxiv.org", "biorxiv": "https://www.biorxiv.org"}
+EXPECTED = "expected a bioRxiv details response"
+_SITES = {"biorxiv": "https://www.biorxiv.org", "medrxiv": "https://www.medrxiv.org"}
+_JSON_KINDS = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
 
 
 def parse(body: bytes, origin: Origin) -> list[Record]:
     response = load_json(body, "a bioRxiv details response")
     if not isinstance(response, Mapping):
-        raise ParseError(
-            f"expected a bioRxiv details response (a JSON object), got a JSON {type(response).__name__}"
-        )
+        kind = _JSON_KINDS.get(type(response), "null or boolean")
+        raise ParseError(f"{EXPECTED} (a JSON object), got a JSON {kind}")
     collection = response.get("collection")
-    if collection is None and _no_posts(response):
-        return []  # "no posts found" for the interval: an honest empty answer
+    status = _status(response)
+    if not collection and status not in (None, "ok"):
+        if status.startswith("no posts found"):
+            return []  # nothing was posted in the interval: an honest empty answer
+        raise ParseError(f"the bioRxiv API answered {status!r} instead of a collection")
     if not isinstance(collection, list):
-        raise ParseError("expected a bioRxiv details response with a 'collection' list")
-    return [record for item in collection if (record := _record(item, origin)) is not None]
+        raise ParseError(f"{EXPECTED} with a 'collection' list")
+    records = [record for item in collection if (record := _record(item, origin)) is not None]
+    if collection and not records:
+        # Items are there but none has the fields we read: the API changed, it is not empty.
+        raise LayoutChanged(
+            f"none of the {len(collection)} 'collection' items has a 'doi' and a 'title'"
+        )
+    return records
 
 
-def _no_posts(response: Mapping[str, Any]) -> bool:
+def _status(response: Mapping[str, Any]) -> str | None:
+    """messages[0].status, lower-cased ("ok", "no posts found for ..."), or None when absent."""
     messages = response.get("messages")
     if not isinstance(messages, list) or not messages or not isinstance(messages[0], Mapping):
-        return False
-    return str(messages[0].get("status", "")).lower() != "ok"
+        return None
+    return clean_text(messages[0].get("status")).lower() or None
 
 
 def _record(item: object, origin: Origin) -> Record | None:
@@ -53,28 +60,41 @@ def _record(item: object, origin: Origin) -> Record | None:
     if not doi or not title:
         return None
     version = to_int(item.get("version"))
-    server = clean_text(item.get("server")).lower() or "biorxiv"
-    page = f"{_SITES.get(server, _SITES['biorxiv'])}/content/{doi}v{version or 1}"
-    category = clean_text(item.get("category"))
-    published = clean_text(item.get("published"))
+    page = _page_url(item.get("server"), doi, version)
+    category = clean_optional(item.get("category"))
+    # `date` is the date of this version; it is the first version's date only for version 1.
+    posted = parse_datetime(item.get("date"))
     return Record(
         origin=origin,
         title=title,
         doi=doi,
         version=version,
         abstract=clean_text(item.get("abstract")),
-        authors=tuple(
-            name
-            for name in (clean_text(a) for a in str(item.get("authors") or "").split(";"))
-            if name
-        ),
+        authors=_authors(item.get("authors")),
         categories=(category,) if category else (),
-        primary_category=category or None,
-        # `date` is this version's date: the first version's date only when this is version 1.
-        published=parse_datetime(item.get("date")) if version == 1 else None,
-        updated=parse_datetime(item.get("date")),
-        listed=parse_date(item.get("date")),
+        primary_category=category,
+        published=posted if version == 1 else None,
+        updated=posted,
+        listed=posted.date() if posted else None,
         abs_url=page,
         pdf_url=page + ".full.pdf",
-        journal_ref=clean_optional(published) if published.upper() != "NA" else None,
+        journal_ref=_journal_ref(item.get("published")),
     )
+
+
+def _page_url(server: object, doi: str, version: int | None) -> str:
+    """https://www.biorxiv.org/content/10.1101/029900v3 (medrxiv.org for medRxiv preprints)."""
+    site = _SITES.get(clean_text(server).lower(), _SITES["biorxiv"])
+    return f"{site}/content/{doi}" + (f"v{version}" if version else "")
+
+
+def _authors(value: object) -> tuple[str, ...]:
+    """'Wright, K. M.; Gaudinier, A.' -> ('Wright, K. M.', 'Gaudinier, A.'): kept as written."""
+    names = (clean_text(name) for name in str(value or "").split(";"))
+    return tuple(name for name in names if name)
+
+
+def _journal_ref(value: object) -> str | None:
+    """`published` is the DOI of the journal version once there is one, else "NA"."""
+    text = clean_text(value)
+    return None if text.upper() in ("", "NA") else text
