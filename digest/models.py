@@ -145,3 +145,41 @@ class IngestReport:
     @property
     def all_failed(self) -> bool:
         return bool(self.sources) and all(run.failed for run in self.sources)
+
+
+@dataclass(frozen=True, slots=True)
+class Reasons:
+    """Why a paper was chosen for a profile, as data for the email and the feeds to show."""
+
+    keywords: tuple[str, ...] = ()  # the profile's own words and phrases that matched, title first
+    title_keywords: tuple[str, ...] = ()  # those of `keywords` that are in the title
+    authors: tuple[str, ...] = ()  # pinned authors, as the paper writes their names
+    categories: tuple[str, ...] = ()  # followed categories the paper is in
+    similar_to: str | None = None  # the title of the most similar example (or "more" paper)
+    similarity: float = 0.0  # its cosine similarity, 0..1
+    upvotes: int | None = None  # when the community signal counted
+    parts: tuple[tuple[str, float], ...] = ()  # the score's parts: ("keywords", 3.2), ...
+
+    def summary(self) -> str:
+        """One line a person can read: 'matches "diffusion model"; by Jane Doe; in cs.LG'."""
+        said = []
+        if self.keywords:
+            said.append("matches " + ", ".join(f'"{k}"' for k in self.keywords))
+        if self.authors:
+            said.append("by " + ", ".join(self.authors))
+        if self.categories:
+            said.append("in " + ", ".join(self.categories))
+        if self.similar_to:
+            said.append(f'like "{self.similar_to}"')
+        if self.upvotes:
+            said.append(f"{self.upvotes} upvotes")
+        return "; ".join(said)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPaper:
+    """One paper in one profile's ranking: its score (higher is better) and why."""
+
+    paper: Paper
+    score: float
+    reasons: Reasons

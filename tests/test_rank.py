@@ -1,0 +1,327 @@
+"""Ranking: each signal moves the right papers, reasons name the evidence, bad profiles never crash."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from conftest import T0
+
+import digest.rank
+from digest.config import ProfileConfig
+from digest.models import Paper
+from digest.rank import Feedback, Ranker
+from digest.terms import author_match_key, phrase, stem, words
+
+TOPICS = {
+    "diffusion": "denoising diffusion generative image synthesis sampling noise schedule score",
+    "rl": "reinforcement learning policy reward agent environment exploration value function",
+    "graphs": "graph neural network message passing node edge molecule representation",
+    "robots": "robot manipulation grasping control locomotion sim-to-real hardware",
+    "speech": "speech recognition acoustic audio spoken language transcription",
+    "crypto": "blockchain cryptography consensus ledger smart contract security",
+}
+
+
+def paper(key: str, title: str, abstract: str = "", **fields: Any) -> Paper:
+    return Paper(
+        key=key,
+        title=title,
+        first_seen=T0,
+        first_source="test",
+        first_listing="https://example.org/list",
+        arxiv_id=key if key[0].isdigit() else None,
+        abstract=abstract,
+        **fields,
+    )
+
+
+def corpus() -> list[Paper]:
+    """Twelve stored papers, two per topic, so tf-idf has something to learn from."""
+    papers = []
+    for number, (topic, text) in enumerate(TOPICS.items()):
+        for variant in range(2):
+            key = f"2605.{number:02d}{variant:03d}"
+            papers.append(paper(key, f"A study of {topic} number {variant}", f"We study {text}."))
+    return papers
+
+
+def profile(name: str = "me", **fields: Any) -> ProfileConfig:
+    return ProfileConfig(name=name, **fields)
+
+
+def keys(ranked: tuple[Any, ...]) -> list[str]:
+    return [item.paper.key for item in ranked]
+
+
+def test_words_fold_case_plurals_accents_and_latex() -> None:
+    assert words("Transformers for Diffusion Models") == ["transformer", "for", "diffusion", "model"]
+    assert words(r"\textbf{Graph} Networks with $\mathcal{O}(n)$ studies") == [
+        "graph",
+        "network",
+        "with",
+        "o",
+        "n",
+        "study",
+    ]
+    assert phrase("diffusion models") == phrase("Diffusion Model")
+    assert words("Schölkopf") == ["scholkopf"]
+    # Light on purpose: a transformer is not a transformation, and analysis is not plural.
+    assert stem("transformation") != stem("transformer")
+    assert stem("analysis") == "analysis"
+
+
+def test_author_keys_match_initials_and_comma_forms() -> None:
+    assert author_match_key("Yann LeCun") == "yann lecun"
+    assert author_match_key("LeCun, Yann") == "yann lecun"
+    assert author_match_key("Y. LeCun") == "y lecun"
+    assert author_match_key("LeCun, Y.") == "y lecun"
+    assert author_match_key("  ") is None
+
+
+def test_keywords_match_across_inflection_and_title_counts_more() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [
+        paper("2606.00001", "Transformers in the title", "Nothing else here."),
+        paper("2606.00002", "Something else", "We use a transformer once in the abstract."),
+        paper("2606.00003", "Unrelated work", "Cooking recipes."),
+    ]
+    ranked = ranker.rank(candidates, [profile(keywords=("transformer",))])["me"]
+    assert keys(ranked) == ["2606.00001", "2606.00002"]
+    assert ranked[0].reasons.keywords == ("transformer",)
+    assert ranked[0].reasons.title_keywords == ("transformer",)
+    assert ranked[1].reasons.title_keywords == ()
+
+
+def test_a_phrase_needs_its_words_in_order() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [
+        paper("2606.00001", "A diffusion model for images"),
+        paper("2606.00002", "A model of heat diffusion"),
+    ]
+    ranked = ranker.rank(candidates, [profile(keywords=("diffusion models",))])["me"]
+    assert keys(ranked) == ["2606.00001"]
+
+
+def test_negative_keywords_leave_a_paper_out_whatever_else_it_has() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [
+        paper("2606.00001", "Robots doing reinforcement learning", authors=("Ada Lovelace",)),
+        paper("2606.00002", "Reinforcement learning for games"),
+    ]
+    me = profile(
+        keywords=("reinforcement learning",),
+        authors=("Ada Lovelace",),
+        negative_keywords=("robot",),
+    )
+    assert keys(ranker.rank(candidates, [me])["me"]) == ["2606.00002"]
+
+
+def test_excluded_primary_category_is_left_out_but_a_cross_list_is_not() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [
+        paper("2606.00001", "Graph networks", primary_category="cs.CR", categories=("cs.CR",)),
+        paper(
+            "2606.00002",
+            "Graph networks again",
+            primary_category="cs.LG",
+            categories=("cs.LG", "cs.CR"),
+        ),
+    ]
+    me = profile(keywords=("graph",), exclude_categories=("cs.CR",))
+    assert keys(ranker.rank(candidates, [me])["me"]) == ["2606.00002"]
+
+
+def test_pinned_authors_rank_first_and_are_named_as_the_paper_writes_them() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [
+        paper("2606.00001", "Graph networks at scale", "graph neural network"),
+        paper("2606.00002", "A quiet paper", "nothing", authors=("Yann LeCun", "A. Other")),
+    ]
+    ranked = ranker.rank(candidates, [profile(keywords=("graph",), authors=("LeCun, Y.",))])["me"]
+    assert keys(ranked) == ["2606.00002", "2606.00001"]
+    assert ranked[0].reasons.authors == ("Yann LeCun",)
+
+
+def test_an_examples_only_profile_ranks_by_similarity_and_names_the_example() -> None:
+    stored = corpus()
+    ranker = Ranker.fit(stored)
+    candidates = [
+        paper("2606.00001", "Better policies", f"We study {TOPICS['rl']} in new ways."),
+        paper("2606.00002", "Better molecules", f"We study {TOPICS['graphs']} in new ways."),
+    ]
+    liked = next(p for p in stored if "rl" in p.title)
+    ranked = ranker.rank(candidates, [profile(examples=(f"arXiv:{liked.key}v2",))])["me"]
+    assert keys(ranked)[0] == "2606.00001"
+    assert ranked[0].reasons.similar_to == liked.title
+    assert ranked[0].reasons.similarity > ranked[1].reasons.similarity
+    # An example may also be named by its title.
+    by_title = ranker.rank(candidates, [profile(examples=(liked.title.upper(),))])["me"]
+    assert keys(by_title)[0] == "2606.00001"
+
+
+def test_a_categories_only_profile_puts_the_primary_category_before_a_cross_list() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [
+        paper("2606.00001", "Cross", primary_category="cs.CV", categories=("cs.CV", "cs.LG")),
+        paper("2606.00002", "Primary", primary_category="cs.LG", categories=("cs.LG",)),
+        paper("2606.00003", "Neither", primary_category="cs.CV", categories=("cs.CV",)),
+    ]
+    ranked = ranker.rank(candidates, [profile(categories=("cs.LG",))])["me"]
+    assert keys(ranked) == ["2606.00002", "2606.00001"]
+    assert ranked[0].reasons.categories == ("cs.LG",)
+
+
+def test_the_community_signal_nudges_and_can_be_switched_off() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [
+        paper("2606.00001", "Graph paper one", upvotes=0),
+        paper("2606.00002", "Graph paper two", upvotes=250),
+    ]
+    on = ranker.rank(candidates, [profile(keywords=("graph",))])["me"]
+    assert keys(on) == ["2606.00002", "2606.00001"]
+    assert on[0].reasons.upvotes == 250
+    off = ranker.rank(candidates, [profile(keywords=("graph",), community_signal=False)])["me"]
+    assert off[0].score == off[1].score
+    assert off[0].reasons.upvotes is None
+
+
+def test_feedback_more_joins_the_examples_and_less_pushes_similar_papers_down() -> None:
+    stored = corpus()
+    ranker = Ranker.fit(stored)
+    rl = next(p for p in stored if "rl" in p.title)
+    graphs = next(p for p in stored if "graphs" in p.title)
+    candidates = [
+        paper("2606.00001", "Policies", f"We study {TOPICS['rl']}.", categories=("cs.LG",)),
+        paper("2606.00002", "Molecules", f"We study {TOPICS['graphs']}.", categories=("cs.LG",)),
+    ]
+    me = profile(categories=("cs.LG",))
+    assert keys(ranker.rank(candidates, [me], {"me": Feedback(more=(rl.key,))})["me"])[0] == (
+        "2606.00001"
+    )
+    pushed = ranker.rank(candidates, [me], {"me": Feedback(less=(graphs.key,))})["me"]
+    assert keys(pushed) == ["2606.00001"]  # the graph paper fell to no positive evidence
+
+
+def test_max_items_min_score_and_a_stable_order() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [paper(f"2606.{i:05d}", f"Graph paper {i}") for i in range(10)]
+    ranked = ranker.rank(candidates, [profile(keywords=("graph",), max_items=3)])["me"]
+    assert keys(ranked) == ["2606.00000", "2606.00001", "2606.00002"]  # equal scores: by key
+    high = ranker.rank(candidates, [profile(keywords=("graph",), min_score=1000)])["me"]
+    assert high == ()
+
+
+def test_profiles_ranked_together_equal_profiles_ranked_alone(monkeypatch: Any) -> None:
+    """Blocks of profiles are independent: the vectorised path gives each profile its own answer."""
+    stored = corpus()
+    ranker = Ranker.fit(stored)
+    candidates = [
+        paper(f"2606.{i:05d}", f"Paper on {topic}", f"We study {text}.", upvotes=i)
+        for i, (topic, text) in enumerate(TOPICS.items())
+    ]
+    profiles = [
+        profile("a", keywords=("graph", "speech")),
+        profile("b", examples=(stored[0].key,), negative_keywords=("robot",)),
+        profile("c", categories=("cs.LG",), authors=("Nobody",)),
+        profile("d", keywords=("reinforcement learning",), community_signal=False),
+        profile("e", keywords=("blockchain",), examples=(stored[3].key,)),
+    ]
+    alone = {p.name: ranker.rank(candidates, [p])[p.name] for p in profiles}
+    monkeypatch.setattr(digest.rank, "_BLOCK", 2)
+    assert ranker.rank(candidates, profiles) == alone
+
+
+@pytest.mark.parametrize(
+    "interests",
+    [
+        {},
+        {"negative_keywords": ("robot",)},
+        {"keywords": ("the", "of")},  # only stop words
+        {"keywords": ("$$", "{}")},  # no words at all
+    ],
+)
+def test_a_profile_without_usable_interests_gets_an_empty_ranking_and_a_warning(
+    interests: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [paper("2606.00001", "Robots and the graph of everything")]
+    with caplog.at_level(logging.WARNING):
+        assert ranker.rank(candidates, [profile(**interests)])["me"] == ()
+    assert "profile me: " in caplog.text
+
+
+def test_unknown_examples_are_warned_about_and_the_rest_still_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stored = corpus()
+    ranker = Ranker.fit(stored)
+    candidates = [paper("2606.00001", "Graphs", f"We study {TOPICS['graphs']}.")]
+    with caplog.at_level(logging.WARNING):
+        ranked = ranker.rank(candidates, [profile(examples=("2999.99999", stored[4].key))])["me"]
+    assert keys(ranked) == ["2606.00001"]
+    assert "profile me: examples paper '2999.99999' is not in the store" in caplog.text
+
+
+@pytest.mark.parametrize("stored", [[], [paper("2605.00001", "Only one paper", "graph")]])
+def test_a_tiny_or_empty_corpus_still_ranks_by_keywords(stored: list[Paper]) -> None:
+    ranker = Ranker.fit(stored)
+    candidates = [paper("2606.00001", "Graph networks"), paper("2606.00002", "Other")]
+    assert keys(ranker.rank(candidates, [profile(keywords=("graph",))])["me"]) == ["2606.00001"]
+
+
+def test_latex_and_non_latin_titles_match_and_never_crash() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [
+        paper("2606.00001", r"\textbf{Graph} Neural $\mathcal{N}$etworks for \emph{molecules}"),
+        paper("2606.00002", "变换器 用于 图像 生成"),
+        paper("2606.00003", "Нейронные сети " + "\u202e" * 3 + "\x00"),
+        paper("2606.00004", "x" * 10_000),
+    ]
+    me = profile(keywords=("graph neural", "变换器", "нейронные сети"))
+    ranked = ranker.rank(candidates, [me])["me"]
+    assert sorted(keys(ranked)) == ["2606.00001", "2606.00002", "2606.00003"]
+
+
+def test_no_candidates_or_no_profiles_is_an_empty_answer() -> None:
+    ranker = Ranker.fit(corpus())
+    assert ranker.rank([], [profile(keywords=("graph",))]) == {"me": ()}
+    assert ranker.rank([paper("2606.00001", "Graph")], []) == {}
+
+
+def test_score_parts_add_up_to_the_score() -> None:
+    stored = corpus()
+    ranker = Ranker.fit(stored)
+    candidates = [
+        paper(
+            "2606.00001",
+            "Graph networks",
+            f"We study {TOPICS['graphs']}.",
+            authors=("Ada Lovelace",),
+            primary_category="cs.LG",
+            categories=("cs.LG",),
+            upvotes=9,
+        )
+    ]
+    me = profile(
+        keywords=("graph",),
+        authors=("Ada Lovelace",),
+        categories=("cs.LG",),
+        examples=(stored[4].key,),
+    )
+    (item,) = ranker.rank(candidates, [me])["me"]
+    parts = dict(item.reasons.parts)
+    assert set(parts) == {"keywords", "authors", "categories", "community", "examples"}
+    assert sum(parts.values()) == pytest.approx(item.score, abs=1e-3)
+    assert item.reasons.summary().startswith('matches "graph"; by Ada Lovelace; in cs.LG; like')
+
+
+def test_weights_are_the_ranker_s_own() -> None:
+    stored = corpus()
+    candidates = [paper("2606.00001", "Graph", authors=("Ada Lovelace",))]
+    me = profile(keywords=("graph",), authors=("Ada Lovelace",))
+    base = Ranker.fit(stored).rank(candidates, [me])["me"][0]
+    no_authors = Ranker.fit(stored, weights=replace(digest.rank.Weights(), author=0.0))
+    assert no_authors.rank(candidates, [me])["me"][0].score < base.score
