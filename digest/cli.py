@@ -198,6 +198,100 @@ def history(obj: _Context, source: str | None, limit: int) -> None:
             click.echo(line + (f"  {_one_line(run.error, 120)}" if run.error else ""))
 
 
+def _parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a date like 2026-11-22, got {value!r}", param_hint=option
+        ) from None
+
+
+@cli.command()
+@click.argument("profile")
+@click.option("--date", "day", help="The profile's local day to rank (default: today there).")
+@click.option("--semantic", is_flag=True, help="Add sentence embeddings (the [semantic] extra).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per ranked paper.")
+@click.pass_obj
+def rank(obj: _Context, profile: str, day: str | None, semantic: bool, as_json: bool) -> None:
+    """Print PROFILE's ranking of one day's new papers: rank, score, title and why."""
+    from digest.pipeline import local_day, rank_day
+
+    chosen_day = _parse_day(day, "--date")
+    with _reported_errors():
+        config = obj.config()
+        wanted = config.profile(profile)
+        chosen_day = chosen_day or local_day(wanted, obj.clock)
+        with Store.open(config.store_path) as store:
+            ranking = rank_day(store, [wanted], chosen_day, semantic=semantic)[wanted.name]
+    if as_json:
+        import json
+
+        for position, item in enumerate(ranking.papers, start=1):
+            reasons = item.reasons
+            click.echo(
+                json.dumps(
+                    {
+                        "rank": position,
+                        "score": item.score,
+                        "key": item.paper.key,
+                        "title": item.paper.title,
+                        "url": item.paper.abs_url,
+                        "keywords": reasons.keywords,
+                        "authors": reasons.authors,
+                        "categories": reasons.categories,
+                        "similar_to": reasons.similar_to,
+                        "similarity": reasons.similarity,
+                        "upvotes": reasons.upvotes,
+                        "parts": dict(reasons.parts),
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return
+    click.echo(
+        f"{wanted.name} · {ranking.day.isoformat()} ({wanted.timezone}) · "
+        f"{len(ranking.papers)} chosen of {ranking.scanned} new papers"
+    )
+    for position, item in enumerate(ranking.papers, start=1):
+        click.echo(f"{position:>3}  {item.score:6.2f}  {_one_line(item.paper.title, 100)}")
+        why = item.reasons.summary()
+        if why:
+            click.echo(f"{'':13}{_one_line(why, 150)}")
+    if not ranking.papers:
+        click.echo(
+            "no new papers that day" if not ranking.scanned else "none scored above the threshold",
+            err=True,
+        )
+
+
+@cli.command()
+@click.argument("profile")
+@click.argument("paper")
+@click.argument("mark", type=click.Choice(["more", "less", "clear"]))
+@click.pass_obj
+def feedback(obj: _Context, profile: str, paper: str, mark: str) -> None:
+    """Mark PAPER for PROFILE: more (like this), less (not relevant), or clear the mark.
+
+    PAPER is an arXiv id, a DOI, a paper key or its exact title. "more" papers join the profile's
+    examples; "less" papers push similar papers down in later rankings.
+    """
+    with _reported_errors():
+        config = obj.config()
+        wanted = config.profile(profile)
+        with Store.open(config.store_path) as store:
+            found = store.find(paper)
+            if found is None:
+                raise DigestError(
+                    f"paper {paper!r} is not in the store; `digest papers --text ...` finds keys"
+                )
+            store.mark(wanted.name, found.key, None if mark == "clear" else mark, obj.clock())
+    said = "cleared the mark on" if mark == "clear" else f"marked {mark}:"
+    click.echo(f"{wanted.name}: {said} {found.key}  {_one_line(found.title, 90)}")
+
+
 @cli.command("sources")
 def list_kinds() -> None:
     """List the kinds of source a config can use."""

@@ -85,6 +85,13 @@ class Config:
     def store_path(self) -> Path:
         return self.data_dir / "paperdigest.sqlite3"
 
+    def profile(self, name: str) -> ProfileConfig:
+        for profile in self.profiles:
+            if profile.name == name:
+                return profile
+        known = ", ".join(p.name for p in self.profiles) or "none"
+        raise ConfigError(f"{self.path}: no profile named {name!r} (profiles: {known})")
+
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
             if source.name == name:

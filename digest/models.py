@@ -147,6 +147,17 @@ class IngestReport:
         return bool(self.sources) and all(run.failed for run in self.sources)
 
 
+FEEDBACK_MARKS = ("more", "less")
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A profile's marks: papers (keys) the person wants more of, and less of."""
+
+    more: tuple[str, ...] = ()
+    less: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Reasons:
     """Why a paper was chosen for a profile, as data for the email and the feeds to show."""
@@ -183,3 +194,13 @@ class ScoredPaper:
     paper: Paper
     score: float
     reasons: Reasons
+
+
+@dataclass(frozen=True, slots=True)
+class DayRanking:
+    """One profile's ranking for one of its days: what was scanned, and what was chosen."""
+
+    profile: str
+    day: date  # the profile's local day
+    scanned: int  # new papers first seen that day
+    papers: tuple[ScoredPaper, ...]

@@ -8,13 +8,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from zoneinfo import ZoneInfo
 
-from digest.config import Config, SourceConfig
+from digest.config import Config, ProfileConfig, SourceConfig
 from digest.errors import DigestError, SourceError
 from digest.fetch import Fetcher, FetchPolicy, user_agent
 from digest.health import layout_problem, recent_median
-from digest.models import FetchResult, IngestReport, Origin, Record, SourceRun
+from digest.models import DayRanking, FetchResult, IngestReport, Origin, Record, SourceRun
 from digest.sources import SOURCE_KINDS
 from digest.store import Store
 
@@ -120,3 +122,48 @@ def _fetch_and_parse(
         except SourceError as exc:
             raise type(exc)(f"{url}: {exc}") from None
     return results, records
+
+
+# tf-idf is fitted on at most this many of the most recently seen papers: plenty for word
+# statistics, and it bounds the time and memory of a run on a store that grows for years.
+FIT_LIMIT = 50_000
+
+
+def local_day(profile: ProfileConfig, clock: Clock) -> date:
+    """Today, in the profile's own time zone."""
+    return clock().astimezone(ZoneInfo(profile.timezone)).date()
+
+
+def day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
+    """The UTC start and end of a local day (23 or 25 hours long on a daylight-saving change)."""
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(day, dtime.min, tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), dtime.min, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def rank_day(
+    store: Store,
+    profiles: Sequence[ProfileConfig],
+    day: date,
+    *,
+    semantic: bool = False,
+) -> dict[str, DayRanking]:
+    """Rank the papers first seen on each profile's local `day`, for every profile given."""
+    from digest.rank import Ranker  # numpy and scikit-learn load only when ranking
+
+    ranker = Ranker.fit(store.papers(limit=FIT_LIMIT), semantic=semantic)
+    feedback = store.feedback(p.name for p in profiles)
+    rankings: dict[str, DayRanking] = {}
+    by_zone: dict[str, list[ProfileConfig]] = {}
+    for profile in profiles:
+        by_zone.setdefault(profile.timezone, []).append(profile)
+    for zone, group in by_zone.items():
+        start, end = day_bounds(day, zone)
+        candidates = store.papers(since=start, until=end, limit=None)
+        ranked = ranker.rank(candidates, group, feedback)
+        for profile in group:
+            rankings[profile.name] = DayRanking(
+                profile.name, day, len(candidates), ranked[profile.name]
+            )
+    return rankings

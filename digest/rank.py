@@ -33,7 +33,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from digest.config import ProfileConfig
 from digest.identify import normalize_title
-from digest.models import Paper, Reasons, ScoredPaper
+from digest.models import Feedback, Paper, Reasons, ScoredPaper
 from digest.sources.common import split_arxiv_id
 from digest.terms import author_keys, author_match_key, content_words, phrase, words
 
@@ -60,14 +60,6 @@ class Weights:
     category: float = 1.0
     community: float = 0.5
     less: float = 8.0
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """A profile's marks: papers (keys) the person wants more of, and less of."""
-
-    more: tuple[str, ...] = ()
-    less: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +351,7 @@ class _ProfileSignals:
     disliked: sp.csr_matrix | None  # profiles x tf-idf words: centroid of "less" papers
     liked_rows: tuple[tuple[int, ...], ...]  # corpus rows of each profile's liked papers
     liked_embedding: np.ndarray | None  # profiles x embedding dims
+    known: tuple[frozenset[str], ...]  # keys the person liked or marked: never offered again
 
     @classmethod
     def build(
@@ -422,6 +415,10 @@ class _ProfileSignals:
             disliked=disliked,
             liked_rows=liked_rows,
             liked_embedding=liked_embedding,
+            known=tuple(
+                frozenset(ranker.corpus[row].key for row in (*liked, *disliked))
+                for liked, disliked in zip(liked_rows, disliked_rows, strict=True)
+            ),
         )
 
 
@@ -513,6 +510,11 @@ def _choose(
     total = sum(parts.values(), np.zeros((len(papers.papers), len(profiles))))
     left_out = (papers.term_hits @ signals.negatives.T) + (papers.primary @ signals.excludes.T)
     total[left_out.toarray() > 0] = -np.inf
+    row_of_key = {paper.key: row for row, paper in enumerate(papers.papers)}
+    for column, known in enumerate(signals.known):
+        for key in known:
+            if key in row_of_key:
+                total[row_of_key[key], column] = -np.inf
     chosen: dict[str, tuple[ScoredPaper, ...]] = {}
     most = min(max(p.max_items for p in profiles), len(papers.papers))
     top = np.argpartition(-total, most - 1, axis=0)[:most] if most < len(papers.papers) else None

@@ -27,7 +27,8 @@ from digest.identify import (
     normalize_title,
     paper_key,
 )
-from digest.models import FetchResult, Paper, Record, SourceRun
+from digest.models import Feedback, FetchResult, Paper, Record, SourceRun
+from digest.sources.common import split_arxiv_id
 
 # Each entry moves the schema from version N to N+1; PRAGMA user_version says where a file stands.
 MIGRATIONS: tuple[str, ...] = (
@@ -82,6 +83,17 @@ MIGRATIONS: tuple[str, ...] = (
         last_modified TEXT,
         updated TEXT NOT NULL
     );
+    """,
+    # 2: a person's "more like this" / "not relevant" marks, read by the ranking.
+    """
+    CREATE TABLE feedback (
+        profile TEXT NOT NULL,
+        key TEXT NOT NULL REFERENCES papers(key) ON UPDATE CASCADE ON DELETE CASCADE,
+        mark TEXT NOT NULL CHECK (mark IN ('more', 'less')),
+        marked TEXT NOT NULL,
+        PRIMARY KEY (profile, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX feedback_by_key ON feedback(key);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -278,10 +290,14 @@ class Store:
         *,
         source: str | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
         text: str | None = None,
         limit: int | None = 50,
     ) -> list[Paper]:
-        """Stored papers, newest first (by first sighting), filtered by source, time and text."""
+        """Stored papers, newest first (by first sighting), filtered by source, time and text.
+
+        `since` and `until` bound the first sighting: since <= first_seen < until.
+        """
         where: list[str] = []
         params: list[object] = []
         if source:
@@ -290,6 +306,9 @@ class Store:
         if since:
             where.append("first_seen >= ?")
             params.append(since.isoformat())
+        if until:
+            where.append("first_seen < ?")
+            params.append(until.isoformat())
         if text:
             # LIKE is case-insensitive for ASCII; escape its wildcards so the user's text is literal.
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -305,6 +324,55 @@ class Store:
             sql += " LIMIT ?"
             params.append(limit)
         return [_from_row(row) for row in self._db.execute(sql, params)]
+
+    def find(self, reference: str) -> Paper | None:
+        """A paper named by key, arXiv id (any version, 'arXiv:' prefix), DOI or exact title."""
+        text = reference.strip()
+        if text.lower().startswith("arxiv:"):
+            text = text[6:]
+        arxiv_id, _ = split_arxiv_id(text)
+        for column, value in (("key", text), ("arxiv_id", arxiv_id), ("doi", normalize_doi(text))):
+            if value:
+                row = self._db.execute(
+                    f"SELECT * FROM papers WHERE {column} = ? LIMIT 1", (value,)
+                ).fetchone()
+                if row:
+                    return _from_row(row)
+        row = self._db.execute(
+            "SELECT * FROM papers WHERE title_norm = ? ORDER BY first_seen LIMIT 1",
+            (normalize_title(text),),
+        ).fetchone()
+        return _from_row(row) if row else None
+
+    # -- feedback -------------------------------------------------------------------------------
+
+    def mark(self, profile: str, key: str, mark: str | None, at: datetime) -> None:
+        """Record a person's mark on a paper ("more" or "less"); None takes it back."""
+        with self._transaction():
+            if mark is None:
+                self._db.execute(
+                    "DELETE FROM feedback WHERE profile = ? AND key = ?", (profile, key)
+                )
+            else:
+                self._db.execute(
+                    """INSERT INTO feedback (profile, key, mark, marked) VALUES (?, ?, ?, ?)
+                       ON CONFLICT (profile, key) DO UPDATE SET mark = excluded.mark,
+                       marked = excluded.marked""",
+                    (profile, key, mark, at.isoformat()),
+                )
+
+    def feedback(self, profiles: Iterable[str] | None = None) -> dict[str, Feedback]:
+        """Every profile's marks (or the named profiles'), oldest first."""
+        rows = self._db.execute("SELECT profile, key, mark FROM feedback ORDER BY marked, key")
+        wanted = set(profiles) if profiles is not None else None
+        marks: dict[str, dict[str, list[str]]] = {}
+        for profile, key, mark in rows:
+            if wanted is None or profile in wanted:
+                marks.setdefault(profile, {"more": [], "less": []})[mark].append(key)
+        return {
+            profile: Feedback(more=tuple(m["more"]), less=tuple(m["less"]))
+            for profile, m in marks.items()
+        }
 
     # -- HTTP validators --------------------------------------------------------------------------
 

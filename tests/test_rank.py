@@ -11,8 +11,8 @@ from conftest import T0
 
 import digest.rank
 from digest.config import ProfileConfig
-from digest.models import Paper
-from digest.rank import Feedback, Ranker
+from digest.models import Feedback, Paper
+from digest.rank import Ranker
 from digest.terms import author_match_key, phrase, stem, words
 
 TOPICS = {
@@ -325,3 +325,13 @@ def test_weights_are_the_ranker_s_own() -> None:
     base = Ranker.fit(stored).rank(candidates, [me])["me"][0]
     no_authors = Ranker.fit(stored, weights=replace(digest.rank.Weights(), author=0.0))
     assert no_authors.rank(candidates, [me])["me"][0].score < base.score
+
+
+def test_papers_already_liked_or_marked_are_not_offered_again() -> None:
+    stored = corpus()
+    ranker = Ranker.fit(stored)
+    liked, marked = stored[4], stored[5]  # both about graphs, and both listed again today
+    candidates = [*stored[4:6], paper("2606.00001", "Graph news", f"We study {TOPICS['graphs']}.")]
+    me = profile(keywords=("graph",), examples=(liked.key,))
+    ranked = ranker.rank(candidates, [me], {"me": Feedback(more=(marked.key,))})["me"]
+    assert keys(ranked) == ["2606.00001"]
