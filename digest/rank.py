@@ -99,10 +99,14 @@ class Ranker:
         *,
         weights: Weights | None = None,
         semantic: bool = False,
+        embedder: Embedder | None = None,
     ) -> Ranker:
-        """Fit tf-idf on `corpus` (the stored papers); examples are looked up in it."""
-        embedder = None
-        if semantic:
+        """Fit tf-idf on `corpus` (the stored papers); examples are looked up in it.
+
+        `semantic` loads the sentence-embedding extra (a DigestError says how to install it when
+        it is missing); `embedder` passes one in instead.
+        """
+        if semantic and embedder is None:
             from digest.semantic import load_embedder
 
             embedder = load_embedder()
