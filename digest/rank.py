@@ -25,6 +25,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -142,7 +143,8 @@ class Ranker:
         results: dict[str, tuple[ScoredPaper, ...]] = {p.name: () for p in profiles}
         if not candidates or not profiles:
             return results
-        papers = _PaperFeatures.build(candidates, profiles, self)
+        # In key order, so that equal scores always come out in the same order.
+        papers = _PaperFeatures.build(sorted(candidates, key=lambda p: p.key), profiles, self)
         for start in range(0, len(profiles), _BLOCK):
             block = profiles[start : start + _BLOCK]
             signals = _ProfileSignals.build(block, feedback, self, papers)
@@ -244,6 +246,11 @@ class _PaperFeatures:
     upvotes: np.ndarray  # log10(1 + upvotes) per paper
     text_vectors: sp.csr_matrix | None  # tf-idf rows, L2-normalised
     embeddings: np.ndarray | None  # sentence embeddings, L2-normalised (semantic extra)
+    # For the reasons of the few papers picked: cheap set lookups instead of matrix slicing.
+    row_of_key: Mapping[str, int]
+    term_sets: tuple[frozenset[int], ...]  # each paper's matched term columns
+    title_sets: tuple[frozenset[int], ...]  # each paper's term columns in the title
+    author_keys: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...]  # (name, its keys)
 
     @classmethod
     def build(
@@ -278,14 +285,18 @@ class _PaperFeatures:
             (saturated + ranker.weights.title * title_hits) @ sp.diags(idf)
         )
 
-        author_rows = []
-        for paper in papers:
-            row: dict[int, int] = {}
-            for name in paper.authors:
-                for key in author_keys(name):
-                    if key in vocabulary.authors:
-                        row[vocabulary.authors[key]] = 1
-            author_rows.append(row)
+        names_and_keys = tuple(
+            tuple((name, author_keys(name)) for name in paper.authors) for paper in papers
+        )
+        author_rows = [
+            {
+                vocabulary.authors[key]: 1
+                for _, keys in paper_authors
+                for key in keys
+                if key in vocabulary.authors
+            }
+            for paper_authors in names_and_keys
+        ]
         primary_rows, cross_rows = [], []
         for paper in papers:
             main = (paper.primary_category or next(iter(paper.categories), "")).casefold()
@@ -314,7 +325,16 @@ class _PaperFeatures:
             embeddings=ranker.embedder.embed([_document(p) for p in papers])
             if ranker.embedder
             else None,
+            row_of_key={paper.key: row for row, paper in enumerate(papers)},
+            term_sets=_row_sets(term_hits),
+            title_sets=_row_sets(title_hits),
+            author_keys=names_and_keys,
         )
+
+
+def _row_sets(matrix: sp.csr_matrix) -> tuple[frozenset[int], ...]:
+    columns = np.split(matrix.indices, matrix.indptr[1:-1])
+    return tuple(frozenset(row.tolist()) for row in columns)
 
 
 def _count_terms(
@@ -426,6 +446,7 @@ class _ProfileSignals:
         )
 
 
+@lru_cache(maxsize=100_000)
 def _usable_phrase(text: str) -> tuple[str, ...] | None:
     """The words a keyword matches by, or None when it has no word that means anything."""
     term = phrase(text)[:_MAX_PHRASE]
@@ -514,33 +535,33 @@ def _choose(
     total = sum(parts.values(), np.zeros((len(papers.papers), len(profiles))))
     left_out = (papers.term_hits @ signals.negatives.T) + (papers.primary @ signals.excludes.T)
     total[left_out.toarray() > 0] = -np.inf
-    row_of_key = {paper.key: row for row, paper in enumerate(papers.papers)}
     for column, known in enumerate(signals.known):
         for key in known:
-            if key in row_of_key:
-                total[row_of_key[key], column] = -np.inf
-    chosen: dict[str, tuple[ScoredPaper, ...]] = {}
+            if key in papers.row_of_key:
+                total[papers.row_of_key[key], column] = -np.inf
+    # Equal scores go in key order (papers are sorted by key): a far smaller nudge than any
+    # score shown, so the same data always gives the same digest.
+    total -= np.arange(len(papers.papers))[:, None] * 1e-9
     most = min(max(p.max_items for p in profiles), len(papers.papers))
-    top = np.argpartition(-total, most - 1, axis=0)[:most] if most < len(papers.papers) else None
+    top = np.argpartition(-total, most - 1, axis=0)[:most]
+    picks: list[np.ndarray] = []
     for column, profile in enumerate(profiles):
-        scores = total[:, column]
-        rows = top[:, column] if top is not None else np.arange(len(scores))
-        # Best first; ties broken by the paper's key so the order is stable from run to run.
-        ordered = sorted(rows, key=lambda r: (-scores[r], papers.papers[r].key))
-        picked = [
-            r
-            for r in ordered[: profile.max_items]
-            if scores[r] > 0 and scores[r] >= profile.min_score
-        ]
-        chosen[profile.name] = tuple(
+        rows = top[:, column]
+        rows = rows[np.argsort(-total[rows, column], kind="stable")][: profile.max_items]
+        scores = total[rows, column]
+        picks.append(rows[(scores > 0) & (scores >= profile.min_score)])
+    explain = _Explainer(papers, signals, parts, ranker, picks)
+    return {
+        profile.name: tuple(
             ScoredPaper(
-                paper=papers.papers[r],
-                score=round(float(scores[r]), 4),
-                reasons=_reasons(r, column, profile, papers, signals, parts, ranker),
+                paper=papers.papers[row],
+                score=round(float(total[row, column]), 4),
+                reasons=reasons,
             )
-            for r in picked
+            for row, reasons in zip(rows, explain(column, profile), strict=True)
         )
-    return chosen
+        for column, (profile, rows) in enumerate(zip(profiles, picks, strict=True))
+    }
 
 
 def _score_parts(
@@ -569,58 +590,98 @@ def _score_parts(
     return parts
 
 
-def _reasons(
-    row: int,
-    column: int,
-    profile: ProfileConfig,
-    papers: _PaperFeatures,
-    signals: _ProfileSignals,
-    parts: Mapping[str, np.ndarray],
-    ranker: Ranker,
-) -> Reasons:
-    """Why paper `row` is in profile `column`'s digest: the evidence behind each part of its score."""
-    paper = papers.papers[row]
-    found = set(papers.term_hits[row].indices.tolist())
-    in_title = set(papers.title_hits[row].indices.tolist())
-    keywords, title_keywords = [], []
-    for text in profile.keywords:
-        term = _usable_phrase(text)
-        column_of_term = papers.vocabulary.terms.get(term) if term else None
-        if column_of_term in found:
-            keywords.append(text)
-            if column_of_term in in_title:
-                title_keywords.append(text)
-    keywords.sort(key=lambda text: text not in title_keywords)  # title matches first, stable
-    pinned = {key for key in map(author_match_key, profile.authors) if key}
-    authors = tuple(name for name in paper.authors if pinned.intersection(author_keys(name)))
-    followed = {c.casefold() for c in profile.categories}
-    categories = tuple(c for c in paper.categories if c.casefold() in followed)
-    similar_to, similarity = _most_similar_liked(row, column, papers, signals, ranker)
-    return Reasons(
-        keywords=tuple(keywords),
-        title_keywords=tuple(title_keywords),
-        authors=authors,
-        categories=categories,
-        similar_to=similar_to,
-        similarity=similarity,
-        upvotes=paper.upvotes if profile.community_signal and paper.upvotes else None,
-        parts=tuple(
-            (name, round(float(points[row, column]), 4))
-            for name, points in parts.items()
-            if points[row, column] != 0
-        ),
-    )
+class _Explainer:
+    """Works out the reasons of a block's picks, in batches: a Python step per pick, no more."""
 
+    def __init__(
+        self,
+        papers: _PaperFeatures,
+        signals: _ProfileSignals,
+        parts: Mapping[str, np.ndarray],
+        ranker: Ranker,
+        picks: Sequence[np.ndarray],
+    ) -> None:
+        self.papers = papers
+        self.signals = signals
+        self.parts = parts
+        self.ranker = ranker
+        self.picks = picks
+        self.similarity = self._liked_similarity()
 
-def _most_similar_liked(
-    row: int, column: int, papers: _PaperFeatures, signals: _ProfileSignals, ranker: Ranker
-) -> tuple[str | None, float]:
-    liked = signals.liked_rows[column]
-    if not liked or papers.text_vectors is None or ranker.text is None:
-        return None, 0.0
-    similarities = (ranker.text.corpus_vectors[list(liked)] @ papers.text_vectors[row].T).toarray()
-    best = int(np.argmax(similarities[:, 0]))
-    similarity = float(similarities[best, 0])
-    if similarity <= 0:
-        return None, 0.0
-    return ranker.corpus[liked[best]].title, round(similarity, 4)
+    def _liked_similarity(self) -> tuple[dict[int, int], dict[int, int], np.ndarray] | None:
+        """Cosine of every liked paper of the block with every picked paper, in one product."""
+        text = self.ranker.text
+        if text is None or self.papers.text_vectors is None:
+            return None
+        liked = sorted({row for rows in self.signals.liked_rows for row in rows})
+        picked = sorted({int(row) for rows in self.picks for row in rows})
+        if not liked or not picked:
+            return None
+        product = text.corpus_vectors[liked] @ self.papers.text_vectors[picked].T
+        matrix = np.asarray(product.toarray(), dtype=np.float64)
+        return (
+            {row: i for i, row in enumerate(liked)},
+            {row: i for i, row in enumerate(picked)},
+            matrix,
+        )
+
+    def __call__(self, column: int, profile: ProfileConfig) -> list[Reasons]:
+        rows = self.picks[column]
+        if not len(rows):
+            return []
+        papers = self.papers
+        keyword_columns = [
+            (text, papers.vocabulary.terms.get(term))
+            for text in profile.keywords
+            if (term := _usable_phrase(text))
+        ]
+        pinned = {key for key in map(author_match_key, profile.authors) if key}
+        followed = {c.casefold() for c in profile.categories}
+        points = {name: part[rows, column] for name, part in self.parts.items()}
+        similar = self._most_similar(column, rows)
+        reasons = []
+        for i, row in enumerate(rows.tolist()):
+            paper = papers.papers[row]
+            found, in_title = papers.term_sets[row], papers.title_sets[row]
+            keywords = [text for text, term in keyword_columns if term in found]
+            title_keywords = [text for text, term in keyword_columns if term in in_title]
+            keywords.sort(key=lambda text: text not in title_keywords)  # title matches first
+            similar_to, similarity = similar[i]
+            reasons.append(
+                Reasons(
+                    keywords=tuple(keywords),
+                    title_keywords=tuple(title_keywords),
+                    authors=tuple(
+                        name
+                        for name, keys in papers.author_keys[row]
+                        if not pinned.isdisjoint(keys)
+                    ),
+                    categories=tuple(c for c in paper.categories if c.casefold() in followed),
+                    similar_to=similar_to,
+                    similarity=similarity,
+                    upvotes=paper.upvotes if profile.community_signal and paper.upvotes else None,
+                    parts=tuple(
+                        (name, round(float(values[i]), 4))
+                        for name, values in points.items()
+                        if values[i] != 0
+                    ),
+                )
+            )
+        return reasons
+
+    def _most_similar(self, column: int, rows: np.ndarray) -> list[tuple[str | None, float]]:
+        """For each picked paper, the profile's most similar liked paper and the cosine."""
+        liked = self.signals.liked_rows[column]
+        if self.similarity is None or not liked:
+            return [(None, 0.0)] * len(rows)
+        liked_index, picked_index, matrix = self.similarity
+        block = matrix[
+            np.ix_([liked_index[r] for r in liked], [picked_index[int(r)] for r in rows])
+        ]
+        best = block.argmax(axis=0)
+        answers: list[tuple[str | None, float]] = []
+        for i, choice in enumerate(best.tolist()):
+            value = float(block[choice, i])
+            title = self.ranker.corpus[liked[choice]].title
+            answers.append((title, round(value, 4)) if value > 0 else (None, 0.0))
+        return answers

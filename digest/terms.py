@@ -17,66 +17,13 @@ _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+\*?|\\.|[{}$^_~]")
 # A word is a run of letters or digits in any script; '-' and '/' split words ("self-supervised").
 _WORD = re.compile(r"[^\W_]+")
 # Words that never make a keyword match or a tf-idf feature on their own.
+# Only function words: frequent content words ("model", "new") are for tf-idf to weigh down.
 STOP_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "has",
-        "have",
-        "how",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "our",
-        "over",
-        "that",
-        "the",
-        "their",
-        "these",
-        "this",
-        "those",
-        "to",
-        "under",
-        "via",
-        "we",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "why",
-        "with",
-        "within",
-        "without",
-        "you",
-        "your",
-        "using",
-        "use",
-        "used",
-        "based",
-        "towards",
-        "toward",
-        "new",
-        "show",
-        "shows",
-    ]
+    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how", "in", "into", "is", "it", "its", "of", "on", "or", "our", "over", "that", "the", "their", "these", "this", "those", "to", "under", "via", "we", "what", "when", "where", "which", "while", "who", "why", "with", "within", "without", "you", "your"]
+)
+# Words ending in "s" that are not plurals.
+_NOT_PLURAL = frozenset(
+    ["news", "series", "species", "physics", "mathematics", "genomics", "robotics", "dynamics", "statistics", "lens", "bias"]
 )
 
 
@@ -102,7 +49,7 @@ def stem(word: str) -> str:
         return word[:-3] + "y"
     if word.endswith(("sses", "xes", "ches", "shes", "zzes")):
         return word[:-2]
-    if word.endswith(("ss", "us", "is", "ous", "ics")):
+    if word.endswith(("ss", "us", "is", "ous", "ics")) or word in _NOT_PLURAL:
         return word
     if word.endswith("s"):
         return word[:-1]
