@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -44,9 +46,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _BLOCK = 1024  # profiles scored at once: bounds memory at papers x _BLOCK floats
+_THREADS = max(1, min(os.cpu_count() or 1, 2))
 _BM25_K1 = 1.2
 _BM25_B = 0.75
 _MAX_PHRASE = 6  # words in the longest phrase matched
+SHOWN_SIMILARITY = 0.1  # a liked paper is named as a reason from this cosine on: below, it is noise
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +149,18 @@ class Ranker:
             return results
         # In key order, so that equal scores always come out in the same order.
         papers = _PaperFeatures.build(sorted(candidates, key=lambda p: p.key), profiles, self)
-        for start in range(0, len(profiles), _BLOCK):
-            block = profiles[start : start + _BLOCK]
+        blocks = [profiles[start : start + _BLOCK] for start in range(0, len(profiles), _BLOCK)]
+
+        def rank_block(block: Sequence[ProfileConfig]) -> dict[str, tuple[ScoredPaper, ...]]:
             signals = _ProfileSignals.build(block, feedback, self, papers)
-            results.update(_choose(papers, signals, block, self))
+            return _choose(papers, signals, block, self)
+
+        # Two blocks at a time: scipy and numpy release the GIL in their products, so one
+        # block's matrix work overlaps the other's Python (the reasons) on a second core.
+        workers = min(_THREADS, len(blocks))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for ranked in pool.map(rank_block, blocks):
+                results.update(ranked)
         return results
 
     # -- used by the feature builders -----------------------------------------------------------
@@ -501,7 +513,7 @@ def _centroids(rows: Sequence[Sequence[int]], vectors: sp.csr_matrix) -> sp.csr_
     centroids = sp.csr_matrix(selection @ vectors)
     norms = np.sqrt(np.asarray(centroids.multiply(centroids).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ centroids)
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ centroids, dtype=np.float32)
 
 
 def _embedding_centroids(rows: Sequence[Sequence[int]], ranker: Ranker) -> np.ndarray:
@@ -550,18 +562,7 @@ def _choose(
         rows = rows[np.argsort(-total[rows, column], kind="stable")][: profile.max_items]
         scores = total[rows, column]
         picks.append(rows[(scores > 0) & (scores >= profile.min_score)])
-    explain = _Explainer(papers, signals, parts, ranker, picks)
-    return {
-        profile.name: tuple(
-            ScoredPaper(
-                paper=papers.papers[row],
-                score=round(float(total[row, column]), 4),
-                reasons=reasons,
-            )
-            for row, reasons in zip(rows, explain(column, profile), strict=True)
-        )
-        for column, (profile, rows) in enumerate(zip(profiles, picks, strict=True))
-    }
+    return _explain(papers, signals, parts, total, ranker, profiles, picks)
 
 
 def _score_parts(
@@ -590,46 +591,38 @@ def _score_parts(
     return parts
 
 
-class _Explainer:
-    """Works out the reasons of a block's picks, in batches: a Python step per pick, no more."""
-
-    def __init__(
-        self,
-        papers: _PaperFeatures,
-        signals: _ProfileSignals,
-        parts: Mapping[str, np.ndarray],
-        ranker: Ranker,
-        picks: Sequence[np.ndarray],
-    ) -> None:
-        self.papers = papers
-        self.signals = signals
-        self.parts = parts
-        self.ranker = ranker
-        self.picks = picks
-        self.similarity = self._liked_similarity()
-
-    def _liked_similarity(self) -> tuple[dict[int, int], dict[int, int], np.ndarray] | None:
-        """Cosine of every liked paper of the block with every picked paper, in one product."""
-        text = self.ranker.text
-        if text is None or self.papers.text_vectors is None:
-            return None
-        liked = sorted({row for rows in self.signals.liked_rows for row in rows})
-        picked = sorted({int(row) for rows in self.picks for row in rows})
-        if not liked or not picked:
-            return None
-        product = text.corpus_vectors[liked] @ self.papers.text_vectors[picked].T
-        matrix = np.asarray(product.toarray(), dtype=np.float64)
-        return (
-            {row: i for i, row in enumerate(liked)},
-            {row: i for i, row in enumerate(picked)},
-            matrix,
-        )
-
-    def __call__(self, column: int, profile: ProfileConfig) -> list[Reasons]:
-        rows = self.picks[column]
-        if not len(rows):
-            return []
-        papers = self.papers
+def _explain(
+    papers: _PaperFeatures,
+    signals: _ProfileSignals,
+    parts: Mapping[str, np.ndarray],
+    total: np.ndarray,
+    ranker: Ranker,
+    profiles: Sequence[ProfileConfig],
+    picks: Sequence[np.ndarray],
+) -> dict[str, tuple[ScoredPaper, ...]]:
+    """Each pick with its reasons. Everything numeric is gathered for the whole block at once;
+    what is left per pick is a few set lookups."""
+    counts = [len(rows) for rows in picks]
+    pick_rows = np.concatenate(picks).astype(np.int64) if picks else np.zeros(0, np.int64)
+    pick_columns = np.repeat(np.arange(len(profiles)), counts)
+    scores = np.round(total[pick_rows, pick_columns], 4).tolist()
+    points = {
+        name: np.round(part[pick_rows, pick_columns], 4).tolist() for name, part in parts.items()
+    }
+    point_items = list(points.items())
+    rows_list = pick_rows.tolist()
+    all_papers, term_sets, title_sets = papers.papers, papers.term_sets, papers.title_sets
+    centroid_cosines = (
+        parts["examples"][pick_rows, pick_columns] / ranker.weights.example
+        if "examples" in parts and ranker.weights.example > 0
+        else None
+    )
+    similar_row, similarity = _most_similar_liked(
+        papers, signals, ranker, pick_rows, counts, centroid_cosines
+    )
+    results: dict[str, tuple[ScoredPaper, ...]] = {}
+    start = 0
+    for profile, count in zip(profiles, counts, strict=True):
         keyword_columns = [
             (text, papers.vocabulary.terms.get(term))
             for text in profile.keywords
@@ -637,51 +630,80 @@ class _Explainer:
         ]
         pinned = {key for key in map(author_match_key, profile.authors) if key}
         followed = {c.casefold() for c in profile.categories}
-        points = {name: part[rows, column] for name, part in self.parts.items()}
-        similar = self._most_similar(column, rows)
-        reasons = []
-        for i, row in enumerate(rows.tolist()):
-            paper = papers.papers[row]
-            found, in_title = papers.term_sets[row], papers.title_sets[row]
-            keywords = [text for text, term in keyword_columns if term in found]
+        chosen = []
+        # The hot loop of a big run (one pass per pick): plain lists, positional arguments.
+        for i in range(start, start + count):
+            row = rows_list[i]
+            paper = all_papers[row]
+            found, in_title = term_sets[row], title_sets[row]
             title_keywords = [text for text, term in keyword_columns if term in in_title]
-            keywords.sort(key=lambda text: text not in title_keywords)  # title matches first
-            similar_to, similarity = similar[i]
-            reasons.append(
-                Reasons(
-                    keywords=tuple(keywords),
-                    title_keywords=tuple(title_keywords),
-                    authors=tuple(
-                        name
-                        for name, keys in papers.author_keys[row]
-                        if not pinned.isdisjoint(keys)
-                    ),
-                    categories=tuple(c for c in paper.categories if c.casefold() in followed),
-                    similar_to=similar_to,
-                    similarity=similarity,
-                    upvotes=paper.upvotes if profile.community_signal and paper.upvotes else None,
-                    parts=tuple(
-                        (name, round(float(values[i]), 4))
-                        for name, values in points.items()
-                        if values[i] != 0
-                    ),
+            keywords = title_keywords + [
+                text for text, term in keyword_columns if term in found and term not in in_title
+            ]
+            liked = similar_row[i]
+            reasons = Reasons(
+                tuple(keywords),
+                tuple(title_keywords),
+                tuple(
+                    [name for name, keys in papers.author_keys[row] if not pinned.isdisjoint(keys)]
                 )
+                if pinned
+                else (),
+                tuple([c for c in paper.categories if c.casefold() in followed])
+                if followed
+                else (),
+                ranker.corpus[liked].title if liked >= 0 else None,
+                similarity[i] if liked >= 0 else 0.0,
+                paper.upvotes if profile.community_signal and paper.upvotes else None,
+                tuple([(name, values[i]) for name, values in point_items if values[i]]),
             )
-        return reasons
+            chosen.append(ScoredPaper(paper, scores[i], reasons))
+        results[profile.name] = tuple(chosen)
+        start += count
+    return results
 
-    def _most_similar(self, column: int, rows: np.ndarray) -> list[tuple[str | None, float]]:
-        """For each picked paper, the profile's most similar liked paper and the cosine."""
-        liked = self.signals.liked_rows[column]
-        if self.similarity is None or not liked:
-            return [(None, 0.0)] * len(rows)
-        liked_index, picked_index, matrix = self.similarity
-        block = matrix[
-            np.ix_([liked_index[r] for r in liked], [picked_index[int(r)] for r in rows])
+
+def _most_similar_liked(
+    papers: _PaperFeatures,
+    signals: _ProfileSignals,
+    ranker: Ranker,
+    pick_rows: np.ndarray,
+    counts: Sequence[int],
+    centroid_cosines: np.ndarray | None,
+) -> tuple[list[int], list[float]]:
+    """For each pick, the corpus row of its profile's most similar liked paper (-1 for none)
+    and the cosine, when that cosine is worth showing (at least SHOWN_SIMILARITY).
+
+    Computed for exactly the (pick, liked paper) pairs that can reach it: tf-idf cosines are
+    never negative, so the cosine to the centroid of k liked papers is at least the best single
+    cosine / k, and a pick whose centroid cosine is lower than SHOWN_SIMILARITY / k is skipped.
+    """
+    none: tuple[list[int], list[float]] = ([-1] * len(pick_rows), [0.0] * len(pick_rows))
+    if ranker.text is None or papers.text_vectors is None or not len(pick_rows):
+        return none
+    liked_per_pick = [signals.liked_rows[c] for c, n in enumerate(counts) for _ in range(n)]
+    sizes = np.fromiter((len(rows) for rows in liked_per_pick), np.int64, len(liked_per_pick))
+    if centroid_cosines is not None:
+        reachable = centroid_cosines * np.maximum(sizes, 1) >= SHOWN_SIMILARITY - 1e-6
+        liked_per_pick = [
+            rows if ok else () for rows, ok in zip(liked_per_pick, reachable, strict=True)
         ]
-        best = block.argmax(axis=0)
-        answers: list[tuple[str | None, float]] = []
-        for i, choice in enumerate(best.tolist()):
-            value = float(block[choice, i])
-            title = self.ranker.corpus[liked[choice]].title
-            answers.append((title, round(value, 4)) if value > 0 else (None, 0.0))
-        return answers
+        sizes = np.where(reachable, sizes, 0)
+    if not sizes.sum():
+        return none
+    pair_pick = np.repeat(np.arange(len(pick_rows)), sizes)
+    pair_liked = np.fromiter(
+        (row for rows in liked_per_pick for row in rows), np.int64, int(sizes.sum())
+    )
+    liked_vectors = ranker.text.corpus_vectors[pair_liked]
+    paper_vectors = papers.text_vectors[pick_rows[pair_pick]]
+    cosines = np.asarray(liked_vectors.multiply(paper_vectors).sum(axis=1)).ravel()
+    # Best pair of each pick: sort by pick, then by cosine descending; take each group's first.
+    order = np.lexsort((-cosines, pair_pick))
+    firsts = order[np.concatenate(([0], np.cumsum(sizes)[:-1]))[sizes > 0]]
+    best_row, best_cosine = none[0][:], none[1][:]
+    for pair in firsts.tolist():
+        if cosines[pair] >= SHOWN_SIMILARITY:
+            best_row[pair_pick[pair]] = int(pair_liked[pair])
+            best_cosine[pair_pick[pair]] = round(float(cosines[pair]), 4)
+    return best_row, best_cosine
