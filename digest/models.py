@@ -170,6 +170,7 @@ class Reasons:
     similarity: float = 0.0  # its cosine similarity, 0..1
     upvotes: int | None = None  # when the community signal counted
     parts: tuple[tuple[str, float], ...] = ()  # the score's parts: ("keywords", 3.2), ...
+    colleagues: tuple[str, ...] = ()  # authors who often write with a pinned author
 
     def summary(self) -> str:
         """One line a person can read: 'matches "diffusion model"; by Jane Doe; in cs.LG'."""
@@ -178,6 +179,8 @@ class Reasons:
             said.append("matches " + ", ".join(f'"{k}"' for k in self.keywords))
         if self.authors:
             said.append("by " + ", ".join(self.authors))
+        if self.colleagues:
+            said.append("by " + ", ".join(self.colleagues) + ", who often write with your authors")
         if self.categories:
             said.append("in " + ", ".join(self.categories))
         if self.similar_to:

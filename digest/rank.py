@@ -7,6 +7,8 @@ A paper's score for a profile is a sum of points (weights in `Weights`):
     examples   cosine similarity (tf-idf over title and abstract, fitted on the stored corpus)
                to the centroid of the papers the person liked (examples and "more" marks) x `example`
     authors    `author` for each pinned author on the paper (at most two count)
+    colleagues `colleague` for each author on the paper who wrote at least two stored papers with
+               one of the profile's pinned authors: their research group (at most two count)
     categories `category` when the paper's primary category is followed, half for a cross-list
     community  `community` x log10(1 + Hugging Face upvotes), when the profile allows it
     less       minus `less` x cosine similarity to the papers marked "less"
@@ -50,6 +52,7 @@ _THREADS = max(1, min(os.cpu_count() or 1, 2))
 _BM25_K1 = 1.2
 _BM25_B = 0.75
 _MAX_PHRASE = 6  # words in the longest phrase matched
+COLLEAGUE_PAPERS = 2  # stored papers written with a pinned author that make someone a colleague
 SHOWN_SIMILARITY = 0.1  # a liked paper is named as a reason from this cosine on: below, it is noise
 
 
@@ -62,7 +65,8 @@ class Weights:
     example: float = 12.0
     semantic: float = 8.0  # cosine similarity of sentence embeddings (the optional extra)
     author: float = 8.0
-    category: float = 1.0
+    colleague: float = 4.0
+    category: float = 0.5  # a coarse signal (hundreds of papers a day): a tie-breaker
     community: float = 0.5
     less: float = 8.0
 
@@ -96,6 +100,8 @@ class Ranker:
     embedder: Embedder | None = None
     _by_id: dict[str, int] = field(default_factory=dict)
     _by_title: dict[str, int] = field(default_factory=dict)
+    _by_author: dict[str, list[int]] = field(default_factory=dict)  # author key -> corpus rows
+    _colleagues: dict[str, frozenset[str]] = field(default_factory=dict)  # cache of `colleagues`
 
     @classmethod
     def fit(
@@ -123,7 +129,25 @@ class Ranker:
             if paper.arxiv_id:
                 ranker._by_id[paper.arxiv_id] = row
             ranker._by_title.setdefault(normalize_title(paper.title), row)
+            for name in paper.authors:
+                for key in author_keys(name):
+                    ranker._by_author.setdefault(key, []).append(row)
         return ranker
+
+    def colleagues(self, pinned_key: str) -> frozenset[str]:
+        """Full-name keys of the people who wrote at least COLLEAGUE_PAPERS stored papers with a
+        pinned author: learned from the store's co-authorship, never from the profile."""
+        known = self._colleagues.get(pinned_key)
+        if known is None:
+            counts: dict[str, int] = {}
+            for row in self._by_author.get(pinned_key, ()):
+                for name in self.corpus[row].authors:
+                    keys = author_keys(name)
+                    if keys and pinned_key not in keys:
+                        counts[keys[0]] = counts.get(keys[0], 0) + 1
+            known = frozenset(key for key, n in counts.items() if n >= COLLEAGUE_PAPERS)
+            self._colleagues[pinned_key] = known
+        return known
 
     def find(self, reference: str) -> int | None:
         """The corpus row of a paper named by key, arXiv id (any version, 'arXiv:' prefix) or title."""
@@ -225,7 +249,7 @@ class _Vocabulary:
     categories: dict[str, int]
 
     @classmethod
-    def of(cls, profiles: Sequence[ProfileConfig]) -> _Vocabulary:
+    def of(cls, profiles: Sequence[ProfileConfig], ranker: Ranker) -> _Vocabulary:
         terms: dict[tuple[str, ...], int] = {}
         authors: dict[str, int] = {}
         categories: dict[str, int] = {}
@@ -238,6 +262,8 @@ class _Vocabulary:
                 key = author_match_key(name)
                 if key:
                     authors.setdefault(key, len(authors))
+                    for colleague in ranker.colleagues(key):
+                        authors.setdefault(colleague, len(authors))
             for category in (*profile.categories, *profile.exclude_categories):
                 categories.setdefault(category.casefold(), len(categories))
         return cls(terms, authors, categories)
@@ -268,7 +294,7 @@ class _PaperFeatures:
     def build(
         cls, papers: Sequence[Paper], profiles: Sequence[ProfileConfig], ranker: Ranker
     ) -> _PaperFeatures:
-        vocabulary = _Vocabulary.of(profiles)
+        vocabulary = _Vocabulary.of(profiles, ranker)
         terms = vocabulary.terms
         lengths = sorted({len(term) for term in terms})
         title_rows: list[dict[int, int]] = []
@@ -380,6 +406,8 @@ class _ProfileSignals:
     keywords: sp.csr_matrix  # profiles x terms
     negatives: sp.csr_matrix  # profiles x terms
     authors: sp.csr_matrix  # profiles x authors
+    colleagues: sp.csr_matrix  # profiles x authors: the pinned authors' colleagues
+    colleague_keys: tuple[frozenset[str], ...]
     follows: sp.csr_matrix  # profiles x categories
     excludes: sp.csr_matrix  # profiles x categories
     community: np.ndarray  # 1 where the profile allows the community signal
@@ -409,6 +437,11 @@ class _ProfileSignals:
         for profile in profiles:
             _warn_about(profile)
 
+        pinned_keys = [[k for k in map(author_match_key, p.authors) if k] for p in profiles]
+        colleague_keys = tuple(
+            frozenset().union(*(ranker.colleagues(k) for k in keys)).difference(keys)
+            for keys in pinned_keys
+        )
         liked_rows = tuple(
             _liked_rows(p, feedback.get(p.name, Feedback()), ranker) for p in profiles
         )
@@ -429,12 +462,14 @@ class _ProfileSignals:
                 (term_columns(p.negative_keywords) for p in profiles), len(vocabulary.terms)
             ),
             authors=matrix(
-                (
-                    [vocabulary.authors[k] for k in map(author_match_key, p.authors) if k]
-                    for p in profiles
-                ),
+                ([vocabulary.authors[k] for k in keys] for keys in pinned_keys),
                 len(vocabulary.authors),
             ),
+            colleagues=matrix(
+                ([vocabulary.authors[k] for k in keys] for keys in colleague_keys),
+                len(vocabulary.authors),
+            ),
+            colleague_keys=colleague_keys,
             follows=matrix(
                 ([vocabulary.categories[c.casefold()] for c in p.categories] for p in profiles),
                 len(vocabulary.categories),
@@ -573,6 +608,8 @@ def _score_parts(
         "keywords": weights.keyword * (papers.keyword_points @ signals.keywords.T).toarray(),
         "authors": weights.author
         * np.minimum((papers.author_hits @ signals.authors.T).toarray(), 2.0),
+        "colleagues": weights.colleague
+        * np.minimum((papers.author_hits @ signals.colleagues.T).toarray(), 2.0),
         "categories": weights.category
         * np.minimum(
             (papers.primary @ signals.follows.T).toarray()
@@ -622,13 +659,14 @@ def _explain(
     )
     results: dict[str, tuple[ScoredPaper, ...]] = {}
     start = 0
-    for profile, count in zip(profiles, counts, strict=True):
+    for column, (profile, count) in enumerate(zip(profiles, counts, strict=True)):
         keyword_columns = [
             (text, papers.vocabulary.terms.get(term))
             for text in profile.keywords
             if (term := _usable_phrase(text))
         ]
         pinned = {key for key in map(author_match_key, profile.authors) if key}
+        circle = signals.colleague_keys[column]
         followed = {c.casefold() for c in profile.categories}
         chosen = []
         # The hot loop of a big run (one pass per pick): plain lists, positional arguments.
@@ -656,6 +694,11 @@ def _explain(
                 similarity[i] if liked >= 0 else 0.0,
                 paper.upvotes if profile.community_signal and paper.upvotes else None,
                 tuple([(name, values[i]) for name, values in point_items if values[i]]),
+                tuple(
+                    [name for name, keys in papers.author_keys[row] if not circle.isdisjoint(keys)]
+                )
+                if circle
+                else (),
             )
             chosen.append(ScoredPaper(paper, scores[i], reasons))
         results[profile.name] = tuple(chosen)

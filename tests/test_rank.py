@@ -335,3 +335,25 @@ def test_papers_already_liked_or_marked_are_not_offered_again() -> None:
     me = profile(keywords=("graph",), examples=(liked.key,))
     ranked = ranker.rank(candidates, [me], {"me": Feedback(more=(marked.key,))})["me"]
     assert keys(ranked) == ["2606.00001"]
+
+
+def test_colleagues_of_pinned_authors_rank_up_and_are_named() -> None:
+    """Whoever wrote two stored papers with a pinned author counts, less than the author."""
+    stored = [
+        *corpus(),
+        paper("2605.90001", "Joint work one", authors=("Ada Lovelace", "Charles Babbage")),
+        paper("2605.90002", "Joint work two", authors=("Charles Babbage", "Ada Lovelace")),
+        paper("2605.90003", "Once only", authors=("Ada Lovelace", "Mary Somerville")),
+    ]
+    ranker = Ranker.fit(stored)
+    candidates = [
+        paper("2606.00001", "By the colleague", authors=("Charles Babbage",)),
+        paper("2606.00002", "By a one-time co-author", authors=("Mary Somerville",)),
+        paper("2606.00003", "By the pinned author", authors=("Ada Lovelace",)),
+    ]
+    ranked = ranker.rank(candidates, [profile(authors=("Ada Lovelace",))])["me"]
+    assert keys(ranked) == ["2606.00003", "2606.00001"]
+    assert ranked[1].reasons.colleagues == ("Charles Babbage",)
+    assert ranked[1].reasons.authors == ()
+    assert "who often write with your authors" in ranked[1].reasons.summary()
+    assert dict(ranked[1].reasons.parts)["colleagues"] < dict(ranked[0].reasons.parts)["authors"]
