@@ -58,16 +58,15 @@ NEGATIVE_POOL = (
 )  # fmt: skip
 # Words too generic to be anyone's interest, on top of the stop words.
 _GENERIC_WORDS = (
-        "paper propose proposed proposes approach method methods model models results show shows "
-        "present presents novel based using use used new task tasks data performance framework "
-        "work study existing also however learning large different across various well can first "
-        "two one three significantly demonstrate demonstrates achieve achieves improve improves "
-        "improved introduce introduces problem extensive experiments experimental effectively "
-        "effective future research advanced deploy tackle address key recent recently remains "
-        "challenging challenge challenges state-of-the-art outperforms including provide "
-        "provides enable enables often without while strong code available publicly significant "
-        "further leverage leverages"
-
+    "paper propose proposed proposes approach method methods model models results show shows "
+    "present presents novel based using use used new task tasks data performance framework "
+    "work study existing also however learning large different across various well can first "
+    "two one three significantly demonstrate demonstrates achieve achieves improve improves "
+    "improved introduce introduces problem extensive experiments experimental effectively "
+    "effective future research advanced deploy tackle address key recent recently remains "
+    "challenging challenge challenges state-of-the-art outperforms including provide "
+    "provides enable enables often without while strong code available publicly significant "
+    "further leverage leverages"
 )
 GENERIC = frozenset(_GENERIC_WORDS.split())
 _WORD = re.compile(r"[a-z][a-z-]+")
@@ -277,21 +276,21 @@ def main() -> None:
     ranker = Ranker.fit(history)
     print(f"fit on the history: {time.perf_counter() - began:.1f} s")
     methods: dict[str, Callable[[list[Paper], list[Persona]], dict[str, list[Paper]]]] = {
-        "random": random_method(args.seed),
-        "keywords only": ranker_method(
+    "random": random_method(args.seed),
+    "keywords only": ranker_method(
             ranker,
             lambda p: ProfileConfig(
                 p.name, keywords=p.keywords, negative_keywords=p.negative_keywords, max_items=DEPTH
             ),
         ),
-        "examples only": ranker_method(
+    "examples only": ranker_method(
             ranker,
             lambda p: ProfileConfig(
                 p.name, examples=p.examples, negative_keywords=p.negative_keywords, max_items=DEPTH
             ),
         ),
-        "full": ranker_method(ranker, lambda p: p),
-        "full, no authors": ranker_method(ranker, lambda p: replace(p, authors=())),
+    "full": ranker_method(ranker, lambda p: p),
+    "full, no authors": ranker_method(ranker, lambda p: replace(p, authors=())),
     }
     if args.semantic:
         try:
