@@ -296,6 +296,9 @@ def main() -> None:
         try:
             semantic = Ranker.fit(history, semantic=True)
             methods["full + semantic"] = ranker_method(semantic, lambda p: p)
+            methods["no authors + semantic"] = ranker_method(
+                semantic, lambda p: replace(p, authors=())
+            )
         except DigestError as exc:
             print(f"semantic: skipped ({exc})")
 

@@ -102,6 +102,7 @@ class Ranker:
     _by_title: dict[str, int] = field(default_factory=dict)
     _by_author: dict[str, list[int]] = field(default_factory=dict)  # author key -> corpus rows
     _colleagues: dict[str, frozenset[str]] = field(default_factory=dict)  # cache of `colleagues`
+    _embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # cache of `embed`, by key
 
     @classmethod
     def fit(
@@ -133,6 +134,17 @@ class Ranker:
                 for key in author_keys(name):
                     ranker._by_author.setdefault(key, []).append(row)
         return ranker
+
+    def embed(self, papers: Sequence[Paper]) -> np.ndarray:
+        """Sentence embeddings of papers, each paper embedded once per ranker (the slow part)."""
+        assert self.embedder is not None
+        missing = {p.key: p for p in papers if p.key not in self._embeddings}
+        if missing:
+            vectors = self.embedder.embed([_document(p) for p in missing.values()])
+            self._embeddings.update(zip(missing, vectors, strict=True))
+        if not papers:
+            return np.zeros((0, self.embedder.dimensions), dtype=np.float32)
+        return np.stack([self._embeddings[p.key] for p in papers])
 
     def colleagues(self, pinned_key: str) -> frozenset[str]:
         """Full-name keys of the people who wrote at least COLLEAGUE_PAPERS stored papers with a
@@ -360,7 +372,7 @@ class _PaperFeatures:
             cross=_csr(cross_rows, (len(papers), max(len(vocabulary.categories), 1))),
             upvotes=upvotes,
             text_vectors=ranker.vectors(papers) if ranker.text else None,
-            embeddings=ranker.embedder.embed([_document(p) for p in papers])
+            embeddings=ranker.embed(papers)
             if ranker.embedder
             else None,
             row_of_key={paper.key: row for row, paper in enumerate(papers)},
@@ -554,13 +566,7 @@ def _centroids(rows: Sequence[Sequence[int]], vectors: sp.csr_matrix) -> sp.csr_
 def _embedding_centroids(rows: Sequence[Sequence[int]], ranker: Ranker) -> np.ndarray:
     assert ranker.embedder is not None
     needed = sorted({row for chosen in rows for row in chosen})
-    embedded = dict(
-        zip(
-            needed,
-            ranker.embedder.embed([_document(ranker.corpus[r]) for r in needed]),
-            strict=True,
-        )
-    )
+    embedded = dict(zip(needed, ranker.embed([ranker.corpus[r] for r in needed]), strict=True))
     centroids = np.zeros((len(rows), ranker.embedder.dimensions), dtype=np.float32)
     for i, chosen in enumerate(rows):
         if chosen:

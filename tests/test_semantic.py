@@ -70,3 +70,23 @@ def test_the_real_packaged_model_embeds_offline() -> None:
     )
     assert vectors.shape == (3, embedder.dimensions)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_each_paper_is_embedded_once_per_ranker() -> None:
+    class CountingEmbedder(TopicEmbedder):
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            self.texts.extend(texts)
+            return super().embed(texts)
+
+    stored = corpus()
+    embedder = CountingEmbedder()
+    ranker = Ranker.fit(stored, embedder=embedder)
+    candidates = [paper("2606.00001", "Agents", "policy reward agent")]
+    me = profile(examples=(stored[2].key,))
+    first = ranker.rank(candidates, [me])
+    assert len(embedder.texts) == 2  # the candidate and the example
+    assert ranker.rank(candidates, [me]) == first
+    assert len(embedder.texts) == 2
