@@ -155,6 +155,11 @@ class Persona:
         return found
 
 
+def names(paper: Paper) -> set[str]:
+    """A paper's authors, without the listing's debris (an 'author' named ':')."""
+    return {name for name in paper.authors if any(c.isalpha() for c in name)}
+
+
 def make_personas(
     history: Sequence[Paper], future: Sequence[Paper], count: int, seed: int
 ) -> list[Persona]:
@@ -162,10 +167,10 @@ def make_personas(
     papers_before: dict[str, list[Paper]] = defaultdict(list)
     papers_after: dict[str, list[Paper]] = defaultdict(list)
     for paper in history:
-        for author in paper.authors:
+        for author in names(paper):
             papers_before[author].append(paper)
     for paper in future:
-        for author in paper.authors:
+        for author in names(paper):
             papers_after[author].append(paper)
     eligible = sorted(
         author
@@ -180,7 +185,7 @@ def make_personas(
     personas = []
     for number, name in enumerate(chosen):
         before, after = papers_before[name], papers_after[name]
-        coauthors = Counter(a for paper in before for a in set(paper.authors) if a != name)
+        coauthors = Counter(a for paper in before for a in names(paper) if a != name)
         by_count = sorted(coauthors, key=lambda a: (-coauthors[a], a))
         pool = list(NEGATIVE_POOL)
         random.Random(f"{seed}:{name}").shuffle(pool)

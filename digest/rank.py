@@ -63,7 +63,7 @@ class Weights:
     keyword: float = 1.0
     title: float = 2.0  # a keyword in the title counts as much as this many in the abstract
     example: float = 12.0
-    semantic: float = 8.0  # cosine similarity of sentence embeddings (the optional extra)
+    semantic: float = 2.0  # cosine of sentence embeddings (the optional extra): a light touch
     author: float = 8.0
     colleague: float = 4.0
     category: float = 0.5  # a coarse signal (hundreds of papers a day): a tie-breaker
