@@ -666,10 +666,13 @@ def _explain(
     results: dict[str, tuple[ScoredPaper, ...]] = {}
     start = 0
     for column, (profile, count) in enumerate(zip(profiles, counts, strict=True)):
+        # One entry per term, in the profile's first spelling: "graph" and "Graphs" are one keyword.
+        first_spelling: dict[tuple[str, ...], str] = {}
+        for text in profile.keywords:
+            if term := _usable_phrase(text):
+                first_spelling.setdefault(term, text)
         keyword_columns = [
-            (text, papers.vocabulary.terms.get(term))
-            for text in profile.keywords
-            if (term := _usable_phrase(text))
+            (text, papers.vocabulary.terms.get(term)) for term, text in first_spelling.items()
         ]
         pinned = {key for key in map(author_match_key, profile.authors) if key}
         circle = signals.colleague_keys[column]

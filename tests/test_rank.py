@@ -357,3 +357,12 @@ def test_colleagues_of_pinned_authors_rank_up_and_are_named() -> None:
     assert ranked[1].reasons.authors == ()
     assert "who often write with your authors" in ranked[1].reasons.summary()
     assert dict(ranked[1].reasons.parts)["colleagues"] < dict(ranked[0].reasons.parts)["authors"]
+
+
+def test_repeated_keywords_count_once_and_are_named_once() -> None:
+    ranker = Ranker.fit(corpus())
+    candidates = [paper("2606.00001", "Graph networks"), paper("2606.00002", "Other things")]
+    once = ranker.rank(candidates, [profile(keywords=("graph",))])["me"]
+    thrice = ranker.rank(candidates, [profile(keywords=("graph", "Graphs", "GRAPH"))])["me"]
+    assert [item.score for item in thrice] == [item.score for item in once]
+    assert thrice[0].reasons.keywords == ("graph",)
