@@ -40,7 +40,7 @@ from digest.config import ProfileConfig
 from digest.identify import normalize_title
 from digest.models import Feedback, Paper, Reasons, ScoredPaper
 from digest.sources.common import split_arxiv_id
-from digest.terms import author_keys, author_match_key, content_words, phrase, words
+from digest.terms import author_keys, author_match_key, is_content, phrase, words
 
 if TYPE_CHECKING:
     from digest.semantic import Embedder
@@ -53,6 +53,7 @@ _BM25_K1 = 1.2
 _BM25_B = 0.75
 _MAX_PHRASE = 6  # words in the longest phrase matched
 COLLEAGUE_PAPERS = 2  # stored papers written with a pinned author that make someone a colleague
+_MAX_GROUP = 50  # papers with more authors than this are big collaborations, not colleagues
 SHOWN_SIMILARITY = 0.1  # a liked paper is named as a reason from this cosine on: below, it is noise
 
 
@@ -86,8 +87,21 @@ def _document(paper: Paper) -> str:
     return f"{paper.title}. {paper.title}. {paper.abstract}"
 
 
-def _analyzer(text: str) -> list[str]:
-    return content_words(text)
+def _analyzer(paper: Paper) -> list[str]:
+    # The vectorizer is handed papers, not strings: their words come from the same cache the
+    # keyword matching reads, so no text is tokenized twice. The title counts twice (see above).
+    title = _content_words(paper.title)
+    return [*title, *title, *_content_words(paper.abstract)]
+
+
+@lru_cache(maxsize=8192)
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(words(text))
+
+
+@lru_cache(maxsize=8192)
+def _content_words(text: str) -> tuple[str, ...]:
+    return tuple(w for w in _words(text) if is_content(w))
 
 
 @dataclass
@@ -100,7 +114,8 @@ class Ranker:
     embedder: Embedder | None = None
     _by_id: dict[str, int] = field(default_factory=dict)
     _by_title: dict[str, int] = field(default_factory=dict)
-    _by_author: dict[str, list[int]] = field(default_factory=dict)  # author key -> corpus rows
+    # author key (full or initials form) -> {co-author's full key: stored papers together}
+    _coauthors: dict[str, dict[str, int]] = field(default_factory=dict)
     _colleagues: dict[str, frozenset[str]] = field(default_factory=dict)  # cache of `colleagues`
     _embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # cache of `embed`, by key
 
@@ -130,10 +145,19 @@ class Ranker:
             if paper.arxiv_id:
                 ranker._by_id[paper.arxiv_id] = row
             ranker._by_title.setdefault(normalize_title(paper.title), row)
-            for name in paper.authors:
-                for key in author_keys(name):
-                    ranker._by_author.setdefault(key, []).append(row)
+            ranker._count_coauthors(paper)
         return ranker
+
+    def _count_coauthors(self, paper: Paper) -> None:
+        if len(paper.authors) > _MAX_GROUP:
+            return  # a 300-author collaboration does not make its members colleagues
+        keys = [k for k in map(author_keys, paper.authors) if k]
+        for mine in keys:
+            for key in mine:
+                counts = self._coauthors.setdefault(key, {})
+                for theirs in keys:
+                    if theirs is not mine and key not in theirs:
+                        counts[theirs[0]] = counts.get(theirs[0], 0) + 1
 
     def embed(self, papers: Sequence[Paper]) -> np.ndarray:
         """Sentence embeddings of papers, each paper embedded once per ranker (the slow part)."""
@@ -151,12 +175,7 @@ class Ranker:
         pinned author: learned from the store's co-authorship, never from the profile."""
         known = self._colleagues.get(pinned_key)
         if known is None:
-            counts: dict[str, int] = {}
-            for row in self._by_author.get(pinned_key, ()):
-                for name in self.corpus[row].authors:
-                    keys = author_keys(name)
-                    if keys and pinned_key not in keys:
-                        counts[keys[0]] = counts.get(keys[0], 0) + 1
+            counts = self._coauthors.get(pinned_key, {})
             known = frozenset(key for key, n in counts.items() if n >= COLLEAGUE_PAPERS)
             self._colleagues[pinned_key] = known
         return known
@@ -209,23 +228,19 @@ class Ranker:
         idf = self.text.word_idf
         values = []
         for term in terms:
-            known = [idf.get(word, self.text.unseen_idf) for word in term if _is_content(word)]
+            known = [idf.get(word, self.text.unseen_idf) for word in term if is_content(word)]
             values.append(max(known) + 0.5 * (len(known) - 1) if known else 1.0)
         # Scaled so that a word the corpus never used is worth 1: points stay comparable.
         return np.minimum(np.asarray(values, dtype=np.float64) / self.text.unseen_idf, 1.0)
 
     def vectors(self, papers: Sequence[Paper]) -> sp.csr_matrix:
         assert self.text is not None
-        matrix: sp.csr_matrix = self.text.vectorizer.transform([_document(p) for p in papers])
+        matrix: sp.csr_matrix = self.text.vectorizer.transform(papers)
         return matrix
 
 
-def _is_content(word: str) -> bool:
-    return bool(content_words(word))
-
-
 def _fit_text(corpus: Sequence[Paper]) -> _TextModel | None:
-    documents = [_document(p) for p in corpus]
+    documents = list(corpus)
     if not documents:
         log.warning("the store holds no papers yet: example papers cannot count until it does")
         return None
@@ -313,8 +328,8 @@ class _PaperFeatures:
         abstract_rows: list[dict[int, int]] = []
         abstract_lengths = []
         for paper in papers:
-            title_rows.append(_count_terms(words(paper.title), terms, lengths))
-            abstract_words = words(paper.abstract)
+            title_rows.append(_count_terms(_words(paper.title), terms, lengths))
+            abstract_words = _words(paper.abstract)
             abstract_rows.append(_count_terms(abstract_words, terms, lengths))
             abstract_lengths.append(len(abstract_words))
         shape = (len(papers), max(len(terms), 1))
@@ -509,7 +524,7 @@ class _ProfileSignals:
 def _usable_phrase(text: str) -> tuple[str, ...] | None:
     """The words a keyword matches by, or None when it has no word that means anything."""
     term = phrase(text)[:_MAX_PHRASE]
-    return term if any(_is_content(word) for word in term) else None
+    return term if any(is_content(word) for word in term) else None
 
 
 def _warn_about(profile: ProfileConfig) -> None:

@@ -62,9 +62,14 @@ def words(text: str) -> list[str]:
     return [stem(word) for word in _WORD.findall(fold(plain))]
 
 
+def is_content(word: str) -> bool:
+    """Does a (folded) word carry meaning? Stop words, bare numbers and single letters do not."""
+    return word not in STOP_WORDS and not word.isdigit() and len(word) > 1
+
+
 def content_words(text: str) -> list[str]:
-    """The words that carry meaning: stop words and bare numbers left out (tf-idf features)."""
-    return [w for w in words(text) if w not in STOP_WORDS and not w.isdigit() and len(w) > 1]
+    """The words that carry meaning (tf-idf features)."""
+    return [w for w in words(text) if is_content(w)]
 
 
 def phrase(term: str) -> tuple[str, ...]:
@@ -72,6 +77,7 @@ def phrase(term: str) -> tuple[str, ...]:
     return tuple(words(term))
 
 
+@lru_cache(maxsize=200_000)
 def author_keys(name: str) -> tuple[str, ...]:
     """The keys under which an author's name matches: the full name, and 'initial surname'.
 
@@ -92,6 +98,7 @@ def author_keys(name: str) -> tuple[str, ...]:
     return (full, short) if short != full else (full,)
 
 
+@lru_cache(maxsize=200_000)
 def author_match_key(name: str) -> str | None:
     """The one key a pinned author is looked up by: the full name, or 'initial surname' when
     the profile gives only initials ('Y. LeCun'), so 'Y. LeCun' matches 'Yann LeCun' too."""
