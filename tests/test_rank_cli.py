@@ -6,6 +6,7 @@ import json
 import shutil
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -42,6 +43,12 @@ def run(config: str, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--config", config, *args])
 
 
+def ranked(config: str, *args: str) -> list[dict[str, Any]]:
+    """`digest rank --json` as a list of objects (warnings on stderr left aside)."""
+    output = run(config, "rank", *args, "--json").output
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
 @freeze_time("2026-11-23 03:00:00")
 def test_rank_prints_the_local_days_ranking_with_reasons(
     config: str, caplog: pytest.LogCaptureFixture
@@ -61,8 +68,7 @@ def test_rank_prints_the_local_days_ranking_with_reasons(
 
 @freeze_time("2026-11-23 03:00:00")
 def test_rank_json_carries_the_reasons_and_another_day_is_empty(config: str) -> None:
-    result = run(config, "rank", "ml", "--json")
-    items = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    items = ranked(config, "ml")
     assert [item["rank"] for item in items] == [1, 2, 3, 4, 5]
     assert items[0]["score"] >= items[-1]["score"] > 0
     assert all(item["keywords"] or item["similar_to"] for item in items)
@@ -74,28 +80,16 @@ def test_rank_json_carries_the_reasons_and_another_day_is_empty(config: str) -> 
 
 @freeze_time("2026-11-23 03:00:00")
 def test_feedback_less_removes_a_paper_and_pushes_its_like_down(config: str) -> None:
-    before = [
-        json.loads(line)
-        for line in run(config, "rank", "ml", "--json").output.splitlines()
-        if line.startswith("{")
-    ]
+    before = ranked(config, "ml")
     top = before[0]
     marked = run(config, "feedback", "ml", top["key"], "less")
     assert marked.exit_code == 0 and f"ml: marked less: {top['key']}" in marked.output
-    after = [
-        json.loads(line)
-        for line in run(config, "rank", "ml", "--json").output.splitlines()
-        if line.startswith("{")
-    ]
+    after = ranked(config, "ml")
     assert top["key"] not in [item["key"] for item in after]
     assert any(item["parts"].get("less", 0) < 0 for item in after)
     cleared = run(config, "feedback", "ml", top["key"], "clear")
     assert cleared.exit_code == 0
-    again = [
-        json.loads(line)
-        for line in run(config, "rank", "ml", "--json").output.splitlines()
-        if line.startswith("{")
-    ]
+    again = ranked(config, "ml")
     assert again == before
 
 
