@@ -71,15 +71,64 @@ class ProfileConfig:
     community_signal: bool = True  # let Hugging Face upvotes nudge the ranking
 
 
+DEFAULT_BASE_URL = "http://localhost:8080"
+DEFAULT_SENDER = "paperdigest <paperdigest@localhost>"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    """Where digests go: feed files, the Maildir outbox, and the public address of both."""
+
+    feeds_dir: Path
+    outbox_dir: Path
+    # Where feeds_dir is served, and (until `digest serve` exists) where unsubscribe links point.
+    base_url: str = DEFAULT_BASE_URL
+    feed_days: int = 7  # a profile's feed holds its digests of this many days
+    feed_max_items: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class EmailConfig:
+    sender: str = DEFAULT_SENDER  # the From header
+    reply_to: str | None = None
+    unsubscribe_mailto: str | None = None  # default: the From address
+    send_empty: bool = True  # on a day with nothing above the threshold, say so (or send nothing)
+
+
+SMTP_SECURITY = ("starttls", "tls", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """An SMTP server to send through. The password is named here, read only when connecting."""
+
+    host: str
+    port: int = 587
+    security: str = "starttls"  # starttls | tls | none
+    username: str | None = None
+    password_env: str | None = None  # the environment variable holding the password
+    password_file: Path | None = None  # or a file holding it (Docker/Kubernetes secrets)
+    timeout_s: float = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     data_dir: Path
-    feeds_dir: Path
-    outbox_dir: Path
     fetch: FetchConfig
     sources: tuple[SourceConfig, ...]
+    output: OutputConfig
     profiles: tuple[ProfileConfig, ...] = ()
+    email: EmailConfig = EmailConfig()
+    smtp: SmtpConfig | None = None  # None: digests go to the Maildir outbox
+
+    @property
+    def feeds_dir(self) -> Path:
+        return self.output.feeds_dir
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.output.outbox_dir
 
     @property
     def store_path(self) -> Path:
@@ -175,9 +224,10 @@ class _Reader:
         return text
 
     def config(self, raw: dict[str, Any], path: Path) -> Config:
-        top = self.table(raw, "", {"data_dir", "output", "fetch", "sources", "profiles"})
+        top = self.table(
+            raw, "", {"data_dir", "output", "fetch", "sources", "profiles", "email", "smtp"}
+        )
         data_dir = self.path(top.get("data_dir", "data"), "data_dir")
-        output = self.table(top.get("output", {}), "output", {"feeds_dir", "outbox_dir"})
         sources_raw = top.get("sources", {})
         sources_table = self.table(
             sources_raw, "sources", set(sources_raw) if isinstance(sources_raw, dict) else set()
@@ -192,15 +242,101 @@ class _Reader:
         return Config(
             path=path,
             data_dir=data_dir,
-            feeds_dir=self.path(output["feeds_dir"], "output.feeds_dir")
-            if "feeds_dir" in output
-            else data_dir / "feeds",
-            outbox_dir=self.path(output["outbox_dir"], "output.outbox_dir")
-            if "outbox_dir" in output
-            else data_dir / "outbox",
             fetch=self.fetch(top.get("fetch"), "fetch"),
             sources=sources,
+            output=self.output(top.get("output", {}), "output", data_dir),
             profiles=tuple(self.profile(name, value) for name, value in profiles_table.items()),
+            email=self.email(top.get("email", {}), "email"),
+            smtp=self.smtp(top["smtp"], "smtp") if "smtp" in top else None,
+        )
+
+    def output(self, raw: Any, key: str, data_dir: Path) -> OutputConfig:
+        table = self.table(
+            raw, key, {"feeds_dir", "outbox_dir", "base_url", "feed_days", "feed_max_items"}
+        )
+        base_url = self.url(table.get("base_url", DEFAULT_BASE_URL), f"{key}.base_url")
+        if base_url.startswith("file:"):
+            raise self.fail(f"{key}.base_url", f"expected an http(s) URL, got {base_url!r}")
+        return OutputConfig(
+            feeds_dir=self.path(table["feeds_dir"], f"{key}.feeds_dir")
+            if "feeds_dir" in table
+            else data_dir / "feeds",
+            outbox_dir=self.path(table["outbox_dir"], f"{key}.outbox_dir")
+            if "outbox_dir" in table
+            else data_dir / "outbox",
+            base_url=base_url.rstrip("/"),
+            feed_days=int(
+                self.number(table.get("feed_days", 7), f"{key}.feed_days", minimum=1, maximum=90)
+            ),
+            feed_max_items=int(
+                self.number(
+                    table.get("feed_max_items", 200), f"{key}.feed_max_items", minimum=1, maximum=1000
+                )
+            ),
+        )
+
+    def address(self, raw: Any, key: str, *, named: bool = False) -> str:
+        """An email address; with `named`, also 'Name <address>'."""
+        text = self.string(raw, key)
+        if any(ch in text for ch in "\r\n"):
+            raise self.fail(key, "expected one line, got a line break")
+        bare = text
+        if named and text.endswith(">") and "<" in text:
+            bare = text[text.rindex("<") + 1 : -1]
+        if not _EMAIL_RE.match(bare):
+            raise self.fail(key, f"expected an email address, got {text!r}")
+        return text
+
+    def email(self, raw: Any, key: str) -> EmailConfig:
+        table = self.table(raw, key, {"from", "reply_to", "unsubscribe_mailto", "send_empty"})
+        return EmailConfig(
+            sender=self.address(table["from"], f"{key}.from", named=True)
+            if "from" in table
+            else DEFAULT_SENDER,
+            reply_to=self.address(table["reply_to"], f"{key}.reply_to", named=True)
+            if "reply_to" in table
+            else None,
+            unsubscribe_mailto=self.address(table["unsubscribe_mailto"], f"{key}.unsubscribe_mailto")
+            if "unsubscribe_mailto" in table
+            else None,
+            send_empty=self.boolean(table.get("send_empty", True), f"{key}.send_empty"),
+        )
+
+    def smtp(self, raw: Any, key: str) -> SmtpConfig:
+        table = self.table(
+            raw,
+            key,
+            {"host", "port", "security", "username", "password_env", "password_file", "timeout"},
+        )
+        if "host" not in table:
+            raise self.fail(f"{key}.host", "missing: the SMTP server's host name")
+        security = self.choice(table.get("security", "starttls"), f"{key}.security", SMTP_SECURITY)
+        default_port = {"starttls": 587, "tls": 465, "none": 25}[security]
+        password_env = table.get("password_env")
+        password_file = table.get("password_file")
+        if password_env is not None and password_file is not None:
+            raise self.fail(key, "expected password_env or password_file, not both")
+        username = self.string(table["username"], f"{key}.username") if "username" in table else None
+        if username and password_env is None and password_file is None:
+            raise self.fail(
+                key,
+                "a username needs password_env (an environment variable) or password_file; "
+                "the password itself never goes into config.toml",
+            )
+        return SmtpConfig(
+            host=self.string(table["host"], f"{key}.host"),
+            port=int(
+                self.number(table.get("port", default_port), f"{key}.port", minimum=1, maximum=65535)
+            ),
+            security=security,
+            username=username,
+            password_env=self.string(password_env, f"{key}.password_env")
+            if password_env is not None
+            else None,
+            password_file=self.path(password_file, f"{key}.password_file")
+            if password_file is not None
+            else None,
+            timeout_s=self.number(table.get("timeout", 30), f"{key}.timeout", minimum=1, maximum=600),
         )
 
     def fetch(self, raw: Any, key: str) -> FetchConfig:

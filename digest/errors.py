@@ -6,7 +6,10 @@ DigestError                  anything the tool reports to a person instead of a 
 │   ├── FetchError           the HTTP (or file) side: timeout, refused, 5xx, too large
 │   ├── ParseError           the bytes are not what the source's format promises
 │   └── LayoutChanged        the page parsed but holds none of the markers we rely on
-└── StoreError               the SQLite store cannot be opened or written
+├── StoreError               the SQLite store cannot be opened or written
+└── DeliveryError            a digest could not be handed over (outbox not writable, SMTP refused)
+    ├── TransientDeliveryError   worth trying again later: 4xx, connection lost, timeout
+    └── PermanentDeliveryError   never retried: 5xx, a bounced address
 """
 
 from __future__ import annotations
@@ -38,3 +41,15 @@ class LayoutChanged(ParseError):
 
 class StoreError(DigestError):
     """The store cannot be opened, migrated or written."""
+
+
+class DeliveryError(DigestError):
+    """A digest could not be delivered; the ledger records it and the run goes on with the others."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Try again later: the server said 4xx, or the connection failed."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Do not try again: the server said 5xx (the address bounced, the message was refused)."""

@@ -2,6 +2,7 @@
 
 Direction of flow:  bytes --parse--> Record --identify--> Paper --store--> StoredPaper
                     one source run                 --> SourceRun (what the run did)
+                    Paper x profile --rank--> ScoredPaper --compose--> Digest --deliver--> Delivery
 """
 
 from __future__ import annotations
@@ -207,3 +208,62 @@ class DayRanking:
     day: date  # the profile's local day
     scanned: int  # new papers first seen that day
     papers: tuple[ScoredPaper, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceNote:
+    """How one source fared during a digest's window: its last status and error, if any."""
+
+    source: str
+    status: str  # ok | unchanged | layout | failed (as in SourceRun)
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "layout")
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One profile's digest for one of its days, as composed once and stored.
+
+    It covers the papers first seen in [since, until): from the end of the previous digest (or one
+    period back) to the moment it was composed, so a digest after downtime covers every missed day.
+    """
+
+    profile: str
+    day: date  # the profile's local day the digest is for
+    timezone: str
+    since: datetime  # UTC
+    until: datetime  # UTC; also the digest's "updated" time in feeds
+    scanned: int  # new papers in the window
+    sources: tuple[SourceNote, ...]  # every source that ran in the window
+    items: tuple[ScoredPaper, ...]
+
+    @property
+    def failed_sources(self) -> tuple[SourceNote, ...]:
+        return tuple(note for note in self.sources if note.failed)
+
+
+# A delivery's life: pending -> sending (claimed by one run) -> sent | deferred | failed | skipped.
+# deferred: a transient error (4xx, connection); the next run tries again. failed: a permanent error
+# (5xx, a bounce) or too many tries; never retried. skipped: nothing to send (an empty digest).
+DELIVERY_STATUSES = ("pending", "sending", "sent", "deferred", "failed", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One row of the delivery ledger: one digest (profile, day) over one channel."""
+
+    profile: str
+    channel: str  # "mail:<address>" or "feed"
+    day: date
+    status: str  # one of DELIVERY_STATUSES
+    attempts: int = 0
+    updated: datetime | None = None
+    error: str | None = None
+    message_id: str | None = None
+
+    @property
+    def address(self) -> str | None:
+        return self.channel.removeprefix("mail:") if self.channel.startswith("mail:") else None

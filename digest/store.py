@@ -27,7 +27,18 @@ from digest.identify import (
     normalize_title,
     paper_key,
 )
-from digest.models import Feedback, FetchResult, Paper, Record, SourceRun
+from digest.models import (
+    Delivery,
+    Digest,
+    Feedback,
+    FetchResult,
+    Paper,
+    Reasons,
+    Record,
+    ScoredPaper,
+    SourceNote,
+    SourceRun,
+)
 from digest.sources.common import split_arxiv_id
 
 # Each entry moves the schema from version N to N+1; PRAGMA user_version says where a file stands.
@@ -94,6 +105,46 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (profile, key)
     ) WITHOUT ROWID;
     CREATE INDEX feedback_by_key ON feedback(key);
+    """,
+    # 3: composed digests (what each profile was given, kept for the rolling feeds) and the
+    # delivery ledger: one row per (profile, channel, digest day).
+    """
+    CREATE TABLE digests (
+        profile TEXT NOT NULL,
+        day TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        since TEXT NOT NULL,
+        until TEXT NOT NULL,
+        scanned INTEGER NOT NULL,
+        sources TEXT NOT NULL,  -- JSON: [[source, status, error], ...]
+        PRIMARY KEY (profile, day)
+    ) WITHOUT ROWID;
+    CREATE TABLE digest_items (
+        profile TEXT NOT NULL,
+        day TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        key TEXT NOT NULL REFERENCES papers(key) ON UPDATE CASCADE,
+        score REAL NOT NULL,
+        reasons TEXT NOT NULL,  -- JSON: the Reasons fields
+        PRIMARY KEY (profile, day, position),
+        FOREIGN KEY (profile, day) REFERENCES digests(profile, day) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX digest_items_by_key ON digest_items(key);
+    CREATE TABLE deliveries (
+        profile TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        day TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('pending', 'sending', 'sent', 'deferred', 'failed', 'skipped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated TEXT NOT NULL,
+        claimed_by TEXT,
+        error TEXT,
+        message_id TEXT,
+        PRIMARY KEY (profile, channel, day),
+        FOREIGN KEY (profile, day) REFERENCES digests(profile, day) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_by_status ON deliveries(status, day);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -449,6 +500,226 @@ class Store:
         ]
 
 
+    def source_runs_between(self, since: datetime, until: datetime) -> list[SourceRun]:
+        """Every source's runs that started in [since, until), oldest first."""
+        rows = self._db.execute(
+            """SELECT source, started, duration_s, fetched, parsed, new, status, error
+               FROM source_runs WHERE started >= ? AND started < ? ORDER BY started, run_id""",
+            (since.isoformat(), until.isoformat()),
+        )
+        return [
+            SourceRun(
+                source=r[0],
+                started=datetime.fromisoformat(r[1]),
+                duration_s=r[2],
+                fetched=r[3],
+                parsed=r[4],
+                new=r[5],
+                status=r[6],
+                error=r[7],
+            )
+            for r in rows
+        ]
+
+    # -- digests --------------------------------------------------------------------------------
+
+    def save_digest(self, digest: Digest, channels: Iterable[str], now: datetime) -> Digest:
+        """Store a composed digest and a pending ledger row per channel, in one transaction.
+
+        A digest is composed once: when (profile, day) is already stored (another run was first),
+        the stored one is kept and returned, so every channel delivers the same digest.
+        """
+        try:
+            with self._transaction():
+                existing = self._digest(digest.profile, digest.day)
+                if existing is not None:
+                    return existing
+                self._db.execute(
+                    "INSERT INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        digest.profile,
+                        digest.day.isoformat(),
+                        digest.timezone,
+                        digest.since.isoformat(),
+                        digest.until.isoformat(),
+                        digest.scanned,
+                        _JSON.encode([[n.source, n.status, n.error] for n in digest.sources]),
+                    ),
+                )
+                self._db.executemany(
+                    "INSERT INTO digest_items VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            digest.profile,
+                            digest.day.isoformat(),
+                            position,
+                            item.paper.key,
+                            item.score,
+                            _reasons_json(item.reasons),
+                        )
+                        for position, item in enumerate(digest.items)
+                    ],
+                )
+                self._db.executemany(
+                    """INSERT INTO deliveries (profile, channel, day, status, updated)
+                       VALUES (?, ?, ?, 'pending', ?)""",
+                    [
+                        (digest.profile, channel, digest.day.isoformat(), now.isoformat())
+                        for channel in dict.fromkeys(channels)
+                    ],
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"{self.path}: could not store the digest of {digest.profile} for {digest.day}: {exc}"
+            ) from None
+        return digest
+
+    def digest(self, profile: str, day: date) -> Digest | None:
+        return self._digest(profile, day)
+
+    def digests(
+        self, profile: str, *, since_day: date | None = None, limit: int | None = None
+    ) -> list[Digest]:
+        """A profile's stored digests, newest day first."""
+        sql = "SELECT day FROM digests WHERE profile = ?"
+        params: list[object] = [profile]
+        if since_day is not None:
+            sql += " AND day >= ?"
+            params.append(since_day.isoformat())
+        sql += " ORDER BY day DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        days = [date.fromisoformat(row[0]) for row in self._db.execute(sql, params).fetchall()]
+        found = [self._digest(profile, day) for day in days]
+        return [d for d in found if d is not None]
+
+    def _digest(self, profile: str, day: date) -> Digest | None:
+        row = self._db.execute(
+            "SELECT timezone, since, until, scanned, sources FROM digests "
+            "WHERE profile = ? AND day = ?",
+            (profile, day.isoformat()),
+        ).fetchone()
+        if row is None:
+            return None
+        timezone, since, until, scanned, sources = row
+        items = []
+        for paper_row in self._db.execute(
+            """SELECT p.*, i.score, i.reasons FROM digest_items i JOIN papers p ON p.key = i.key
+               WHERE i.profile = ? AND i.day = ? ORDER BY i.position""",
+            (profile, day.isoformat()),
+        ):
+            items.append(
+                ScoredPaper(
+                    paper=_from_row(paper_row[:-2]),
+                    score=paper_row[-2],
+                    reasons=_reasons_from_json(paper_row[-1]),
+                )
+            )
+        return Digest(
+            profile=profile,
+            day=day,
+            timezone=timezone,
+            since=datetime.fromisoformat(since),
+            until=datetime.fromisoformat(until),
+            scanned=scanned,
+            sources=tuple(SourceNote(*note) for note in json.loads(sources)),
+            items=tuple(items),
+        )
+
+    # -- the delivery ledger --------------------------------------------------------------------
+
+    def deliveries(
+        self,
+        *,
+        profile: str | None = None,
+        day: date | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> list[Delivery]:
+        """Ledger rows, oldest day first, filtered by profile, day and status."""
+        where, params = [], []
+        if profile is not None:
+            where.append("profile = ?")
+            params.append(profile)
+        if day is not None:
+            where.append("day = ?")
+            params.append(day.isoformat())
+        if statuses is not None:
+            wanted = list(statuses)
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            params += wanted
+        sql = "SELECT profile, channel, day, status, attempts, updated, error, message_id FROM deliveries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY day, profile, channel"
+        return [
+            Delivery(
+                profile=r[0],
+                channel=r[1],
+                day=date.fromisoformat(r[2]),
+                status=r[3],
+                attempts=r[4],
+                updated=datetime.fromisoformat(r[5]),
+                error=r[6],
+                message_id=r[7],
+            )
+            for r in self._db.execute(sql, params)
+        ]
+
+    def claim(
+        self, delivery: Delivery, claimant: str, now: datetime, *, stale_before: datetime
+    ) -> bool:
+        """Take one delivery for this run; False when it is sent, given up, or another run has it.
+
+        A row another run claimed before `stale_before` counts as abandoned (that run crashed).
+        """
+        with self._transaction():
+            cursor = self._db.execute(
+                """UPDATE deliveries SET status = 'sending', claimed_by = ?, updated = ?,
+                   attempts = attempts + 1
+                   WHERE profile = ? AND channel = ? AND day = ?
+                   AND (status IN ('pending', 'deferred')
+                        OR (status = 'sending' AND updated < ?))""",
+                (
+                    claimant,
+                    now.isoformat(),
+                    delivery.profile,
+                    delivery.channel,
+                    delivery.day.isoformat(),
+                    stale_before.isoformat(),
+                ),
+            )
+        return cursor.rowcount == 1
+
+    def settle(
+        self,
+        delivery: Delivery,
+        claimant: str,
+        status: str,
+        now: datetime,
+        *,
+        error: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Record how a claimed delivery ended: sent, deferred, failed or skipped."""
+        with self._transaction():
+            self._db.execute(
+                """UPDATE deliveries SET status = ?, updated = ?, error = ?,
+                   message_id = coalesce(?, message_id), claimed_by = NULL
+                   WHERE profile = ? AND channel = ? AND day = ? AND claimed_by = ?""",
+                (
+                    status,
+                    now.isoformat(),
+                    error,
+                    message_id,
+                    delivery.profile,
+                    delivery.channel,
+                    delivery.day.isoformat(),
+                    claimant,
+                ),
+            )
+
+
 class _Index:
     """The papers one ingest may touch, findable by key, DOI and normalised title."""
 
@@ -553,3 +824,20 @@ def _from_row(row: Sequence[Any]) -> Paper:
         abstract=abstract,
         **values,
     )
+
+
+def _reasons_json(reasons: Reasons) -> str:
+    return _JSON.encode({f.name: getattr(reasons, f.name) for f in fields(Reasons)})
+
+
+def _reasons_from_json(text: str) -> Reasons:
+    values: dict[str, Any] = json.loads(text)
+    known = {f.name for f in fields(Reasons)}
+    for name, value in list(values.items()):
+        if name not in known:
+            del values[name]  # written by a newer paperdigest
+        elif name == "parts":
+            values[name] = tuple((label, part) for label, part in value)
+        elif isinstance(value, list):
+            values[name] = tuple(value)
+    return Reasons(**values)

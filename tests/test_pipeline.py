@@ -11,7 +11,7 @@ import pytest
 from conftest import T0, lines
 
 from digest import sources
-from digest.config import Config, FetchConfig, SourceConfig
+from digest.config import Config, FetchConfig, OutputConfig, SourceConfig
 from digest.fetch import Fetcher, FetchPolicy
 from digest.pipeline import ingest
 from digest.sources import SourceKind
@@ -30,8 +30,7 @@ def make_config(tmp_path: Path, *names: str) -> Config:
     return Config(
         path=tmp_path / "config.toml",
         data_dir=tmp_path,
-        feeds_dir=tmp_path / "feeds",
-        outbox_dir=tmp_path / "outbox",
+        output=OutputConfig(feeds_dir=tmp_path / "feeds", outbox_dir=tmp_path / "outbox"),
         fetch=FetchConfig(contact="test@example.org", retries=1),
         sources=tuple(
             SourceConfig(name, "fake", (f"https://{name}.example.org/list?d={{date}}",))
