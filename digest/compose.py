@@ -1,0 +1,221 @@
+"""Ranked papers -> a Digest, and the words every channel shows for it. Pure: no I/O, no clock.
+
+What lives here is shared by the email and the feeds, so both say the same thing: which window of
+time a digest covers, the excerpt of a paper, its shortened author list, its links (http(s) only),
+and the subject line.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
+
+from digest.config import WEEKDAYS, ProfileConfig
+from digest.models import Digest, Paper, Reasons, ScoredPaper, SourceNote, SourceRun
+
+# A first digest (or one after a very long pause) looks back at most this far.
+MAX_LOOKBACK = timedelta(days=14)
+_PERIOD = {"daily": timedelta(days=1), "weekdays": timedelta(days=1), "weekly": timedelta(days=7)}
+
+
+def is_due(profile: ProfileConfig, day: date) -> bool:
+    """Whether the profile's frequency calls for a digest on its local `day`."""
+    if profile.frequency == "weekdays":
+        return day.weekday() < 5
+    if profile.frequency == "weekly":
+        return day.weekday() == WEEKDAYS.index(profile.weekday)
+    return True
+
+
+def window(
+    profile: ProfileConfig, now: datetime, previous: Digest | None
+) -> tuple[date, datetime, datetime]:
+    """The local day a digest composed `now` is for, and the [since, until) it covers (UTC).
+
+    It starts where the previous digest ended, so no paper is missed or given twice, and a digest
+    after downtime covers every missed day at once. A first digest looks one period back.
+    """
+    day = now.astimezone(ZoneInfo(profile.timezone)).date()
+    lookback = _PERIOD[profile.frequency]
+    if profile.frequency == "weekdays" and day.weekday() == 0:
+        lookback = timedelta(days=3)  # Monday covers the weekend
+    since = previous.until if previous is not None else now - lookback
+    return day, max(since, now - MAX_LOOKBACK), now
+
+
+def source_notes(runs: Iterable[SourceRun]) -> tuple[SourceNote, ...]:
+    """Each source's last status in a window, in name order; a failure is kept over a later 304."""
+    last: dict[str, SourceRun] = {}
+    for run in sorted(runs, key=lambda r: r.started):
+        kept = last.get(run.source)
+        if kept is None or run.status in ("ok", "failed", "layout") or kept.status == "unchanged":
+            last[run.source] = run
+    return tuple(
+        SourceNote(name, run.status, one_line(run.error) if run.error else None)
+        for name, run in sorted(last.items())
+    )
+
+
+def compose(
+    profile: ProfileConfig,
+    day: date,
+    since: datetime,
+    until: datetime,
+    *,
+    scanned: int,
+    items: Sequence[ScoredPaper],
+    runs: Iterable[SourceRun],
+) -> Digest:
+    return Digest(
+        profile=profile.name,
+        day=day,
+        timezone=profile.timezone,
+        since=since.astimezone(UTC),
+        until=until.astimezone(UTC),
+        scanned=scanned,
+        sources=source_notes(runs),
+        items=tuple(items),
+    )
+
+
+# -- what a paper shows -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    label: str  # "PDF", "Code", ...
+    url: str  # always http(s)
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL if it is a plain http(s) link, else None: no javascript:, data: or odd schemes."""
+    if not url:
+        return None
+    url = url.strip()
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def paper_url(paper: Paper) -> str | None:
+    """Where the title links: the abstract page."""
+    if paper.arxiv_id:
+        return f"https://arxiv.org/abs/{paper.arxiv_id}"
+    if paper.doi:
+        return f"https://doi.org/{quote(paper.doi, safe='/:;()._-')}"
+    return safe_url(paper.abs_url) or safe_url(paper.project_url)
+
+
+def links(paper: Paper) -> tuple[Link, ...]:
+    """PDF, code, project page and discussion links, each only when known and http(s)."""
+    found: list[Link] = []
+    pdf = safe_url(paper.pdf_url) or (
+        f"https://arxiv.org/pdf/{paper.arxiv_id}" if paper.arxiv_id else None
+    )
+    if pdf:
+        found.append(Link("PDF", pdf))
+    code = safe_url(paper.code_url)
+    if code:
+        found.append(Link("Code", code))
+    project = safe_url(paper.project_url)
+    if project and project != code:
+        found.append(Link("Project", project))
+    if paper.arxiv_id and any(source.startswith("hf") for source in paper.sources):
+        found.append(Link("Discussion", f"https://huggingface.co/papers/{paper.arxiv_id}"))
+    return tuple(found)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
+EXCERPT_CHARS = 420
+
+
+def excerpt(paper: Paper, limit: int = EXCERPT_CHARS) -> str:
+    """The source's AI summary when there is one, else the abstract's first sentences (2 or 3)."""
+    text = one_line(paper.ai_summary or "") or one_line(paper.abstract)
+    if not text:
+        return ""
+    sentences = _SENTENCE_END.split(text)
+    chosen = ""
+    for count, sentence in enumerate(sentences, start=1):
+        candidate = f"{chosen} {sentence}".strip()
+        if count > 3 or (len(candidate) > limit and count > 2):
+            break
+        chosen = candidate
+    if len(chosen) > limit:
+        chosen = chosen[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return chosen
+
+
+AUTHORS_SHOWN = 3
+
+
+def author_line(paper: Paper, reasons: Reasons | None = None, shown: int = AUTHORS_SHOWN) -> str:
+    """'A, B, C and 12 others', naming the profile's pinned authors and colleagues too."""
+    authors = [one_line(a) for a in paper.authors if one_line(a)]
+    total = max(len(authors), paper.author_count or 0)
+    if not authors:
+        return f"{total} authors" if total > 1 else ""
+    if total <= shown + 1:
+        return ", ".join(authors)
+    named = list(authors[:shown])
+    wanted = (reasons.authors + reasons.colleagues) if reasons else ()
+    named += [one_line(a) for a in wanted if one_line(a) and one_line(a) not in named]
+    others = total - len(named)
+    return ", ".join(named) + (f" and {others} others" if others > 0 else "")
+
+
+def reasons_line(reasons: Reasons) -> str:
+    return one_line(reasons.summary())
+
+
+# -- the subject line -------------------------------------------------------------------------
+
+
+def subject(digest: Digest, shortest_keywords: int = 2) -> str:
+    """'12 new papers for you · Nov 22 (diffusion, RL)': count, day, the most matched keywords."""
+    count = len(digest.items)
+    when = f"{digest.day:%b} {digest.day.day}"
+    if not count:
+        return f"No new papers for you · {when}"
+    noun = "paper" if count == 1 else "papers"
+    tally: Counter[str] = Counter()
+    for item in digest.items:
+        tally.update(dict.fromkeys(item.reasons.keywords, 1))
+    top = [one_line(term)[:30] for term, _ in tally.most_common(shortest_keywords)]
+    topics = f" ({', '.join(top)})" if top else ""
+    return f"{count} new {noun} for you · {when}{topics}"
+
+
+def day_label(digest: Digest) -> str:
+    """'Monday, Nov 23' or 'Nov 20 – Nov 23' when a digest covers several days."""
+    zone = ZoneInfo(digest.timezone)
+    first = digest.since.astimezone(zone).date()
+    if (digest.day - first).days > 1:
+        return f"{first:%b} {first.day} – {digest.day:%b} {digest.day.day}"
+    return f"{digest.day:%A}, {digest.day:%b} {digest.day.day}"
+
+
+def source_names(digest: Digest) -> list[str]:
+    return [note.source for note in digest.sources if not note.failed]
+
+
+# Control characters (C0, DEL, C1), line and paragraph separators, lone surrogates (broken UTF-8
+# decoded with surrogateescape), and bidi overrides that could reorder what a reader sees.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]+")
+
+
+def one_line(text: str) -> str:
+    """Untrusted text on one line: control characters (CR, LF, NUL...) become spaces."""
+    return " ".join(_UNPRINTABLE.sub(" ", text).split())
