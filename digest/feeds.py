@@ -1,0 +1,254 @@
+"""Digests -> RSS 2.0 and Atom files (feedgen), plus an OPML list of them, written atomically.
+
+Feeds are rebuilt from stored data on every run, and must not change when the data did not: an
+item's id is the paper's key (never a version or a time), every date comes from the store (when
+the digest was composed, when the paper was first seen), and nothing reads the clock. A file whose
+bytes did not change is not rewritten, so its mtime (a web server's Last-Modified) stays put.
+
+Layout of feeds_dir (served as-is by any web server):
+    all.rss  all.atom                  every new paper of the last days, newest first
+    profiles/NAME.rss  NAME.atom       one profile's digests of the last days, best first per day
+    feeds.opml                         every feed above, for a reader's "import"
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+from xml.etree import ElementTree
+
+from feedgen.feed import FeedGenerator
+from markupsafe import escape
+
+from digest import __version__, compose
+from digest.errors import DeliveryError
+from digest.models import Digest, Paper, Reasons, ScoredPaper
+from digest.render import Renderer
+
+log = logging.getLogger(__name__)
+
+# When there is nothing at all to date a feed by: a fixed instant, never the clock.
+_NO_DATA = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFiles:
+    """One feed in both formats: where each is published, and its bytes."""
+
+    name: str  # "all" or the profile's name
+    title: str
+    rss_path: str  # relative to feeds_dir, with "/" separators
+    atom_path: str
+    rss: bytes
+    atom: bytes
+
+
+def item_id(paper_key: str) -> str:
+    """The stable id of a paper in every feed: its key, as a URN."""
+    return "urn:paperdigest:paper:" + quote(paper_key, safe=":")
+
+
+def profile_feed(
+    profile: str, digests: Sequence[Digest], renderer: Renderer, base_url: str, max_items: int
+) -> FeedFiles:
+    """A profile's feed: the papers of its recent digests, newest digest first, best first."""
+    entries: list[tuple[ScoredPaper, datetime, int]] = []
+    for digest in sorted(digests, key=lambda d: d.day, reverse=True):
+        for position, item in enumerate(digest.items, start=1):
+            entries.append((item, digest.until, position))
+    entries = entries[:max_items]
+    newest = max((d.until for d in digests), default=_NO_DATA)
+    return _feed_files(
+        name=profile,
+        title=f"paperdigest · {profile}",
+        subtitle=f"New research papers chosen for the {profile} profile, with the reasons why.",
+        folder="profiles/",
+        entries=entries,
+        updated=newest,
+        renderer=renderer,
+        base_url=base_url,
+    )
+
+
+def all_papers_feed(
+    papers: Sequence[Paper], renderer: Renderer, base_url: str, max_items: int
+) -> FeedFiles:
+    """Every newly seen paper, newest first: for readers who want the whole stream."""
+    chosen = sorted(papers, key=lambda p: (p.first_seen, p.key), reverse=True)[:max_items]
+    entries = [(ScoredPaper(paper, 0.0, Reasons()), paper.first_seen, 0) for paper in chosen]
+    return _feed_files(
+        name="all",
+        title="paperdigest · all new papers",
+        subtitle="Every new paper paperdigest has seen in the last days, newest first.",
+        folder="",
+        entries=entries,
+        updated=max((p.first_seen for p in chosen), default=_NO_DATA),
+        renderer=renderer,
+        base_url=base_url,
+    )
+
+
+def _feed_files(
+    *,
+    name: str,
+    title: str,
+    subtitle: str,
+    folder: str,
+    entries: Sequence[tuple[ScoredPaper, datetime, int]],
+    updated: datetime,
+    renderer: Renderer,
+    base_url: str,
+) -> FeedFiles:
+    rss_path, atom_path = f"{folder}{name}.rss", f"{folder}{name}.atom"
+    rss_url, atom_url = f"{base_url}/{rss_path}", f"{base_url}/{atom_path}"
+    rss = _generator(name, title, subtitle, updated, base_url)
+    atom = _generator(name, title, subtitle, updated, base_url)
+    rss.link(href=rss_url, rel="self", type="application/rss+xml")
+    atom.link(href=atom_url, rel="self", type="application/atom+xml")
+    for generator in (rss, atom):  # last: feedgen takes the last link as RSS's <link>
+        generator.link(href=f"{base_url}/", rel="alternate")
+    for item, when, position in entries:
+        try:
+            for generator in (rss, atom):
+                _add_entry(generator, item, when, position, renderer, f"{base_url}/")
+        except ValueError as exc:  # lxml refuses a string it cannot put in XML
+            log.warning("feed %s: left out paper %s: %s", name, item.paper.key, exc)
+            for generator in (rss, atom):
+                _drop_entry(generator, item.paper.key)
+    return FeedFiles(
+        name=name,
+        title=title,
+        rss_path=rss_path,
+        atom_path=atom_path,
+        rss=rss.rss_str(pretty=True),
+        atom=atom.atom_str(pretty=True),
+    )
+
+
+def _generator(
+    name: str, title: str, subtitle: str, updated: datetime, base_url: str
+) -> FeedGenerator:
+    generator = FeedGenerator()
+    generator.id(f"urn:paperdigest:feed:{quote(name)}")
+    generator.title(title)
+    generator.subtitle(subtitle)  # also the RSS <description>
+    generator.language("en")
+    generator.generator("paperdigest", version=__version__, uri="https://pypi.org/project/paperdigest/")
+    # Both set from stored data: feedgen would otherwise stamp the current time.
+    generator.updated(updated)
+    generator.lastBuildDate(updated)
+    return generator
+
+
+def _add_entry(
+    generator: FeedGenerator,
+    item: ScoredPaper,
+    when: datetime,
+    position: int,
+    renderer: Renderer,
+    fallback_url: str,
+) -> None:
+    paper = item.paper
+    fields = renderer.paper_fields(paper)
+    entry = generator.add_entry(order="append")
+    entry.id(item_id(paper.key))
+    entry.guid(item_id(paper.key), permalink=False)
+    entry.title(fields["title"])
+    entry.link(href=fields["url"] or fallback_url)  # a paper without a web page: the site
+    if fields["excerpt"]:
+        # RSS <description> and Atom <summary>: the excerpt for readers that show a line. Readers
+        # take an RSS description as HTML, so the untrusted text is escaped as HTML first.
+        entry.summary(str(escape(fields["excerpt"])), type="html")
+    # RSS <content:encoded> and Atom <content type="html">: the email's item, escaped in the XML.
+    html = renderer.item_html(item, position) if position else renderer.card(paper)
+    entry.content(str(html), type="html")
+    if fields["authors"]:
+        entry.author({"name": fields["authors"]})
+    for category in dict.fromkeys(c for c in (paper.primary_category, *paper.categories) if c):
+        entry.category(term=compose.one_line(category))
+    entry.published(when)
+    entry.updated(when)
+
+
+def _drop_entry(generator: FeedGenerator, paper_key: str) -> None:
+    wanted = item_id(paper_key)
+    for entry in list(generator.entry()):
+        if entry.id() == wanted:
+            generator.remove_entry(entry)
+
+
+def opml(feeds: Iterable[FeedFiles], base_url: str) -> bytes:
+    """An OPML 2.0 subscription list of every feed (Atom), for a reader's import."""
+    root = ElementTree.Element("opml", version="2.0")
+    head = ElementTree.SubElement(root, "head")
+    ElementTree.SubElement(head, "title").text = "paperdigest feeds"
+    body = ElementTree.SubElement(root, "body")
+    for feed in feeds:
+        ElementTree.SubElement(
+            body,
+            "outline",
+            type="rss",
+            text=feed.title,
+            title=feed.title,
+            xmlUrl=f"{base_url}/{feed.atom_path}",
+            htmlUrl=f"{base_url}/",
+        )
+    ElementTree.indent(root)
+    return bytes(ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)) + b"\n"
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def publish(feeds_dir: Path, files: dict[str, bytes]) -> list[str]:
+    """Write each file (path relative to feeds_dir) atomically; return the paths that changed."""
+    changed = []
+    for relative, data in sorted(files.items()):
+        if write_atomic(feeds_dir / relative, data):
+            changed.append(relative)
+    return changed
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Replace `path` with `data` so a reader sees the old file or the new one, never a part.
+
+    Temp file in the same folder, fsync, rename, fsync the folder. Unchanged bytes are not
+    rewritten (False), which keeps the file's mtime and so its HTTP Last-Modified.
+    """
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as temp:
+                temp.write(data)
+                temp.flush()
+                os.fsync(temp.fileno())
+            temp_path = Path(temp_name)
+            temp_path.chmod(0o644)  # readable by the web server, like any published file
+            temp_path.replace(path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise DeliveryError(f"{path}: cannot write the feed file: {exc}") from None
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # some systems (Windows) cannot open a folder; the rename is still atomic
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

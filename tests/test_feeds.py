@@ -1,0 +1,164 @@
+"""RSS and Atom feeds: valid, parsed back by feedparser, stable to the byte, written atomically."""
+
+from __future__ import annotations
+
+import html
+import os
+import stat
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from xml.etree import ElementTree
+
+import feedparser
+import lxml.html
+import pytest
+
+from digest import feeds
+from digest.errors import DeliveryError
+from digest.render import Renderer
+from tests.digests import DIFFUSION, POLICY, assert_golden, paper, sample_digest, scored
+from tests.test_render import HOSTILE
+
+BASE = "https://digest.example.org/feeds"
+
+
+def profile_feed(*digests, max_items: int = 200) -> feeds.FeedFiles:  # type: ignore[no-untyped-def]
+    return feeds.profile_feed("me", digests or (sample_digest(),), Renderer(), BASE, max_items)
+
+
+def test_both_feeds_match_their_golden_files() -> None:
+    feed = profile_feed()
+    assert_golden("profile.rss", feed.rss.decode())
+    assert_golden("profile.atom", feed.atom.decode())
+
+
+@pytest.mark.parametrize("kind", ["rss", "atom"])
+def test_a_profile_feed_parses_cleanly_with_one_item_per_paper_keyed_by_the_paper(kind: str) -> None:
+    feed = profile_feed()
+    parsed = feedparser.parse(getattr(feed, kind))
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.version == ("rss20" if kind == "rss" else "atom10")
+    ids = [entry.id for entry in parsed.entries]
+    assert ids == [feeds.item_id(item.paper.key) for item in sample_digest().items]
+    assert len(set(ids)) == len(ids)
+    assert ids[0] == "urn:paperdigest:paper:2611.01234"  # the key: no version, no timestamp
+    first = parsed.entries[0]
+    assert first.link == "https://arxiv.org/abs/2611.01234"
+    assert first.title == "Consistency Diffusion Models for Fast Sampling"
+    self_links = [link.href for link in parsed.feed.links if link.rel == "self"]
+    assert self_links == [f"{BASE}/profiles/me.{kind}"]
+    # The same excerpt, reasons and links as the email.
+    content = html.unescape(first.content[0].value)  # <content type="html">, <content:encoded>
+    assert "They sample in one step." in content
+    assert 'Why: matches "diffusion model"; by Jane Doe' in content
+    assert "https://github.com/example/cdm" in content
+    assert parsed.feed.updated_parsed[:6] == (2026, 11, 23, 7, 0, 0)  # the digest's time
+
+
+def test_unchanged_data_gives_byte_identical_files() -> None:
+    first, second = profile_feed(), profile_feed()
+    assert (first.rss, first.atom) == (second.rss, second.atom)
+
+
+def test_a_version_bump_keeps_the_item_id() -> None:
+    bumped = replace(DIFFUSION, version=3, upvotes=50)
+    digest = sample_digest(items=(scored(bumped, 14.0),))
+    ids = [e.id for e in feedparser.parse(profile_feed(digest).atom).entries]
+    assert ids == ["urn:paperdigest:paper:2611.01234"]
+
+
+def test_the_feed_holds_the_newest_digests_first_and_at_most_max_items() -> None:
+    older = sample_digest(day=sample_digest().day - timedelta(days=1), items=(scored(POLICY, 1.0),))
+    newer = sample_digest(items=(scored(DIFFUSION, 2.0),))
+    parsed = feedparser.parse(profile_feed(older, newer).rss)
+    assert [e.id.rsplit(":", 1)[1] for e in parsed.entries] == ["2611.01234", "2611.05678"]
+    assert len(feedparser.parse(profile_feed(older, newer, max_items=1).rss).entries) == 1
+
+
+def test_the_all_papers_feed_is_newest_first_and_capped() -> None:
+    papers = [
+        paper(f"2611.{n:05d}", f"Paper {n}", arxiv_id=f"2611.{n:05d}",
+              first_seen=DIFFUSION.first_seen + timedelta(minutes=n))
+        for n in range(250)
+    ]
+    feed = feeds.all_papers_feed(papers, Renderer(), BASE, 200)
+    for data in (feed.rss, feed.atom):
+        parsed = feedparser.parse(data)
+        assert not parsed.bozo
+        assert len(parsed.entries) == 200
+        assert parsed.entries[0].title == "Paper 249"
+        assert len({e.id for e in parsed.entries}) == 200
+
+
+def test_an_empty_feed_is_still_valid_and_dated_from_data_not_the_clock() -> None:
+    feed = feeds.profile_feed("me", [], Renderer(), BASE, 200)
+    for data in (feed.rss, feed.atom):
+        parsed = feedparser.parse(data)
+        assert not parsed.bozo and parsed.entries == []
+    assert b"1970" in feed.atom
+
+
+def test_hostile_text_in_a_feed_stays_text() -> None:
+    digest = sample_digest(items=(scored(HOSTILE, 3.0, keywords=("<i>x</i>",)),))
+    feed = profile_feed(digest)
+    for data in (feed.rss, feed.atom):
+        parsed = feedparser.parse(data)
+        assert not parsed.bozo
+        entry = parsed.entries[0]
+        assert "<script>" in entry.title  # the title is text; a reader shows it, never runs it
+        raw = ElementTree.fromstring(data)
+        # Every element a reader renders as HTML: content, content:encoded, description, summary.
+        html_payloads = [
+            el.text
+            for el in raw.iter()
+            if el.tag.endswith(("content", "encoded", "description", "summary")) and el.text
+        ]
+        assert len(html_payloads) >= 2
+        for payload in html_payloads:
+            fragment = lxml.html.fragment_fromstring(payload, create_parent="div")
+            assert not fragment.xpath("//script | //img | //i")
+            assert all(h.startswith("https://") for h in fragment.xpath("//a/@href"))
+
+
+def test_opml_lists_every_feed() -> None:
+    built = [profile_feed(), feeds.all_papers_feed([DIFFUSION], Renderer(), BASE, 200)]
+    root = ElementTree.fromstring(feeds.opml(built, BASE))
+    urls = [o.get("xmlUrl") for o in root.iter("outline")]
+    assert urls == [f"{BASE}/profiles/me.atom", f"{BASE}/all.atom"]
+    assert root.find("head/title") is not None
+
+
+def test_publishing_writes_atomically_and_leaves_unchanged_files_alone(tmp_path: Path) -> None:
+    feed = profile_feed()
+    files = {feed.rss_path: feed.rss, feed.atom_path: feed.atom}
+    assert feeds.publish(tmp_path, files) == ["profiles/me.atom", "profiles/me.rss"]
+    target = tmp_path / "profiles" / "me.rss"
+    assert target.read_bytes() == feed.rss
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    os.utime(target, (1_000_000_000, 1_000_000_000))
+    assert feeds.publish(tmp_path, files) == []  # the same bytes: nothing rewritten
+    assert target.stat().st_mtime == 1_000_000_000  # so Last-Modified stays true
+    assert sorted(p.name for p in (tmp_path / "profiles").iterdir()) == ["me.atom", "me.rss"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "all.rss"
+    target.write_bytes(b"old")
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(DeliveryError, match=r"all\.rss: cannot write the feed file: .*No space left"):
+        feeds.write_atomic(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["all.rss"]
+
+
+def test_an_unusable_feeds_dir_is_named(tmp_path: Path) -> None:
+    (tmp_path / "feeds").write_text("a file where the folder should be")
+    with pytest.raises(DeliveryError, match="feeds/all.rss: cannot write the feed file"):
+        feeds.publish(tmp_path / "feeds", {"all.rss": b"x"})

@@ -1,0 +1,287 @@
+"""The email: compose's shared words, the templates, the MIME message, and hostile input."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import replace
+
+import lxml.html
+import pytest
+
+from digest import compose
+from digest.models import SourceNote
+from digest.render import EmailLinks, Renderer, build_message, message_id
+from tests.digests import (
+    COMPOSED,
+    DIFFUSION,
+    POLICY,
+    assert_golden,
+    paper,
+    readable,
+    sample_digest,
+    scored,
+)
+
+LINKS = EmailLinks(
+    feed_rss="https://digest.example.org/feeds/profiles/me.rss",
+    feed_atom="https://digest.example.org/feeds/profiles/me.atom",
+    unsubscribe="https://digest.example.org/unsubscribe/TOKEN",
+    unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe%20me",
+)
+SENDER = "paperdigest <digest@example.org>"
+
+
+def mail(digest=None, recipient: str = "reader@example.org") -> bytes:  # type: ignore[no-untyped-def]
+    digest = digest or sample_digest()
+    rendered = Renderer().email(digest, recipient=recipient, links=LINKS)
+    return build_message(
+        rendered,
+        sender=SENDER,
+        recipient=recipient,
+        message_id=message_id(digest, recipient, SENDER),
+        date=digest.until,
+        list_id="paperdigest me <me.paperdigest.digest.example.org>",
+        links=LINKS,
+    ).data
+
+
+def parsed(data: bytes) -> email.message.EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def html_of(data: bytes) -> str:
+    body = parsed(data).get_body(("html",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def text_of(data: bytes) -> str:
+    body = parsed(data).get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+# -- the whole message ----------------------------------------------------------------------------
+
+
+def test_a_whole_email_matches_the_golden_file() -> None:
+    # Nothing in it is volatile (Date is when the digest was composed, the boundary comes from the
+    # Message-ID); the headers that would be are normalised anyway, as rss2email does.
+    text = readable(mail())
+    text = re.sub(r"(?m)^(Date|Message-ID): .*$", r"\1: <normalised>", text)
+    assert_golden("email.txt", text)
+
+
+def test_the_message_is_multipart_alternative_text_first_html_last_with_list_headers() -> None:
+    message = parsed(mail())
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message["Subject"] == "3 new papers for you · Nov 23 (diffusion model, reinforcement learning)"
+    assert message["From"] == SENDER and message["To"] == "reader@example.org"
+    assert message["Date"] == "Mon, 23 Nov 2026 07:00:00 +0000"
+    assert message["Message-ID"] == message_id(sample_digest(), "reader@example.org", SENDER)
+    assert message["List-Id"] == "paperdigest me <me.paperdigest.digest.example.org>"
+    unsubscribe = message["List-Unsubscribe"]
+    assert "<mailto:unsubscribe@example.org?subject=unsubscribe%20me>" in unsubscribe
+    assert "<https://digest.example.org/unsubscribe/TOKEN>" in unsubscribe
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert not message.defects
+
+
+def test_message_ids_differ_per_recipient_and_day_and_repeat_for_the_same_digest() -> None:
+    digest = sample_digest()
+    one = message_id(digest, "a@example.org", SENDER)
+    assert one == message_id(digest, "A@example.org", SENDER)
+    assert one != message_id(digest, "b@example.org", SENDER)
+    assert one != message_id(replace(digest, day=digest.day.replace(day=24)), "a@example.org", SENDER)
+    assert mail(digest, "a@example.org") == mail(digest, "a@example.org")  # byte-identical re-send
+
+
+def test_the_html_has_its_css_inlined_and_keeps_only_the_media_queries() -> None:
+    html = html_of(mail())
+    tree = lxml.html.fromstring(html)
+    title = tree.xpath("//a[@class='title']")[0]
+    assert "font-size: 18px" in title.get("style")
+    styles = tree.xpath("//style")
+    assert len(styles) == 1 and "prefers-color-scheme: dark" in styles[0].text
+    assert 'name="viewport"' in html  # readable at 375 px: the sheet is fluid up to 640 px
+    assert "max-width: 640px" in tree.xpath("//div[@class='sheet']")[0].get("style")
+
+
+def test_each_paper_shows_its_link_authors_categories_excerpt_reasons_and_links() -> None:
+    tree = lxml.html.fromstring(html_of(mail()))
+    first = tree.xpath("//div[@class='item']")[0]
+    assert first.xpath(".//a[@class='title']/@href") == ["https://arxiv.org/abs/2611.01234"]
+    authors = first.xpath(".//p[@class='authors']")[0].text_content()
+    assert authors == "Jane Doe, Ana Lima, Wei Zhang and 3 others"
+    assert first.xpath(".//p[@class='meta']")[0].text_content() == "cs.LG · cs.CV · 42 upvotes"
+    assert first.xpath(".//p[@class='excerpt']")[0].text_content() == (
+        "We propose consistency diffusion models. They sample in one step. Experiments on "
+        "ImageNet show a 10x speed-up at equal FID."
+    )
+    why = first.xpath(".//p[@class='why']")[0].text_content()
+    assert why == 'Why: matches "diffusion model"; by Jane Doe; in cs.LG; 42 upvotes'
+    links = {a.text_content(): a.get("href") for a in first.xpath(".//p[@class='links']/a")}
+    assert links == {
+        "PDF": "https://arxiv.org/pdf/2611.01234",
+        "Code": "https://github.com/example/cdm",
+        "Discussion": "https://huggingface.co/papers/2611.01234",
+    }
+    second = tree.xpath("//div[@class='item']")[1]
+    # The source's AI summary is preferred to the abstract.
+    assert "Implicit policies make offline RL stable" in second.text_content()
+    third = tree.xpath("//div[@class='item']")[2]
+    assert not third.xpath(".//a[@class='title']")  # no page known: a title, not a link to '#'
+    assert third.xpath(".//p[@class='authors']")[0].text_content() == "12 authors"
+
+
+def test_the_header_says_how_many_papers_were_scanned_from_which_sources_for_which_day() -> None:
+    text = text_of(mail())
+    assert "Monday, Nov 23 · chosen from 314 new papers from arxiv-lg, hf-daily" in text
+
+
+# -- empty and broken days ------------------------------------------------------------------------
+
+
+def test_an_empty_day_says_so_briefly() -> None:
+    digest = sample_digest(items=())
+    message = parsed(mail(digest))
+    assert message["Subject"] == "No new papers for you · Nov 23"
+    assert "None of today's 314 new papers scored above your threshold." in text_of(mail(digest))
+
+
+def test_a_quiet_day_without_listings_is_not_blamed_on_the_threshold() -> None:
+    text = text_of(mail(sample_digest(items=(), scanned=0)))
+    assert "No new papers were listed in this period" in text
+
+
+def test_a_failed_source_is_named_and_nothing_new_is_never_claimed() -> None:
+    digest = sample_digest(
+        items=(),
+        scanned=0,
+        sources=(
+            SourceNote("arxiv-lg", "failed", "https://rss.arxiv.org/atom/cs.LG: HTTP 503"),
+            SourceNote("hf-daily", "ok"),
+        ),
+    )
+    for body in (text_of(mail(digest)), html_of(mail(digest))):
+        assert "arxiv-lg could not be read: https://rss.arxiv.org/atom/cs.LG: HTTP 503" in body
+        assert "No new papers were listed" not in body
+        assert "not a quiet day" in body
+    assert "from hf-daily" in text_of(mail(digest))  # the header names only the sources read
+
+
+def test_a_digest_covering_several_days_says_which() -> None:
+    digest = sample_digest(since=COMPOSED.replace(day=20))
+    assert compose.day_label(digest) == "Nov 20 – Nov 23"
+
+
+# -- hostile input --------------------------------------------------------------------------------
+
+HOSTILE = paper(
+    "2611.09999",
+    "<script>alert(1)</script>\r\nBcc: victim@example.org\r\n" + "Long " * 2000,
+    arxiv_id="2611.09999",
+    abstract='<img src=x onerror="alert(1)"> Broken \udcff\udcfe UTF-8 \x00 and a \u202eRTL trick.',
+    authors=("<b>Mallory</b>\nX-Evil: 1",),
+    code_url="javascript:alert(1)",
+    project_url="data:text/html,<script>alert(1)</script>",
+    pdf_url="  https://evil.example/\r\nX: y",
+    categories=("cs.LG<script>",),
+)
+
+
+def test_hostile_text_never_becomes_markup_a_header_or_a_crash() -> None:
+    item = scored(HOSTILE, 5.0, keywords=("<i>x</i>\r\nSubject: spam",))
+    digest = sample_digest(items=(item,))
+    data = mail(digest)
+    message = parsed(data)
+    assert [name for name, _ in message.items()] == [
+        "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
+        "List-Unsubscribe-Post", "Auto-Submitted", "MIME-Version", "Content-Type",
+    ]
+    assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
+    tree = lxml.html.fromstring(html_of(data))
+    assert not tree.xpath("//script | //img | //b | //i")
+    assert not tree.xpath("//*[@onerror]")
+    hrefs = tree.xpath("//a/@href")
+    assert all(h.startswith(("https://", "mailto:")) for h in hrefs), hrefs
+    assert "https://evil.example/" not in hrefs  # a URL with a line break in it is dropped
+    html = html_of(data)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "\x00" not in html and "\u202e" not in html
+    text = text_of(data)
+    assert "Bcc: victim@example.org" in text  # shown as the title's text, on the title's line
+    assert not re.search(r"(?m)^Bcc:", text)
+
+
+def test_a_ten_kilobyte_title_is_rendered_whole_and_the_subject_stays_short() -> None:
+    long_title = "Very " * 2000
+    item = scored(paper("2611.00001", long_title, arxiv_id="2611.00001"), 1.0, keywords=("very",))
+    data = mail(sample_digest(items=(item,)))
+    assert len(parsed(data)["Subject"]) < 100
+    assert "Very Very" in html_of(data)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://arxiv.org/abs/1", "https://arxiv.org/abs/1"),
+        ("http://example.org/x?a=1&b=2", "http://example.org/x?a=1&b=2"),
+        ("javascript:alert(1)", None),
+        ("JaVaScRiPt:alert(1)", None),
+        ("data:text/html,hi", None),
+        ("//evil.example/x", None),
+        ("https://ok.example/\nX: y", None),
+        ("https:///nohost", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_only_plain_http_links_are_kept(url: str | None, expected: str | None) -> None:
+    assert compose.safe_url(url) == expected
+
+
+# -- the shared words -----------------------------------------------------------------------------
+
+
+def test_an_excerpt_is_two_or_three_sentences_and_never_over_the_limit() -> None:
+    assert compose.excerpt(DIFFUSION).count(".") == 3
+    assert compose.excerpt(POLICY) == POLICY.ai_summary
+    rambling = paper("1", "t", abstract="Word " * 400 + ".")
+    cut = compose.excerpt(rambling)
+    assert len(cut) <= compose.EXCERPT_CHARS and cut.endswith("…")
+
+
+def test_authors_are_shortened_but_pinned_authors_stay_named() -> None:
+    reasons = scored(DIFFUSION, 1.0, authors=("Ravi Patel",)).reasons
+    assert compose.author_line(DIFFUSION, reasons) == (
+        "Jane Doe, Ana Lima, Wei Zhang, Ravi Patel and 2 others"
+    )
+    assert compose.author_line(POLICY) == "Sam Roe, Jane Doe"
+
+
+def test_the_subject_names_the_count_day_and_top_keywords() -> None:
+    assert compose.subject(sample_digest(items=sample_digest().items[:1])) == (
+        "1 new paper for you · Nov 23 (diffusion model)"
+    )
+
+
+def test_a_card_is_rendered_once_per_paper_and_shared_by_every_reader() -> None:
+    renderer = Renderer()
+    calls = 0
+    original = renderer._paper.render
+
+    def counting(**fields: object) -> str:
+        nonlocal calls
+        calls += 1
+        return original(**fields)
+
+    renderer._paper.render = counting  # type: ignore[method-assign]
+    for reader in range(5):
+        renderer.email(sample_digest(), recipient=f"r{reader}@example.org", links=LINKS)
+    assert calls == 3
