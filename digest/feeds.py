@@ -106,34 +106,38 @@ def _feed_files(
     base_url: str,
 ) -> FeedFiles:
     rss_path, atom_path = f"{folder}{name}.rss", f"{folder}{name}.atom"
-    rss_url, atom_url = f"{base_url}/{rss_path}", f"{base_url}/{atom_path}"
-    rss = _generator(name, title, subtitle, updated, base_url)
-    atom = _generator(name, title, subtitle, updated, base_url)
-    rss.link(href=rss_url, rel="self", type="application/rss+xml")
-    atom.link(href=atom_url, rel="self", type="application/atom+xml")
-    for generator in (rss, atom):  # last: feedgen takes the last link as RSS's <link>
-        generator.link(href=f"{base_url}/", rel="alternate")
+    # One generator makes both formats: the entries are built once, only the self link differs.
+    generator = _generator(name, title, subtitle, updated)
     for item, when, position in entries:
         try:
-            for generator in (rss, atom):
-                _add_entry(generator, item, when, position, renderer, f"{base_url}/")
+            _add_entry(generator, item, when, position, renderer, f"{base_url}/")
         except ValueError as exc:  # lxml refuses a string it cannot put in XML
             log.warning("feed %s: left out paper %s: %s", name, item.paper.key, exc)
-            for generator in (rss, atom):
-                _drop_entry(generator, item.paper.key)
+            _drop_entry(generator, item.paper.key)
     return FeedFiles(
         name=name,
         title=title,
         rss_path=rss_path,
         atom_path=atom_path,
-        rss=rss.rss_str(pretty=True),
-        atom=atom.atom_str(pretty=True),
+        rss=_serialise(generator, "rss", f"{base_url}/{rss_path}", base_url),
+        atom=_serialise(generator, "atom", f"{base_url}/{atom_path}", base_url),
     )
 
 
-def _generator(
-    name: str, title: str, subtitle: str, updated: datetime, base_url: str
-) -> FeedGenerator:
+def _serialise(generator: FeedGenerator, kind: str, self_url: str, base_url: str) -> bytes:
+    generator.link(
+        [
+            {"href": self_url, "rel": "self", "type": f"application/{kind}+xml"},
+            # Last: feedgen takes the last link as RSS's <link>, the site rather than the feed.
+            {"href": f"{base_url}/", "rel": "alternate"},
+        ],
+        replace=True,
+    )
+    data: bytes = generator.rss_str(pretty=True) if kind == "rss" else generator.atom_str(pretty=True)
+    return data
+
+
+def _generator(name: str, title: str, subtitle: str, updated: datetime) -> FeedGenerator:
     generator = FeedGenerator()
     generator.id(f"urn:paperdigest:feed:{quote(name)}")
     generator.title(title)

@@ -7,7 +7,7 @@ rendered once per run and reused by every email and feed that holds the paper.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import textwrap
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from typing import Any
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from digest import compose
 from digest.errors import ConfigError
@@ -53,7 +53,12 @@ class EmailLinks:
 
 
 class Renderer:
-    """Jinja environment plus the per-run cache of paper cards."""
+    """Jinja environment plus the per-run caches: what is the same for every reader is made once.
+
+    Per paper (once a run): its card, in plain HTML for feeds and CSS-inlined for email, and its
+    text block. Per reader: the email's shell (header, footer) and the few words of each item
+    that are theirs (the position, why it was chosen).
+    """
 
     def __init__(self, templates_dir: Path | None = None) -> None:
         folder = templates_dir or default_templates_dir()
@@ -66,25 +71,23 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self._paper = self.env.get_template("paper.html.j2")
-        self._item = self.env.get_template("item.html.j2")
+        self._paper_text = self.env.get_template("paper.txt.j2")
         self._html = self.env.get_template("email.html.j2")
         self._text = self.env.get_template("email.txt.j2")
         # Our own files, not scraped text: safe to mark as markup.
         self._css = Markup((folder / "email.css").read_text(encoding="utf-8"))
         self._keep_css = Markup((folder / "email-dark.css").read_text(encoding="utf-8"))
         self._inliner = css_inline.CSSInliner(keep_style_tags=False)
-        self._cards: dict[Paper, Markup] = {}
+        # An item's own tags, plain for feeds, and with their styles inlined once for email.
+        self._plain_item = _item_tags(_ITEM_SAMPLE)
+        self._inlined_item = _item_tags(css_inline.inline_fragment(_ITEM_SAMPLE, str(self._css)))
         self._fields: dict[Paper, dict[str, Any]] = {}
+        self._cards: dict[Paper, Markup] = {}
+        self._email_cards: dict[Paper, Markup] = {}
+        self._text_blocks: dict[Paper, str] = {}
+        self._items: dict[tuple[int, int], tuple[ScoredPaper, Markup]] = {}
 
-    # -- one paper ----------------------------------------------------------------------------
-
-    def card(self, paper: Paper) -> Markup:
-        """The paper's title, authors, categories, excerpt and links, as escaped HTML."""
-        card = self._cards.get(paper)
-        if card is None:
-            card = Markup(self._paper.render(**self.paper_fields(paper)))
-            self._cards[paper] = card
-        return card
+    # -- one paper, the same for every reader ---------------------------------------------------
 
     def paper_fields(self, paper: Paper) -> dict[str, Any]:
         """What every channel shows of a paper (title, url, authors, meta, excerpt, links)."""
@@ -93,12 +96,62 @@ class Renderer:
             found = self._fields[paper] = _paper_fields(paper)
         return found
 
+    def card(self, paper: Paper) -> Markup:
+        """The paper's title, authors, categories, excerpt and links, as escaped HTML."""
+        card = self._cards.get(paper)
+        if card is None:
+            card = self._cards[paper] = Markup(self._paper.render(**self.paper_fields(paper)))
+        return card
+
+    def _email_card(self, paper: Paper) -> Markup:
+        card = self._email_cards.get(paper)
+        if card is None:
+            inlined = css_inline.inline_fragment(str(self.card(paper)), str(self._css))
+            card = self._email_cards[paper] = Markup(inlined)
+        return card
+
+    def _text_block(self, paper: Paper) -> str:
+        block = self._text_blocks.get(paper)
+        if block is None:
+            block = self._text_blocks[paper] = self._paper_text.render(
+                why=_TEXT_WHY, **self.paper_fields(paper)
+            )
+        return block
+
+    # -- one paper in one reader's digest -------------------------------------------------------
+
     def item_html(self, item: ScoredPaper, position: int) -> Markup:
-        """One paper in one reader's digest: the shared card, then why it was chosen."""
+        """The shared card, then why it was chosen: plain HTML, as feeds carry it.
+
+        Built with Markup.format, which escapes every argument that is not already markup. The
+        wrapper is three tags; a template render per item would be most of a run's cost.
+        """
+        cached = self._items.get((id(item), position))
+        if cached is not None and cached[0] is item:
+            return cached[1]
+        html = self._item(self._plain_item, self.card(item.paper), item, position)
+        if len(self._items) >= _ITEM_CACHE:
+            self._items.clear()
+        self._items[(id(item), position)] = (item, html)
+        return html
+
+    def _item(self, tags: _ItemTags, card: Markup, item: ScoredPaper, position: int) -> Markup:
+        # Plain concatenation, with the one untrusted part escaped: Markup.format is ten times
+        # slower, and this runs for every item of every reader.
         why = compose.reasons_line(item.reasons)
-        return Markup(
-            self._item.render(position=position, card=self.card(item.paper), why=why)
-        )
+        why_html = f"{tags.why_open}Why: {escape(why)}{tags.why_close}" if why else ""
+        return Markup(f"{tags.open}{position}{tags.after_rank}{card}{why_html}{tags.close}")
+
+    def _item_text(self, item: ScoredPaper, position: int) -> str:
+        why = compose.reasons_line(item.reasons)
+        line = f"{_TEXT_INDENT}Why: {why}"
+        if not why:
+            wrapped = ""
+        elif len(line) <= 72:  # most are one short line; textwrap is slow for what it does here
+            wrapped = line + "\n"
+        else:
+            wrapped = textwrap.fill(line, 72, subsequent_indent=_TEXT_INDENT) + "\n"
+        return f"{position}. " + self._text_block(item.paper).replace(_TEXT_WHY, wrapped)
 
     # -- one email ----------------------------------------------------------------------------
 
@@ -110,37 +163,57 @@ class Renderer:
             feed_atom=links.feed_atom,
             unsubscribe_url=links.unsubscribe,
         )
-        items_html = Markup("\n").join(
-            self.item_html(item, position) for position, item in enumerate(digest.items, 1)
-        )
-        # css-inline moves the stylesheet into style attributes in one pass over the whole email;
-        # media queries (dark mode, narrow screens) stay in a kept <style> block.
-        html = self._html.render(
+        # The shell (header, footer) is rendered and inlined per reader, with a mark where the
+        # items go; the items, inlined once per paper, are put in after.
+        shell = self._html.render(
             css=self._css,
             keep_css=self._keep_css,
-            items_html=items_html,
+            items_html=Markup(_ITEMS_MARK),
             items=digest.items,
             **common,
         )
-        text_items = [
-            {
-                **self.paper_fields(item.paper),
-                "position": position,
-                "why_wrapped": textwrap.fill(
-                    "Why: " + compose.reasons_line(item.reasons),
-                    72,
-                    initial_indent=_TEXT_INDENT,
-                    subsequent_indent=_TEXT_INDENT,
-                ) if item.reasons.summary() else "",
-            }
-            for position, item in enumerate(digest.items, 1)
-        ]
-        text = self._text.render(items=text_items, **common)
-        return RenderedEmail(
-            subject=common["subject"], text=text, html=self._inliner.inline(html)
+        items_html = "\n".join(
+            self._item(self._inlined_item, self._email_card(item.paper), item, n)
+            for n, item in enumerate(digest.items, 1)
         )
+        html = self._inliner.inline(shell).replace(_ITEMS_MARK, items_html, 1)
+        text = self._text.render(
+            items=[self._item_text(item, n) for n, item in enumerate(digest.items, 1)], **common
+        )
+        return RenderedEmail(subject=common["subject"], text=text, html=html)
 
 
+@dataclass(frozen=True, slots=True)
+class _ItemTags:
+    """The markup around one item's parts (its position, card and reasons)."""
+
+    open: str
+    after_rank: str
+    why_open: str
+    why_close: str
+    close: str
+
+
+# One item, with marks where its parts go; split into _ItemTags after css-inline styled it.
+_ITEM_SAMPLE = (
+    '<div class="item">\n<p class="rank">@@rank@@</p>\n@@card@@'
+    '<p class="why">@@why@@</p>@@end@@</div>\n'
+)
+
+
+def _item_tags(html: str) -> _ItemTags:
+    open_, rest = html.split("@@rank@@")
+    after_rank, rest = rest.split("@@card@@")
+    why_open, rest = rest.split("@@why@@")
+    why_close, close = rest.split("@@end@@")
+    return _ItemTags(open_, after_rank, why_open, why_close, close)
+
+
+_ITEM_CACHE = 4096  # items kept between a digest's email and its feed
+_ITEMS_MARK = "<!--paperdigest:items-->"
+# Where a text block takes the reader's "Why:" line. A NUL never survives compose.one_line, so
+# no scraped text can fake it.
+_TEXT_WHY = "\x00why\x00"
 _TEXT_INDENT = "   "
 
 
@@ -157,7 +230,9 @@ def _paper_fields(paper: Paper) -> dict[str, Any]:
         "meta": meta,
         "excerpt": excerpt,
         # The text email's copy, wrapped once per paper rather than once per reader.
-        "excerpt_wrapped": textwrap.fill(excerpt, 72, subsequent_indent=_TEXT_INDENT),
+        "excerpt_wrapped": textwrap.fill(
+            excerpt, 72, initial_indent=_TEXT_INDENT, subsequent_indent=_TEXT_INDENT
+        ),
         "links": compose.links(paper),
     }
 
@@ -273,8 +348,8 @@ def build_message(
 def _base64(text: str) -> bytes:
     # Lone surrogates (broken UTF-8 read with surrogateescape) become U+FFFD, never a crash.
     canonical = text.replace("\r\n", "\n").replace("\n", "\r\n")  # CRLF inside, as RFC 2046 asks
-    encoded = base64.encodebytes(canonical.encode("utf-8", "replace"))
-    return encoded.rstrip(b"\n").replace(b"\n", b"\r\n")
+    encoded = binascii.b2a_base64(canonical.encode("utf-8", "replace"), newline=False)
+    return b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
 
 
 def _address(text: str) -> str:
