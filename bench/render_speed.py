@@ -26,11 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rank_speed import DEFAULT_CORPUS, load_papers  # noqa: E402
+from rank_speed import DEFAULT_CORPUS, load_papers
 
-from digest import feeds  # noqa: E402
-from digest.models import Digest, Paper, Reasons, ScoredPaper, SourceNote  # noqa: E402
-from digest.render import EmailLinks, Renderer, build_message, message_id  # noqa: E402
+from digest import feeds
+from digest.models import Digest, Paper, Reasons, ScoredPaper, SourceNote
+from digest.render import EmailLinks, Renderer, build_message, message_id
 
 BASE = "https://digest.example.org"
 SENDER = "paperdigest <digest@example.org>"

@@ -292,6 +292,104 @@ def feedback(obj: _Context, profile: str, paper: str, mark: str) -> None:
     click.echo(f"{wanted.name}: {said} {found.key}  {_one_line(found.title, 90)}")
 
 
+@cli.command()
+@click.option("--no-fetch", is_flag=True, help="Skip the ingest; compose and deliver from the store.")
+@click.option("-p", "--profile", "only", multiple=True, help="Only this profile (repeatable).")
+@click.option("--semantic", is_flag=True, help="Add sentence embeddings (the [semantic] extra).")
+@click.pass_obj
+def run(obj: _Context, no_fetch: bool, only: Sequence[str], semantic: bool) -> None:
+    """One full cycle: ingest, rank, compose, write the feeds, mail the digests that are due.
+
+    Safe to run from cron as often as you like: the delivery ledger makes sure each profile gets
+    one digest per day, and a re-run after a crash only sends what is still open. Exit code 1 when
+    every source failed or a message could not be delivered.
+    """
+    from digest.pipeline import make_fetcher, make_sender, run_cycle
+
+    with _reported_errors():
+        config = obj.config()
+        profiles = [config.profile(name) for name in only] if only else None
+        with Store.open(config.store_path) as store, make_sender(config) as sender:
+            if no_fetch:
+                report = run_cycle(
+                    config, store, obj.clock, sender, profiles=profiles, semantic=semantic
+                )
+            else:
+                with make_fetcher(config) as fetcher:
+                    report = run_cycle(
+                        config,
+                        store,
+                        obj.clock,
+                        sender,
+                        fetcher=fetcher,
+                        profiles=profiles,
+                        semantic=semantic,
+                    )
+    if report.ingest is not None:
+        _print_report(report.ingest)
+    for digest in report.composed:
+        failed = ", ".join(n.source for n in digest.failed_sources)
+        click.echo(
+            f"{digest.profile}: digest of {digest.day.isoformat()}: {len(digest.items)} of "
+            f"{digest.scanned} new papers" + (f" (failed sources: {failed})" if failed else "")
+        )
+    if not report.composed:
+        click.echo("no digest was due")
+    click.echo(f"feeds: {len(report.feeds_written)} files changed in {config.feeds_dir}")
+    mail = report.mail
+    where = f"SMTP {config.smtp.host}" if config.smtp else f"the outbox {config.outbox_dir}"
+    click.echo(
+        f"mail: {mail.sent} sent, {mail.deferred} deferred, {mail.failed} failed, "
+        f"{mail.skipped} skipped, through {where}"
+    )
+    if mail.left:
+        click.echo(f"mail: {mail.left} left for the next run (the server could not be reached)")
+    for problem in mail.problems:
+        click.echo(f"error: {problem.profile}: {problem.address}: {problem.error}", err=True)
+    if (report.ingest is not None and report.ingest.all_failed) or mail.problems or mail.left:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("profile")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Where to write the HTML (default: preview-PROFILE.html).",
+)
+@click.option("--text", "as_text", is_flag=True, help="Write the plain-text version instead.")
+@click.pass_obj
+def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> None:
+    """Write PROFILE's email, as it would be sent now, to a file to open in a browser.
+
+    Nothing is stored or sent: the digest is composed from the store (or today's stored digest
+    is shown when there is one).
+    """
+    from pathlib import Path
+
+    from digest.pipeline import MailBuilder
+    from digest.pipeline import preview as compose_preview
+    from digest.render import Renderer
+
+    with _reported_errors():
+        config = obj.config()
+        wanted = config.profile(profile)
+        with Store.open(config.store_path) as store:
+            digest = compose_preview(store, wanted, obj.clock)
+            builder = MailBuilder(config, store, Renderer())
+            recipient = wanted.emails[0] if wanted.emails else "you@example.org"
+            rendered = builder.renderer.email(
+                digest, recipient=recipient, links=builder.links(wanted.name, recipient)
+            )
+        target = Path(output or f"preview-{wanted.name}.{'txt' if as_text else 'html'}")
+        try:
+            target.write_text(rendered.text if as_text else rendered.html, encoding="utf-8")
+        except OSError as exc:
+            raise DigestError(f"{target}: cannot write the preview: {exc}") from None
+    click.echo(f"{target}  ({rendered.subject})")
+
+
 @cli.command("sources")
 def list_kinds() -> None:
     """List the kinds of source a config can use."""

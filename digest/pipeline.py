@@ -1,24 +1,47 @@
-"""Wires the steps together: sources -> fetch -> parse -> identify -> store. Nothing else lives here.
+"""Wires the steps together, nothing else lives here:
 
-I/O is passed in (a Store, a Fetcher, a clock), so a whole ingest runs in tests on captured pages.
+    ingest:     sources -> fetch -> parse -> identify -> store
+    run_cycle:  ingest -> rank -> compose -> store the digests -> feeds -> mail (ledger)
+
+I/O is passed in (a Store, a Fetcher, a Sender, a clock), so a whole cycle runs in tests on captured
+pages, a temporary folder and a local SMTP server.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
+from digest import compose, feeds
 from digest.config import Config, ProfileConfig, SourceConfig
+from digest.deliver import DeliveryReport, Sender, deliver_mail
 from digest.errors import DigestError, SourceError
 from digest.fetch import Fetcher, FetchPolicy, user_agent
 from digest.health import layout_problem, recent_median
-from digest.models import DayRanking, FetchResult, IngestReport, Origin, Record, SourceRun
+from digest.models import (
+    DayRanking,
+    Delivery,
+    Digest,
+    FetchResult,
+    IngestReport,
+    Origin,
+    Record,
+    ScoredPaper,
+    SourceRun,
+)
+from digest.render import EmailLinks, OutgoingMail, Renderer, build_message, message_id
 from digest.sources import SOURCE_KINDS
 from digest.store import Store
+from digest.tokens import load_secrets, unsubscribe_token
 
 Clock = Callable[[], datetime]
 log = logging.getLogger(__name__)
@@ -167,3 +190,248 @@ def rank_day(
                 profile.name, day, len(candidates), ranked[profile.name]
             )
     return rankings
+
+
+# -- one full cycle: ingest, rank, compose, feeds, mail --------------------------------------------
+
+
+def make_sender(config: Config) -> Sender:
+    """SMTP when [smtp] is configured, else the Maildir outbox in the data directory."""
+    from digest.deliver import Outbox, SmtpSender
+
+    if config.smtp is not None:
+        return SmtpSender(config.smtp)
+    return Outbox(config.outbox_dir)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    ingest: IngestReport | None  # None when the run did not fetch
+    composed: tuple[Digest, ...]  # digests composed by this run
+    feeds_written: tuple[str, ...]  # feed files that changed (paths relative to feeds_dir)
+    mail: DeliveryReport
+
+
+def run_id() -> str:
+    """Who claims ledger rows: unique per run, readable in the ledger (host, pid, random)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_cycle(
+    config: Config,
+    store: Store,
+    clock: Clock,
+    sender: Sender,
+    *,
+    fetcher: Fetcher | None = None,
+    profiles: Sequence[ProfileConfig] | None = None,
+    semantic: bool = False,
+    claimant: str | None = None,
+    renderer: Renderer | None = None,
+) -> CycleReport:
+    """One cycle for every profile whose digest is due; safe to re-run and to run twice at once.
+
+    The ledger decides what is left to do: a digest is composed once per (profile, day), and each
+    of its deliveries is claimed by one run, so a re-run after a crash only finishes what is open.
+    """
+    report = ingest(config, store, fetcher, clock) if fetcher is not None else None
+    chosen = list(config.profiles if profiles is None else profiles)
+    composed = compose_due(store, chosen, clock, semantic=semantic)
+    renderer = renderer or Renderer()
+    written = publish_feeds(config, store, renderer, clock, claimant=claimant or run_id())
+    mail = deliver_mail(
+        store,
+        sender,
+        MailBuilder(config, store, renderer),
+        clock,
+        claimant=claimant or run_id(),
+    )
+    return CycleReport(
+        ingest=report, composed=tuple(composed), feeds_written=tuple(written), mail=mail
+    )
+
+
+def mail_channel(address: str) -> str:
+    return f"mail:{address}"
+
+
+def compose_due(
+    store: Store, profiles: Sequence[ProfileConfig], clock: Clock, *, semantic: bool = False
+) -> list[Digest]:
+    """Compose and store the digest of every profile that is due and has none for its day yet."""
+    now = clock()
+    due: dict[tuple[datetime, datetime], list[tuple[ProfileConfig, date]]] = {}
+    for profile in profiles:
+        latest = store.digests(profile.name, limit=1)
+        previous = latest[0] if latest else None
+        day, since, until = compose.window(profile, now, previous)
+        if previous is not None and previous.day >= day:
+            continue  # composed already (by an earlier run today, or by one that is still going)
+        if compose.is_due(profile, day):
+            due.setdefault((since, until), []).append((profile, day))
+    if not due:
+        return []
+    from digest.rank import Ranker  # numpy and scikit-learn load only when ranking
+
+    ranker = Ranker.fit(store.papers(limit=FIT_LIMIT), semantic=semantic)
+    feedback = store.feedback(p.name for group in due.values() for p, _ in group)
+    composed = []
+    # Profiles composed in the same run share a window, so most runs rank in one pass.
+    for (since, until), group in due.items():
+        candidates = store.papers(since=since, until=until, limit=None)
+        runs = store.source_runs_between(since, until)
+        ranked = ranker.rank(candidates, [profile for profile, _ in group], feedback)
+        for profile, day in group:
+            digest = compose.compose(
+                profile,
+                day,
+                since,
+                until,
+                scanned=len(candidates),
+                items=ranked[profile.name],
+                runs=runs,
+            )
+            channels = [mail_channel(address) for address in profile.emails] + ["feed"]
+            saved = store.save_digest(digest, channels, now)
+            if saved is digest:
+                composed.append(digest)
+                log.info(
+                    "profile %s: composed the digest of %s: %d of %d papers",
+                    profile.name,
+                    day,
+                    len(digest.items),
+                    len(candidates),
+                )
+    return composed
+
+
+def feed_url(base_url: str, relative: str) -> str:
+    return f"{base_url}/feeds/{relative}"
+
+
+def publish_feeds(
+    config: Config, store: Store, renderer: Renderer, clock: Clock, *, claimant: str
+) -> list[str]:
+    """Rebuild every feed from stored digests and write the files that changed.
+
+    The rolling window is counted back from the newest stored data, not from today, so a feed's
+    bytes change only when its data does.
+    """
+    output = config.output
+    base = f"{output.base_url}/feeds"
+    built: list[feeds.FeedFiles] = []
+    recent = store.papers(limit=1)
+    if recent:
+        newest = recent[0].first_seen
+        papers = store.papers(
+            since=newest - timedelta(days=output.feed_days), limit=output.feed_max_items
+        )
+    else:
+        papers = []
+    built.append(feeds.all_papers_feed(papers, renderer, base, output.feed_max_items))
+    for profile in config.profiles:
+        latest = store.digests(profile.name, limit=1)
+        since_day = latest[0].day - timedelta(days=output.feed_days - 1) if latest else None
+        digests = store.digests(profile.name, since_day=since_day) if latest else []
+        built.append(
+            feeds.profile_feed(profile.name, digests, renderer, base, output.feed_max_items)
+        )
+    files = {f.rss_path: f.rss for f in built} | {f.atom_path: f.atom for f in built}
+    files["feeds.opml"] = feeds.opml(built, base)
+    changed = feeds.publish(output.feeds_dir, files)
+    # Every digest now in its feed counts as delivered on the "feed" channel.
+    now = clock()
+    for row in store.deliveries(statuses=("pending", "deferred", "sending")):
+        if row.channel == "feed" and store.claim(
+            row, claimant, now, stale_before=now - timedelta(minutes=15)
+        ):
+            store.settle(row, claimant, "sent", now)
+    return changed
+
+
+class MailBuilder:
+    """Turns a ledger row into the message for its recipient (None: nothing to send)."""
+
+    def __init__(self, config: Config, store: Store, renderer: Renderer) -> None:
+        self.config = config
+        self.store = store
+        self.renderer = renderer
+        self.keys = load_secrets(config.data_dir)
+        self.profiles = {p.name: p for p in config.profiles}
+        self._digests: dict[tuple[str, date], Digest | None] = {}
+        host = urlsplit(config.output.base_url).hostname or "localhost"
+        self.host = host
+
+    def __call__(self, delivery: Delivery) -> OutgoingMail | None:
+        address = delivery.address
+        profile = self.profiles.get(delivery.profile)
+        if address is None or profile is None or address not in profile.emails:
+            log.info("%s: %s no longer subscribed; not sent", delivery.profile, address)
+            return None  # the profile or the address left the config since the digest was made
+        key = (delivery.profile, delivery.day)
+        if key not in self._digests:
+            self._digests[key] = self.store.digest(delivery.profile, delivery.day)
+        digest = self._digests[key]
+        if digest is None:
+            return None
+        if not digest.items and not self.config.email.send_empty:
+            return None
+        return self.message(digest, address)
+
+    def message(self, digest: Digest, address: str) -> OutgoingMail:
+        links = self.links(digest.profile, address)
+        rendered = self.renderer.email(digest, recipient=address, links=links)
+        email = self.config.email
+        return build_message(
+            rendered,
+            sender=email.sender,
+            recipient=address,
+            message_id=message_id(digest, address, email.sender),
+            date=digest.until,
+            list_id=f"paperdigest {digest.profile} <{digest.profile}.paperdigest.{self.host}>",
+            links=links,
+            reply_to=email.reply_to,
+        )
+
+    def links(self, profile: str, address: str) -> EmailLinks:
+        base = self.config.output.base_url
+        token = unsubscribe_token(self.keys, profile, address)
+        mailto = self.config.email.unsubscribe_mailto or _bare(self.config.email.sender)
+        return EmailLinks(
+            feed_rss=feed_url(base, f"profiles/{profile}.rss"),
+            feed_atom=feed_url(base, f"profiles/{profile}.atom"),
+            unsubscribe=f"{base}/unsubscribe/{token}",
+            unsubscribe_mailto=f"mailto:{mailto}?subject={quote('unsubscribe ' + profile)}",
+        )
+
+
+def _bare(address: str) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(address)[1]
+
+
+def preview(store: Store, profile: ProfileConfig, clock: Clock) -> Digest:
+    """The digest the profile would get now (or its stored one for today): nothing is saved."""
+    now = clock()
+    latest = store.digests(profile.name, limit=1)
+    previous = latest[0] if latest else None
+    day, since, until = compose.window(profile, now, previous)
+    if previous is not None and previous.day >= day:
+        return previous
+    from digest.rank import Ranker
+
+    candidates = store.papers(since=since, until=until, limit=None)
+    ranker = Ranker.fit(store.papers(limit=FIT_LIMIT))
+    items: tuple[ScoredPaper, ...] = ranker.rank(
+        candidates, [profile], store.feedback([profile.name])
+    )[profile.name]
+    return compose.compose(
+        profile,
+        day,
+        since,
+        until,
+        scanned=len(candidates),
+        items=items,
+        runs=store.source_runs_between(since, until),
+    )

@@ -1,0 +1,797 @@
+"""Delivery against a real SMTP server (aiosmtpd on 127.0.0.1) and a real Maildir; no network.
+
+The server's handler records every accepted message and can answer scripted codes per recipient,
+so retries, bounces, dropped connections and logins are the real smtplib conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import mailbox
+import socket
+import threading
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import T0
+
+from digest.config import SmtpConfig
+from digest.deliver import RECONNECT_PAUSE_S, DeliveryReport, Outbox, SmtpSender, deliver_mail
+from digest.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from digest.models import Delivery, Digest
+from digest.store import Store
+
+DAY = date(2026, 11, 20)
+PASSWORD = "correct horse battery staple"
+WRONG_PASSWORD = "Tr0ub4dor&3-wrong"
+USER = "digest"
+
+
+class Crash(BaseException):
+    """Stands for the process dying (kill -9, power cut): nothing may catch it."""
+
+
+# -- a real SMTP server -----------------------------------------------------------------------
+
+
+class Recorder:
+    """An aiosmtpd handler: records what it accepted, answers scripted codes per recipient.
+
+    `rcpt_answers[address]` / `data_answers[address]` are lists of answers used in turn, the last
+    one repeating: ["451 4.3.0 try later", "250 OK"] refuses once, then accepts. After accepting a
+    message for an address in `drop_after`, the server closes the connection (as on an idle timeout).
+    """
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []  # (recipient, message) per accepted message
+        self.senders: list[str] = []  # the envelope sender (MAIL FROM) of each accepted message
+        self.peers: set[Any] = set()  # one per connection that delivered a message
+        self.rcpt_tries: Counter[str] = Counter()
+        self.rcpt_answers: dict[str, list[str]] = {}
+        self.data_answers: dict[str, list[str]] = {}
+        self.logins: list[bytes] = []
+        self.drop_after: set[str] = set()
+
+    @staticmethod
+    def _next(script: dict[str, list[str]], address: str) -> str | None:
+        answers = script.get(address)
+        if not answers:
+            return None
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    # aiosmtpd calls handle_<COMMAND> hooks, when the handler has them.
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        self.rcpt_tries[address] += 1
+        answer = self._next(self.rcpt_answers, address)
+        if answer is not None and not answer.startswith("2"):
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for address in envelope.rcpt_tos:
+            answer = self._next(self.data_answers, address)
+            if answer is not None and not answer.startswith("2"):
+                return str(answer)
+        self.peers.add(session.peer)
+        self.logins.append(session.auth_data.login if session.authenticated else b"")
+        self.senders.append(envelope.mail_from)
+        for address in envelope.rcpt_tos:
+            self.received.append((address, bytes(envelope.original_content)))
+        if self.drop_after.intersection(envelope.rcpt_tos):
+            # Runs once the "250" below is written: the client learns of it at its next command.
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return "250 2.0.0 accepted"
+
+    def recipients(self) -> Counter[str]:
+        return Counter(address for address, _ in self.received)
+
+
+def authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == USER.encode()
+        and auth_data.password == PASSWORD.encode()
+    )
+    # handled=False: let aiosmtpd answer "535 5.7.8 Authentication credentials invalid".
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(**options: Any) -> tuple[Controller, Recorder]:
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **options)
+    controller.start()
+    return controller, recorder
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Recorder, SmtpConfig]]:
+    controller, recorder = start_server()
+    yield recorder, SmtpConfig(host="127.0.0.1", port=controller.port, security="none", timeout_s=5)
+    controller.stop()
+
+
+@pytest.fixture
+def smtp_auth() -> Iterator[tuple[Recorder, SmtpConfig]]:
+    controller, recorder = start_server(authenticator=authenticator, auth_require_tls=False)
+    yield recorder, SmtpConfig(host="127.0.0.1", port=controller.port, security="none", timeout_s=5)
+    controller.stop()
+
+
+# -- ledger rows, messages, time --------------------------------------------------------------
+
+
+class Clock:
+    """The injected clock: stands still unless a test moves it."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: timedelta) -> None:
+        self.now += by
+
+
+def open_store(tmp_path: Path) -> Store:
+    return Store.open(tmp_path / "s.sqlite3")
+
+
+def owe(store: Store, addresses: list[str], profile: str = "alice") -> None:
+    """Store an (empty) digest with one pending mail row per address."""
+    store.save_digest(
+        Digest(
+            profile=profile,
+            day=DAY,
+            timezone="UTC",
+            since=T0 - timedelta(days=1),
+            until=T0,
+            scanned=0,
+            sources=(),
+            items=(),
+        ),
+        channels=[f"mail:{address}" for address in addresses],
+        now=T0,
+    )
+
+
+def addresses(count: int) -> list[str]:
+    return [f"reader{n:03}@example.org" for n in range(count)]
+
+
+def message_id(row: Delivery) -> str:
+    """The same row always gets the same Message-ID (the outbox relies on it)."""
+    token = hashlib.sha256(f"{row.profile}|{row.day}|{row.channel}".encode()).hexdigest()[:16]
+    return f"<{row.profile}.{row.day:%Y%m%d}.{token}@paperdigest.test>"
+
+
+def build(row: Delivery) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "paperdigest <digest@example.org>"
+    message["To"] = row.address or ""
+    message["Subject"] = f"Your papers for {row.day}"
+    message["Message-ID"] = message_id(row)
+    message.set_content(f"Hello {row.address},\nthree new papers today.\n")
+    message.add_alternative("<p>three new papers today</p>", subtype="html")
+    return message
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A message already written out as bytes, like digest.render.OutgoingMail (a RawMail)."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    data: bytes
+
+
+def prepared(row: Delivery) -> Prepared:
+    address = row.address or ""
+    data = (
+        "From: paperdigest <digest@example.org>\r\n"
+        f"To: {address}\r\n"
+        f"Subject: Prepared papers for {row.day}\r\n"
+        f"Message-ID: {message_id(row)}\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        ".a line that starts with a dot\r\n"
+        "three new papers today\r\n"
+    ).encode()
+    return Prepared(message_id(row), "digest@example.org", address, data)
+
+
+def statuses(store: Store) -> dict[str, str]:
+    return {row.channel.removeprefix("mail:"): row.status for row in store.deliveries()}
+
+
+class Sleeps(list[float]):
+    """An injected sleep that records the delays instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def run(
+    store: Store,
+    sender: Any,
+    clock: Clock,
+    *,
+    claimant: str = "run-1",
+    make: Callable[[Delivery], EmailMessage | None] = build,
+    sleep: Callable[[float], None] = lambda s: None,
+    **options: Any,
+) -> DeliveryReport:
+    return deliver_mail(store, sender, make, clock, claimant=claimant, sleep=sleep, **options)
+
+
+# -- SMTP: one connection, retries, bounces -----------------------------------------------------
+
+
+def test_one_connection_carries_every_message(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp
+    owed = addresses(25)
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, owed)
+        report = run(store, sender, Clock())
+        rows = store.deliveries()
+    assert report == DeliveryReport(sent=25)
+    assert recorder.recipients() == Counter(owed)
+    assert len(recorder.peers) == 1, "one connection reused for all messages"
+    assert sender.connections == 1
+    assert {row.status for row in rows} == {"sent"}
+    assert all(row.message_id == message_id(row) for row in rows)
+
+
+def test_the_envelope_sender_is_the_bare_from_address(smtp: tuple[Recorder, SmtpConfig]) -> None:
+    recorder, settings = smtp
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    with SmtpSender(settings) as sender:
+        sender.send(build(row), "a@example.org")
+    ((address, content),) = recorder.received
+    assert address == "a@example.org"
+    assert recorder.senders == ["digest@example.org"]
+    assert b"Subject: Your papers for 2026-11-20" in content
+
+
+def test_a_message_already_written_out_is_sent_as_it_is(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, ["a@example.org", "b@example.org"])
+        report = run(store, sender, Clock(), make=prepared)
+        rows = store.deliveries()
+    assert report == DeliveryReport(sent=2)
+    assert recorder.senders == ["digest@example.org", "digest@example.org"]
+    assert [content for _, content in recorder.received] == [prepared(row).data for row in rows], (
+        "byte for byte (a leading dot survives the SMTP dot-stuffing)"
+    )
+    assert [row.message_id for row in rows] == [message_id(row) for row in rows]
+
+
+def test_a_dropped_connection_is_opened_again_once(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp
+    recorder.drop_after.add("reader000@example.org")
+    pauses, retries = Sleeps(), Sleeps()
+    with open_store(tmp_path) as store, SmtpSender(settings, sleep=pauses) as sender:
+        owe(store, addresses(3))
+        report = run(store, sender, Clock(), sleep=retries)
+    assert report == DeliveryReport(sent=3)
+    assert recorder.recipients() == Counter(addresses(3))
+    assert sender.connections == 2
+    assert len(recorder.peers) == 2
+    assert pauses == [RECONNECT_PAUSE_S], "the sender reconnected by itself"
+    assert retries == [], "so the message needed no retry"
+
+
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+def test_a_451_is_retried_and_delivered_once(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig], stage: str
+) -> None:
+    recorder, settings = smtp
+    script = recorder.rcpt_answers if stage == "rcpt" else recorder.data_answers
+    script["x@example.org"] = ["451 4.3.0 try later", "250 OK"]
+    sleeps = Sleeps()
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, ["a@example.org", "x@example.org", "z@example.org"])
+        report = run(store, sender, Clock(), sleep=sleeps)
+        (row,) = [r for r in store.deliveries() if r.address == "x@example.org"]
+    assert report == DeliveryReport(sent=3)
+    assert sleeps == [1.0], "one retry, after the first delay"
+    assert recorder.recipients() == Counter(["a@example.org", "x@example.org", "z@example.org"])
+    assert (row.status, row.attempts, row.error) == ("sent", 1, None)
+
+
+def test_a_transient_error_defers_then_fails_after_max_attempts(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp
+    recorder.rcpt_answers["slow@example.org"] = ["451 4.3.0 try later"]
+    clock, sleeps = Clock(), Sleeps()
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, ["slow@example.org"])
+        first = run(store, sender, clock, sleep=sleeps, retry_delays=(1.0, 4.0), max_attempts=2)
+        (after_first,) = store.deliveries()
+        clock.advance(timedelta(hours=1))
+        second = run(store, sender, clock, sleep=sleeps, retry_delays=(1.0, 4.0), max_attempts=2)
+        (after_second,) = store.deliveries()
+    assert sleeps == [1.0, 4.0, 1.0, 4.0]
+    assert recorder.rcpt_tries["slow@example.org"] == 6
+    assert (first.deferred, after_first.status) == (1, "deferred")
+    assert after_first.error is not None and "451 4.3.0 try later" in after_first.error
+    assert (second.failed, after_second.status) == (1, "failed")
+    assert after_second.error is not None and after_second.error.startswith("gave up after 2 tries")
+    assert recorder.received == []
+
+
+def test_a_bounce_fails_once_is_never_retried_and_blocks_nobody(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp
+    recorder.rcpt_answers["bad@example.org"] = ["550 5.1.1 no such user"]
+    clock, sleeps = Clock(), Sleeps()
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, ["a@example.org", "bad@example.org", "c@example.org"])
+        report = run(store, sender, clock, sleep=sleeps)
+        clock.advance(timedelta(days=1))
+        rerun = run(store, sender, clock, claimant="run-2", sleep=sleeps)
+        (bounced,) = [r for r in store.deliveries() if r.address == "bad@example.org"]
+    assert (report.sent, report.failed) == (2, 1)
+    assert report.problems[0].profile == "alice"
+    assert report.problems[0].address == "bad@example.org"
+    assert "550 5.1.1 no such user" in report.problems[0].error
+    assert bounced.status == "failed"
+    assert bounced.error is not None and "550 5.1.1 no such user" in bounced.error
+    assert "\n" not in bounced.error
+    assert sleeps == [], "a bounce is not retried within the run"
+    assert rerun == DeliveryReport()
+    assert recorder.rcpt_tries["bad@example.org"] == 1, "nor in a later run"
+    assert recorder.recipients() == Counter(["a@example.org", "c@example.org"])
+
+
+def test_smtp_answers_map_to_transient_and_permanent_errors(
+    smtp: tuple[Recorder, SmtpConfig],
+) -> None:
+    recorder, settings = smtp
+    recorder.rcpt_answers["full@example.org"] = ["452 4.2.2 mailbox full"]
+    recorder.data_answers["spam@example.org"] = ["554 5.7.1 looks like spam"]
+    row = Delivery("alice", "mail:x@example.org", DAY, "sending")
+    with SmtpSender(settings) as sender:
+        with pytest.raises(TransientDeliveryError, match="452 4.2.2 mailbox full"):
+            sender.send(build(row), "full@example.org")
+        with pytest.raises(PermanentDeliveryError, match="DATA refused: 554 5.7.1 looks like spam"):
+            sender.send(build(row), "spam@example.org")
+        sender.send(build(row), "fine@example.org")  # the connection is still good
+    assert recorder.recipients() == Counter(["fine@example.org"])
+    assert len(recorder.peers) == 1
+
+
+# -- crashes and overlapping runs ---------------------------------------------------------------
+
+
+def test_a_crash_between_messages_then_reruns_send_each_digest_once(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp
+    owed = addresses(6)
+    clock = Clock()
+    built: list[str] = []
+
+    def build_then_die(row: Delivery) -> EmailMessage:
+        if len(built) == 2:
+            raise Crash  # the third message: the process dies with the row claimed
+        built.append(row.channel)
+        return build(row)
+
+    with open_store(tmp_path) as store:
+        owe(store, owed)
+        with SmtpSender(settings) as sender, pytest.raises(Crash):
+            run(store, sender, clock, make=build_then_die, claimant="run-1")
+        assert recorder.recipients() == Counter(owed[:2])
+        assert statuses(store)[owed[2]] == "sending"
+
+        # A minute later: the abandoned row is still within its lease; the rest go out.
+        clock.advance(timedelta(minutes=1))
+        with SmtpSender(settings) as sender:
+            soon = run(store, sender, clock, claimant="run-2")
+        assert soon == DeliveryReport(sent=3)
+        assert statuses(store)[owed[2]] == "sending"
+
+        # After the lease, the abandoned row is taken over and sent.
+        clock.advance(timedelta(minutes=15))
+        with SmtpSender(settings) as sender:
+            later = run(store, sender, clock, claimant="run-3")
+        assert later == DeliveryReport(sent=1)
+        assert set(statuses(store).values()) == {"sent"}
+    assert recorder.recipients() == Counter(owed), "every digest exactly once"
+
+
+def test_two_overlapping_runs_never_send_the_same_digest_twice(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp
+    owed = addresses(60)
+    with open_store(tmp_path) as store:
+        owe(store, owed)
+    both_started = threading.Barrier(2, timeout=10)
+    reports: dict[str, DeliveryReport] = {}
+    failures: list[BaseException] = []
+
+    def one_run(claimant: str) -> None:
+        first = True
+
+        def build_in_step(row: Delivery) -> EmailMessage:
+            nonlocal first
+            if first:  # both runs hold a claim before either sends: they truly overlap
+                first = False
+                both_started.wait()
+            return build(row)
+
+        try:
+            with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+                reports[claimant] = run(
+                    store, sender, Clock(), claimant=claimant, make=build_in_step
+                )
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one_run, args=(name,)) for name in ("run-a", "run-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert recorder.recipients() == Counter(owed), "no duplicates, none missing"
+    assert reports["run-a"].sent + reports["run-b"].sent == 60
+    assert reports["run-a"].sent > 0 and reports["run-b"].sent > 0
+    with open_store(tmp_path) as store:
+        assert set(statuses(store).values()) == {"sent"}
+
+
+# -- what build says ----------------------------------------------------------------------------
+
+
+def test_nothing_to_send_is_skipped_and_a_broken_digest_blocks_nobody(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp
+
+    def make(row: Delivery) -> EmailMessage | None:
+        if row.address == "empty@example.org":
+            return None
+        if row.address == "broken@example.org":
+            raise KeyError("a template bug")
+        return build(row)
+
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, ["broken@example.org", "empty@example.org", "ok@example.org"])
+        report = run(store, sender, Clock(), make=make)
+        status = statuses(store)
+    assert (report.sent, report.skipped, report.deferred) == (1, 1, 1)
+    assert status == {
+        "broken@example.org": "deferred",
+        "empty@example.org": "skipped",
+        "ok@example.org": "sent",
+    }
+    assert "could not build the message: KeyError" in report.problems[0].error
+    assert recorder.recipients() == Counter(["ok@example.org"])
+
+
+def test_feed_rows_are_left_alone(tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]) -> None:
+    _, settings = smtp
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        store.save_digest(
+            Digest("bob", DAY, "UTC", T0 - timedelta(days=1), T0, 0, (), ()),
+            channels=["feed", "mail:b@example.org"],
+            now=T0,
+        )
+        run(store, sender, Clock())
+        assert {row.channel: row.status for row in store.deliveries()} == {
+            "feed": "pending",
+            "mail:b@example.org": "sent",
+        }
+
+
+def test_one_info_line_per_delivery_with_profile_address_and_status(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder, settings = smtp
+    recorder.rcpt_answers["bad@example.org"] = ["550 5.1.1 no such user"]
+    caplog.set_level(logging.INFO, logger="digest.deliver")
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, ["a@example.org", "bad@example.org"])
+        run(store, sender, Clock())
+    lines = [r.getMessage() for r in caplog.records if r.name == "digest.deliver"]
+    assert lines[0] == "mail alice 2026-11-20 to a@example.org: sent"
+    assert lines[1].startswith("mail alice 2026-11-20 to bad@example.org: failed (")
+    assert len(lines) == 2
+
+
+# -- an unreachable server, a wrong setup -----------------------------------------------------
+
+
+def test_an_unreachable_server_defers_one_row_and_leaves_the_rest(tmp_path: Path) -> None:
+    settings = SmtpConfig(host="127.0.0.1", port=free_port(), security="none", timeout_s=5)
+    sleeps = Sleeps()
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, addresses(4))
+        report = run(store, sender, Clock(), sleep=sleeps, max_attempts=1)
+        status = statuses(store)
+    assert sleeps == [1.0, 4.0, 15.0]
+    assert (report.deferred, report.failed, report.left) == (1, 0, 3)
+    assert "cannot connect" in report.problems[0].error
+    assert list(status.values()) == ["deferred", "pending", "pending", "pending"], (
+        "never 'failed' for the server's fault, even past max_attempts"
+    )
+
+
+def test_starttls_on_a_server_without_it_is_a_setup_error(
+    smtp: tuple[Recorder, SmtpConfig],
+) -> None:
+    _, settings = smtp
+    plain = SmtpConfig(host=settings.host, port=settings.port, security="starttls", timeout_s=5)
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    with SmtpSender(plain) as sender, pytest.raises(DeliveryError, match="STARTTLS") as caught:
+        sender.send(build(row), "a@example.org")
+    assert not isinstance(caught.value, TransientDeliveryError | PermanentDeliveryError)
+
+
+# -- logging in; the password never shows -------------------------------------------------------
+
+
+def with_password_env(settings: SmtpConfig) -> SmtpConfig:
+    return SmtpConfig(
+        host=settings.host,
+        port=settings.port,
+        security="none",
+        username=USER,
+        password_env="PAPERDIGEST_SMTP_PASSWORD",
+        timeout_s=5,
+    )
+
+
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def test_login_with_a_password_from_the_environment(
+    smtp_auth: tuple[Recorder, SmtpConfig],
+) -> None:
+    recorder, settings = smtp_auth
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    environ = {"PAPERDIGEST_SMTP_PASSWORD": PASSWORD}
+    with SmtpSender(with_password_env(settings), environ=environ) as sender:
+        sender.send(build(row), "a@example.org")
+        sender.send(build(row), "b@example.org")
+    assert recorder.logins == [USER.encode(), USER.encode()]
+    assert len(recorder.peers) == 1
+
+
+def test_login_with_a_password_from_a_file(
+    tmp_path: Path, smtp_auth: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp_auth
+    secret = tmp_path / "smtp-password"
+    secret.write_text(PASSWORD + "\n", encoding="utf-8")  # as `echo ... > file` leaves it
+    with_file = SmtpConfig(
+        host=settings.host,
+        port=settings.port,
+        security="none",
+        username=USER,
+        password_file=secret,
+        timeout_s=5,
+    )
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    with SmtpSender(with_file, environ={}) as sender:
+        sender.send(build(row), "a@example.org")
+    assert recorder.logins == [USER.encode()]
+
+
+def shown(error: BaseException) -> str:
+    """Everything a person could see of an error: its traceback, and every exception chained."""
+    text = "".join(traceback.format_exception(error))
+    return text + "".join(f"{exc!r} {exc} {exc.args!r}" for exc in exception_chain(error))
+
+
+def test_a_wrong_password_is_a_setup_error_that_never_shows_the_password(
+    smtp_auth: tuple[Recorder, SmtpConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder, settings = smtp_auth
+    caplog.set_level(logging.DEBUG)
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    environ = {"PAPERDIGEST_SMTP_PASSWORD": WRONG_PASSWORD}
+    with (
+        SmtpSender(with_password_env(settings), environ=environ) as sender,
+        pytest.raises(DeliveryError) as caught,
+    ):
+        sender.send(build(row), "a@example.org")
+    error = caught.value
+    assert str(error) == (
+        f"127.0.0.1:{settings.port}: login refused for user {USER} "
+        "(535 5.7.8 Authentication credentials invalid)"
+    )
+    assert not isinstance(error, TransientDeliveryError | PermanentDeliveryError)
+    assert WRONG_PASSWORD not in shown(error)
+    assert WRONG_PASSWORD not in caplog.text
+    assert recorder.received == []
+
+
+def test_a_password_smtplib_cannot_send_is_not_shown_either(
+    smtp_auth: tuple[Recorder, SmtpConfig],
+) -> None:
+    # smtplib encodes the whole "\0user\0password" as ASCII: its UnicodeEncodeError holds the password.
+    _, settings = smtp_auth
+    password = "pässwörd-wrong"
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    environ = {"PAPERDIGEST_SMTP_PASSWORD": password}
+    with (
+        SmtpSender(with_password_env(settings), environ=environ) as sender,
+        pytest.raises(DeliveryError, match="only ASCII passwords") as caught,
+    ):
+        sender.send(build(row), "a@example.org")
+    assert password not in shown(caught.value)
+
+
+def test_a_refused_login_stops_the_run_and_keeps_the_rest_pending(
+    tmp_path: Path, smtp_auth: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp_auth
+    environ = {"PAPERDIGEST_SMTP_PASSWORD": WRONG_PASSWORD}
+    with (
+        open_store(tmp_path) as store,
+        SmtpSender(with_password_env(settings), environ=environ) as sender,
+    ):
+        owe(store, addresses(3))
+        with pytest.raises(DeliveryError, match="login refused"):
+            run(store, sender, Clock())
+        rows = store.deliveries()
+    assert [row.status for row in rows] == ["deferred", "pending", "pending"]
+    assert rows[0].error is not None and "login refused for user digest" in rows[0].error
+    assert all(WRONG_PASSWORD not in (row.error or "") for row in rows)
+    assert recorder.received == []
+
+
+def test_a_missing_password_names_the_variable_or_the_file(tmp_path: Path) -> None:
+    # Nothing listens on this port: the password is looked for before any connection is tried.
+    port = free_port()
+    from_env = SmtpConfig(
+        host="127.0.0.1", port=port, security="none", username=USER, password_env="NO_SUCH_VAR"
+    )
+    missing = tmp_path / "no-such-secret"
+    from_file = SmtpConfig(
+        host="127.0.0.1", port=port, security="none", username=USER, password_file=missing
+    )
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    with SmtpSender(from_env, environ={}) as sender, pytest.raises(DeliveryError) as by_env:
+        sender.send(build(row), "a@example.org")
+    with SmtpSender(from_file, environ={}) as sender, pytest.raises(DeliveryError) as by_file:
+        sender.send(build(row), "a@example.org")
+    assert "NO_SUCH_VAR" in str(by_env.value)
+    assert str(missing) in str(by_file.value)
+    for caught in (by_env.value, by_file.value):
+        assert not isinstance(caught, TransientDeliveryError), "a setup error, not a network one"
+
+
+# -- the Maildir outbox -------------------------------------------------------------------------
+
+
+def test_the_outbox_writes_a_message_once_and_mail_clients_read_it(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    message = build(row)
+    outbox.send(message, "a@example.org")
+    outbox.send(message, "a@example.org")  # a re-run after a crash before the ledger said 'sent'
+    files = list((tmp_path / "outbox" / "new").iterdir())
+    assert len(files) == 1
+    assert files[0].name.endswith(".paperdigest")
+    assert list((tmp_path / "outbox" / "tmp").iterdir()) == []
+    raw = files[0].read_bytes()
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b""), "CRLF line ends"
+    (read,) = mailbox.Maildir(tmp_path / "outbox", create=False).values()
+    assert read["Subject"] == "Your papers for 2026-11-20"
+    assert read["To"] == "a@example.org"
+    assert read["Message-ID"] == message_id(row)
+
+
+def test_the_outbox_keeps_one_file_per_recipient_and_respects_read_mail(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    message = build(row)
+    outbox.send(message, "a@example.org")
+    outbox.send(message, "b@example.org")  # same Message-ID, another recipient: its own file
+    assert len(list((tmp_path / "outbox" / "new").iterdir())) == 2
+    # A mail client reads the first: it moves to cur/ with flags. Sending again adds nothing.
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    for key in list(box.keys()):  # iterating a mailbox gives messages, not keys
+        read = box.get_message(key)
+        read.set_subdir("cur")
+        read.add_flag("S")
+        box[key] = read
+    outbox.send(message, "a@example.org")
+    assert list((tmp_path / "outbox" / "new").iterdir()) == []
+    assert len(list((tmp_path / "outbox" / "cur").iterdir())) == 2
+
+
+def test_the_outbox_writes_a_message_already_written_out_byte_for_byte(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    mail = prepared(Delivery("alice", "mail:a@example.org", DAY, "sending"))
+    outbox.send(mail, "a@example.org")
+    outbox.send(mail, "a@example.org")
+    (written,) = (tmp_path / "outbox" / "new").iterdir()
+    assert written.read_bytes() == mail.data
+    assert written.name == Outbox.file_name(mail, "a@example.org")
+
+
+def test_an_unwritable_outbox_names_its_path(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("x")
+    outbox = Outbox(tmp_path / "not-a-dir" / "outbox")
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    with pytest.raises(DeliveryError, match="not-a-dir/outbox: cannot write to the outbox"):
+        outbox.send(build(row), "a@example.org")
+
+
+def test_an_unwritable_outbox_stops_the_run(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("x")
+    with open_store(tmp_path) as store:
+        owe(store, addresses(3))
+        with pytest.raises(DeliveryError, match="cannot write to the outbox"):
+            run(store, Outbox(tmp_path / "not-a-dir" / "outbox"), Clock())
+        assert list(statuses(store).values()) == ["deferred", "pending", "pending"]
+
+
+def test_a_crash_after_writing_to_the_outbox_leaves_one_file(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox")
+    owed = addresses(3)
+
+    class DiesAfterWriting:
+        """The outbox, but the process dies right after the file is written, before the ledger."""
+
+        def send(self, message: EmailMessage, recipient: str) -> None:
+            outbox.send(message, recipient)
+            if recipient == owed[1]:
+                raise Crash
+
+        def close(self) -> None:
+            outbox.close()
+
+    clock = Clock()
+    with open_store(tmp_path) as store:
+        owe(store, owed)
+        with pytest.raises(Crash):
+            run(store, DiesAfterWriting(), clock)
+        clock.advance(timedelta(minutes=20))  # past the lease: the row is taken over
+        report = run(store, outbox, clock, claimant="run-2")
+        assert set(statuses(store).values()) == {"sent"}
+    assert report == DeliveryReport(sent=2)
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    assert sorted(str(message["To"]) for message in box) == owed, "each digest exactly once"
