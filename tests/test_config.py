@@ -205,3 +205,50 @@ def test_duplicate_keywords_are_warned_about(
 )
 def test_profile_mistakes_name_the_key(tmp_path: Path, profile: str, expected: str) -> None:
     assert error_for(tmp_path, MINIMAL + f"[profiles.me]\n{profile}\n").startswith(expected)
+
+
+def test_output_email_and_smtp_load_with_defaults(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            MINIMAL
+            + """
+[output]
+base_url = "https://digest.example.org/"
+feed_days = 3
+[email]
+from = "Lab digest <digest@lab.example.org>"
+send_empty = false
+[smtp]
+host = "smtp.example.org"
+username = "digest"
+password_file = "secrets/smtp"
+""",
+        )
+    )
+    assert config.output.base_url == "https://digest.example.org"  # no trailing slash
+    assert config.output.feed_days == 3 and config.output.feed_max_items == 200
+    assert config.feeds_dir == tmp_path / "data" / "feeds"
+    assert config.email.sender == "Lab digest <digest@lab.example.org>"
+    assert config.email.send_empty is False
+    assert config.smtp is not None
+    assert (config.smtp.port, config.smtp.security) == (587, "starttls")
+    assert config.smtp.password_file == tmp_path / "secrets" / "smtp"
+    assert load_config(write(tmp_path, MINIMAL)).smtp is None  # no [smtp]: the Maildir outbox
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('[smtp]\nhost = "h"\nusername = "u"', "smtp: a username needs password_env"),
+        ('[smtp]\nhost = "h"\npassword = "hunter2"', "smtp.password: unknown key"),
+        ('[smtp]\nhost = "h"\nsecurity = "ssl"', "smtp.security: expected one of starttls, tls, none"),
+        ('[smtp]\nport = 25', "smtp.host: missing"),
+        ('[email]\nfrom = "a@b.org\\nBcc: x@y.org"', "email.from: expected one line"),
+        ('[email]\nfrom = "not an address"', "email.from: expected an email address"),
+        ('[output]\nbase_url = "ftp://x"', "output.base_url: expected an http(s) URL"),
+        ("[output]\nfeed_days = 0", "output.feed_days: expected a number from 1 to 90"),
+    ],
+)
+def test_delivery_mistakes_name_the_key(tmp_path: Path, extra: str, expected: str) -> None:
+    assert error_for(tmp_path, MINIMAL + extra).startswith(expected)

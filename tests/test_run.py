@@ -1,0 +1,331 @@
+"""`digest run` end to end: captured pages in, a Maildir or a real SMTP server and feed files out.
+
+The clock is frozen (freezegun) and moved by the tests; sources are captured files; mail goes to a
+Maildir in tmp_path or to aiosmtpd on 127.0.0.1. Nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import feedparser
+import pytest
+from click.testing import CliRunner, Result
+from freezegun import freeze_time
+
+from digest.cli import cli
+from digest.config import load_config
+from digest.deliver import SmtpSender
+from digest.pipeline import run_cycle
+from digest.store import Store
+from digest.tokens import BadToken, load_secrets, read_unsubscribe_token, unsubscribe_token
+from tests.test_deliver import Recorder, start_server
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MONDAY = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
+
+
+def write_config(tmp_path: Path, *, broken_source: bool = False, extra: str = "") -> Path:
+    broken = (
+        """
+[sources.arxiv-lg]
+kind = "arxiv-rss"
+path = "missing/feed.xml"
+"""
+        if broken_source
+        else ""
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+data_dir = "data"
+
+[output]
+base_url = "https://digest.example.org"
+
+[email]
+from = "paperdigest <digest@example.org>"
+{extra}
+
+[fetch]
+contact = "test@example.org"
+
+[sources.arxiv-api]
+kind = "arxiv-api"
+path = "{FIXTURES / 'arxiv' / 'arxiv_api_2026-07-13_cat-cs.AI-LG_50entries_newformat.xml'}"
+
+[sources.hf-daily]
+kind = "hf-daily"
+path = "{FIXTURES / 'hf' / 'hf_api_daily_papers_2026-06-12_30items.json'}"
+{broken}
+[profiles.ml]
+email = ["a@example.org", "b@example.org"]
+keywords = ["language model", "reinforcement learning", "agent"]
+categories = ["cs.AI"]
+max_items = 10
+timezone = "Europe/Berlin"
+
+[profiles.quiet]
+email = ["c@example.org"]
+keywords = ["zymurgy"]
+min_score = 1
+community_signal = false
+timezone = "America/New_York"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def digest(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def outbox(tmp_path: Path) -> list[email.message.EmailMessage]:
+    box = mailbox.Maildir(tmp_path / "data" / "outbox", create=False)
+    # get_bytes: the file as written (re-serialising a compat32 message would refold headers).
+    messages = [
+        email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+        for key in box.iterkeys()
+    ]
+    return sorted(messages, key=lambda m: (str(m["To"]), str(m["Date"])))  # type: ignore[arg-type,return-value]
+
+
+def text_of(message: email.message.EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+@pytest.fixture
+def frozen() -> Iterator[object]:
+    # Each reading of the clock moves it one second on, as a real run's steps do: papers seen by
+    # the ingest are older than the moment the digest is composed.
+    with freeze_time(MONDAY, auto_tick_seconds=1) as clock:
+        yield clock
+
+
+def test_a_run_mails_every_subscriber_once_and_writes_every_feed(
+    tmp_path: Path, frozen: object
+) -> None:
+    config = write_config(tmp_path)
+    result = digest(config, "run")
+    assert result.exit_code == 0, result.output
+    assert "ml: digest of 2026-11-23: 10 of 80 new papers" in result.output
+    assert "mail: 3 sent, 0 deferred, 0 failed, 0 skipped" in result.output
+
+    messages = outbox(tmp_path)
+    assert [str(m["To"]) for m in messages] == ["a@example.org", "b@example.org", "c@example.org"]
+    ml = messages[0]
+    assert str(ml["Subject"]).startswith("10 new papers for you · Nov 23")
+    assert "chosen from 80 new papers from arxiv-api, hf-daily" in text_of(ml)
+    assert "<https://digest.example.org/unsubscribe/" in str(ml["List-Unsubscribe"])
+    quiet = messages[2]
+    assert str(quiet["Subject"]) == "No new papers for you · Nov 23"
+    assert "None of today's 80 new papers scored above your threshold." in text_of(quiet)
+
+    feeds_dir = tmp_path / "data" / "feeds"
+    names = sorted(str(p.relative_to(feeds_dir)) for p in feeds_dir.rglob("*") if p.is_file())
+    assert names == [
+        "all.atom", "all.rss", "feeds.opml",
+        "profiles/ml.atom", "profiles/ml.rss", "profiles/quiet.atom", "profiles/quiet.rss",
+    ]
+    parsed = feedparser.parse((feeds_dir / "profiles" / "ml.atom").read_bytes())
+    assert not parsed.bozo and len(parsed.entries) == 10
+    assert len(feedparser.parse((feeds_dir / "all.rss").read_bytes()).entries) == 80
+    with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as store:
+        statuses = Counter((row.channel, row.status) for row in store.deliveries())
+    assert statuses == Counter(
+        {("mail:a@example.org", "sent"): 1, ("mail:b@example.org", "sent"): 1,
+         ("mail:c@example.org", "sent"): 1, ("feed", "sent"): 2}
+    )
+
+
+def test_a_second_run_the_same_day_sends_nothing_and_rewrites_no_feed(
+    tmp_path: Path, frozen: object
+) -> None:
+    config = write_config(tmp_path)
+    digest(config, "run")
+    feed = tmp_path / "data" / "feeds" / "profiles" / "ml.rss"
+    before = (feed.read_bytes(), feed.stat().st_mtime_ns)
+    frozen.tick(timedelta(hours=3))  # type: ignore[attr-defined]
+    again = digest(config, "run")
+    assert again.exit_code == 0, again.output
+    assert "no digest was due" in again.output
+    assert "feeds: 0 files changed" in again.output
+    assert "mail: 0 sent" in again.output
+    assert len(outbox(tmp_path)) == 3
+    assert (feed.read_bytes(), feed.stat().st_mtime_ns) == before
+
+
+def test_the_next_day_never_offers_a_paper_twice(tmp_path: Path, frozen: object) -> None:
+    config = write_config(tmp_path)
+    digest(config, "run")
+    frozen.tick(timedelta(days=1))  # type: ignore[attr-defined]
+    result = digest(config, "run")  # the same captured pages: nothing new
+    assert result.exit_code == 0, result.output
+    assert "ml: digest of 2026-11-24: 0 of 0 new papers" in result.output
+    tuesday = [m for m in outbox(tmp_path) if "Nov 24" in str(m["Subject"])]
+    assert len(tuesday) == 3
+    assert "No new papers were listed in this period" in text_of(tuesday[0])
+    # The profile feed keeps Monday's items, once each.
+    parsed = feedparser.parse((tmp_path / "data" / "feeds" / "profiles" / "ml.rss").read_bytes())
+    ids = [entry.id for entry in parsed.entries]
+    assert len(ids) == 10 == len(set(ids))
+
+
+def test_a_failed_source_is_named_in_the_digest(tmp_path: Path, frozen: object) -> None:
+    config = write_config(tmp_path, broken_source=True)
+    result = digest(config, "run")
+    assert result.exit_code == 0, result.output  # one source failing is not the run failing
+    assert "(failed sources: arxiv-lg)" in result.output
+    text = text_of(outbox(tmp_path)[2])
+    assert "! arxiv-lg could not be read:" in text
+    assert "missing/feed.xml" in text
+
+
+def test_with_send_empty_off_an_empty_digest_is_not_mailed(tmp_path: Path, frozen: object) -> None:
+    config = write_config(tmp_path, extra="send_empty = false")
+    result = digest(config, "run")
+    assert "mail: 2 sent, 0 deferred, 0 failed, 1 skipped" in result.output
+    assert [str(m["To"]) for m in outbox(tmp_path)] == ["a@example.org", "b@example.org"]
+
+
+def test_preview_writes_the_email_to_a_file_and_stores_nothing(
+    tmp_path: Path, frozen: object
+) -> None:
+    config = write_config(tmp_path)
+    digest(config, "ingest")
+    target = tmp_path / "preview.html"
+    result = digest(config, "preview", "ml", "--output", str(target))
+    assert result.exit_code == 0, result.output
+    assert "10 new papers for you" in result.output
+    html = target.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and 'class="item"' in html
+    with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as store:
+        assert store.digests("ml") == [] and store.deliveries() == []
+    assert digest(config, "preview", "nobody").exit_code == 2
+
+
+# -- SMTP: crashes and overlapping runs ------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """Stands for the process dying mid-run: nothing may catch it."""
+
+
+class CrashingSender(SmtpSender):
+    def __init__(self, *args: object, after: int, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.left = after
+
+    def send(self, message: object, recipient: str) -> None:  # type: ignore[override]
+        if self.left == 0:
+            raise Crash
+        self.left -= 1
+        super().send(message, recipient)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Recorder, int]]:
+    controller, recorder = start_server()
+    yield recorder, controller.port
+    controller.stop()
+
+
+def smtp_config(tmp_path: Path, port: int) -> Path:
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def ingest_before_monday(config: Path) -> None:
+    with freeze_time(MONDAY - timedelta(hours=1)):
+        assert digest(config, "ingest").exit_code == 0
+
+
+def test_a_crash_mid_run_then_a_rerun_delivers_each_digest_exactly_once(
+    tmp_path: Path, server: tuple[Recorder, int]
+) -> None:
+    recorder, port = server
+    config = load_config(smtp_config(tmp_path, port))
+    assert config.smtp is not None
+    now = [MONDAY]
+    ingest_before_monday(smtp_config(tmp_path, port))
+    with Store.open(config.store_path) as store:
+        with pytest.raises(Crash), CrashingSender(config.smtp, after=1) as sender:
+            run_cycle(config, store, lambda: now[0], sender)
+        assert sum(recorder.recipients().values()) == 1
+        # The crashed run held one row; its claim lapses, then the re-run finishes the job.
+        now[0] += timedelta(minutes=20)
+        with SmtpSender(config.smtp) as sender:
+            report = run_cycle(config, store, lambda: now[0], sender)
+        assert report.composed == ()  # the digests were composed once, by the crashed run
+        assert len(store.digest("ml", MONDAY.date()).items) == 10  # type: ignore[union-attr]
+        with SmtpSender(config.smtp) as sender:
+            again = run_cycle(config, store, lambda: now[0], sender)
+    assert again.mail.sent == 0
+    assert recorder.recipients() == Counter(
+        {"a@example.org": 1, "b@example.org": 1, "c@example.org": 1}
+    )
+
+
+def test_two_overlapping_runs_never_send_the_same_digest_twice(
+    tmp_path: Path, server: tuple[Recorder, int]
+) -> None:
+    recorder, port = server
+    path = smtp_config(tmp_path, port)
+    ingest_before_monday(path)
+    config = load_config(path)
+    assert config.smtp is not None
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def one_run() -> None:
+        try:
+            with Store.open(config.store_path) as store, SmtpSender(config.smtp) as sender:  # type: ignore[arg-type]
+                start.wait()
+                run_cycle(config, store, lambda: MONDAY, sender)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    runs = [threading.Thread(target=one_run) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=60)
+    assert errors == []
+    with Store.open(config.store_path) as store:
+        assert len(store.digest("ml", MONDAY.date()).items) == 10  # type: ignore[union-attr]
+    assert recorder.recipients() == Counter(
+        {"a@example.org": 1, "b@example.org": 1, "c@example.org": 1}
+    )
+
+
+# -- signed links ----------------------------------------------------------------------------------
+
+
+def test_unsubscribe_tokens_name_one_subscriber_and_refuse_tampering(tmp_path: Path) -> None:
+    keys = load_secrets(tmp_path)
+    assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0  # readable by its owner only
+    token = unsubscribe_token(keys, "ml", "A@example.org")
+    assert read_unsubscribe_token(keys, token) == ("ml", "a@example.org")
+    with pytest.raises(BadToken):
+        read_unsubscribe_token(keys, token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
+    # A rotated key: new links use the new key, old links still work.
+    (tmp_path / "secret.key").write_text("new-key\n" + keys[0] + "\n")
+    rotated = load_secrets(tmp_path)
+    assert read_unsubscribe_token(rotated, token) == ("ml", "a@example.org")
+    assert unsubscribe_token(rotated, "ml", "a@example.org") != token
+    assert load_secrets(tmp_path) == rotated  # not regenerated
