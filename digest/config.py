@@ -25,6 +25,8 @@ DEFAULT_CONFIG = "config.toml"
 log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+# A sender may be a local mailbox ("digest@localhost"): no dot required in the domain.
+_MAILBOX_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;.][^@\s<>\"',;]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +285,7 @@ class _Reader:
         bare = text
         if named and text.endswith(">") and "<" in text:
             bare = text[text.rindex("<") + 1 : -1]
-        if not _EMAIL_RE.match(bare):
+        if not _MAILBOX_RE.match(bare):
             raise self.fail(key, f"expected an email address, got {text!r}")
         return text
 
