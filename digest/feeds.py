@@ -66,7 +66,7 @@ def profile_feed(
     newest = max((d.until for d in digests), default=_NO_DATA)
     return _feed_files(
         name=profile,
-        title=f"paperdigest · {profile}",
+        title=profile_feed_title(profile),
         subtitle=f"New research papers chosen for the {profile} profile, with the reasons why.",
         folder="profiles/",
         entries=entries,
@@ -187,20 +187,29 @@ def _drop_entry(generator: FeedGenerator, paper_key: str) -> None:
             generator.remove_entry(entry)
 
 
-def opml(feeds: Iterable[FeedFiles], base_url: str) -> bytes:
-    """An OPML 2.0 subscription list of every feed (Atom), for a reader's import."""
+def profile_feed_paths(profile: str) -> tuple[str, str]:
+    """Where a profile's RSS and Atom files go, relative to feeds_dir."""
+    return f"profiles/{profile}.rss", f"profiles/{profile}.atom"
+
+
+def profile_feed_title(profile: str) -> str:
+    return f"paperdigest · {profile}"
+
+
+def opml(feeds: Iterable[tuple[str, str]], base_url: str) -> bytes:
+    """An OPML 2.0 subscription list of feeds, given as (title, Atom path), for a reader's import."""
     root = ElementTree.Element("opml", version="2.0")
     head = ElementTree.SubElement(root, "head")
     ElementTree.SubElement(head, "title").text = "paperdigest feeds"
     body = ElementTree.SubElement(root, "body")
-    for feed in feeds:
+    for title, atom_path in feeds:
         ElementTree.SubElement(
             body,
             "outline",
             type="rss",
-            text=feed.title,
-            title=feed.title,
-            xmlUrl=f"{base_url}/{feed.atom_path}",
+            text=title,
+            title=title,
+            xmlUrl=f"{base_url}/{atom_path}",
             htmlUrl=f"{base_url}/",
         )
     ElementTree.indent(root)

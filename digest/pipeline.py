@@ -312,39 +312,51 @@ def feed_url(base_url: str, relative: str) -> str:
 def publish_feeds(
     config: Config, store: Store, renderer: Renderer, clock: Clock, *, claimant: str
 ) -> list[str]:
-    """Rebuild every feed from stored digests and write the files that changed.
+    """Rebuild the feeds whose data changed and write the files that changed.
 
-    The rolling window is counted back from the newest stored data, not from today, so a feed's
-    bytes change only when its data does.
+    A profile's feed changes only when it gets a new digest (its "feed" row in the ledger is then
+    open) or when its files are missing; the others are left as they are, so a run with nothing
+    new costs next to nothing, whatever the number of profiles. The rolling window is counted back
+    from the newest stored data, not from today, so a feed's bytes change only when its data does.
     """
     output = config.output
     base = f"{output.base_url}/feeds"
-    built: list[feeds.FeedFiles] = []
+    open_rows = [
+        row
+        for row in store.deliveries(statuses=("pending", "deferred", "sending"))
+        if row.channel == "feed"
+    ]
+    changed_profiles = {row.profile for row in open_rows}
     recent = store.papers(limit=1)
-    if recent:
-        newest = recent[0].first_seen
-        papers = store.papers(
-            since=newest - timedelta(days=output.feed_days), limit=output.feed_max_items
+    papers = (
+        store.papers(
+            since=recent[0].first_seen - timedelta(days=output.feed_days),
+            limit=output.feed_max_items,
         )
-    else:
-        papers = []
-    built.append(feeds.all_papers_feed(papers, renderer, base, output.feed_max_items))
+        if recent
+        else []
+    )
+    everything = feeds.all_papers_feed(papers, renderer, base, output.feed_max_items)
+    files = {everything.rss_path: everything.rss, everything.atom_path: everything.atom}
+    listing = [(everything.title, everything.atom_path)]
     for profile in config.profiles:
+        rss_path, atom_path = feeds.profile_feed_paths(profile.name)
+        listing.append((feeds.profile_feed_title(profile.name), atom_path))
+        on_disk = all((output.feeds_dir / path).is_file() for path in (rss_path, atom_path))
+        if profile.name not in changed_profiles and on_disk:
+            continue
         latest = store.digests(profile.name, limit=1)
         since_day = latest[0].day - timedelta(days=output.feed_days - 1) if latest else None
         digests = store.digests(profile.name, since_day=since_day) if latest else []
-        built.append(
-            feeds.profile_feed(profile.name, digests, renderer, base, output.feed_max_items)
-        )
-    files = {f.rss_path: f.rss for f in built} | {f.atom_path: f.atom for f in built}
-    files["feeds.opml"] = feeds.opml(built, base)
+        built = feeds.profile_feed(profile.name, digests, renderer, base, output.feed_max_items)
+        files[built.rss_path] = built.rss
+        files[built.atom_path] = built.atom
+    files["feeds.opml"] = feeds.opml(listing, base)
     changed = feeds.publish(output.feeds_dir, files)
     # Every digest now in its feed counts as delivered on the "feed" channel.
     now = clock()
-    for row in store.deliveries(statuses=("pending", "deferred", "sending")):
-        if row.channel == "feed" and store.claim(
-            row, claimant, now, stale_before=now - timedelta(minutes=15)
-        ):
+    for row in open_rows:
+        if store.claim(row, claimant, now, stale_before=now - timedelta(minutes=15)):
             store.settle(row, claimant, "sent", now)
     return changed
 

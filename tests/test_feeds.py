@@ -123,7 +123,7 @@ def test_hostile_text_in_a_feed_stays_text() -> None:
 
 def test_opml_lists_every_feed() -> None:
     built = [profile_feed(), feeds.all_papers_feed([DIFFUSION], Renderer(), BASE, 200)]
-    root = ElementTree.fromstring(feeds.opml(built, BASE))
+    root = ElementTree.fromstring(feeds.opml([(f.title, f.atom_path) for f in built], BASE))
     urls = [o.get("xmlUrl") for o in root.iter("outline")]
     assert urls == [f"{BASE}/profiles/me.atom", f"{BASE}/all.atom"]
     assert root.find("head/title") is not None

@@ -165,6 +165,17 @@ def test_a_second_run_the_same_day_sends_nothing_and_rewrites_no_feed(
     assert (feed.read_bytes(), feed.stat().st_mtime_ns) == before
 
 
+def test_a_deleted_feed_is_written_again_by_the_next_run(tmp_path: Path, frozen: object) -> None:
+    config = write_config(tmp_path)
+    digest(config, "run")
+    feed = tmp_path / "data" / "feeds" / "profiles" / "quiet.atom"
+    written = feed.read_bytes()
+    feed.unlink()
+    result = digest(config, "run")  # no digest due: only the missing files are made again
+    assert "feeds: 1 files changed" in result.output
+    assert feed.read_bytes() == written
+
+
 def test_the_next_day_never_offers_a_paper_twice(tmp_path: Path, frozen: object) -> None:
     config = write_config(tmp_path)
     digest(config, "run")
