@@ -1,0 +1,250 @@
+"""The HTML email in a real browser: readable at 375 px and 1280 px wide, in light and dark mode.
+
+Headless Chromium (Debian's, driven by Playwright) opens the rendered email from a file:// URL;
+nothing else may be requested. Each case saves a full-page screenshot in its tmp_path (pytest
+keeps the last runs' folders under /tmp/pytest-of-$USER/), to look at by eye.
+
+Without a browser the tests are skipped on a developer's machine, but fail in CI (CI is set):
+.ci/run installs chromium, so a missing one there is a broken setup, not a reason to skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest.models import Digest, SourceNote
+from digest.render import Renderer
+from tests.digests import paper, sample_digest, scored
+from tests.test_render import LINKS
+
+# Playwright's own browser download needs the internet; Debian's chromium needs only apt.
+CHROMIUM = shutil.which("chromium")
+
+# A URL with no place to break a line (no "/" or "-" after its start): the kind of token that
+# pushes an email wider than a phone's screen unless the CSS lets it break anywhere. 243
+# characters: five lines at 375 px, yet short enough for the excerpt to keep it whole.
+TOKEN_URL = "https://example.org/download?token=" + "0123456789abcdef" * 13
+
+HOSTILE_PAPER = paper(
+    "2611.00002",
+    "A" * 10_000,  # a 10 kB title with no space in it
+    arxiv_id="2611.00002",
+    abstract=f"The data is at {TOKEN_URL} for anyone.",
+    authors=("B" * 500,),
+    categories=("cs." + "X" * 300,),
+    code_url=TOKEN_URL,
+)
+
+
+def sample() -> Digest:
+    return sample_digest()
+
+
+def hostile() -> Digest:
+    """Unbroken words in every place one can reach: title, excerpt, authors, meta, warning."""
+    return sample_digest(
+        items=(scored(HOSTILE_PAPER, 2.0, keywords=("a" * 300,)), *sample_digest().items),
+        sources=(
+            SourceNote("biorxiv", "failed", f"{TOKEN_URL}: HTTP 503 Service Unavailable"),
+            SourceNote("hf-daily", "ok"),
+        ),
+    )
+
+
+DIGESTS = {"sample": sample, "hostile": hostile}
+WIDTHS = (375, 1280)  # an iPhone's width, and a desktop's
+SCHEMES = ("light", "dark")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the whole module: launching it is most of a case's cost."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package is not installed (pip install -e '.[test]')"
+    else:
+        missing = "" if CHROMIUM else "no chromium on PATH (apt-get install chromium)"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}: CI must run the browser test, not skip it")
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def open_email(browser: Any, tmp_path: Path) -> Iterator[Any]:
+    """open_email(digest, width, scheme) -> a page showing that email, offline."""
+    contexts = []
+    requested: list[str] = []
+
+    def offline(route: Any) -> None:
+        # Only the email's own file may load: no remote image, font or tracking pixel.
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            requested.append(route.request.url)
+            route.abort()
+
+    def open_(digest: Digest, width: int, scheme: str) -> Any:
+        html = Renderer().email(digest, recipient="reader@example.org", links=LINKS).html
+        path = tmp_path / "email.html"
+        path.write_text(html, encoding="utf-8")
+        context = browser.new_context(viewport={"width": width, "height": 800}, color_scheme=scheme)
+        contexts.append(context)
+        context.route("**/*", offline)
+        page = context.new_page()
+        page.goto(path.as_uri())
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not requested, f"the email asked the network for {requested}"
+
+
+# -- colour arithmetic (WCAG 2.x) -----------------------------------------------------------------
+
+
+def rgb(css_color: str) -> tuple[int, int, int]:
+    """'rgb(22, 27, 34)' or 'rgba(22, 27, 34, 1)', as getComputedStyle gives it."""
+    numbers = re.findall(r"[\d.]+", css_color)
+    assert len(numbers) >= 3, css_color
+    if len(numbers) == 4:
+        assert float(numbers[3]) == 1, f"{css_color} is see-through: no single colour to judge"
+    red, green, blue = (round(float(n)) for n in numbers[:3])
+    return red, green, blue
+
+
+def luminance(css_color: str) -> float:
+    """Relative luminance: 0 for black, 1 for white."""
+
+    def linear(channel: int) -> float:
+        c = channel / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(c) for c in rgb(css_color))
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def contrast(one: str, other: str) -> float:
+    """WCAG contrast ratio, 1 to 21; 4.5 is the AA minimum for body text."""
+    lighter, darker = sorted((luminance(one), luminance(other)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+# What the browser computed, read in one round trip. A text's background is that of the
+# nearest element that paints one (a paragraph on the sheet has none of its own).
+MEASURE = """() => {
+  const style = (element) => getComputedStyle(element);
+  const background = (element) => {
+    while (element && style(element).backgroundColor === 'rgba(0, 0, 0, 0)') {
+      element = element.parentElement;
+    }
+    return element ? style(element).backgroundColor : 'rgb(255, 255, 255)';
+  };
+  const texts = [...document.querySelectorAll('.sheet *')].filter((element) =>
+    [...element.childNodes].some((node) => node.nodeType === 3 && node.textContent.trim()));
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth,
+    sheet: style(document.querySelector('.sheet')).backgroundColor,
+    excerpts: [...document.querySelectorAll('.excerpt')].map((element) =>
+      ({color: style(element).color, fontSize: parseFloat(style(element).fontSize)})),
+    texts: texts.map((element) => ({
+      what: element.tagName.toLowerCase() + (element.className ? '.' + element.className : ''),
+      color: style(element).color,
+      background: background(element),
+    })),
+  };
+}"""
+
+
+# -- the checks -----------------------------------------------------------------------------------
+
+CASES = [
+    pytest.param(name, width, scheme, id=f"{name}-{width}px-{scheme}")
+    for name in DIGESTS
+    for width in WIDTHS
+    for scheme in SCHEMES
+]
+
+
+@pytest.mark.parametrize(("name", "width", "scheme"), CASES)
+def test_the_email_is_readable_at_phone_and_desktop_width_in_light_and_dark_mode(
+    open_email: Any, tmp_path: Path, name: str, width: int, scheme: str
+) -> None:
+    page = open_email(DIGESTS[name](), width, scheme)
+    seen = page.evaluate(MEASURE)
+    if name == "hostile":  # the long words really are on the page, not cut away before it
+        assert page.locator(".excerpt", has_text=TOKEN_URL).count() == 1
+        assert page.locator(".warning", has_text=TOKEN_URL).count() == 1
+
+    # Nothing is wider than the screen: no sideways scrolling, even for a 10 kB unbroken title.
+    assert seen["scrollWidth"] <= seen["innerWidth"] == width
+
+    # The first paper's title is a link the reader can see, inside the screen.
+    title = page.locator("a.title").first
+    assert title.is_visible()
+    box = title.bounding_box()
+    assert box is not None and box["width"] > 0 and box["height"] > 0
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width
+
+    # Body text is big enough to read on a phone without zooming.
+    assert seen["excerpts"], "no excerpt rendered"
+    for excerpt in seen["excerpts"]:
+        assert excerpt["fontSize"] >= 14
+
+    # The sheet follows the reader's colour scheme, and the excerpt stays readable on it.
+    sheet, text = seen["sheet"], seen["excerpts"][0]["color"]
+    if scheme == "dark":
+        assert luminance(sheet) < 0.05, f"the sheet is not dark in dark mode: {sheet}"
+        assert luminance(text) > 0.5, f"the excerpt is not light in dark mode: {text}"
+    else:
+        assert luminance(sheet) > 0.9, f"the sheet is not light in light mode: {sheet}"
+        assert luminance(text) < 0.05, f"the excerpt is not dark in light mode: {text}"
+    assert contrast(text, sheet) >= 4.5
+
+    # Not only the excerpt: every piece of text (muted lines, links, reasons, the warning, the
+    # footer) meets the same AA minimum against what is behind it.
+    faint = {
+        f"{t['what']}: {t['color']} on {t['background']} ({contrast(t['color'], t['background']):.2f})"
+        for t in seen["texts"]
+        if contrast(t["color"], t["background"]) < 4.5
+    }
+    assert not faint, sorted(faint)
+
+    # A full-page screenshot, to look at; it is exactly the viewport wide (nothing stuck out).
+    shot = tmp_path / f"{name}-{width}px-{scheme}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+    assert int.from_bytes(data[16:20], "big") == width  # the PNG header's width field
+
+
+def test_dark_mode_really_differs_from_light_mode(open_email: Any) -> None:
+    """Guards the test itself: if color_scheme emulation stopped working, both would be light."""
+    light = open_email(sample(), 375, "light").evaluate(MEASURE)["sheet"]
+    dark = open_email(sample(), 375, "dark").evaluate(MEASURE)["sheet"]
+    assert luminance(light) > 0.9 > 0.05 > luminance(dark)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_title_without_a_link_does_not_look_like_one(open_email: Any, scheme: str) -> None:
+    # The sample's third paper has no known page: its title is a <span>, in the text's colour.
+    page = open_email(sample(), 375, scheme)
+    link = page.eval_on_selector("a.title", "element => getComputedStyle(element).color")
+    plain = page.eval_on_selector("span.title", "element => getComputedStyle(element).color")
+    excerpt = page.eval_on_selector(".excerpt", "element => getComputedStyle(element).color")
+    assert plain != link and plain == excerpt
