@@ -27,9 +27,9 @@ from digest.models import Digest, Paper, ScoredPaper
 
 
 def default_templates_dir() -> Path:
-    """templates/ beside the package (a checkout or an editable install), else the packaged copy."""
+    """The installed copy (digest/templates), else templates/ of the checkout (editable install)."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "templates", here / "templates"):
+    for candidate in (here / "templates", here.parent / "templates"):
         if (candidate / "email.html.j2").is_file():
             return candidate
     raise ConfigError(f"no email templates found beside {here} (expected templates/email.html.j2)")
