@@ -7,12 +7,14 @@ have its own machine), accepts every message and throws it away. Each repeat sta
 store holding one digest with a pending ledger row per address, and times `deliver_mail` with a
 real `SmtpSender`: for every row, claim it, build its message, send it, settle it. Two kinds of
 message are timed: `email`, an `email.message.EmailMessage` built per row (text and HTML parts),
-and `raw`, the bytes written out directly, as digest.render.build_message does (the pipeline's
-way). Both are multipart/alternative, 20 papers in ~8 kB of text and ~19 kB of HTML with inlined
+`raw`, the bytes written out directly, as digest.render.build_message does (the pipeline's
+way), and `rendered`, the email rendered per reader by digest.render, as `digest run` does. Both are multipart/alternative, 20 papers in ~8 kB of text and ~19 kB of HTML with inlined
 CSS: ~30 kB on the wire. Then the raw rows go to a Maildir outbox (one fsync per message), and
 to a sender that does nothing, which leaves the cost of the ledger (claim, settle) alone.
 Prints the median messages per second. Target: at least 200 messages/s through SMTP on the
-2-core machine.
+2-core machine. A rendered digest of 20 papers is ~58 kB, twice the synthetic message, and the
+pure-Python test server's work grows with the bytes: `nothing, rendered` shows what the client
+side costs without it.
 """
 
 from __future__ import annotations
@@ -150,6 +152,63 @@ def raw_builder(text: str, html: str) -> Callable[[Delivery], Mail]:
     return build
 
 
+def rendered_builder(seed: int = 0) -> Callable[[Delivery], Mail]:
+    """What `digest run` does per row: render the digest's email for the reader, write the bytes.
+
+    One digest of 20 papers for every reader, rendered by digest.render as the pipeline does; its
+    paper cards are made once and shared, the shell and footer are made per reader.
+    """
+    from digest.models import Paper, Reasons, ScoredPaper, SourceNote
+    from digest.render import EmailLinks, Renderer, build_message
+    from digest.render import message_id as render_message_id
+
+    rng = random.Random(seed)
+    items = []
+    for number in range(20):
+        paper = Paper(
+            key=f"2606.{10000 + number}",
+            title=" ".join(rng.choices(WORDS, k=12)).capitalize(),
+            first_seen=NOW - timedelta(hours=3),
+            first_source="arxiv-lg",
+            first_listing="https://rss.arxiv.org/atom/cs.LG",
+            arxiv_id=f"2606.{10000 + number}",
+            abstract=". ".join(" ".join(rng.choices(WORDS, k=18)).capitalize() for _ in range(6)),
+            authors=tuple(f"{rng.choice('ABCDEFGH')}. {rng.choice(WORDS).title()}" for _ in range(7)),
+            categories=("cs.LG", "cs.CL"),
+            primary_category="cs.LG",
+            code_url=f"https://github.com/example/{number}",
+            sources=("arxiv-lg", "hf-daily"),
+        )
+        reasons = Reasons(keywords=(rng.choice(WORDS),), categories=("cs.LG",))
+        items.append(ScoredPaper(paper, 20.0 - number, reasons))
+    digest = Digest(
+        "bench", DAY, "UTC", NOW - timedelta(days=1), NOW, 2000,
+        (SourceNote("arxiv-lg", "ok"),), tuple(items),
+    )
+    renderer = Renderer()
+
+    def build(row: Delivery) -> Mail:
+        address = row.address or ""
+        links = EmailLinks(
+            feed_rss="https://digest.example.org/feeds/profiles/bench.rss",
+            feed_atom="https://digest.example.org/feeds/profiles/bench.atom",
+            unsubscribe=f"https://digest.example.org/unsubscribe/{address}",
+            unsubscribe_mailto="mailto:digest@example.org",
+        )
+        rendered = renderer.email(digest, recipient=address, links=links)
+        return build_message(
+            rendered,
+            sender=SENDER,
+            recipient=address,
+            message_id=render_message_id(digest, address, SENDER),
+            date=NOW,
+            list_id="<bench.paperdigest.example.org>",
+            links=links,
+        )
+
+    return build
+
+
 class NoSender:
     """Sends nothing: what is left is the ledger's cost."""
 
@@ -213,11 +272,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--kind", nargs="+", choices=("email", "raw"), default=["email", "raw"])
+    parser.add_argument(
+        "--kind", nargs="+", choices=("email", "raw", "rendered"), default=["email", "raw", "rendered"]
+    )
     args = parser.parse_args()
 
     text, html = bodies()
-    builders = {"email": email_builder(text, html), "raw": raw_builder(text, html)}
+    builders = {
+        "email": email_builder(text, html),
+        "raw": raw_builder(text, html),
+        "rendered": rendered_builder(),
+    }
     sample = builders["email"](Delivery("p", "mail:x@example.org", DAY, "pending"))
     print(
         f"{args.messages} messages of {len(wire_bytes(sample)) / 1000:.1f} kB "
@@ -261,12 +326,16 @@ def main() -> None:
     ledger_rate = measure(
         "nothing (ledger only)", args.repeat, args.messages, NoSender, builders["raw"]
     )
+    render_rate = measure(
+        "nothing, rendered", args.repeat, args.messages, NoSender, builders["rendered"]
+    )
 
     print()
     for kind, median in medians.items():
         print(f"SMTP ({kind}): median {median:.0f} messages/s (target >= 200), one connection")
     print(f"Maildir outbox: median {outbox_rate:.0f} messages/s (write, fsync, rename)")
     print(f"claim + build + settle alone: median {ledger_rate:.0f} deliveries/s")
+    print(f"claim + render + settle alone: median {render_rate:.0f} deliveries/s")
 
 
 if __name__ == "__main__":
