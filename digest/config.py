@@ -9,6 +9,7 @@ working directory.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -214,7 +215,8 @@ class _Reader:
 
     def path(self, raw: Any, key: str) -> Path:
         path = Path(self.string(raw, key)).expanduser()
-        return path if path.is_absolute() else self.base_dir / path
+        # normpath: "samples/../demo-data" is shown to people as "demo-data".
+        return Path(os.path.normpath(path if path.is_absolute() else self.base_dir / path))
 
     def url(self, raw: Any, key: str) -> str:
         text = self.string(raw, key)
