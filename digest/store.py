@@ -485,20 +485,7 @@ class Store:
                FROM source_runs WHERE source = ? ORDER BY started DESC, run_id DESC LIMIT ?""",
             (source, limit),
         )
-        return [
-            SourceRun(
-                source=r[0],
-                started=datetime.fromisoformat(r[1]),
-                duration_s=r[2],
-                fetched=r[3],
-                parsed=r[4],
-                new=r[5],
-                status=r[6],
-                error=r[7],
-            )
-            for r in rows
-        ]
-
+        return [_source_run(row) for row in rows]
 
     def source_runs_between(self, since: datetime, until: datetime) -> list[SourceRun]:
         """Every source's runs that started in [since, until), oldest first."""
@@ -507,19 +494,7 @@ class Store:
                FROM source_runs WHERE started >= ? AND started < ? ORDER BY started, run_id""",
             (since.isoformat(), until.isoformat()),
         )
-        return [
-            SourceRun(
-                source=r[0],
-                started=datetime.fromisoformat(r[1]),
-                duration_s=r[2],
-                fetched=r[3],
-                parsed=r[4],
-                new=r[5],
-                status=r[6],
-                error=r[7],
-            )
-            for r in rows
-        ]
+        return [_source_run(row) for row in rows]
 
     # -- digests --------------------------------------------------------------------------------
 
@@ -823,6 +798,20 @@ def _from_row(row: Sequence[Any]) -> Paper:
         listed=date.fromisoformat(listed) if listed else None,
         abstract=abstract,
         **values,
+    )
+
+
+def _source_run(row: Sequence[Any]) -> SourceRun:
+    source, started, duration_s, fetched, parsed, new, status, error = row
+    return SourceRun(
+        source=source,
+        started=datetime.fromisoformat(started),
+        duration_s=duration_s,
+        fetched=fetched,
+        parsed=parsed,
+        new=new,
+        status=status,
+        error=error,
     )
 
 
