@@ -210,3 +210,71 @@ def test_an_unchanged_listing_rewrites_no_paper(store: Store) -> None:
     assert store.ingest(listing, T0 + timedelta(days=1)).updated == 0
     changed = store.ingest([record("A", arxiv_id="2501.1", upvotes=4)], T0 + timedelta(days=2))
     assert (changed.new_keys, changed.updated) == ((), 1)
+
+
+def _digest_of(papers: list, day_offset: int = 0):  # type: ignore[no-untyped-def,type-arg]
+    from digest.models import Digest, Reasons, ScoredPaper, SourceNote
+
+    reasons = Reasons(
+        keywords=("diffusion model",),
+        title_keywords=("diffusion model",),
+        authors=("Jane Doe",),
+        categories=("cs.LG",),
+        similar_to="An Example",
+        similarity=0.4,
+        upvotes=3,
+        parts=(("keywords", 2.5), ("authors", 8.0)),
+        colleagues=("Sam Roe",),
+    )
+    return Digest(
+        profile="me",
+        day=(T0 + timedelta(days=day_offset)).date(),
+        timezone="Europe/Berlin",
+        since=T0 - timedelta(days=1),
+        until=T0,
+        scanned=7,
+        sources=(SourceNote("hf", "ok"), SourceNote("arxiv", "failed", "HTTP 503")),
+        items=tuple(ScoredPaper(p, 10.0 - i, reasons) for i, p in enumerate(papers)),
+    )
+
+
+def test_a_digest_is_stored_whole_once_with_a_pending_row_per_channel(store: Store) -> None:
+    store.ingest([record("Paper A", arxiv_id="2611.00001"), record("Paper B", arxiv_id="2611.00002")], T0)
+    papers = [store.paper("2611.00002"), store.paper("2611.00001")]
+    digest = _digest_of(papers)
+    assert store.save_digest(digest, ["mail:a@example.org", "feed"], T0) is digest
+    assert store.digest("me", digest.day) == digest  # every field, reasons included, in order
+    other = _digest_of(papers[:1])
+    assert store.save_digest(other, ["mail:a@example.org"], T0) == digest  # the first one stays
+    rows = store.deliveries(profile="me")
+    assert [(r.channel, r.status, r.attempts) for r in rows] == [
+        ("feed", "pending", 0), ("mail:a@example.org", "pending", 0)
+    ]
+    later = _digest_of(papers[:1], day_offset=1)
+    store.save_digest(later, ["feed"], T0)
+    assert [d.day for d in store.digests("me")] == [later.day, digest.day]  # newest first
+    assert [d.day for d in store.digests("me", since_day=later.day)] == [later.day]
+
+
+def test_a_paper_in_a_digest_keeps_its_place_when_it_learns_its_arxiv_id(store: Store) -> None:
+    store.ingest([record("Mixture of Experts at Scale")], T0)
+    (keyed_by_title,) = store.papers()
+    store.save_digest(_digest_of([keyed_by_title]), ["feed"], T0)
+    store.ingest([record("Mixture of Experts at Scale", arxiv_id="2611.04321")], T0)
+    (item,) = store.digest("me", T0.date()).items  # type: ignore[union-attr]
+    assert item.paper.key == "2611.04321"
+
+
+def test_a_claimed_delivery_is_taken_by_one_run_only(store: Store) -> None:
+    store.ingest([record("Paper A", arxiv_id="2611.00001")], T0)
+    store.save_digest(_digest_of([store.paper("2611.00001")]), ["mail:a@example.org"], T0)
+    (row,) = store.deliveries()
+    stale_before = T0 - timedelta(minutes=15)
+    assert store.claim(row, "run-1", T0, stale_before=stale_before)
+    assert not store.claim(row, "run-2", T0, stale_before=stale_before)
+    store.settle(row, "run-2", "sent", T0)  # not run-2's claim: ignored
+    assert store.deliveries()[0].status == "sending"
+    store.settle(row, "run-1", "sent", T0, message_id="<m@x>")
+    (done,) = store.deliveries()
+    assert (done.status, done.attempts, done.message_id) == ("sent", 1, "<m@x>")
+    assert not store.claim(row, "run-3", T0 + timedelta(days=1), stale_before=T0 + timedelta(hours=1))
