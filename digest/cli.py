@@ -390,6 +390,40 @@ def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> N
     click.echo(f"{target}  ({rendered.subject})")
 
 
+@cli.command()
+@click.pass_obj
+def schedule(obj: _Context) -> None:
+    """Run as a service: fetch each source on its schedule, send each digest at its time.
+
+    One per store (a lock refuses a second); SIGTERM or Ctrl-C stops it cleanly between steps.
+    `digest run` from cron or a systemd timer gives the same digests, if you prefer those.
+    """
+    from digest.schedule import Service
+
+    with _reported_errors():
+        Service(obj.config(), obj.clock).run()
+
+
+@cli.command()
+@click.option("-q", "--quiet", is_flag=True, help="Print only what needs a person.")
+@click.pass_obj
+def status(obj: _Context, quiet: bool) -> None:
+    """Sources, next runs, today's digests and feed ages; exit 1 when something needs a person."""
+    from digest.status import gather, render
+
+    with _reported_errors():
+        config = obj.config()
+        with Store.open(config.store_path) as store:
+            found = gather(config, store, obj.clock())
+    if quiet:
+        for problem in found.problems:
+            click.echo(problem, err=True)
+    else:
+        click.echo(render(found))
+    if found.problems:
+        sys.exit(1)
+
+
 @cli.command("sources")
 def list_kinds() -> None:
     """List the kinds of source a config can use."""

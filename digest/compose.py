@@ -12,7 +12,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -33,19 +33,58 @@ def is_due(profile: ProfileConfig, day: date) -> bool:
     return True
 
 
-def window(
-    profile: ProfileConfig, now: datetime, previous: Digest | None
-) -> tuple[date, datetime, datetime]:
-    """The local day a digest composed `now` is for, and the [since, until) it covers (UTC).
+def last_slot(profile: ProfileConfig, now: datetime) -> datetime | None:
+    """The latest moment at or before `now` when the profile's digest was due (UTC).
 
-    It starts where the previous digest ended, so no paper is missed or given twice, and a digest
-    after downtime covers every missed day at once. A first digest looks one period back.
+    That is `deliver_at` in the profile's time zone, on a day its frequency calls for. A daylight
+    saving change moves the slot with local time; a time that does not exist that night (02:30 in
+    spring) falls an hour later, as clocks do.
     """
-    day = now.astimezone(ZoneInfo(profile.timezone)).date()
+    zone = ZoneInfo(profile.timezone)
+    local_now = now.astimezone(zone)
+    at = time.fromisoformat(profile.deliver_at)
+    for back in range(8):
+        day = local_now.date() - timedelta(days=back)
+        if not is_due(profile, day):
+            continue
+        slot = datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+        if slot <= now:
+            return slot
+    return None
+
+
+def due_window(
+    profile: ProfileConfig, now: datetime, previous: Digest | None
+) -> tuple[date, datetime, datetime] | None:
+    """The digest to compose `now`, if one is due: its day and the [since, until) it covers (UTC).
+
+    Due when the latest slot has no digest yet. The digest is named after the slot's local day and
+    starts where the previous one ended, so no paper is missed or given twice, and after downtime
+    ONE digest covers every missed day. A first digest looks one period back and waits for a slot
+    on the day it starts (a weekly profile added on a Tuesday first hears on its weekday).
+    """
+    slot = last_slot(profile, now)
+    if slot is None or (previous is not None and previous.until >= slot):
+        return None
+    zone = ZoneInfo(profile.timezone)
+    day = slot.astimezone(zone).date()
+    if previous is None and day != now.astimezone(zone).date():
+        return None
+    if previous is not None and previous.day >= day:
+        return None  # composed early for this day (deliver_at moved later): one per day
     lookback = _PERIOD[profile.frequency]
     if profile.frequency == "weekdays" and day.weekday() == 0:
         lookback = timedelta(days=3)  # Monday covers the weekend
     since = previous.until if previous is not None else now - lookback
+    return day, max(since, now - MAX_LOOKBACK), now
+
+
+def preview_window(
+    profile: ProfileConfig, now: datetime, previous: Digest | None
+) -> tuple[date, datetime, datetime]:
+    """What a digest composed right now would cover, due or not (for `digest preview`)."""
+    day = now.astimezone(ZoneInfo(profile.timezone)).date()
+    since = previous.until if previous is not None else now - _PERIOD[profile.frequency]
     return day, max(since, now - MAX_LOOKBACK), now
 
 

@@ -72,6 +72,7 @@ class ProfileConfig:
     frequency: str = "daily"  # daily | weekdays | weekly
     weekday: str = "monday"  # the day of a weekly digest
     community_signal: bool = True  # let Hugging Face upvotes nudge the ranking
+    deliver_at: str = "07:00"  # local time (HH:MM) the digest is composed and sent, on due days
 
 
 DEFAULT_BASE_URL = "http://localhost:8080"
@@ -473,6 +474,7 @@ class _Reader:
                 "frequency",
                 "weekday",
                 "community_signal",
+                "deliver_at",
             },
         )
         emails = self.strings(table.get("email", []), f"{key}.email")
@@ -508,6 +510,7 @@ class _Reader:
             community_signal=self.boolean(
                 table.get("community_signal", True), f"{key}.community_signal"
             ),
+            deliver_at=self.clock_time(table.get("deliver_at", "07:00"), f"{key}.deliver_at"),
         )
 
     def terms(self, table: dict[str, Any], name: str, key: str) -> tuple[str, ...]:
@@ -522,6 +525,16 @@ class _Reader:
             elif term:
                 terms[term.casefold()] = term
         return tuple(terms.values())
+
+    def clock_time(self, raw: Any, key: str) -> str:
+        text = self.string(raw, key)
+        hours, _, minutes = text.partition(":")
+        if not (
+            hours.isdigit() and minutes.isdigit() and len(minutes) == 2
+            and int(hours) < 24 and int(minutes) < 60
+        ):
+            raise self.fail(key, f"expected a time of day like '07:30', got {text!r}")
+        return f"{int(hours):02d}:{minutes}"
 
     def choice(self, raw: Any, key: str, choices: tuple[str, ...]) -> str:
         value = self.string(raw, key).lower()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -46,6 +47,10 @@ from digest.tokens import load_secrets, unsubscribe_token
 Clock = Callable[[], datetime]
 log = logging.getLogger(__name__)
 
+# Set on SIGTERM by `digest schedule`: a cycle checks it between steps and stops cleanly there
+# (every step is its own transaction, so stopping between two loses nothing).
+STOPPING = threading.Event()
+
 
 def make_fetcher(config: Config) -> Fetcher:
     """The one HTTP client of a run, set up from [fetch] in config.toml."""
@@ -78,9 +83,13 @@ def ingest(
     )
     started = clock()
     run_id = store.begin_run("ingest", started)
-    runs = tuple(ingest_source(source, store, fetcher, clock, run_id) for source in sources)
+    runs = []
+    for source in sources:
+        if STOPPING.is_set():
+            break
+        runs.append(ingest_source(source, store, fetcher, clock, run_id))
     store.finish_run(run_id, clock())
-    return IngestReport(run_id=run_id, started=started, sources=runs)
+    return IngestReport(run_id=run_id, started=started, sources=tuple(runs))
 
 
 def ingest_source(
@@ -236,15 +245,20 @@ def run_cycle(
     """
     report = ingest(config, store, fetcher, clock) if fetcher is not None else None
     chosen = list(config.profiles if profiles is None else profiles)
-    composed = compose_due(store, chosen, clock, semantic=semantic)
+    claimant = claimant or run_id()
+    composed = [] if STOPPING.is_set() else compose_due(store, chosen, clock, semantic=semantic)
     renderer = renderer or Renderer()
-    written = publish_feeds(config, store, renderer, clock, claimant=claimant or run_id())
+    written = [] if STOPPING.is_set() else publish_feeds(
+        config, store, renderer, clock, claimant=claimant
+    )
+    if STOPPING.is_set():
+        return CycleReport(report, tuple(composed), tuple(written), DeliveryReport())
     mail = deliver_mail(
         store,
         sender,
         MailBuilder(config, store, renderer),
         clock,
-        claimant=claimant or run_id(),
+        claimant=claimant,
     )
     return CycleReport(
         ingest=report, composed=tuple(composed), feeds_written=tuple(written), mail=mail
@@ -263,11 +277,9 @@ def compose_due(
     due: dict[tuple[datetime, datetime], list[tuple[ProfileConfig, date]]] = {}
     for profile in profiles:
         latest = store.digests(profile.name, limit=1)
-        previous = latest[0] if latest else None
-        day, since, until = compose.window(profile, now, previous)
-        if previous is not None and previous.day >= day:
-            continue  # composed already (by an earlier run today, or by one that is still going)
-        if compose.is_due(profile, day):
+        window = compose.due_window(profile, now, latest[0] if latest else None)
+        if window is not None:  # else: not due yet, or composed already (by this run or another)
+            day, since, until = window
             due.setdefault((since, until), []).append((profile, day))
     if not due:
         return []
@@ -428,9 +440,9 @@ def preview(store: Store, profile: ProfileConfig, clock: Clock) -> Digest:
     now = clock()
     latest = store.digests(profile.name, limit=1)
     previous = latest[0] if latest else None
-    day, since, until = compose.window(profile, now, previous)
-    if previous is not None and previous.day >= day:
-        return previous
+    if previous is not None and previous.until >= (compose.last_slot(profile, now) or now):
+        return previous  # today's digest is made: show it
+    day, since, until = compose.preview_window(profile, now, previous)
     from digest.rank import Ranker
 
     candidates = store.papers(since=since, until=until, limit=None)

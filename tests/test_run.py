@@ -78,6 +78,7 @@ keywords = ["zymurgy"]
 min_score = 1
 community_signal = false
 timezone = "America/New_York"
+deliver_at = "01:00"  # 02:00 there when the tests run
 """,
         encoding="utf-8",
     )

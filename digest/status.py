@@ -1,0 +1,192 @@
+"""`digest status`: what a person (or a monitor) needs to know about a job nobody watches.
+
+Per source, its last run and since when it fails; the next scheduled runs; today's digests (sent,
+failed, pending) per profile; the age of every feed file. `problems` lists what needs a person:
+the command exits non-zero when there is any, so a health check or a monitor can call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from digest import compose
+from digest.config import Config
+from digest.models import SourceRun
+from digest.schedule import DIGEST_GRACE_S, next_runs
+from digest.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    name: str
+    state: str  # ok | unchanged | failing | layout | never run | disabled
+    last_run: datetime | None = None
+    since: datetime | None = None  # when the current failing streak began
+    failed_runs: int = 0  # runs in that streak
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileStatus:
+    name: str
+    day: str  # the profile's local day, ISO
+    sent: int
+    failed: int
+    pending: int  # pending, deferred or being sent
+    last_digest: str | None  # day of the newest digest, ISO
+    overdue: bool  # a due digest is missing well past its time
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    path: str  # relative to feeds_dir
+    age: timedelta | None  # None: missing
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    now: datetime
+    sources: tuple[SourceStatus, ...]
+    next_runs: tuple[tuple[str, datetime | None], ...]
+    profiles: tuple[ProfileStatus, ...]
+    feeds: tuple[FeedStatus, ...]
+    problems: tuple[str, ...]
+
+
+def gather(config: Config, store: Store, now: datetime) -> Status:
+    problems: list[str] = []
+    sources = []
+    for source in config.sources:
+        found = source_status(source.name, store.source_runs(source.name, 50), source.enabled)
+        sources.append(found)
+        if found.state == "failing":
+            problems.append(
+                f"source {found.name} failing since {_when(found.since)} "
+                f"({found.failed_runs} runs): {found.error}"
+            )
+        elif found.state == "layout":
+            problems.append(f"source {found.name}: probable layout change: {found.error}")
+
+    profiles = []
+    for profile in config.profiles:
+        day = now.astimezone(ZoneInfo(profile.timezone)).date()
+        rows = store.deliveries(profile=profile.name, day=day)
+        latest = store.digests(profile.name, limit=1)
+        slot = compose.last_slot(profile, now)
+        overdue = bool(
+            slot is not None
+            and now - slot > timedelta(seconds=DIGEST_GRACE_S)
+            and (not latest or latest[0].until < slot)
+        )
+        status = ProfileStatus(
+            name=profile.name,
+            day=day.isoformat(),
+            sent=sum(r.status == "sent" for r in rows if r.channel != "feed"),
+            failed=sum(r.status == "failed" for r in rows),
+            pending=sum(r.status in ("pending", "deferred", "sending") for r in rows),
+            last_digest=latest[0].day.isoformat() if latest else None,
+            overdue=overdue,
+        )
+        profiles.append(status)
+        for row in rows:
+            if row.status == "failed":
+                problems.append(f"profile {profile.name}: {row.channel}: failed: {row.error}")
+            elif row.status == "deferred":
+                problems.append(f"profile {profile.name}: {row.channel}: deferred: {row.error}")
+        if overdue:
+            problems.append(f"profile {profile.name}: the digest due {_when(slot)} was not made")
+
+    feeds = []
+    paths = ["all.rss", "all.atom", "feeds.opml"] + [
+        f"profiles/{p.name}.{kind}" for p in config.profiles for kind in ("rss", "atom")
+    ]
+    feeds_expected = store.count_papers() > 0  # every cycle after the first ingest writes them
+    for relative in paths:
+        path = config.feeds_dir / relative
+        if path.is_file():
+            modified = datetime.fromtimestamp(path.stat().st_mtime, tz=now.tzinfo)
+            feeds.append(FeedStatus(relative, max(now - modified, timedelta(0))))
+        else:
+            feeds.append(FeedStatus(relative, None))
+            if feeds_expected:
+                problems.append(f"feed {relative} is missing (the next `digest run` writes it)")
+    return Status(
+        now=now,
+        sources=tuple(sources),
+        next_runs=tuple(next_runs(config, now)),
+        profiles=tuple(profiles),
+        feeds=tuple(feeds),
+        problems=tuple(problems),
+    )
+
+
+def source_status(name: str, runs: list[SourceRun], enabled: bool = True) -> SourceStatus:
+    """A source's state from its run history (newest first)."""
+    if not enabled:
+        return SourceStatus(name, "disabled", runs[0].started if runs else None)
+    if not runs:
+        return SourceStatus(name, "never run")
+    last = runs[0]
+    if last.status not in ("failed", "layout"):
+        return SourceStatus(name, last.status, last.started)
+    streak = []
+    for run in runs:
+        if run.status != last.status:
+            break
+        streak.append(run)
+    return SourceStatus(
+        name,
+        "failing" if last.status == "failed" else "layout",
+        last.started,
+        since=streak[-1].started,
+        failed_runs=len(streak),
+        error=last.error,
+    )
+
+
+def render(status: Status) -> str:
+    lines = ["sources:"]
+    width = max((len(s.name) for s in status.sources), default=0)
+    for source in status.sources:
+        line = f"  {source.name:<{width}}  {source.state:<9}"
+        if source.last_run:
+            line += f"  last run {_when(source.last_run)} ({_age(status.now - source.last_run)} ago)"
+        if source.since:
+            line += f"; since {_when(source.since)}, {source.failed_runs} runs"
+        lines.append(line)
+    lines.append("next runs:")
+    for job_id, when in status.next_runs:
+        lines.append(f"  {job_id:<{width + 8}}  {_when(when) if when else 'never'}")
+    lines.append("digests today (each profile's local day):")
+    for profile in status.profiles:
+        lines.append(
+            f"  {profile.name}: {profile.sent} sent, {profile.failed} failed, "
+            f"{profile.pending} pending; last digest {profile.last_digest or 'none yet'}"
+            + ("; OVERDUE" if profile.overdue else "")
+        )
+    lines.append("feeds:")
+    for feed in status.feeds:
+        lines.append(f"  {feed.path}: " + (f"{_age(feed.age)} old" if feed.age is not None else "missing"))
+    if status.problems:
+        lines.append("needs a person:")
+        lines += [f"  - {problem}" for problem in status.problems]
+    else:
+        lines.append("all well")
+    return "\n".join(lines)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M %Z") if moment else "?"
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
