@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import operator
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import date, datetime
@@ -189,7 +190,7 @@ class Store:
             db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
             # Larger pages suit rows of a few kB (abstracts); it only takes on a new, empty file.
             db.execute("PRAGMA page_size=16384")
-            db.execute("PRAGMA journal_mode=WAL")
+            _while_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
@@ -693,6 +694,22 @@ class Store:
                     claimant,
                 ),
             )
+
+
+def _while_locked(statement: Callable[[], object], patience_s: float = 30.0) -> None:
+    """Run a statement SQLite's busy timeout does not cover (switching to WAL), retrying while
+    another process holds the file: two runs starting at once on a new store both get in."""
+    waited, pause = 0.0, 0.01
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or waited >= patience_s:
+                raise
+        time.sleep(pause)
+        waited += pause
+        pause = min(pause * 2, 0.5)
 
 
 class _Index:

@@ -1,0 +1,184 @@
+"""The service as people run it: `digest schedule` in its own process, its lock and SIGTERM,
+two `digest run` processes at once, and `digest status` for monitoring.
+
+Processes run the real CLI under freezegun (a frozen start that ticks on), never the wall clock's
+date; mail goes to aiosmtpd on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from freezegun import freeze_time
+
+from digest.cli import cli
+from digest.lock import AlreadyRunning, ProcessLock
+from tests.test_deliver import Recorder, start_server
+from tests.test_run import MONDAY, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def digest_process(config: Path, *args: str, at: datetime = MONDAY) -> subprocess.Popen[str]:
+    """`digest ARGS` in a new process whose clock starts at `at` and ticks on."""
+    program = (
+        "import sys; from freezegun import freeze_time; from digest.cli import main\n"
+        f"with freeze_time({at.isoformat()!r}, tick=True):\n"
+        f"    main(['-v', '--config', {str(config)!r}, *{list(args)!r}])\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+# -- the lock ----------------------------------------------------------------------------------
+
+
+def test_a_second_holder_is_refused_with_the_first_ones_pid(tmp_path: Path) -> None:
+    with (
+        ProcessLock(tmp_path / "schedule.lock"),
+        pytest.raises(AlreadyRunning, match=rf"pid {os.getpid()}\b"),
+    ):
+        ProcessLock(tmp_path / "schedule.lock").acquire()
+    with ProcessLock(tmp_path / "schedule.lock"):  # released: free again
+        pass
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
+    lock = tmp_path / "schedule.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from digest.lock import ProcessLock\n"
+         f"ProcessLock(Path({str(lock)!r})).acquire(); print('held', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(AlreadyRunning, match=rf"pid {holder.pid}\b"):
+        ProcessLock(lock).acquire()
+    holder.kill()  # SIGKILL: no chance to clean up; the pid stays in the file
+    holder.wait()
+    assert lock.read_text().strip() == str(holder.pid)
+    with ProcessLock(lock):
+        assert lock.read_text().strip() == str(os.getpid())
+
+
+# -- digest schedule ---------------------------------------------------------------------------
+
+
+def test_the_service_catches_up_at_start_refuses_a_twin_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path)
+    service = digest_process(config, "schedule")
+    try:
+        outbox = tmp_path / "data" / "outbox" / "new"
+        wait_for(lambda: outbox.is_dir() and len(list(outbox.iterdir())) == 3)  # the catch-up run
+        twin = digest_process(config, "schedule")
+        _, twin_errors = twin.communicate(timeout=60)
+        assert twin.returncode == 1
+        assert f"another `digest schedule` (pid {service.pid})" in twin_errors
+        service.send_signal(signal.SIGTERM)
+        _, errors = service.communicate(timeout=60)
+    finally:
+        service.kill()
+    assert service.returncode == 0, errors
+    assert "stopping: SIGTERM received" in errors
+    assert errors.rstrip().endswith("stopped")
+    assert len(list(outbox.iterdir())) == 3  # nothing sent twice by the restart-free shutdown
+
+
+# -- two `digest run` processes ------------------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Recorder, int]]:
+    controller, recorder = start_server()
+    yield recorder, controller.port
+    controller.stop()
+
+
+def test_two_digest_run_processes_at_once_deliver_each_digest_once(
+    tmp_path: Path, server: tuple[Recorder, int]
+) -> None:
+    recorder, port = server
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text() + f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+    )
+    runs = [digest_process(config, "run") for _ in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert recorder.recipients() == Counter(
+        {"a@example.org": 1, "b@example.org": 1, "c@example.org": 1}
+    )
+    # Between them the two runs sent three messages, however they shared the work.
+    assert sum(int(out.split("mail: ")[1].split(" sent")[0]) for out, _ in outputs) == 3
+
+
+# -- digest status -------------------------------------------------------------------------------
+
+
+def status(config: Path, at: datetime) -> tuple[int, str]:
+    with freeze_time(at):
+        result = CliRunner().invoke(cli, ["--config", str(config), "status"])
+    return result.exit_code, result.output
+
+
+def test_status_is_quiet_and_zero_when_all_is_well(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with freeze_time(MONDAY, auto_tick_seconds=1):
+        assert CliRunner().invoke(cli, ["--config", str(config), "run"]).exit_code == 0
+    for feed in (tmp_path / "data" / "feeds").rglob("*.*"):  # file times are the disk's, not frozen
+        os.utime(feed, (MONDAY.timestamp(), MONDAY.timestamp()))
+    code, output = status(config, MONDAY + timedelta(hours=1))
+    assert code == 0, output
+    assert "all well" in output
+    assert "ml: 2 sent, 0 failed, 0 pending; last digest 2026-11-23" in output
+    assert "digest:ml" in output and "fetch:arxiv-api" in output
+    assert "profiles/ml.rss: 60 min old" in output
+    with freeze_time(MONDAY + timedelta(hours=1)):
+        quiet = CliRunner().invoke(cli, ["--config", str(config), "status", "--quiet"])
+    assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_status_exits_1_naming_a_failing_source_and_since_when(tmp_path: Path) -> None:
+    config = write_config(tmp_path, broken_source=True)
+    for hours in (0, 1, 2):
+        with freeze_time(MONDAY + timedelta(hours=hours), auto_tick_seconds=1):
+            CliRunner().invoke(cli, ["--config", str(config), "ingest"])
+    code, output = status(config, MONDAY + timedelta(hours=3))
+    assert code == 1
+    assert "source arxiv-lg failing since 2026-11-23 07:00 UTC (3 runs)" in output
+    assert "missing/feed.xml" in output
+
+
+def test_status_exits_1_when_a_digest_is_overdue(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with freeze_time(MONDAY, auto_tick_seconds=1):
+        CliRunner().invoke(cli, ["--config", str(config), "run"])
+    code, output = status(config, MONDAY + timedelta(days=1, hours=13))  # nothing ran since
+    assert code == 1
+    assert "profile ml: the digest due 2026-11-24 06:00 UTC was not made" in output
