@@ -19,6 +19,7 @@ from digest.sources import SOURCE_KINDS
 from digest.store import Store
 
 EXIT_CONFIG = 2  # the conventional "usage" code, also used by click for bad options
+EXIT_ALREADY_RUNNING = 3  # `digest schedule` found another instance: restarting will not help
 
 
 def _utc_now() -> datetime:
@@ -29,9 +30,17 @@ class _Context:
     def __init__(self, config_path: str, clock: Callable[[], datetime]) -> None:
         self.config_path = config_path
         self.clock = clock
+        self.verbose = False
 
     def config(self) -> Config:
         return load_config(self.config_path)
+
+    def service_logging(self, config: Config) -> None:
+        """`run` and `schedule` log every event at the config's [log] level, in its format."""
+        from digest import logs
+
+        level = logging.DEBUG if self.verbose else getattr(logging, config.log.level.upper())
+        logs.setup(config.log.format, level)
 
 
 @contextmanager
@@ -61,12 +70,12 @@ def _reported_errors() -> Iterator[None]:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
     """paperdigest: new research papers, ranked for you, as a digest."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    from digest import logs
+
+    logs.setup("text", logging.INFO if verbose else logging.WARNING)
     ctx.obj = ctx.obj if isinstance(ctx.obj, _Context) else _Context(config_path, _utc_now)
     ctx.obj.config_path = config_path
+    ctx.obj.verbose = verbose
 
 
 @cli.command()
@@ -308,6 +317,7 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], semantic: bool) -> N
 
     with _reported_errors():
         config = obj.config()
+        obj.service_logging(config)
         profiles = [config.profile(name) for name in only] if only else None
         with Store.open(config.store_path) as store, make_sender(config) as sender:
             if no_fetch:
@@ -395,13 +405,21 @@ def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> N
 def schedule(obj: _Context) -> None:
     """Run as a service: fetch each source on its schedule, send each digest at its time.
 
-    One per store (a lock refuses a second); SIGTERM or Ctrl-C stops it cleanly between steps.
+    One per store (a lock refuses a second, exit code 3); SIGTERM or Ctrl-C stops it cleanly
+    between steps.
     `digest run` from cron or a systemd timer gives the same digests, if you prefer those.
     """
+    from digest.lock import AlreadyRunning
     from digest.schedule import Service
 
     with _reported_errors():
-        Service(obj.config(), obj.clock).run()
+        config = obj.config()
+        obj.service_logging(config)
+        try:
+            Service(config, obj.clock).run()
+        except AlreadyRunning as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_ALREADY_RUNNING)
 
 
 @cli.command()

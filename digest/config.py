@@ -116,6 +116,12 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str = "text"  # text (for people) or json (one object per line, for collectors)
+    level: str = "info"  # what `digest run` and `digest schedule` log: debug, info, warning, error
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     data_dir: Path
@@ -125,6 +131,7 @@ class Config:
     profiles: tuple[ProfileConfig, ...] = ()
     email: EmailConfig = EmailConfig()
     smtp: SmtpConfig | None = None  # None: digests go to the Maildir outbox
+    log: LogConfig = LogConfig()
 
     @property
     def feeds_dir(self) -> Path:
@@ -230,7 +237,9 @@ class _Reader:
 
     def config(self, raw: dict[str, Any], path: Path) -> Config:
         top = self.table(
-            raw, "", {"data_dir", "output", "fetch", "sources", "profiles", "email", "smtp"}
+            raw,
+            "",
+            {"data_dir", "output", "fetch", "sources", "profiles", "email", "smtp", "log"},
         )
         data_dir = self.path(top.get("data_dir", "data"), "data_dir")
         sources_raw = top.get("sources", {})
@@ -253,6 +262,16 @@ class _Reader:
             profiles=tuple(self.profile(name, value) for name, value in profiles_table.items()),
             email=self.email(top.get("email", {}), "email"),
             smtp=self.smtp(top["smtp"], "smtp") if "smtp" in top else None,
+            log=self.log(top.get("log", {}), "log"),
+        )
+
+    def log(self, raw: Any, key: str) -> LogConfig:
+        table = self.table(raw, key, {"format", "level"})
+        return LogConfig(
+            format=self.choice(table.get("format", "text"), f"{key}.format", ("text", "json")),
+            level=self.choice(
+                table.get("level", "info"), f"{key}.level", ("debug", "info", "warning", "error")
+            ),
         )
 
     def output(self, raw: Any, key: str, data_dir: Path) -> OutputConfig:

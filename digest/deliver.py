@@ -503,7 +503,10 @@ def deliver_mail(
         if error is not None:
             problems.append(Problem(row.profile, address, error))
         shown = f"{status} ({error})" if error else status
-        log.info("mail %s %s to %s: %s", row.profile, row.day, address, shown)
+        log.info(
+            "mail %s %s to %s: %s", row.profile, row.day, address, shown,
+            extra={"profile": row.profile},
+        )
 
     for index, row in enumerate(rows):
         now = clock()

@@ -22,7 +22,7 @@ from datetime import time as dtime
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
-from digest import compose, feeds
+from digest import compose, feeds, logs
 from digest.config import Config, ProfileConfig, SourceConfig
 from digest.deliver import DeliveryReport, Sender, deliver_mail
 from digest.errors import DigestError, SourceError
@@ -130,6 +130,16 @@ def ingest_source(
         recent_median=usual,
     )
     store.record_source_run(run_id, run)
+    with logs.context(source=source.name):
+        log.log(
+            logging.WARNING if error else logging.INFO,
+            "fetched %d, parsed %d, new %d: %s%s",
+            fetched,
+            parsed,
+            new,
+            status,
+            f" ({error})" if error else "",
+        )
     return run
 
 
@@ -243,9 +253,24 @@ def run_cycle(
     The ledger decides what is left to do: a digest is composed once per (profile, day), and each
     of its deliveries is claimed by one run, so a re-run after a crash only finishes what is open.
     """
+    claimant = claimant or run_id()
+    with logs.context(run_id=claimant):
+        return _cycle(config, store, clock, sender, fetcher, profiles, semantic, claimant, renderer)
+
+
+def _cycle(
+    config: Config,
+    store: Store,
+    clock: Clock,
+    sender: Sender,
+    fetcher: Fetcher | None,
+    profiles: Sequence[ProfileConfig] | None,
+    semantic: bool,
+    claimant: str,
+    renderer: Renderer | None,
+) -> CycleReport:
     report = ingest(config, store, fetcher, clock) if fetcher is not None else None
     chosen = list(config.profiles if profiles is None else profiles)
-    claimant = claimant or run_id()
     composed = [] if STOPPING.is_set() else compose_due(store, chosen, clock, semantic=semantic)
     renderer = renderer or Renderer()
     written = [] if STOPPING.is_set() else publish_feeds(
@@ -307,13 +332,13 @@ def compose_due(
             saved = store.save_digest(digest, channels, now)
             if saved is digest:
                 composed.append(digest)
-                log.info(
-                    "profile %s: composed the digest of %s: %d of %d papers",
-                    profile.name,
-                    day,
-                    len(digest.items),
-                    len(candidates),
-                )
+                with logs.context(profile=profile.name):
+                    log.info(
+                        "composed the digest of %s: %d of %d new papers",
+                        day,
+                        len(digest.items),
+                        len(candidates),
+                    )
     return composed
 
 

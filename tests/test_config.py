@@ -252,3 +252,16 @@ password_file = "secrets/smtp"
 )
 def test_delivery_mistakes_name_the_key(tmp_path: Path, extra: str, expected: str) -> None:
     assert error_for(tmp_path, MINIMAL + extra).startswith(expected)
+
+
+def test_log_format_and_level(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL + '[log]\nformat = "json"\nlevel = "warning"\n'))
+    assert (config.log.format, config.log.level) == ("json", "warning")
+    assert error_for(tmp_path, MINIMAL + '[log]\nformat = "xml"\n').startswith("log.format: expected")
+
+
+def test_deliver_at_is_a_time_of_day(tmp_path: Path) -> None:
+    profile = '[profiles.me]\ndeliver_at = "7:30"\n'
+    assert load_config(write(tmp_path, MINIMAL + profile)).profiles[0].deliver_at == "07:30"
+    bad = '[profiles.me]\ndeliver_at = "25:00"\n'
+    assert error_for(tmp_path, MINIMAL + bad).startswith("profiles.me.deliver_at: expected a time")

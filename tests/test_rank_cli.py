@@ -55,7 +55,7 @@ def test_rank_prints_the_local_days_ranking_with_reasons(
 ) -> None:
     result = run(config, "rank", "ml")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # warnings go to stderr
     assert lines[0] == "ml · 2026-11-22 (America/New_York) · 5 chosen of 533 new papers"
     assert lines[1].startswith("  1  ")
     assert 'matches "' in lines[2] or "like " in lines[2]
