@@ -265,3 +265,9 @@ def test_deliver_at_is_a_time_of_day(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL + profile)).profiles[0].deliver_at == "07:30"
     bad = '[profiles.me]\ndeliver_at = "25:00"\n'
     assert error_for(tmp_path, MINIMAL + bad).startswith("profiles.me.deliver_at: expected a time")
+
+
+def test_the_container_config_in_deploy_loads() -> None:
+    config = load_config(ROOT / "deploy" / "config.container.toml")
+    assert config.data_dir == Path("/data")
+    assert config.smtp is not None and config.smtp.password_file == Path("/run/secrets/smtp_password")
