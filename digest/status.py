@@ -75,10 +75,12 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
         rows = store.deliveries(profile=profile.name, day=day)
         latest = store.digests(profile.name, limit=1)
         slot = compose.last_slot(profile, now)
+        # Overdue: the next run would make a digest (the same rule it uses) for a slot that
+        # passed longer ago than the service's misfire grace.
         overdue = bool(
             slot is not None
             and now - slot > timedelta(seconds=DIGEST_GRACE_S)
-            and (not latest or latest[0].until < slot)
+            and compose.due_window(profile, now, latest[0] if latest else None) is not None
         )
         status = ProfileStatus(
             name=profile.name,
