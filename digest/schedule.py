@@ -30,6 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from digest import pipeline
 from digest.config import Config, ProfileConfig, SourceConfig
 from digest.lock import ProcessLock
+from digest.render import Renderer
 from digest.store import Store
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,10 @@ class Service:
                 if source is not None:
                     with pipeline.make_fetcher(self.config) as fetcher:
                         pipeline.ingest(self.config, store, fetcher, self.clock, only=[source])
+                    # The all-papers feed follows every fetch, not only the digest times.
+                    pipeline.publish_feeds(
+                        self.config, store, Renderer(), self.clock, claimant=pipeline.run_id()
+                    )
                     return
                 chosen = None if everything else [self.config.profile(profile or "")]
                 with pipeline.make_sender(self.config) as sender:

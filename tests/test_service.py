@@ -182,3 +182,17 @@ def test_status_exits_1_when_a_digest_is_overdue(tmp_path: Path) -> None:
     code, output = status(config, MONDAY + timedelta(days=1, hours=13))  # nothing ran since
     assert code == 1
     assert "profile ml: the digest due 2026-11-24 06:00 UTC was not made" in output
+
+
+def test_a_fetch_job_ingests_its_source_and_refreshes_the_all_papers_feed(tmp_path: Path) -> None:
+    from digest.config import load_config
+    from digest.schedule import Service
+
+    config = load_config(write_config(tmp_path))
+    service = Service(config, lambda: MONDAY)
+    service._job(source="hf-daily")
+    feed = tmp_path / "data" / "feeds" / "all.rss"
+    assert feed.read_text(encoding="utf-8").count("<item>") == 30  # hf-daily's 30 papers
+    assert not (tmp_path / "data" / "outbox").exists()  # a fetch job sends nothing
+    jobs = {job.id for job in service.scheduler.get_jobs()}
+    assert jobs == {"fetch:arxiv-api", "fetch:hf-daily", "digest:ml", "digest:quiet", "catch-up"}
