@@ -284,6 +284,7 @@ def _cycle(
         MailBuilder(config, store, renderer),
         clock,
         claimant=claimant,
+        stopping=STOPPING.is_set,
     )
     return CycleReport(
         ingest=report, composed=tuple(composed), feeds_written=tuple(written), mail=mail

@@ -795,3 +795,21 @@ def test_a_crash_after_writing_to_the_outbox_leaves_one_file(tmp_path: Path) -> 
     assert report == DeliveryReport(sent=2)
     box = mailbox.Maildir(tmp_path / "outbox", create=False)
     assert sorted(str(message["To"]) for message in box) == owed, "each digest exactly once"
+
+
+def test_a_stop_request_ends_the_run_between_two_messages(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = smtp
+    owed = addresses(4)
+    sent_so_far = recorder.recipients
+
+    with open_store(tmp_path) as store:
+        owe(store, owed)
+        with SmtpSender(settings) as sender:
+            report = deliver_mail(
+                store, sender, build, Clock(), claimant="run-1", sleep=lambda s: None,
+                stopping=lambda: sum(sent_so_far().values()) >= 2,  # SIGTERM after two
+            )
+        assert (report.sent, report.left) == (2, 2)
+        assert sorted(statuses(store).values()) == ["pending", "pending", "sent", "sent"]
