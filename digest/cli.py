@@ -423,6 +423,23 @@ def schedule(obj: _Context) -> None:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_obj
+def serve(obj: _Context, host: str, port: int) -> None:
+    """Serve the feeds (with 304s) and the one-click unsubscribe links, on the job's store."""
+    import uvicorn
+
+    from digest.web import create_app
+
+    with _reported_errors():
+        config = obj.config()
+        obj.service_logging(config)
+        app = create_app(config, obj.clock)
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+
+
+@cli.command()
 @click.option("-q", "--quiet", is_flag=True, help="Print only what needs a person.")
 @click.pass_obj
 def status(obj: _Context, quiet: bool) -> None:

@@ -329,7 +329,11 @@ def compose_due(
                 items=ranked[profile.name],
                 runs=runs,
             )
-            channels = [mail_channel(address) for address in profile.emails] + ["feed"]
+            channels = [
+                mail_channel(address)
+                for address in profile.emails
+                if not store.is_unsubscribed(profile.name, address)
+            ] + ["feed"]
             saved = store.save_digest(digest, channels, now)
             if saved is digest:
                 composed.append(digest)
@@ -415,9 +419,16 @@ class MailBuilder:
     def __call__(self, delivery: Delivery) -> OutgoingMail | None:
         address = delivery.address
         profile = self.profiles.get(delivery.profile)
-        if address is None or profile is None or address not in profile.emails:
+        if (
+            address is None
+            or profile is None
+            or address not in profile.emails
+            or self.store.is_unsubscribed(profile.name, address)
+        ):
+            # The profile or the address left since the digest was made, or it unsubscribed:
+            # checked for every message, so an unsubscribe during a run counts at once.
             log.info("%s: %s no longer subscribed; not sent", delivery.profile, address)
-            return None  # the profile or the address left the config since the digest was made
+            return None
         key = (delivery.profile, delivery.day)
         if key not in self._digests:
             self._digests[key] = self.store.digest(delivery.profile, delivery.day)

@@ -147,6 +147,15 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX deliveries_by_status ON deliveries(status, day);
     """,
+    # 4: addresses that unsubscribed from a profile (one-click links in every email).
+    """
+    CREATE TABLE unsubscribed (
+        profile TEXT NOT NULL,
+        address TEXT NOT NULL,  -- lower case
+        at TEXT NOT NULL,
+        PRIMARY KEY (profile, address)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -602,6 +611,24 @@ class Store:
             sources=tuple(SourceNote(*note) for note in json.loads(sources)),
             items=tuple(items),
         )
+
+    # -- subscribers ------------------------------------------------------------------------------
+
+    def unsubscribe(self, profile: str, address: str, at: datetime) -> bool:
+        """Stop mailing `address` for `profile`; False when it had already unsubscribed."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO unsubscribed (profile, address, at) VALUES (?, ?, ?)",
+                (profile, address.lower(), at.isoformat()),
+            )
+        return cursor.rowcount == 1
+
+    def is_unsubscribed(self, profile: str, address: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM unsubscribed WHERE profile = ? AND address = ?",
+            (profile, address.lower()),
+        ).fetchone()
+        return row is not None
 
     # -- the delivery ledger --------------------------------------------------------------------
 

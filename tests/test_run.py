@@ -341,3 +341,32 @@ def test_unsubscribe_tokens_name_one_subscriber_and_refuse_tampering(tmp_path: P
     assert read_unsubscribe_token(rotated, token) == ("ml", "a@example.org")
     assert unsubscribe_token(rotated, "ml", "a@example.org") != token
     assert load_secrets(tmp_path) == rotated  # not regenerated
+
+
+def test_an_unsubscribe_during_a_run_is_honoured_before_the_next_message(
+    tmp_path: Path, frozen: object
+) -> None:
+    from digest.deliver import Outbox
+
+    config = load_config(write_config(tmp_path))
+
+    class UnsubscribingOutbox(Outbox):
+        """While a@ is being sent, b@ clicks the one-click link (in another process)."""
+
+        def send(self, message: object, recipient: str) -> None:  # type: ignore[override]
+            super().send(message, recipient)  # type: ignore[arg-type]
+            if recipient == "a@example.org":
+                with Store.open(config.store_path) as other:
+                    other.unsubscribe("ml", "b@example.org", MONDAY)
+
+    digest(write_config(tmp_path), "ingest")
+    with Store.open(config.store_path) as store, UnsubscribingOutbox(config.outbox_dir) as sender:
+        report = run_cycle(config, store, lambda: MONDAY + timedelta(minutes=5), sender)
+    assert (report.mail.sent, report.mail.skipped) == (2, 1)
+    assert [str(m["To"]) for m in outbox(tmp_path)] == ["a@example.org", "c@example.org"]
+    # The next day's digest has no ledger row for b@ at all.
+    frozen.tick(timedelta(days=1))  # type: ignore[attr-defined]
+    digest(write_config(tmp_path), "run")
+    with Store.open(config.store_path) as store:
+        tuesday = {row.channel for row in store.deliveries(profile="ml", day=MONDAY.date() + timedelta(days=1))}
+    assert tuesday == {"mail:a@example.org", "feed"}
