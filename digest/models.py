@@ -267,3 +267,31 @@ class Delivery:
     @property
     def address(self) -> str | None:
         return self.channel.removeprefix("mail:") if self.channel.startswith("mail:") else None
+
+
+@dataclass(frozen=True, slots=True)
+class Interests:
+    """What a person who subscribed on the web asked for (the web form's fields, checked)."""
+
+    keywords: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()  # arXiv ids
+    frequency: str = "daily"  # daily | weekdays | weekly
+    weekday: str = "monday"
+    timezone: str = "UTC"
+    deliver_at: str = "07:00"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A subscription made on the web: its own profile, one address, kept in the store."""
+
+    profile: str  # "web-" and random hex: also the (private) name of its feed
+    address: str  # lower case
+    interests: Interests
+    status: str  # pending (not confirmed yet) | active | paused
+    created: datetime
+    updated: datetime
+    confirmed: datetime | None = None
+    unsubscribed: bool = False

@@ -22,7 +22,7 @@ from datetime import time as dtime
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
-from digest import compose, feeds, logs
+from digest import compose, feeds, logs, subscriptions
 from digest.config import Config, ProfileConfig, SourceConfig
 from digest.deliver import DeliveryReport, Sender, deliver_mail
 from digest.errors import DigestError, SourceError
@@ -270,6 +270,9 @@ def _cycle(
     renderer: Renderer | None,
 ) -> CycleReport:
     report = ingest(config, store, fetcher, clock) if fetcher is not None else None
+    # People who subscribed on the web are profiles too; read fresh each cycle, since they
+    # sign up, pause and edit their interests while the job runs.
+    config = subscriptions.with_subscribers(config, store)
     chosen = list(config.profiles if profiles is None else profiles)
     composed = [] if STOPPING.is_set() else compose_due(store, chosen, clock, semantic=semantic)
     renderer = renderer or Renderer()
@@ -383,7 +386,8 @@ def publish_feeds(
     listing = [(everything.title, everything.atom_path)]
     for profile in config.profiles:
         rss_path, atom_path = feeds.profile_feed_paths(profile.name)
-        listing.append((feeds.profile_feed_title(profile.name), atom_path))
+        if not subscriptions.is_web_profile(profile.name):  # a web subscriber's feed is private
+            listing.append((feeds.profile_feed_title(profile.name), atom_path))
         on_disk = all((output.feeds_dir / path).is_file() for path in (rss_path, atom_path))
         if profile.name not in changed_profiles and on_disk:
             continue

@@ -13,8 +13,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from datetime import date, datetime
+from dataclasses import asdict, dataclass, fields
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,14 @@ from digest.models import (
     Digest,
     Feedback,
     FetchResult,
+    Interests,
     Paper,
     Reasons,
     Record,
     ScoredPaper,
     SourceNote,
     SourceRun,
+    Subscriber,
 )
 from digest.sources.common import split_arxiv_id
 
@@ -155,6 +157,24 @@ MIGRATIONS: tuple[str, ...] = (
         at TEXT NOT NULL,
         PRIMARY KEY (profile, address)
     ) WITHOUT ROWID;
+    """,
+    # 5: subscriptions made on the web (double opt-in), and the confirmation mails sent, which
+    # the rate limit counts.
+    """
+    CREATE TABLE subscribers (
+        profile TEXT PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,  -- lower case, one web subscription per address
+        interests TEXT NOT NULL,  -- JSON: the Interests fields
+        status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'paused')),
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        confirmed TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE confirmation_mails (
+        address TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX confirmation_mails_by_time ON confirmation_mails(at);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -630,6 +650,96 @@ class Store:
         ).fetchone()
         return row is not None
 
+    def resubscribe(self, profile: str, address: str) -> None:
+        """Take back an unsubscribe (the person confirmed a new subscription)."""
+        with self._transaction():
+            self._db.execute(
+                "DELETE FROM unsubscribed WHERE profile = ? AND address = ?",
+                (profile, address.lower()),
+            )
+
+    def subscriber(self, profile: str) -> Subscriber | None:
+        rows = self._subscribers("WHERE s.profile = ?", (profile,))
+        return rows[0] if rows else None
+
+    def subscriber_by_address(self, address: str) -> Subscriber | None:
+        rows = self._subscribers("WHERE s.address = ?", (address.lower(),))
+        return rows[0] if rows else None
+
+    def subscribers(self, status: str | None = None) -> list[Subscriber]:
+        """Web subscribers, oldest first; with `status`, only those in it."""
+        if status is None:
+            return self._subscribers("", ())
+        return self._subscribers("WHERE s.status = ?", (status,))
+
+    def _subscribers(self, where: str, parameters: tuple[Any, ...]) -> list[Subscriber]:
+        rows = self._db.execute(
+            f"""SELECT s.profile, s.address, s.interests, s.status, s.created, s.updated,
+                       s.confirmed, u.at IS NOT NULL
+                FROM subscribers s
+                LEFT JOIN unsubscribed u ON u.profile = s.profile AND u.address = s.address
+                {where} ORDER BY s.created, s.profile""",
+            parameters,
+        )
+        return [
+            Subscriber(
+                profile=profile,
+                address=address,
+                interests=_interests_from_json(interests),
+                status=status,
+                created=datetime.fromisoformat(created),
+                updated=datetime.fromisoformat(updated),
+                confirmed=datetime.fromisoformat(confirmed) if confirmed else None,
+                unsubscribed=bool(unsubscribed),
+            )
+            for profile, address, interests, status, created, updated, confirmed, unsubscribed in rows
+        ]
+
+    def save_subscriber(self, subscriber: Subscriber) -> None:
+        """Insert or replace a web subscriber (its unsubscribe state is kept apart)."""
+        with self._transaction():
+            self._db.execute(
+                """INSERT INTO subscribers
+                       (profile, address, interests, status, created, updated, confirmed)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (profile) DO UPDATE SET address = excluded.address,
+                       interests = excluded.interests, status = excluded.status,
+                       updated = excluded.updated, confirmed = excluded.confirmed""",
+                (
+                    subscriber.profile,
+                    subscriber.address.lower(),
+                    json.dumps(asdict(subscriber.interests), ensure_ascii=False),
+                    subscriber.status,
+                    subscriber.created.isoformat(),
+                    subscriber.updated.isoformat(),
+                    subscriber.confirmed.isoformat() if subscriber.confirmed else None,
+                ),
+            )
+
+    def confirmation_mails_since(self, since: datetime, address: str | None = None) -> int:
+        """How many confirmation mails were sent since `since` (to `address`, or to anyone)."""
+        if address is None:
+            row = self._db.execute(
+                "SELECT count(*) FROM confirmation_mails WHERE at >= ?", (since.isoformat(),)
+            ).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT count(*) FROM confirmation_mails WHERE address = ? AND at >= ?",
+                (address.lower(), since.isoformat()),
+            ).fetchone()
+        return int(row[0])
+
+    def record_confirmation_mail(self, address: str, at: datetime) -> None:
+        with self._transaction():
+            # Rows older than a week count for no limit; drop them as we go.
+            self._db.execute(
+                "DELETE FROM confirmation_mails WHERE at < ?", ((at - timedelta(days=7)).isoformat(),)
+            )
+            self._db.execute(
+                "INSERT INTO confirmation_mails (address, at) VALUES (?, ?)",
+                (address.lower(), at.isoformat()),
+            )
+
     # -- the delivery ledger --------------------------------------------------------------------
 
     def deliveries(
@@ -857,6 +967,15 @@ def _source_run(row: Sequence[Any]) -> SourceRun:
         status=status,
         error=error,
     )
+
+
+def _interests_from_json(text: str) -> Interests:
+    values: dict[str, Any] = json.loads(text)
+    known = {f.name for f in fields(Interests)}  # a field added later falls back to its default
+    chosen: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known
+    }
+    return Interests(**chosen)
 
 
 def _reasons_json(reasons: Reasons) -> str:

@@ -1,4 +1,11 @@
-"""Signed tokens for links in emails (unsubscribe): HMAC via itsdangerous, keyed by a secret file.
+"""Signed tokens for links in emails and pages: HMAC via itsdangerous, keyed by a secret file.
+
+Each kind of token has its own purpose (a salt), so a token made for one link never works for another:
+    unsubscribe  [profile, address]         the one-click link in every email
+    manage       [profile, address]         the manage page
+    feedback     [profile, paper key, mark] "more like this" / "not relevant" on an item
+    confirm      [profile, address]         the double opt-in link; expires after a week
+    csrf         [nonce, scope]             a form's hidden field; expires after two hours
 
 The secret lives in the data directory (created on first use, readable by its owner only), so a
 link cannot be forged or pointed at someone else's subscription. Several keys may be listed, one
@@ -11,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -43,9 +51,47 @@ def load_secrets(data_dir: Path) -> list[str]:
     return keys
 
 
+CONFIRM_MAX_AGE_S = 7 * 24 * 3600
+CSRF_MAX_AGE_S = 2 * 3600
+FEEDBACK_MARKS = ("more", "less")
+
+
 def _serializer(keys: list[str], purpose: str) -> URLSafeSerializer:
     # itsdangerous signs with the last key and accepts any: newest first in the file, so reverse.
     return URLSafeSerializer(list(reversed(keys)), salt=f"paperdigest.{purpose}")
+
+
+def _strings(value: Any, count: int, what: str) -> list[str]:
+    if not (isinstance(value, list) and len(value) == count and all(isinstance(v, str) for v in value)):
+        raise BadToken(f"the {what} link is not valid (unexpected contents)")
+    return value
+
+
+def _load(keys: list[str], purpose: str, token: str, count: int, what: str) -> list[str]:
+    try:
+        value = _serializer(keys, purpose).loads(token)
+    except BadSignature:
+        raise BadToken(f"the {what} link is not valid (tampered with or cut short)") from None
+    return _strings(value, count, what)
+
+
+def _dumps_dated(keys: list[str], purpose: str, values: list[str], now: float) -> str:
+    # The signing time is part of the signed value, taken from the caller's (the app's) clock.
+    return str(_serializer(keys, purpose).dumps([*values, int(now)]))
+
+
+def _load_dated(
+    keys: list[str], purpose: str, token: str, count: int, what: str, max_age_s: int, now: float
+) -> list[str]:
+    try:
+        value = _serializer(keys, purpose).loads(token)
+    except BadSignature:
+        raise BadToken(f"the {what} link is not valid (tampered with or cut short)") from None
+    if not (isinstance(value, list) and value and isinstance(value[-1], int)):
+        raise BadToken(f"the {what} link is not valid (unexpected contents)")
+    if not 0 <= now - value[-1] <= max_age_s:
+        raise BadToken(f"the {what} link has expired")
+    return _strings(value[:-1], count, what)
 
 
 def unsubscribe_token(keys: list[str], profile: str, address: str) -> str:
@@ -54,10 +100,47 @@ def unsubscribe_token(keys: list[str], profile: str, address: str) -> str:
 
 
 def read_unsubscribe_token(keys: list[str], token: str) -> tuple[str, str]:
-    try:
-        value = _serializer(keys, "unsubscribe").loads(token)
-    except BadSignature:
-        raise BadToken("the unsubscribe link is not valid (tampered with or cut short)") from None
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
-        raise BadToken("the unsubscribe link is not valid (unexpected contents)")
-    return value[0], value[1]
+    profile, address = _load(keys, "unsubscribe", token, 2, "unsubscribe")
+    return profile, address
+
+
+def manage_token(keys: list[str], profile: str, address: str) -> str:
+    """A token for one subscriber's manage page (edit, pause, feed URL)."""
+    return str(_serializer(keys, "manage").dumps([profile, address.lower()]))
+
+
+def read_manage_token(keys: list[str], token: str) -> tuple[str, str]:
+    profile, address = _load(keys, "manage", token, 2, "manage")
+    return profile, address
+
+
+def feedback_token(keys: list[str], profile: str, key: str, mark: str) -> str:
+    """A token for one mark ("more" or "less") on one paper in one profile's digest or feed."""
+    return str(_serializer(keys, "feedback").dumps([profile, key, mark]))
+
+
+def read_feedback_token(keys: list[str], token: str) -> tuple[str, str, str]:
+    profile, key, mark = _load(keys, "feedback", token, 3, "feedback")
+    if mark not in FEEDBACK_MARKS:
+        raise BadToken("the feedback link is not valid (unexpected contents)")
+    return profile, key, mark
+
+
+def confirm_token(keys: list[str], profile: str, address: str, now: float) -> str:
+    """The double opt-in link of a new subscription; valid for a week from `now` (a timestamp)."""
+    return _dumps_dated(keys, "confirm", [profile, address.lower()], now)
+
+
+def read_confirm_token(keys: list[str], token: str, now: float) -> tuple[str, str]:
+    profile, address = _load_dated(keys, "confirm", token, 2, "confirmation", CONFIRM_MAX_AGE_S, now)
+    return profile, address
+
+
+def csrf_token(keys: list[str], nonce: str, scope: str, now: float) -> str:
+    """A form's hidden field: binds the form to the browser's cookie nonce and to one scope."""
+    return _dumps_dated(keys, "csrf", [nonce, scope], now)
+
+
+def read_csrf_token(keys: list[str], token: str, now: float) -> tuple[str, str]:
+    nonce, scope = _load_dated(keys, "csrf", token, 2, "form", CSRF_MAX_AGE_S, now)
+    return nonce, scope

@@ -111,7 +111,7 @@ def test_pages_carry_security_headers_and_render_hostile_text_inert(
     site: tuple[TestClient, Path],
 ) -> None:
     client, tmp_path = site
-    link = f"/unsubscribe/{token(tmp_path, profile='<script>alert(1)</script>')}"
+    link = f"/unsubscribe/{token(tmp_path, address='<script>alert(1)</script>@example.org')}"
     page = client.get(link)
     assert "<script>alert(1)" not in page.text and "&lt;script&gt;" in page.text
     headers = page.headers

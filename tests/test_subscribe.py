@@ -1,0 +1,336 @@
+"""The web subscription over HTTP: double opt-in, manage, feedback, CSRF, rate limits, no redirects.
+
+The app runs on a real store and mails into the real Maildir outbox; the clock is the test's.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+from freezegun import freeze_time
+from starlette.testclient import TestClient
+
+from digest import subscriptions
+from digest.config import Config, load_config
+from digest.deliver import Outbox
+from digest.pipeline import run_cycle
+from digest.store import Store
+from digest.tokens import feedback_token, load_secrets, manage_token
+from digest.web import SUBSCRIBES_PER_CLIENT, create_app
+from tests.test_run import digest, outbox, text_of, write_config
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+BASE = "https://digest.example.org"
+INTERESTS = {
+    "keywords": "language model\nagents, reinforcement learning",
+    "authors": "Ada Lovelace",
+    "categories": "cs.CL",
+    "examples": "https://arxiv.org/abs/2401.01234v2",
+    "frequency": "daily",
+    "weekday": "monday",
+    "timezone": "Europe/Berlin",
+    "deliver_at": "07:30",
+}
+
+
+class Site:
+    """The app on a fresh data folder, with a clock the test moves."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.config_path = write_config(tmp_path)
+        self.config: Config = load_config(self.config_path)
+        self.now = NOW
+        # Served under its public https address, as behind a TLS proxy (Secure cookies need it).
+        self.client = TestClient(create_app(self.config, lambda: self.now), base_url=BASE)
+        self.keys = load_secrets(self.config.data_dir)
+
+    def store(self) -> Store:
+        return Store.open(self.config.store_path)
+
+    def csrf(self, path: str) -> str:
+        page = self.client.get(path)
+        field = BeautifulSoup(page.text, "html.parser").find("input", attrs={"name": "csrf"})
+        assert field is not None, page.text
+        return str(field["value"])
+
+    def submit(self, path: str, data: dict[str, str], *, form_page: str | None = None):  # type: ignore[no-untyped-def]
+        """GET the page with the form (for its CSRF token and cookie), then POST it."""
+        return self.client.post(path, data={"csrf": self.csrf(form_page or path), **data})
+
+    def subscribe(self, address: str = "new@example.org", **changes: str):  # type: ignore[no-untyped-def]
+        return self.submit("/subscribe", {"email": address, **INTERESTS, **changes}, form_page="/")
+
+    def mails(self, to: str | None = None) -> list[str]:
+        if not (self.config.outbox_dir / "new").exists():
+            return []
+        return [text_of(m) for m in outbox(self.tmp_path) if to is None or m["To"] == to]
+
+    def link_in_last_mail(self, kind: str, to: str = "new@example.org") -> str:
+        found = re.findall(rf"{re.escape(BASE)}(/{kind}/\S+)", self.mails(to)[-1])
+        assert found, self.mails(to)[-1]
+        return str(found[0])
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    return Site(tmp_path)
+
+
+def confirm(site: Site, address: str = "new@example.org") -> str:
+    """Subscribe and confirm; the manage link of the new subscription."""
+    assert site.subscribe(address).status_code == 200
+    link = site.link_in_last_mail("confirm", to=address)
+    page = site.submit(link, {})
+    assert page.status_code == 200 and "You are subscribed" in page.text
+    anchor = BeautifulSoup(page.text, "html.parser").find("a", string="Manage your subscription")
+    assert anchor is not None
+    return str(anchor["href"])
+
+
+def test_subscribing_stores_a_pending_profile_and_mails_only_a_confirmation(site: Site) -> None:
+    page = site.subscribe("New@Example.org")
+    assert page.status_code == 200 and "Check your inbox" in page.text
+    with site.store() as store:
+        subscriber = store.subscriber_by_address("new@example.org")
+        assert subscriber is not None and subscriber.status == "pending"
+        assert subscriber.interests.keywords == ("language model", "agents", "reinforcement learning")
+        assert subscriber.interests.examples == ("2401.01234",)
+        # Not a profile of the job until confirmed.
+        assert subscriptions.with_subscribers(site.config, store) is site.config
+    [mail] = site.mails()
+    assert "/confirm/" in mail
+    assert [str(m["To"]) for m in outbox(site.tmp_path)] == ["new@example.org"]
+
+
+def test_the_confirm_link_shows_a_button_and_only_its_post_confirms(site: Site) -> None:
+    site.subscribe()
+    link = site.link_in_last_mail("confirm")
+    page = site.client.get(link)  # what a mail scanner does
+    assert page.status_code == 200 and "Confirm your subscription" in page.text
+    assert "language model" in page.text
+    with site.store() as store:
+        assert store.subscriber_by_address("new@example.org").status == "pending"  # type: ignore[union-attr]
+    assert site.submit(link, {}).status_code == 200
+    with site.store() as store:
+        subscriber = store.subscriber_by_address("new@example.org")
+        assert subscriber is not None and subscriber.status == "active"
+        profiles = subscriptions.with_subscribers(site.config, store).profiles
+    web = [p for p in profiles if p.name == subscriber.profile]
+    assert web and web[0].emails == ("new@example.org",) and web[0].deliver_at == "07:30"
+    # Repeating it is harmless.
+    assert "already gets the digest" in site.client.get(link).text
+
+
+def test_an_unconfirmed_address_gets_no_digest_and_a_confirmed_one_does(
+    site: Site,
+) -> None:
+    with freeze_time(NOW - timedelta(hours=3)):
+        digest(site.config_path, "ingest")
+    site.subscribe("late@example.org")
+    site.subscribe("keen@example.org")
+    site.submit(site.link_in_last_mail("confirm", to="keen@example.org"), {})
+    tuesday = NOW + timedelta(days=1)  # 10:00 in Berlin: both 07:30 slots have passed
+    with site.store() as store, Outbox(site.config.outbox_dir) as sender:
+        run_cycle(site.config, store, lambda: tuesday, sender)
+    to = [str(m["To"]) for m in outbox(site.tmp_path)]
+    assert to.count("late@example.org") == 1  # its confirmation, nothing else
+    assert to.count("keen@example.org") == 2  # the confirmation and a digest
+    digest_mail = [m for m in outbox(site.tmp_path) if m["To"] == "keen@example.org"
+                   and "/confirm/" not in text_of(m)]
+    assert digest_mail and "/manage/" in text_of(digest_mail[0])
+
+
+def test_form_mistakes_are_shown_per_field_and_nothing_is_stored_or_sent(site: Site) -> None:
+    page = site.subscribe(
+        "not-an-address", categories="cs.LG, <b>bad</b>", timezone="Mars/Olympus", deliver_at="25:00"
+    )
+    assert page.status_code == 400
+    soup = BeautifulSoup(page.text, "html.parser")
+    for field in ("email", "categories", "timezone", "deliver_at"):
+        control = soup.find(id=field)
+        assert control is not None and control.get("aria-invalid") == "true", field
+        assert soup.find(id=f"{field}-error") is not None, field
+    assert "<b>bad</b>" not in page.text and "&lt;b&gt;bad&lt;/b&gt;" in page.text  # shown inert
+    assert soup.find(id="keywords").text.startswith("language model")  # values kept  # type: ignore[union-attr]
+    nothing = site.subscribe("x@example.org", keywords="", authors="", categories="", examples="")
+    assert nothing.status_code == 400 and "at least one keyword" in nothing.text
+    with site.store() as store:
+        assert store.subscribers() == []
+    assert site.mails() == []
+
+
+def test_hostile_text_is_cleaned_before_it_is_stored(site: Site) -> None:
+    site.subscribe(keywords="diffusion\u202emodel\x00, <script>alert(1)</script>")
+    with site.store() as store:
+        subscriber = store.subscriber_by_address("new@example.org")
+    assert subscriber is not None
+    assert subscriber.interests.keywords == ("diffusionmodel", "<script>alert(1)</script>")
+    page = site.client.get(site.link_in_last_mail("confirm"))
+    assert "<script>alert(1)" not in page.text
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["no token", "no cookie", "other scope", "cross-site origin", "expired"],
+)
+def test_a_form_without_a_valid_csrf_token_changes_nothing(site: Site, tamper: str) -> None:
+    data = {"email": "new@example.org", **INTERESTS}
+    headers: dict[str, str] = {}
+    if tamper == "no token":
+        site.client.get("/")
+    elif tamper == "no cookie":
+        data["csrf"] = site.csrf("/")
+        site.client.cookies.clear()
+    elif tamper == "other scope":
+        manage = confirm(site, "owner@example.org")
+        data["csrf"] = site.csrf(manage)  # a token for another form
+    elif tamper == "cross-site origin":
+        data["csrf"] = site.csrf("/")
+        headers["origin"] = "https://evil.example"
+    elif tamper == "expired":
+        data["csrf"] = site.csrf("/")
+        site.now += timedelta(hours=3)
+    before = len(site.mails())
+    page = site.client.post("/subscribe", data=data, headers=headers)
+    assert page.status_code == 403
+    with site.store() as store:
+        assert store.subscriber_by_address("new@example.org") is None
+    assert len(site.mails()) == before
+
+
+def test_subscribing_is_rate_limited_per_client_and_mails_per_address(site: Site) -> None:
+    for _ in range(SUBSCRIBES_PER_CLIENT):
+        assert site.subscribe("flood@example.org").status_code == 200
+    limited = site.subscribe("flood@example.org")
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    # However many requests, one address got at most three confirmation mails that day.
+    assert len(site.mails()) == subscriptions.CONFIRMATIONS_PER_ADDRESS_PER_DAY
+    site.now += timedelta(days=1, minutes=1)  # both windows have passed
+    assert site.subscribe("flood@example.org").status_code == 200
+    assert len(site.mails()) == subscriptions.CONFIRMATIONS_PER_ADDRESS_PER_DAY + 1
+
+
+def test_subscribing_an_active_address_again_changes_nothing_and_mails_its_manage_link(
+    site: Site,
+) -> None:
+    confirm(site)
+    page = site.subscribe(keywords="knitting", categories="", authors="", examples="")
+    assert "Check your inbox" in page.text  # the page says the same as for a new address
+    with site.store() as store:
+        subscriber = store.subscriber_by_address("new@example.org")
+    assert subscriber is not None and "knitting" not in subscriber.interests.keywords
+    assert "/manage/" in site.mails()[-1] and "/confirm/" not in site.mails()[-1]
+
+
+def test_a_confirmation_link_expires_after_a_week(site: Site) -> None:
+    site.subscribe()
+    link = site.link_in_last_mail("confirm")
+    site.now += timedelta(days=8)
+    page = site.client.get(link)
+    assert page.status_code == 400 and "expired" in page.text
+
+
+def test_the_manage_page_edits_interests_pauses_and_resumes(site: Site) -> None:
+    manage = confirm(site)
+    page = site.client.get(manage)
+    assert page.status_code == 200
+    assert f"{BASE}/feeds/profiles/web-" in page.text  # the personal feed
+    saved = site.submit(manage, {"action": "save", **INTERESTS, "keywords": "protein folding",
+                                 "frequency": "weekly", "weekday": "friday"})
+    assert saved.status_code == 200 and "Saved" in saved.text
+    with site.store() as store:
+        subscriber = store.subscriber_by_address("new@example.org")
+        assert subscriber is not None
+        assert subscriber.interests.keywords == ("protein folding",)
+        assert (subscriber.interests.frequency, subscriber.interests.weekday) == ("weekly", "friday")
+    wrong = site.submit(manage, {"action": "save", **INTERESTS, "timezone": "Nowhere"})
+    assert wrong.status_code == 400 and "Nothing was saved" in wrong.text
+    with site.store() as store:
+        assert store.subscriber_by_address("new@example.org").interests.timezone == "Europe/Berlin"  # type: ignore[union-attr]
+    assert "Paused" in site.submit(manage, {"action": "pause"}).text
+    with site.store() as store:
+        assert all(p.name != subscriber.profile for p in subscriptions.with_subscribers(site.config, store).profiles)
+    assert "Resumed" in site.submit(manage, {"action": "resume"}).text
+    with site.store() as store:
+        assert any(p.name == subscriber.profile for p in subscriptions.with_subscribers(site.config, store).profiles)
+
+
+def test_a_config_profile_reader_sees_a_read_only_manage_page(site: Site) -> None:
+    link = f"/manage/{manage_token(site.keys, 'ml', 'a@example.org')}"
+    page = site.client.get(link)
+    assert page.status_code == 200 and "set up by the people who run this service" in page.text
+    assert f"{BASE}/feeds/profiles/ml.atom" in page.text
+    assert "<textarea" not in page.text
+    with site.store() as store:
+        store.unsubscribe("ml", "a@example.org", NOW)
+    # Its one form is "subscribe again"; a forged "save" on it changes nothing.
+    assert site.submit(link, {"action": "save", **INTERESTS}).status_code == 400
+    assert "subscribed again" in site.submit(link, {"action": "resubscribe"}).text
+    with site.store() as store:
+        assert not store.is_unsubscribed("ml", "a@example.org")
+    # A signed link for an address the profile does not have, and a tampered one.
+    assert site.client.get(f"/manage/{manage_token(site.keys, 'ml', 'z@example.org')}").status_code == 404
+    assert site.client.get(link[:-3] + "abc").status_code == 400
+
+
+def test_unsubscribing_a_web_subscriber_and_subscribing_again(site: Site) -> None:
+    manage = confirm(site)
+    soup = BeautifulSoup(site.client.get(manage).text, "html.parser")
+    unsubscribe = soup.find("input", attrs={"name": "List-Unsubscribe"}).find_parent("form")["action"]  # type: ignore[union-attr,index]
+    assert site.client.post(str(unsubscribe), data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    with site.store() as store:
+        assert subscriptions.active_profiles(store) == []
+    site.subscribe()  # a fresh confirmation, since it had unsubscribed
+    site.submit(site.link_in_last_mail("confirm"), {})
+    with site.store() as store:
+        assert [p.emails for p in subscriptions.active_profiles(store)] == [("new@example.org",)]
+
+
+def test_feedback_links_ask_first_then_record_the_mark_and_can_undo(site: Site) -> None:
+    with freeze_time(NOW):
+        digest(site.config_path, "ingest")
+    with site.store() as store:
+        key = store.papers(limit=1)[0].key
+    link = f"/feedback/{feedback_token(site.keys, 'ml', key, 'less')}"
+    page = site.client.get(link)
+    assert page.status_code == 200 and "Not relevant" in page.text
+    with site.store() as store:
+        assert store.feedback(["ml"]) == {}  # a GET (a scanner) marks nothing
+    done = site.submit(link, {"action": "mark"})
+    assert done.status_code == 200 and "fewer papers like it" in done.text
+    with site.store() as store:
+        assert store.feedback(["ml"])["ml"].less == (key,)
+    undo = BeautifulSoup(done.text, "html.parser").find("input", attrs={"name": "csrf"})["value"]  # type: ignore[index]
+    assert site.client.post(link, data={"csrf": str(undo), "action": "undo"}).status_code == 200
+    with site.store() as store:
+        assert store.feedback(["ml"]) == {}
+    assert site.client.get(link[:-2] + "xx").status_code == 400
+    gone = f"/feedback/{feedback_token(site.keys, 'ml', 'no-such-paper', 'more')}"
+    assert site.client.get(gone).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "//evil.example/"),
+        ("GET", "/subscribe?next=https://evil.example/"),
+        ("GET", "/feeds"),
+        ("GET", "/manage/x/"),
+        ("POST", "/subscribe?next=https://evil.example/"),
+        ("POST", "/unsubscribe/x?next=https://evil.example/"),
+    ],
+)
+def test_nothing_redirects_anywhere(site: Site, method: str, path: str) -> None:
+    response = site.client.request(method, path, follow_redirects=False)
+    assert not 300 <= response.status_code < 400 and "location" not in response.headers
+
+
+def test_an_oversized_form_is_refused(site: Site) -> None:
+    csrf = site.csrf("/")
+    page = site.client.post("/subscribe", data={"csrf": csrf, "keywords": "x" * 100_000})
+    assert page.status_code == 413
