@@ -4,6 +4,8 @@ Jobs, each with an explicit id so a restart replaces rather than duplicates them
     fetch:SOURCE     ingest one source, on its own cron (`schedule`, in UTC) or hourly
     digest:PROFILE   compose and deliver the profile's digest at its local `deliver_at`, on the
                      days its frequency calls for (daily, weekdays, weekly on `weekday`)
+    subscribers      every 15 minutes: the digests due for people who subscribed on the web (they
+                     come and go while the service runs, so they get no job of their own)
     catch-up         once at start: a full cycle, so a service that was down sends what it missed
 Jobs run one at a time (one worker: the store is one SQLite file), coalesce (a backlog of missed
 runs fires once) and have a misfire grace (a late start still runs). Whatever triggers a digest
@@ -27,7 +29,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import pipeline
+from digest import pipeline, subscriptions
 from digest.config import Config, ProfileConfig, SourceConfig
 from digest.lock import ProcessLock
 from digest.render import Renderer
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 FETCH_GRACE_S = 30 * 60  # a fetch more than 30 min late is skipped: the next one comes soon
 DIGEST_GRACE_S = 12 * 3600  # a digest late by up to 12 h still goes out (a machine woke up late)
 LOCK_FILE = "schedule.lock"
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+SUBSCRIBERS_EVERY_MIN = 15  # a web subscriber's digest comes within this long of its time
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ class JobPlan:
     grace_s: int
     source: str | None = None
     profile: str | None = None
+    subscribers: bool = False  # the web subscribers' job
 
 
 def plan(config: Config) -> list[JobPlan]:
@@ -62,6 +67,15 @@ def plan(config: Config) -> list[JobPlan]:
         JobPlan(f"digest:{p.name}", profile_trigger(p), DIGEST_GRACE_S, profile=p.name)
         for p in config.profiles
     ]
+    jobs.append(
+        JobPlan(
+            "subscribers",
+            # Started at a fixed past instant, so it fires on the quarter hours, whenever it starts.
+            IntervalTrigger(minutes=SUBSCRIBERS_EVERY_MIN, start_date=_EPOCH, timezone=UTC),
+            DIGEST_GRACE_S,
+            subscribers=True,
+        )
+    )
     return jobs
 
 
@@ -148,7 +162,8 @@ class Service:
                 trigger=job.trigger,
                 id=job.job_id,
                 name=job.job_id,
-                kwargs={"source": job.source, "profile": job.profile},
+                kwargs={"source": job.source, "profile": job.profile,
+                        "subscribers": job.subscribers},
                 misfire_grace_time=job.grace_s,
                 replace_existing=True,
             )
@@ -159,7 +174,11 @@ class Service:
         )
 
     def _job(
-        self, source: str | None = None, profile: str | None = None, everything: bool = False
+        self,
+        source: str | None = None,
+        profile: str | None = None,
+        everything: bool = False,
+        subscribers: bool = False,
     ) -> None:
         if pipeline.STOPPING.is_set():
             return
@@ -173,7 +192,13 @@ class Service:
                         self.config, store, Renderer(), self.clock, claimant=pipeline.run_id()
                     )
                     return
-                chosen = None if everything else [self.config.profile(profile or "")]
+                chosen: list[ProfileConfig] | None
+                if subscribers:
+                    chosen = subscriptions.active_profiles(store)
+                    if not chosen:
+                        return
+                else:
+                    chosen = None if everything else [self.config.profile(profile or "")]
                 with pipeline.make_sender(self.config) as sender:
                     if everything:
                         with pipeline.make_fetcher(self.config) as fetcher:

@@ -216,7 +216,13 @@ def test_each_digest_was_mailed_exactly_once(fortnight: dict[str, object]) -> No
 
 def test_the_service_plans_its_jobs_with_ids_at_local_times_across_dst() -> None:
     jobs = {job.job_id: job for job in plan(make_config(Path("/nonexistent")))}
-    assert set(jobs) == {"fetch:arxiv", "digest:berlin", "digest:newyork", "digest:tokyo"}
+    assert set(jobs) == {
+        "fetch:arxiv", "digest:berlin", "digest:newyork", "digest:tokyo", "subscribers"
+    }
+    # Web subscribers have no job each: one job every 15 minutes finds whose digest is due.
+    assert jobs["subscribers"].subscribers
+    quarter = jobs["subscribers"].trigger.get_next_fire_time(None, datetime(2026, 10, 23, 12, 7, tzinfo=UTC))
+    assert quarter == datetime(2026, 10, 23, 12, 15, tzinfo=UTC)
     berlin = profile_trigger(PROFILES[0])
     before = berlin.get_next_fire_time(None, datetime(2026, 10, 23, 12, tzinfo=UTC))
     after = berlin.get_next_fire_time(None, datetime(2026, 10, 25, 12, tzinfo=UTC))
