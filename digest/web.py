@@ -42,13 +42,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest import compose, subscriptions
 from digest.config import WEEKDAYS, Config, ProfileConfig
 from digest.deliver import Sender
 from digest.errors import DigestError
+from digest.feedfiles import FeedFiles
 from digest.models import Interests, Subscriber
 from digest.notices import notice_mail
 from digest.render import default_templates_dir
@@ -80,7 +80,9 @@ SECURITY_HEADERS = [
      b"base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on a form's POST,
+    # and the CSRF check needs the real origin. Token URLs still never leak to another site.
+    (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 CSRF_COOKIE = "pd_form"
@@ -513,7 +515,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Mount("/feeds", app=StaticFiles(directory=config.feeds_dir, check_dir=False)),
+            Mount("/feeds", app=FeedFiles(config.feeds_dir)),
             Route("/", subscribe_page, methods=["GET", "HEAD"]),
             Route("/subscribe", subscribe_page, methods=["GET", "HEAD"]),
             Route("/subscribe", subscribe, methods=["POST"]),

@@ -118,5 +118,5 @@ def test_pages_carry_security_headers_and_render_hostile_text_inert(
     assert "default-src 'none'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["x-frame-options"] == "DENY"
-    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["referrer-policy"] == "same-origin"  # a token URL never leaks to another site
     assert client.get("/feeds/all.rss").headers["x-content-type-options"] == "nosniff"
