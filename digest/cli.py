@@ -425,9 +425,16 @@ def schedule(obj: _Context) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--proxy",
+    "proxies",
+    default="127.0.0.1",
+    show_default=True,
+    help="Comma-separated addresses of the reverse proxies whose X-Forwarded-For is trusted.",
+)
 @click.pass_obj
-def serve(obj: _Context, host: str, port: int) -> None:
-    """Serve the feeds (with 304s) and the one-click unsubscribe links, on the job's store."""
+def serve(obj: _Context, host: str, port: int, proxies: str) -> None:
+    """Serve the feeds (with 304s), subscribing, managing, feedback and unsubscribe pages."""
     import uvicorn
 
     from digest.web import create_app
@@ -436,7 +443,37 @@ def serve(obj: _Context, host: str, port: int) -> None:
         config = obj.config()
         obj.service_logging(config)
         app = create_app(config, obj.clock)
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=proxies,  # the rate limit must see the client, not the proxy
+    )
+
+
+@cli.command()
+@click.option("--status", "only", type=click.Choice(["pending", "active", "paused"]))
+@click.pass_obj
+def subscribers(obj: _Context, only: str | None) -> None:
+    """List the people who subscribed on the web: profile, address, state, since when."""
+    with _reported_errors():
+        config = obj.config()
+        with Store.open(config.store_path) as store:
+            found = store.subscribers(only)
+    if not found:
+        click.echo("no web subscribers" + (f" {only}" if only else ""))
+    for subscriber in found:
+        state = "unsubscribed" if subscriber.unsubscribed else subscriber.status
+        since = subscriber.confirmed or subscriber.created
+        interests = subscriber.interests
+        click.echo(
+            f"{subscriber.profile}  {subscriber.address:<32}  {state:<12}  {since:%Y-%m-%d}  "
+            f"{interests.frequency} {interests.deliver_at} {interests.timezone}  "
+            + _one_line(", ".join(interests.keywords + interests.authors + interests.categories), 60)
+        )
 
 
 @cli.command()

@@ -348,3 +348,36 @@ def test_an_oversized_form_is_refused(site: Site) -> None:
     csrf = site.csrf("/")
     page = site.client.post("/subscribe", data={"csrf": csrf, "keywords": "x" * 100_000})
     assert page.status_code == 413
+
+
+def test_links_signed_before_a_key_rotation_keep_working_and_new_ones_use_the_new_key(
+    site: Site,
+) -> None:
+    manage = confirm(site)
+    secret = site.config.data_dir / "secret.key"
+    secret.write_text("a-brand-new-key-for-rotation\n" + secret.read_text())
+    rotated = TestClient(create_app(site.config, lambda: site.now), base_url=BASE)
+    assert rotated.get(manage).status_code == 200  # mail already sent keeps working
+    with site.store() as store:
+        subscriber = store.subscriber_by_address("new@example.org")
+    assert subscriber is not None
+    fresh = manage_token(load_secrets(site.config.data_dir), subscriber.profile, subscriber.address)
+    assert f"/manage/{fresh}" != manage
+    assert manage_token(["a-brand-new-key-for-rotation"], subscriber.profile, subscriber.address) == fresh
+    # Once the old key is deleted, links signed with it stop working.
+    secret.write_text("a-brand-new-key-for-rotation\n")
+    retired = TestClient(create_app(site.config, lambda: site.now), base_url=BASE)
+    assert retired.get(manage).status_code == 400
+    assert retired.get(f"/manage/{fresh}").status_code == 200
+
+
+def test_digest_subscribers_lists_web_subscribers_and_their_state(site: Site) -> None:
+    assert "no web subscribers" in digest(site.config_path, "subscribers").output
+    confirm(site)
+    site.subscribe("waiting@example.org")
+    listing = digest(site.config_path, "subscribers").stdout
+    lines = {line.split()[1]: line for line in listing.splitlines()}
+    assert "active" in lines["new@example.org"] and "Europe/Berlin" in lines["new@example.org"]
+    assert "pending" in lines["waiting@example.org"]
+    only = digest(site.config_path, "subscribers", "--status", "pending").stdout
+    assert "waiting@example.org" in only and "new@example.org" not in only
