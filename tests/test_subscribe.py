@@ -381,3 +381,29 @@ def test_digest_subscribers_lists_web_subscribers_and_their_state(site: Site) ->
     assert "pending" in lines["waiting@example.org"]
     only = digest(site.config_path, "subscribers", "--status", "pending").stdout
     assert "waiting@example.org" in only and "new@example.org" not in only
+
+
+def test_the_confirmation_goes_through_a_real_smtp_server_and_a_bounce_is_reported(
+    tmp_path: Path,
+) -> None:
+    from tests.test_deliver import start_server
+    from tests.test_run import smtp_config
+
+    controller, recorder = start_server()
+    try:
+        site = Site(tmp_path)
+        site.config = load_config(smtp_config(tmp_path, controller.port))
+        site.client = TestClient(create_app(site.config, lambda: site.now), base_url=BASE)
+        assert site.subscribe("smtp@example.org").status_code == 200
+        [(recipient, message)] = recorder.received
+        assert recipient == "smtp@example.org"
+        assert b"/confirm/" in message and b"Subject: Confirm your paperdigest subscription" in message
+        # The server refuses the next one: the page says so, and the request is kept.
+        recorder.rcpt_answers["refused@example.org"] = ["550 5.1.1 no such user"]
+        page = site.subscribe("refused@example.org")
+        assert page.status_code == 503 and "could not be sent" in page.text
+        with site.store() as store:
+            kept = store.subscriber_by_address("refused@example.org")
+        assert kept is not None and kept.status == "pending"
+    finally:
+        controller.stop()
