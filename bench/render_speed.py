@@ -6,7 +6,10 @@ Papers are 2,000 real arXiv papers from the shared corpus (../shared/corpus). Ea
 digest holds 20 of them with reasons (matched keywords, a pinned author, categories), as the
 ranking gives them. Per profile, one run of the job does what `digest run` does after ranking:
 the HTML (CSS inlined) and text email, the MIME message as bytes, and the profile's RSS and
-Atom feed. A paper's card is rendered once per process and shared by every reader.
+Atom feed, each with the reader's signed links (manage, unsubscribe, and "More like this" / "Not
+relevant" on every paper). A paper's card is rendered once per process and shared by every
+reader; a profile's feedback links are signed once here for its email and feed (`digest run`
+makes every feed before the first email, so with many profiles it signs them twice).
 Prints the median over the repeats, for one process and for a pool of two (the machine's cores),
 and the cost of a full 7-day feed window (140 items) apart.
 Target: at most 60 s for everything on the 2-core machine.
@@ -30,11 +33,13 @@ from rank_speed import DEFAULT_CORPUS, load_papers
 
 from digest import feeds
 from digest.models import Digest, Paper, Reasons, ScoredPaper, SourceNote
-from digest.render import EmailLinks, Renderer, build_message, message_id
+from digest.render import EmailLinks, FeedbackLinks, Renderer, build_message, message_id
+from digest.tokens import manage_token, unsubscribe_token
 
 BASE = "https://digest.example.org"
 SENDER = "paperdigest <digest@example.org>"
 DAY = date(2026, 6, 30)
+KEYS = ["bench-signing-key"]
 
 
 def make_digests(papers: list[Paper], profiles: int, items: int, seed: int = 0) -> list[Digest]:
@@ -74,11 +79,14 @@ def render_all(digests: list[Digest]) -> int:
     made = 0
     for digest in digests:
         recipient = f"{digest.profile}@example.org"
+        # As MailBuilder.links makes them: every token signed, one HMAC each.
         links = EmailLinks(
             feed_rss=f"{BASE}/feeds/profiles/{digest.profile}.rss",
             feed_atom=f"{BASE}/feeds/profiles/{digest.profile}.atom",
-            unsubscribe=f"{BASE}/unsubscribe/token-{digest.profile}",
+            unsubscribe=f"{BASE}/unsubscribe/{unsubscribe_token(KEYS, digest.profile, recipient)}",
             unsubscribe_mailto="mailto:unsubscribe@example.org",
+            manage=f"{BASE}/manage/{manage_token(KEYS, digest.profile, recipient)}",
+            feedback=FeedbackLinks(digest.profile, BASE, tuple(KEYS)),
         )
         rendered = renderer.email(digest, recipient=recipient, links=links)
         message = build_message(
@@ -90,7 +98,9 @@ def render_all(digests: list[Digest]) -> int:
             list_id=f"<{digest.profile}.paperdigest.example.org>",
             links=links,
         )
-        feed = feeds.profile_feed(digest.profile, [digest], renderer, f"{BASE}/feeds", 200)
+        feed = feeds.profile_feed(
+            digest.profile, [digest], renderer, f"{BASE}/feeds", 200, links.feedback
+        )
         made += len(message.data) + len(feed.rss) + len(feed.atom)
     return made
 
@@ -135,9 +145,15 @@ def main() -> None:
     ]
     renderer = Renderer()
     feeds.profile_feed("week", week, renderer, f"{BASE}/feeds", 200)  # warm the card cache
+
+    def week_feed(name: str) -> None:
+        # A profile of its own each time: its feedback links are signed afresh, as in a run.
+        feedback = FeedbackLinks(name, BASE, tuple(KEYS))
+        feeds.profile_feed(name, week, renderer, f"{BASE}/feeds", 200, feedback)
+
     began = time.perf_counter()
-    for _ in range(100):
-        feeds.profile_feed("week", week, renderer, f"{BASE}/feeds", 200)
+    for number in range(100):
+        week_feed(f"week{number}")
     per_pair = (time.perf_counter() - began) / 100
     print(f"  a 7-day feed pair (140 items): {per_pair * 1000:.1f} ms")
 

@@ -7,7 +7,8 @@ bytes did not change is not rewritten, so its mtime (a web server's Last-Modifie
 
 Layout of feeds_dir (served as-is by any web server):
     all.rss  all.atom                  every new paper of the last days, newest first
-    profiles/NAME.rss  NAME.atom       one profile's digests of the last days, best first per day
+    profiles/NAME.rss  NAME.atom       one profile's digests of the last days, best first per day,
+                                       each item with the profile's feedback links
     feeds.opml                         every feed above, for a reader's "import"
 """
 
@@ -29,7 +30,7 @@ from markupsafe import escape
 from digest import __version__, compose
 from digest.errors import DeliveryError
 from digest.models import Digest, Paper, Reasons, ScoredPaper
-from digest.render import Renderer
+from digest.render import FeedbackLinks, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,20 @@ def item_id(paper_key: str) -> str:
 
 
 def profile_feed(
-    profile: str, digests: Sequence[Digest], renderer: Renderer, base_url: str, max_items: int
+    profile: str,
+    digests: Sequence[Digest],
+    renderer: Renderer,
+    base_url: str,
+    max_items: int,
+    feedback: FeedbackLinks | None = None,
 ) -> FeedFiles:
-    """A profile's feed: the papers of its recent digests, newest digest first, best first."""
+    """A profile's feed: the papers of its recent digests, newest digest first, best first.
+
+    With `feedback` (the profile's), each item ends with its "More like this" and "Not relevant"
+    links, as in the email. The links are signed, not random, so the bytes stay the same.
+    """
+    if feedback is not None and feedback.profile != profile:
+        raise ValueError(f"feedback links of {feedback.profile!r} in the feed of {profile!r}")
     entries: list[tuple[ScoredPaper, datetime, int]] = []
     for digest in sorted(digests, key=lambda d: d.day, reverse=True):
         for position, item in enumerate(digest.items, start=1):
@@ -73,6 +85,7 @@ def profile_feed(
         updated=newest,
         renderer=renderer,
         base_url=base_url,
+        feedback=feedback,
     )
 
 
@@ -91,6 +104,7 @@ def all_papers_feed(
         updated=max((p.first_seen for p in chosen), default=_NO_DATA),
         renderer=renderer,
         base_url=base_url,
+        feedback=None,  # no profile: nobody's interests to tell
     )
 
 
@@ -104,13 +118,14 @@ def _feed_files(
     updated: datetime,
     renderer: Renderer,
     base_url: str,
+    feedback: FeedbackLinks | None,
 ) -> FeedFiles:
     rss_path, atom_path = f"{folder}{name}.rss", f"{folder}{name}.atom"
     # One generator makes both formats: the entries are built once, only the self link differs.
     generator = _generator(name, title, subtitle, updated)
     for item, when, position in entries:
         try:
-            _add_entry(generator, item, when, position, renderer, f"{base_url}/")
+            _add_entry(generator, item, when, position, renderer, f"{base_url}/", feedback)
         except ValueError as exc:  # lxml refuses a string it cannot put in XML
             log.warning("feed %s: left out paper %s: %s", name, item.paper.key, exc)
             _drop_entry(generator, item.paper.key)
@@ -157,6 +172,7 @@ def _add_entry(
     position: int,
     renderer: Renderer,
     fallback_url: str,
+    feedback: FeedbackLinks | None,
 ) -> None:
     paper = item.paper
     fields = renderer.paper_fields(paper)
@@ -170,7 +186,7 @@ def _add_entry(
         # take an RSS description as HTML, so the untrusted text is escaped as HTML first.
         entry.summary(str(escape(fields["excerpt"])), type="html")
     # RSS <content:encoded> and Atom <content type="html">: the email's item, escaped in the XML.
-    html = renderer.item_html(item, position) if position else renderer.card(paper)
+    html = renderer.item_html(item, position, feedback) if position else renderer.card(paper)
     entry.content(str(html), type="html")
     if fields["authors"]:
         entry.author({"name": fields["authors"]})

@@ -363,8 +363,12 @@ def publish_feeds(
     open) or when its files are missing; the others are left as they are, so a run with nothing
     new costs next to nothing, whatever the number of profiles. The rolling window is counted back
     from the newest stored data, not from today, so a feed's bytes change only when its data does.
+    A profile's items carry its feedback links, signed with the same keys as the emails'.
     """
+    from digest.render import FeedbackLinks
+
     output = config.output
+    keys = tuple(load_secrets(config.data_dir))
     base = f"{output.base_url}/feeds"
     open_rows = [
         row
@@ -394,7 +398,10 @@ def publish_feeds(
         latest = store.digests(profile.name, limit=1)
         since_day = latest[0].day - timedelta(days=output.feed_days - 1) if latest else None
         digests = store.digests(profile.name, since_day=since_day) if latest else []
-        built = feeds.profile_feed(profile.name, digests, renderer, base, output.feed_max_items)
+        feedback = FeedbackLinks(profile.name, output.base_url, keys)
+        built = feeds.profile_feed(
+            profile.name, digests, renderer, base, output.feed_max_items, feedback
+        )
         files[built.rss_path] = built.rss
         files[built.atom_path] = built.atom
     files["feeds.opml"] = feeds.opml(listing, base)
@@ -459,6 +466,9 @@ class MailBuilder:
         )
 
     def links(self, profile: str, address: str) -> EmailLinks:
+        from digest.render import FeedbackLinks
+        from digest.tokens import manage_token
+
         base = self.config.output.base_url
         token = unsubscribe_token(self.keys, profile, address)
         mailto = self.config.email.unsubscribe_mailto or _bare(self.config.email.sender)
@@ -467,6 +477,8 @@ class MailBuilder:
             feed_atom=feed_url(base, f"profiles/{profile}.atom"),
             unsubscribe=f"{base}/unsubscribe/{token}",
             unsubscribe_mailto=f"mailto:{mailto}?subject={quote('unsubscribe ' + profile)}",
+            manage=f"{base}/manage/{manage_token(self.keys, profile, address)}",
+            feedback=FeedbackLinks(profile, base, tuple(self.keys)),
         )
 
 

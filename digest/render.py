@@ -2,7 +2,8 @@
 
 Every template autoescapes; scraped text reaches them only as plain strings, and links only when
 they are http(s) (compose.safe_url). A paper's card is the same for every reader, so it is
-rendered once per run and reused by every email and feed that holds the paper.
+rendered once per run and reused by every email and feed that holds the paper; a profile's own
+links ("More like this", "Not relevant") are put around the card, never into it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import binascii
 import functools
 import hashlib
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -25,6 +26,7 @@ from markupsafe import Markup, escape
 from digest import compose
 from digest.errors import ConfigError
 from digest.models import Digest, Paper, ScoredPaper
+from digest.tokens import feedback_token
 
 
 def default_templates_dir() -> Path:
@@ -44,21 +46,49 @@ class RenderedEmail:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackLinks:
+    """Where one profile's "More like this" and "Not relevant" on a paper go: BASE/feedback/TOKEN.
+
+    A token names the profile, the paper and the mark, not the reader, so every reader of the
+    profile (each email, the feed) gets the same links and the renderer can reuse them.
+    """
+
+    profile: str
+    base_url: str  # [output] base_url: http(s), no trailing "/"
+    keys: tuple[str, ...] = field(repr=False)  # the signing keys, newest first; never printed
+
+    def __post_init__(self) -> None:
+        if compose.safe_url(self.base_url) is None:  # config checks it; a bug must not reach a reader
+            raise ValueError(f"feedback links need an http(s) base URL, got {self.base_url!r}")
+
+    def urls(self, paper_key: str) -> tuple[str, str]:
+        """The "more" and the "less" link of one paper (one HMAC each)."""
+        keys = list(self.keys)
+        return (
+            f"{self.base_url}/feedback/{feedback_token(keys, self.profile, paper_key, 'more')}",
+            f"{self.base_url}/feedback/{feedback_token(keys, self.profile, paper_key, 'less')}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class EmailLinks:
-    """The reader's own links in an email's footer and headers."""
+    """The reader's own links: in an email's footer and headers, and beside each paper."""
 
     feed_rss: str
     feed_atom: str
     unsubscribe: str  # https: a page with a confirm button, and the RFC 8058 one-click POST
     unsubscribe_mailto: str  # "mailto:..."
+    manage: str | None = None  # https: the subscriber's manage page (interests, pause, feed URL)
+    feedback: FeedbackLinks | None = None  # "More like this" / "Not relevant" on each paper
 
 
 class Renderer:
     """Jinja environment plus the per-run caches: what is the same for every reader is made once.
 
     Per paper (once a run): its card, in plain HTML for feeds and CSS-inlined for email, and its
-    text block. Per reader: the email's shell (header, footer) and the few words of each item
-    that are theirs (the position, why it was chosen).
+    text block. Per profile and paper: the two feedback links. Per reader: the email's shell
+    (header, footer) and the few words of each item that are theirs (the position, why it was
+    chosen, the feedback links).
     """
 
     def __init__(self, templates_dir: Path | None = None) -> None:
@@ -86,7 +116,8 @@ class Renderer:
         self._cards: dict[Paper, Markup] = {}
         self._email_cards: dict[Paper, Markup] = {}
         self._text_blocks: dict[Paper, str] = {}
-        self._items: dict[tuple[int, int], tuple[ScoredPaper, Markup]] = {}
+        self._items: dict[tuple[int, int], tuple[ScoredPaper, FeedbackLinks | None, Markup]] = {}
+        self._feedback: dict[tuple[FeedbackLinks, str], tuple[str, str]] = {}
 
     # -- one paper, the same for every reader ---------------------------------------------------
 
@@ -121,29 +152,59 @@ class Renderer:
 
     # -- one paper in one reader's digest -------------------------------------------------------
 
-    def item_html(self, item: ScoredPaper, position: int) -> Markup:
-        """The shared card, then why it was chosen: plain HTML, as feeds carry it.
+    def feedback_urls(self, feedback: FeedbackLinks, paper_key: str) -> tuple[str, str]:
+        """The profile's "more" and "less" links for a paper, signed once for its email and feed."""
+        urls = self._feedback.get((feedback, paper_key))
+        if urls is None:
+            if len(self._feedback) >= _FEEDBACK_CACHE:
+                self._feedback.clear()
+            urls = self._feedback[(feedback, paper_key)] = feedback.urls(paper_key)
+        return urls
 
-        Built with Markup.format, which escapes every argument that is not already markup. The
-        wrapper is three tags; a template render per item would be most of a run's cost.
+    def item_html(
+        self, item: ScoredPaper, position: int, feedback: FeedbackLinks | None = None
+    ) -> Markup:
+        """The shared card, why it was chosen and the profile's feedback links: plain HTML, as
+        feeds carry it. The wrapper is a few tags; a template render per item would be most of a
+        run's cost.
         """
         cached = self._items.get((id(item), position))
-        if cached is not None and cached[0] is item:
-            return cached[1]
-        html = self._item(self._plain_item, self.card(item.paper), item, position)
+        # The item itself is kept in the cache, so its id cannot be reused by another while
+        # cached; the feedback links are compared too, as they belong to one profile.
+        if cached is not None and cached[0] is item and cached[1] == feedback:
+            return cached[2]
+        urls = self.feedback_urls(feedback, item.paper.key) if feedback else None
+        html = self._item(self._plain_item, self.card(item.paper), item, position, urls)
         if len(self._items) >= _ITEM_CACHE:
             self._items.clear()
-        self._items[(id(item), position)] = (item, html)
+        self._items[(id(item), position)] = (item, feedback, html)
         return html
 
-    def _item(self, tags: _ItemTags, card: Markup, item: ScoredPaper, position: int) -> Markup:
-        # Plain concatenation, with the one untrusted part escaped: Markup.format is ten times
+    def _item(
+        self,
+        tags: _ItemTags,
+        card: Markup,
+        item: ScoredPaper,
+        position: int,
+        feedback: tuple[str, str] | None,
+    ) -> Markup:
+        # Plain concatenation, with the untrusted parts escaped: Markup.format is ten times
         # slower, and this runs for every item of every reader.
         why = compose.reasons_line(item.reasons)
         why_html = f"{tags.why_open}Why: {escape(why)}{tags.why_close}" if why else ""
-        return Markup(f"{tags.open}{position}{tags.after_rank}{card}{why_html}{tags.close}")
+        if feedback:
+            more, less = feedback
+            feedback_html = (
+                f"{tags.feedback_open}{escape(more)}{tags.feedback_between}{escape(less)}"
+                f"{tags.feedback_close}"
+            )
+        else:
+            feedback_html = ""
+        return Markup(
+            f"{tags.open}{position}{tags.after_rank}{card}{why_html}{feedback_html}{tags.close}"
+        )
 
-    def _item_text(self, item: ScoredPaper, position: int) -> str:
+    def _item_text(self, item: ScoredPaper, position: int, feedback: tuple[str, str] | None) -> str:
         why = compose.reasons_line(item.reasons)
         line = f"{_TEXT_INDENT}Why: {why}"
         if not why:
@@ -152,7 +213,11 @@ class Renderer:
             wrapped = line + "\n"
         else:
             wrapped = textwrap.fill(line, 72, subsequent_indent=_TEXT_INDENT) + "\n"
-        return f"{position}. " + self._text_block(item.paper).replace(_TEXT_WHY, wrapped)
+        text = f"{position}. " + self._text_block(item.paper).replace(_TEXT_WHY, wrapped)
+        if feedback:
+            more, less = feedback
+            text += f"{_TEXT_INDENT}{_MORE}: {more}\n{_TEXT_INDENT}{_LESS}: {less}\n"
+        return text
 
     # -- one email ----------------------------------------------------------------------------
 
@@ -163,6 +228,7 @@ class Renderer:
             feed_rss=links.feed_rss,
             feed_atom=links.feed_atom,
             unsubscribe_url=links.unsubscribe,
+            manage_url=links.manage,
         )
         # The shell (header, footer) is rendered and inlined per reader, with a mark where the
         # items go; the items, inlined once per paper, are put in after.
@@ -173,32 +239,45 @@ class Renderer:
             items=digest.items,
             **common,
         )
-        items_html = "\n".join(
-            self._item(self._inlined_item, self._email_card(item.paper), item, n)
+        # Each paper's feedback links, signed once for the HTML and the text part.
+        feedback = links.feedback
+        items = [
+            (n, item, self.feedback_urls(feedback, item.paper.key) if feedback else None)
             for n, item in enumerate(digest.items, 1)
+        ]
+        items_html = "\n".join(
+            self._item(self._inlined_item, self._email_card(item.paper), item, n, urls)
+            for n, item, urls in items
         )
         html = self._inliner.inline(shell).replace(_ITEMS_MARK, items_html, 1)
         text = self._text.render(
-            items=[self._item_text(item, n) for n, item in enumerate(digest.items, 1)], **common
+            items=[self._item_text(item, n, urls) for n, item, urls in items], **common
         )
         return RenderedEmail(subject=common["subject"], text=text, html=html)
 
 
 @dataclass(frozen=True, slots=True)
 class _ItemTags:
-    """The markup around one item's parts (its position, card and reasons)."""
+    """The markup around one item's parts (its position, card, reasons and feedback links)."""
 
     open: str
     after_rank: str
     why_open: str
     why_close: str
+    feedback_open: str
+    feedback_between: str
+    feedback_close: str
     close: str
 
 
+_MORE = "More like this"
+_LESS = "Not relevant"
 # One item, with marks where its parts go; split into _ItemTags after css-inline styled it.
 _ITEM_SAMPLE = (
     '<div class="item">\n<p class="rank">@@rank@@</p>\n@@card@@'
-    '<p class="why">@@why@@</p>@@end@@</div>\n'
+    '<p class="why">@@why@@</p>@@feedback@@'
+    f'<p class="feedback"><a href="@@more@@">{_MORE}</a> · <a href="@@less@@">{_LESS}</a></p>'
+    "@@end@@</div>\n"
 )
 
 
@@ -206,11 +285,17 @@ def _item_tags(html: str) -> _ItemTags:
     open_, rest = html.split("@@rank@@")
     after_rank, rest = rest.split("@@card@@")
     why_open, rest = rest.split("@@why@@")
-    why_close, close = rest.split("@@end@@")
-    return _ItemTags(open_, after_rank, why_open, why_close, close)
+    why_close, rest = rest.split("@@feedback@@")
+    feedback_open, rest = rest.split("@@more@@")
+    feedback_between, rest = rest.split("@@less@@")
+    feedback_close, close = rest.split("@@end@@")
+    return _ItemTags(
+        open_, after_rank, why_open, why_close, feedback_open, feedback_between, feedback_close, close
+    )
 
 
 _ITEM_CACHE = 4096  # items kept between a digest's email and its feed
+_FEEDBACK_CACHE = 8192  # papers' feedback links kept between a profile's email and its feed
 _ITEMS_MARK = "<!--paperdigest:items-->"
 # Where a text block takes the reader's "Why:" line. A NUL never survives compose.one_line, so
 # no scraped text can fake it.

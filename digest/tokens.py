@@ -15,12 +15,17 @@ operator rotate the key without breaking the links in mail already sent.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
+import json
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous.encoding import base64_encode
 
 from digest.errors import DigestError, StoreError
 
@@ -57,8 +62,30 @@ FEEDBACK_MARKS = ("more", "less")
 
 
 def _serializer(keys: list[str], purpose: str) -> URLSafeSerializer:
-    # itsdangerous signs with the last key and accepts any: newest first in the file, so reverse.
-    return URLSafeSerializer(list(reversed(keys)), salt=f"paperdigest.{purpose}")
+    return _signing(tuple(keys), purpose)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _signing(keys: tuple[str, ...], purpose: str) -> tuple[URLSafeSerializer, bytes]:
+    """The serializer for reading, and the derived key that signs (the newest key's).
+
+    Made once per (keys, purpose), so a rotation takes effect. itsdangerous signs with the last key
+    and accepts any: newest first in the file, so reverse.
+    """
+    serializer = URLSafeSerializer(list(reversed(keys)), salt=f"paperdigest.{purpose}")
+    return serializer, serializer.make_signer().derive_key()
+
+
+def _dumps(keys: list[str], purpose: str, value: list[Any]) -> str:
+    """What itsdangerous's dumps makes, minus its zlib attempt (never shorter for a few words).
+
+    A run signs some 40 links per reader, and this is three times faster; `loads` reads both
+    forms, and the tests check the tokens are the same.
+    """
+    _, derived = _signing(tuple(keys), purpose)
+    payload = base64_encode(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    mac = hmac.new(derived, payload, hashlib.sha1).digest()
+    return (payload + b"." + base64_encode(mac)).decode("ascii")
 
 
 def _strings(value: Any, count: int, what: str) -> list[str]:
@@ -77,7 +104,7 @@ def _load(keys: list[str], purpose: str, token: str, count: int, what: str) -> l
 
 def _dumps_dated(keys: list[str], purpose: str, values: list[str], now: float) -> str:
     # The signing time is part of the signed value, taken from the caller's (the app's) clock.
-    return str(_serializer(keys, purpose).dumps([*values, int(now)]))
+    return _dumps(keys, purpose, [*values, int(now)])
 
 
 def _load_dated(
@@ -96,7 +123,7 @@ def _load_dated(
 
 def unsubscribe_token(keys: list[str], profile: str, address: str) -> str:
     """A token naming one subscriber (profile, address), for the unsubscribe link."""
-    return str(_serializer(keys, "unsubscribe").dumps([profile, address.lower()]))
+    return _dumps(keys, "unsubscribe", [profile, address.lower()])
 
 
 def read_unsubscribe_token(keys: list[str], token: str) -> tuple[str, str]:
@@ -106,7 +133,7 @@ def read_unsubscribe_token(keys: list[str], token: str) -> tuple[str, str]:
 
 def manage_token(keys: list[str], profile: str, address: str) -> str:
     """A token for one subscriber's manage page (edit, pause, feed URL)."""
-    return str(_serializer(keys, "manage").dumps([profile, address.lower()]))
+    return _dumps(keys, "manage", [profile, address.lower()])
 
 
 def read_manage_token(keys: list[str], token: str) -> tuple[str, str]:
@@ -116,7 +143,7 @@ def read_manage_token(keys: list[str], token: str) -> tuple[str, str]:
 
 def feedback_token(keys: list[str], profile: str, key: str, mark: str) -> str:
     """A token for one mark ("more" or "less") on one paper in one profile's digest or feed."""
-    return str(_serializer(keys, "feedback").dumps([profile, key, mark]))
+    return _dumps(keys, "feedback", [profile, key, mark])
 
 
 def read_feedback_token(keys: list[str], token: str) -> tuple[str, str, str]:

@@ -364,7 +364,7 @@ def create_app(
             digest = latest[0]
             last = {
                 "day_label": compose.day_label(digest),
-                "items": [
+                "papers": [
                     {"title": compose.one_line(item.paper.title),
                      "url": compose.safe_url(compose.paper_url(item.paper)),
                      "why": compose.reasons_line(item.reasons)}

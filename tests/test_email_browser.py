@@ -171,6 +171,13 @@ MEASURE = """() => {
 }"""
 
 
+FEEDBACK_LINKS = """(links) => links.map((link) => {
+  const box = link.getBoundingClientRect();
+  return {text: link.textContent, left: box.left, right: box.right, width: box.width,
+          decoration: getComputedStyle(link).textDecorationLine};
+})"""
+
+
 # -- the checks -----------------------------------------------------------------------------------
 
 CASES = [
@@ -200,6 +207,17 @@ def test_the_email_is_readable_at_phone_and_desktop_width_in_light_and_dark_mode
     box = title.bounding_box()
     assert box is not None and box["width"] > 0 and box["height"] > 0
     assert box["x"] >= 0 and box["x"] + box["width"] <= width
+
+    # Each paper's "More like this" and "Not relevant", and the footer's manage link: there,
+    # inside the screen, and underlined (grey alone would not say "link").
+    links = page.locator(".feedback a, .footer a").evaluate_all(FEEDBACK_LINKS)
+    assert [link["text"] for link in links] == [
+        *["More like this", "Not relevant"] * len(DIGESTS[name]().items),
+        "RSS", "Atom", "Manage your subscription", "Unsubscribe",
+    ]
+    for link in links:
+        assert link["width"] > 0 and link["left"] >= 0 and link["right"] <= width, link
+        assert "underline" in link["decoration"], link
 
     # Body text is big enough to read on a phone without zooming.
     assert seen["excerpts"], "no excerpt rendered"

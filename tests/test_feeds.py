@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import stat
 from dataclasses import replace
 from datetime import timedelta
@@ -13,18 +14,34 @@ from xml.etree import ElementTree
 import feedparser
 import lxml.html
 import pytest
+from freezegun import freeze_time
 
 from digest import feeds
 from digest.errors import DeliveryError
-from digest.render import Renderer
+from digest.render import FeedbackLinks, Renderer
+from digest.tokens import load_secrets, read_feedback_token, read_manage_token
 from tests.digests import DIFFUSION, POLICY, assert_golden, paper, sample_digest, scored
-from tests.test_render import HOSTILE
+from tests.test_render import FEEDBACK, HOSTILE, KEYS, SITE, feedback_of
+from tests.test_run import MONDAY, digest, outbox, write_config
 
 BASE = "https://digest.example.org/feeds"
 
 
 def profile_feed(*digests, max_items: int = 200) -> feeds.FeedFiles:  # type: ignore[no-untyped-def]
-    return feeds.profile_feed("me", digests or (sample_digest(),), Renderer(), BASE, max_items)
+    return feeds.profile_feed(
+        "me", digests or (sample_digest(),), Renderer(), BASE, max_items, FEEDBACK
+    )
+
+
+def content_of(entry: feedparser.FeedParserDict) -> str:
+    """An entry's HTML: feedparser gives an RSS item without <description> its content as summary."""
+    return str(entry.content[0].value if "content" in entry else entry.summary)
+
+
+def feedback_links(content: str) -> list[tuple[str, str, str]]:
+    """The feedback links in an item's HTML content, read as the web side reads them."""
+    fragment = lxml.html.fragment_fromstring(content, create_parent="div")
+    return [feedback_of(href) for href in fragment.xpath(".//p[@class='feedback']/a/@href")]
 
 
 def test_both_feeds_match_their_golden_files() -> None:
@@ -54,6 +71,86 @@ def test_a_profile_feed_parses_cleanly_with_one_item_per_paper_keyed_by_the_pape
     assert 'Why: matches "diffusion model"; by Jane Doe' in content
     assert "https://github.com/example/cdm" in content
     assert parsed.feed.updated_parsed[:6] == (2026, 11, 23, 7, 0, 0)  # the digest's time
+
+
+@pytest.mark.parametrize("kind", ["rss", "atom"])
+def test_each_profile_feed_item_has_its_papers_feedback_links(kind: str) -> None:
+    digest = sample_digest()
+    parsed = feedparser.parse(getattr(profile_feed(digest), kind))
+    assert not parsed.bozo and len(parsed.entries) == len(digest.items) == 3
+    for entry, item in zip(parsed.entries, digest.items, strict=True):
+        # feedparser has unescaped <content:encoded> / <content type="html"> to the item's HTML.
+        content = lxml.html.fragment_fromstring(content_of(entry), create_parent="div")
+        labels = content.xpath(".//p[@class='feedback']/a/text()")
+        assert labels == ["More like this", "Not relevant"]
+        assert feedback_links(content_of(entry)) == [
+            ("me", item.paper.key, "more"),
+            ("me", item.paper.key, "less"),
+        ]
+
+
+def test_the_all_papers_feed_has_no_feedback_links() -> None:
+    feed = feeds.all_papers_feed([DIFFUSION, POLICY], Renderer(), BASE, 200)
+    for data in (feed.rss, feed.atom):
+        entries = feedparser.parse(data).entries
+        assert len(entries) == 2
+        assert all(feedback_links(content_of(entry)) == [] for entry in entries)
+        assert b"/feedback/" not in data and b"More like this" not in data
+
+
+def test_a_profile_feed_never_carries_another_profiles_feedback_links() -> None:
+    theirs = FeedbackLinks("them", SITE, tuple(KEYS))
+    with pytest.raises(ValueError, match="feedback links of 'them' in the feed of 'me'"):
+        feeds.profile_feed("me", [sample_digest()], Renderer(), BASE, 200, theirs)
+
+
+def test_a_run_signs_each_emails_and_feeds_links_with_the_stores_key(tmp_path: Path) -> None:
+    # The whole job, as `digest run` makes them: every link must be one the web side accepts,
+    # with the key in data/secret.key, for the profile, the paper and the reader it was made for.
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "secret.key").write_text("a-fixed-key-for-this-test\n", encoding="ascii")
+    keys = load_secrets(data)
+
+    def read(url: str, kind: str) -> tuple[str, ...]:
+        prefix = f"{SITE}/{kind}/"
+        assert url.startswith(prefix), url
+        token = url.removeprefix(prefix)
+        return read_feedback_token(keys, token) if kind == "feedback" else read_manage_token(keys, token)
+
+    with freeze_time(MONDAY, auto_tick_seconds=1):
+        result = digest(write_config(tmp_path), "run")
+    assert result.exit_code == 0, result.output
+
+    feed = feedparser.parse((data / "feeds" / "profiles" / "ml.atom").read_bytes())
+    feed_keys = [
+        read(href, "feedback")
+        for entry in feed.entries
+        for href in lxml.html.fragment_fromstring(content_of(entry), create_parent="div").xpath(
+            ".//p[@class='feedback']/a/@href"
+        )
+    ]
+    papers = [key for _, key, _ in feed_keys[::2]]
+    assert len(papers) == len(feed.entries) == 10
+    assert feed_keys == [("ml", key, mark) for key in papers for mark in ("more", "less")]
+    assert [feeds.item_id(key) for key in papers] == [entry.id for entry in feed.entries]
+    everything = (data / "feeds" / "all.atom").read_bytes()
+    assert b"/feedback/" not in everything and len(feedparser.parse(everything).entries) == 80
+
+    messages = [m for m in outbox(tmp_path) if str(m["To"]) in ("a@example.org", "b@example.org")]
+    assert len(messages) == 2
+    for message in messages:
+        html_part, text_part = message.get_body(("html",)), message.get_body(("plain",))
+        assert html_part is not None and text_part is not None
+        tree = lxml.html.fromstring(str(html_part.get_content()))
+        marks = [read(href, "feedback") for href in tree.xpath("//p[@class='feedback']/a/@href")]
+        assert marks == feed_keys  # the same papers, in the same order, as the profile's feed
+        text = str(text_part.get_content()).replace("\r\n", "\n")
+        in_text = re.findall(r"(?m)^   (?:More like this|Not relevant): (\S+)$", text)
+        assert [read(url, "feedback") for url in in_text] == feed_keys
+        manage = tree.xpath("//div[@class='footer']//a[text()='Manage your subscription']/@href")
+        assert [read(url, "manage") for url in manage] == [("ml", str(message["To"]))]
+        assert f"Manage your subscription: {manage[0]}" in text
 
 
 def test_unchanged_data_gives_byte_identical_files() -> None:
@@ -119,6 +216,11 @@ def test_hostile_text_in_a_feed_stays_text() -> None:
             fragment = lxml.html.fragment_fromstring(payload, create_parent="div")
             assert not fragment.xpath("//script | //img | //i")
             assert all(h.startswith("https://") for h in fragment.xpath("//a/@href"))
+        # The hostile paper's feedback links are still whole, and name it.
+        assert feedback_links(content_of(entry)) == [
+            ("me", HOSTILE.key, "more"),
+            ("me", HOSTILE.key, "less"),
+        ]
 
 
 def test_opml_lists_every_feed() -> None:

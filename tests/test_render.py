@@ -12,7 +12,8 @@ import pytest
 
 from digest import compose
 from digest.models import SourceNote
-from digest.render import EmailLinks, Renderer, build_message, message_id
+from digest.render import EmailLinks, FeedbackLinks, Renderer, build_message, message_id
+from digest.tokens import manage_token, read_feedback_token, read_manage_token
 from tests.digests import (
     COMPOSED,
     DIFFUSION,
@@ -24,18 +25,25 @@ from tests.digests import (
     scored,
 )
 
+SITE = "https://digest.example.org"
+# A fixed signing key, as a data/secret.key file would hold it: the same tokens every run, so the
+# golden files can hold them.
+KEYS = ["golden-files-key-not-a-secret"]
+FEEDBACK = FeedbackLinks("me", SITE, tuple(KEYS))
 LINKS = EmailLinks(
-    feed_rss="https://digest.example.org/feeds/profiles/me.rss",
-    feed_atom="https://digest.example.org/feeds/profiles/me.atom",
-    unsubscribe="https://digest.example.org/unsubscribe/TOKEN",
+    feed_rss=f"{SITE}/feeds/profiles/me.rss",
+    feed_atom=f"{SITE}/feeds/profiles/me.atom",
+    unsubscribe=f"{SITE}/unsubscribe/TOKEN",
     unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe%20me",
+    manage=f"{SITE}/manage/{manage_token(KEYS, 'me', 'reader@example.org')}",
+    feedback=FEEDBACK,
 )
 SENDER = "paperdigest <digest@example.org>"
 
 
-def mail(digest=None, recipient: str = "reader@example.org") -> bytes:  # type: ignore[no-untyped-def]
+def mail(digest=None, recipient: str = "reader@example.org", links: EmailLinks = LINKS) -> bytes:  # type: ignore[no-untyped-def]
     digest = digest or sample_digest()
-    rendered = Renderer().email(digest, recipient=recipient, links=LINKS)
+    rendered = Renderer().email(digest, recipient=recipient, links=links)
     return build_message(
         rendered,
         sender=SENDER,
@@ -43,7 +51,7 @@ def mail(digest=None, recipient: str = "reader@example.org") -> bytes:  # type: 
         message_id=message_id(digest, recipient, SENDER),
         date=digest.until,
         list_id="paperdigest me <me.paperdigest.digest.example.org>",
-        links=LINKS,
+        links=links,
     ).data
 
 
@@ -139,6 +147,99 @@ def test_each_paper_shows_its_link_authors_categories_excerpt_reasons_and_links(
     assert third.xpath(".//p[@class='authors']")[0].text_content() == "12 authors"
 
 
+# -- the reader's own links: feedback on each paper, the manage page -------------------------------
+
+
+def feedback_of(url: str) -> tuple[str, str, str]:
+    """What a feedback link says, read as the web side reads it: (profile, paper key, mark)."""
+    prefix = f"{SITE}/feedback/"
+    assert url.startswith(prefix), url
+    return read_feedback_token(KEYS, url.removeprefix(prefix))
+
+
+def test_each_paper_has_more_like_this_and_not_relevant_links_for_this_profile_and_paper() -> None:
+    digest = sample_digest()
+    items = lxml.html.fromstring(html_of(mail(digest))).xpath("//div[@class='item']")
+    assert len(items) == len(digest.items) == 3
+    for element, item in zip(items, digest.items, strict=True):
+        links = element.xpath(".//p[@class='feedback']/a")
+        assert [a.text_content() for a in links] == ["More like this", "Not relevant"]
+        assert [feedback_of(a.get("href")) for a in links] == [
+            ("me", item.paper.key, "more"),
+            ("me", item.paper.key, "less"),
+        ]
+
+
+def test_the_text_part_has_the_same_feedback_links_under_each_paper() -> None:
+    digest = sample_digest()
+    body = text_of(mail(digest)).replace("\r\n", "\n").split("\n-- \n")[0]  # not the footer
+    blocks = re.split(r"(?m)^\d+\. ", body)[1:]
+    for block, item in zip(blocks, digest.items, strict=True):
+        more = re.findall(r"(?m)^   More like this: (\S+)$", block)
+        less = re.findall(r"(?m)^   Not relevant: (\S+)$", block)
+        assert [feedback_of(url) for url in more + less] == [
+            ("me", item.paper.key, "more"),
+            ("me", item.paper.key, "less"),
+        ]
+
+
+def test_the_footer_links_to_the_readers_manage_page_beside_unsubscribe() -> None:
+    data = mail()
+    footer = lxml.html.fromstring(html_of(data)).xpath("//div[@class='footer']")[0]
+    links = {a.text_content(): a.get("href") for a in footer.xpath(".//a")}
+    assert links["Unsubscribe"] == f"{SITE}/unsubscribe/TOKEN"
+    manage = links["Manage your subscription"]
+    assert read_manage_token(KEYS, manage.removeprefix(f"{SITE}/manage/")) == (
+        "me",
+        "reader@example.org",
+    )
+    text = text_of(data).replace("\r\n", "\n")
+    assert f"\nManage your subscription: {manage}\nUnsubscribe: {SITE}/unsubscribe/TOKEN\n" in text
+
+
+def test_without_feedback_or_manage_links_the_email_shows_neither() -> None:
+    data = mail(links=replace(LINKS, manage=None, feedback=None))
+    html, text = html_of(data), text_of(data)
+    assert not lxml.html.fromstring(html).xpath("//p[@class='feedback'] | //a[contains(@href, '/manage/')]")
+    for body in (html, text):
+        assert "More like this" not in body and "Not relevant" not in body
+        assert "Manage your subscription" not in body and "Unsubscribe" in body
+
+
+def test_one_profiles_feedback_links_never_reach_another_profiles_email_or_feed() -> None:
+    # Two profiles with the very same items (the same objects): the cached cards are shared, the
+    # feedback links are each profile's own, whatever the order of rendering.
+    renderer = Renderer()
+    calls = 0
+    original = renderer._paper.render
+
+    def counting(**fields: object) -> str:
+        nonlocal calls
+        calls += 1
+        return original(**fields)
+
+    renderer._paper.render = counting  # type: ignore[method-assign]
+    mine = sample_digest()
+    theirs = replace(mine, profile="them")
+    for digest in (mine, theirs, mine, theirs):
+        feedback = FeedbackLinks(digest.profile, SITE, tuple(KEYS))
+        links = replace(LINKS, feedback=feedback)
+        html = renderer.email(digest, recipient="r@example.org", links=links).html
+        hrefs = lxml.html.fromstring(html).xpath("//p[@class='feedback']/a/@href")
+        assert len(hrefs) == 6 and {feedback_of(h)[0] for h in hrefs} == {digest.profile}
+        for position, item in enumerate(digest.items, 1):
+            feed_item = lxml.html.fragment_fromstring(
+                renderer.item_html(item, position, feedback), create_parent="div"
+            )
+            marks = [feedback_of(h) for h in feed_item.xpath(".//p[@class='feedback']/a/@href")]
+            assert marks == [
+                (digest.profile, item.paper.key, "more"),
+                (digest.profile, item.paper.key, "less"),
+            ]
+            assert 'class="feedback"' not in renderer.item_html(item, position)  # no profile
+    assert calls == 3  # one card per paper, shared by both profiles
+
+
 def test_the_header_says_how_many_papers_were_scanned_from_which_sources_for_which_day() -> None:
     text = text_of(mail())
     assert "Monday, Nov 23 · chosen from 314 new papers from arxiv-lg, hf-daily" in text
@@ -217,6 +318,32 @@ def test_hostile_text_never_becomes_markup_a_header_or_a_crash() -> None:
     text = text_of(data)
     assert "Bcc: victim@example.org" in text  # shown as the title's text, on the title's line
     assert not re.search(r"(?m)^Bcc:", text)
+
+
+def test_a_hostile_paper_key_or_base_url_stays_inside_its_link() -> None:
+    key = '"><script>alert(1)</script><a href="javascript:x">'
+    item = scored(paper(key, "<b>bold</b>"), 1.0, keywords=("x",))
+    base = 'https://digest.example.org/a&b="c"<d>'  # quotes and brackets: escaped, never markup
+    links = replace(LINKS, feedback=FeedbackLinks("me", base, tuple(KEYS)))
+    data = mail(sample_digest(items=(item,)), links=links)
+    tree = lxml.html.fromstring(html_of(data))
+    assert not tree.xpath("//script | //b | //a[starts-with(@href, 'javascript')]")
+    hrefs = tree.xpath("//p[@class='feedback']/a/@href")
+    assert len(hrefs) == 2 and all(h.startswith(f"{base}/feedback/") for h in hrefs)
+    tokens = [h.removeprefix(f"{base}/feedback/") for h in hrefs]
+    # The key travels inside the signed token only: URL-safe base64, whatever the key holds.
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", token) for token in tokens)
+    assert [read_feedback_token(KEYS, t) for t in tokens] == [("me", key, "more"), ("me", key, "less")]
+
+
+@pytest.mark.parametrize("base", ["javascript:alert(1)", "file:///etc", "//digest.example.org", ""])
+def test_feedback_links_are_only_ever_made_on_an_http_base(base: str) -> None:
+    with pytest.raises(ValueError, match="http"):
+        FeedbackLinks("me", base, tuple(KEYS))
+
+
+def test_the_signing_keys_are_never_printed() -> None:
+    assert KEYS[0] not in repr(FEEDBACK) and KEYS[0] not in repr(LINKS)
 
 
 def test_a_ten_kilobyte_title_is_rendered_whole_and_the_subject_stays_short() -> None:

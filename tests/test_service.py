@@ -195,4 +195,5 @@ def test_a_fetch_job_ingests_its_source_and_refreshes_the_all_papers_feed(tmp_pa
     assert feed.read_text(encoding="utf-8").count("<item>") == 30  # hf-daily's 30 papers
     assert not (tmp_path / "data" / "outbox").exists()  # a fetch job sends nothing
     jobs = {job.id for job in service.scheduler.get_jobs()}
-    assert jobs == {"fetch:arxiv-api", "fetch:hf-daily", "digest:ml", "digest:quiet", "catch-up"}
+    assert jobs == {"fetch:arxiv-api", "fetch:hf-daily", "digest:ml", "digest:quiet", "catch-up",
+                    "subscribers"}

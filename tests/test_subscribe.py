@@ -407,3 +407,19 @@ def test_the_confirmation_goes_through_a_real_smtp_server_and_a_bounce_is_report
         assert kept is not None and kept.status == "pending"
     finally:
         controller.stop()
+
+
+def test_the_manage_page_lists_the_last_digest_with_its_papers(site: Site) -> None:
+    with freeze_time(NOW - timedelta(hours=3)):
+        digest(site.config_path, "ingest")
+    with site.store() as store, Outbox(site.config.outbox_dir) as sender:
+        run_cycle(site.config, store, lambda: NOW, sender)  # 10:00 in Berlin: ml's digest is due
+        last = store.digests("ml", limit=1)[0]
+    assert last.items
+    page = site.client.get(f"/manage/{manage_token(site.keys, 'ml', 'a@example.org')}")
+    assert page.status_code == 200
+    listed = [li.find("a") for li in BeautifulSoup(page.text, "html.parser").select("ul.digest li")]
+    assert [a.get_text() for a in listed if a] == [
+        " ".join(item.paper.title.split()) for item in last.items
+    ]
+    assert f"{len(last.items)} papers" in page.text

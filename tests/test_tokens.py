@@ -1,0 +1,76 @@
+"""Signed link tokens: the same bytes itsdangerous makes, one purpose each, key rotation, expiry."""
+
+from __future__ import annotations
+
+import pytest
+from itsdangerous import URLSafeSerializer
+
+from digest.tokens import (
+    BadToken,
+    confirm_token,
+    csrf_token,
+    feedback_token,
+    manage_token,
+    read_confirm_token,
+    read_csrf_token,
+    read_feedback_token,
+    read_manage_token,
+    read_unsubscribe_token,
+    unsubscribe_token,
+)
+
+KEYS = ["newest-key-0123456789", "older-key-9876543210"]
+
+
+@pytest.mark.parametrize(
+    "profile, address",
+    [("ml", "a@example.org"), ("web-0123abcd", "Zoë@exämple.org"), ("Zürich-ß", "b@example.org")],
+)
+def test_tokens_are_what_itsdangerous_signs_with_the_newest_key(profile: str, address: str) -> None:
+    reference = URLSafeSerializer(list(reversed(KEYS)), salt="paperdigest.manage")
+    token = manage_token(KEYS, profile, address)
+    assert token == reference.dumps([profile, address.lower()])
+    assert read_manage_token(KEYS, token) == (profile, address.lower())
+
+
+def test_a_compressible_value_is_signed_plain_and_itsdangerous_still_reads_it() -> None:
+    reference = URLSafeSerializer(list(reversed(KEYS)), salt="paperdigest.manage")
+    token = manage_token(KEYS, "x" * 300, "b@example.org")
+    assert not token.startswith(".")  # itsdangerous would have compressed it
+    assert reference.loads(token) == ["x" * 300, "b@example.org"]
+
+
+def test_a_token_works_only_for_its_own_purpose() -> None:
+    token = unsubscribe_token(KEYS, "ml", "a@example.org")
+    assert read_unsubscribe_token(KEYS, token) == ("ml", "a@example.org")
+    with pytest.raises(BadToken):
+        read_manage_token(KEYS, token)
+    with pytest.raises(BadToken):
+        read_feedback_token(KEYS, feedback_token(KEYS, "ml", "2401.01234", "maybe"))
+
+
+def test_rotation_accepts_old_keys_until_they_are_removed() -> None:
+    old = feedback_token(KEYS[1:], "ml", "2401.01234", "less")
+    assert read_feedback_token(KEYS, old) == ("ml", "2401.01234", "less")
+    with pytest.raises(BadToken):
+        read_feedback_token(KEYS[:1], old)
+
+
+def test_dated_tokens_expire_by_the_callers_clock() -> None:
+    confirm = confirm_token(KEYS, "web-1", "a@example.org", now=1_000_000)
+    assert read_confirm_token(KEYS, confirm, now=1_000_000 + 6 * 86400) == ("web-1", "a@example.org")
+    with pytest.raises(BadToken, match="expired"):
+        read_confirm_token(KEYS, confirm, now=1_000_000 + 8 * 86400)
+    with pytest.raises(BadToken, match="expired"):  # from the future: not trusted either
+        read_confirm_token(KEYS, confirm, now=1_000_000 - 60)
+    form = csrf_token(KEYS, "nonce", "subscribe", now=50_000)
+    assert read_csrf_token(KEYS, form, now=50_000 + 3600) == ("nonce", "subscribe")
+    with pytest.raises(BadToken):
+        read_csrf_token(KEYS, form, now=50_000 + 3 * 3600)
+
+
+def test_a_changed_or_cut_token_is_refused() -> None:
+    token = manage_token(KEYS, "ml", "a@example.org")
+    for bad in (token[:-1], token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], "x" + token, ""):
+        with pytest.raises(BadToken):
+            read_manage_token(KEYS, bad)
