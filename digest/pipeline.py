@@ -39,10 +39,17 @@ from digest.models import (
     ScoredPaper,
     SourceRun,
 )
-from digest.render import EmailLinks, OutgoingMail, Renderer, build_message, message_id
+from digest.render import (
+    EmailLinks,
+    FeedbackLinks,
+    OutgoingMail,
+    Renderer,
+    build_message,
+    message_id,
+)
 from digest.sources import SOURCE_KINDS
 from digest.store import Store
-from digest.tokens import load_secrets, unsubscribe_token
+from digest.tokens import load_secrets, manage_token, unsubscribe_token
 
 Clock = Callable[[], datetime]
 log = logging.getLogger(__name__)
@@ -365,8 +372,6 @@ def publish_feeds(
     from the newest stored data, not from today, so a feed's bytes change only when its data does.
     A profile's items carry its feedback links, signed with the same keys as the emails'.
     """
-    from digest.render import FeedbackLinks
-
     output = config.output
     keys = tuple(load_secrets(config.data_dir))
     base = f"{output.base_url}/feeds"
@@ -466,9 +471,6 @@ class MailBuilder:
         )
 
     def links(self, profile: str, address: str) -> EmailLinks:
-        from digest.render import FeedbackLinks
-        from digest.tokens import manage_token
-
         base = self.config.output.base_url
         token = unsubscribe_token(self.keys, profile, address)
         mailto = self.config.email.unsubscribe_mailto or _bare(self.config.email.sender)
