@@ -247,12 +247,18 @@ class Store:
                     f"{self.path}: schema version {version} is newer than this paperdigest "
                     f"understands ({SCHEMA_VERSION}); upgrade paperdigest"
                 )
-            for number in range(version, SCHEMA_VERSION):
+            while version < SCHEMA_VERSION:
                 with self._transaction():
-                    for statement in MIGRATIONS[number].split(";"):
+                    # Read again under the write lock: another process opening the same new
+                    # store may have applied this step while we waited for the lock.
+                    version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                    if version >= SCHEMA_VERSION:
+                        break
+                    for statement in MIGRATIONS[version].split(";"):
                         if statement.strip():
                             self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version = {number + 1}")
+                    version += 1
+                    self._db.execute(f"PRAGMA user_version = {version}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable paperdigest store: {exc}") from None
 

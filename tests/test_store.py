@@ -278,3 +278,19 @@ def test_a_claimed_delivery_is_taken_by_one_run_only(store: Store) -> None:
     (done,) = store.deliveries()
     assert (done.status, done.attempts, done.message_id) == ("sent", 1, "<m@x>")
     assert not store.claim(row, "run-3", T0 + timedelta(days=1), stale_before=T0 + timedelta(hours=1))
+
+
+def _open_and_count(path: str) -> int:
+    with Store.open(Path(path)) as store:
+        return store.count_papers()
+
+
+def test_processes_opening_one_new_store_at_once_all_get_in(tmp_path: Path) -> None:
+    # Each waits for the write lock, then finds the schema already made by another; before the
+    # version was read again under the lock, most of these runs failed "table already exists".
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        for attempt in range(5):
+            path = str(tmp_path / f"store-{attempt}.sqlite3")
+            assert pool.map(_open_and_count, [path] * 4) == [0, 0, 0, 0]
