@@ -215,14 +215,17 @@ def create_app(
 
     async def checked_form(request: Request, scope: str) -> dict[str, str]:
         """The POSTed form, once its origin and CSRF token are checked (else _FormRefused)."""
-        refused = notice(403, "This form has expired",
-                         "For your safety the form only works for a while, and only from this "
-                         "site. Nothing was changed; open the page again and resend it.")
+        def refused() -> _FormRefused:  # the page is made only when a form is refused
+            return _FormRefused(notice(
+                403, "This form has expired",
+                "For your safety the form only works for a while, and only from this "
+                "site. Nothing was changed; open the page again and resend it."))
+
         origin = request.headers.get("origin")
         if origin is not None and origin not in own_origins | {_origin(str(request.base_url))}:
-            raise _FormRefused(refused)
+            raise refused()
         if request.headers.get("sec-fetch-site") == "cross-site":
-            raise _FormRefused(refused)
+            raise refused()
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
@@ -236,9 +239,9 @@ def create_app(
         try:
             signed_nonce, signed_scope = read_csrf_token(keys, form.get("csrf", ""), clock().timestamp())
         except BadToken:
-            raise _FormRefused(refused) from None
+            raise refused() from None
         if not (nonce and hmac.compare_digest(signed_nonce, nonce) and signed_scope == scope):
-            raise _FormRefused(refused)
+            raise refused()
         return form
 
     # -- subscribe and confirm ------------------------------------------------------------------
@@ -332,17 +335,25 @@ def create_app(
 
     # -- manage ---------------------------------------------------------------------------------
 
-    def reader(token: str) -> Reader | None:
-        profile, address = read_manage_token(keys, token)
+    def reader(token: str) -> Reader | Response:
+        """Who a manage link belongs to, or the page saying why it does not work."""
+        try:
+            profile, address = read_manage_token(keys, token)
+        except BadToken as problem:
+            return bad_link("manage", problem)
+        def gone() -> Response:
+            return notice(404, "Subscription not found", "This subscription no longer exists.",
+                          links=(("Subscribe", "/"),))
+
         with store() as db:
             if subscriptions.is_web_profile(profile):
                 subscriber = db.subscriber(profile)
                 if subscriber is None or subscriber.address != address:
-                    return None
+                    return gone()
                 return Reader(profile, address, subscriber, None)
         configured = next((p for p in config.profiles if p.name == profile), None)
         if configured is None or address not in (e.lower() for e in configured.emails):
-            return None
+            return gone()
         return Reader(profile, address, None, configured)
 
     def manage_view(request: Request, who: Reader, status: int = 200, saved: str = "",
@@ -387,22 +398,13 @@ def create_app(
         )
 
     async def manage_page(request: Request) -> Response:
-        try:
-            who = reader(request.path_params["token"])
-        except BadToken as problem:
-            return bad_link("manage", problem)
-        if who is None:
-            return notice(404, "Subscription not found", "This subscription no longer exists.",
-                          links=(("Subscribe", "/"),))
-        return manage_view(request, who)
+        who = reader(request.path_params["token"])
+        return who if isinstance(who, Response) else manage_view(request, who)
 
     async def manage(request: Request) -> Response:
-        try:
-            who = reader(request.path_params["token"])
-        except BadToken as problem:
-            return bad_link("manage", problem)
-        if who is None:
-            return notice(404, "Subscription not found", "This subscription no longer exists.")
+        who = reader(request.path_params["token"])
+        if isinstance(who, Response):
+            return who
         try:
             form = await checked_form(request, f"manage:{who.profile}")
         except _FormRefused as refused:
