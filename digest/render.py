@@ -63,7 +63,7 @@ class FeedbackLinks:
 
     def urls(self, paper_key: str) -> tuple[str, str]:
         """The "more" and the "less" link of one paper (one HMAC each)."""
-        keys = list(self.keys)
+        keys = self.keys
         return (
             f"{self.base_url}/feedback/{feedback_token(keys, self.profile, paper_key, 'more')}",
             f"{self.base_url}/feedback/{feedback_token(keys, self.profile, paper_key, 'less')}",

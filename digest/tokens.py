@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ CSRF_MAX_AGE_S = 2 * 3600
 FEEDBACK_MARKS = ("more", "less")
 
 
-def _serializer(keys: list[str], purpose: str) -> URLSafeSerializer:
+def _serializer(keys: Sequence[str], purpose: str) -> URLSafeSerializer:
     return _signing(tuple(keys), purpose)[0]
 
 
@@ -76,7 +77,7 @@ def _signing(keys: tuple[str, ...], purpose: str) -> tuple[URLSafeSerializer, by
     return serializer, serializer.make_signer().derive_key()
 
 
-def _dumps(keys: list[str], purpose: str, value: list[Any]) -> str:
+def _dumps(keys: Sequence[str], purpose: str, value: list[Any]) -> str:
     """What itsdangerous's dumps makes, minus its zlib attempt (never shorter for a few words).
 
     A run signs some 40 links per reader, and this is three times faster; `loads` reads both
@@ -94,7 +95,7 @@ def _strings(value: Any, count: int, what: str) -> list[str]:
     return value
 
 
-def _load(keys: list[str], purpose: str, token: str, count: int, what: str) -> list[str]:
+def _load(keys: Sequence[str], purpose: str, token: str, count: int, what: str) -> list[str]:
     try:
         value = _serializer(keys, purpose).loads(token)
     except BadSignature:
@@ -102,13 +103,13 @@ def _load(keys: list[str], purpose: str, token: str, count: int, what: str) -> l
     return _strings(value, count, what)
 
 
-def _dumps_dated(keys: list[str], purpose: str, values: list[str], now: float) -> str:
+def _dumps_dated(keys: Sequence[str], purpose: str, values: list[str], now: float) -> str:
     # The signing time is part of the signed value, taken from the caller's (the app's) clock.
     return _dumps(keys, purpose, [*values, int(now)])
 
 
 def _load_dated(
-    keys: list[str], purpose: str, token: str, count: int, what: str, max_age_s: int, now: float
+    keys: Sequence[str], purpose: str, token: str, count: int, what: str, max_age_s: int, now: float
 ) -> list[str]:
     try:
         value = _serializer(keys, purpose).loads(token)
@@ -121,53 +122,53 @@ def _load_dated(
     return _strings(value[:-1], count, what)
 
 
-def unsubscribe_token(keys: list[str], profile: str, address: str) -> str:
+def unsubscribe_token(keys: Sequence[str], profile: str, address: str) -> str:
     """A token naming one subscriber (profile, address), for the unsubscribe link."""
     return _dumps(keys, "unsubscribe", [profile, address.lower()])
 
 
-def read_unsubscribe_token(keys: list[str], token: str) -> tuple[str, str]:
+def read_unsubscribe_token(keys: Sequence[str], token: str) -> tuple[str, str]:
     profile, address = _load(keys, "unsubscribe", token, 2, "unsubscribe")
     return profile, address
 
 
-def manage_token(keys: list[str], profile: str, address: str) -> str:
+def manage_token(keys: Sequence[str], profile: str, address: str) -> str:
     """A token for one subscriber's manage page (edit, pause, feed URL)."""
     return _dumps(keys, "manage", [profile, address.lower()])
 
 
-def read_manage_token(keys: list[str], token: str) -> tuple[str, str]:
+def read_manage_token(keys: Sequence[str], token: str) -> tuple[str, str]:
     profile, address = _load(keys, "manage", token, 2, "manage")
     return profile, address
 
 
-def feedback_token(keys: list[str], profile: str, key: str, mark: str) -> str:
+def feedback_token(keys: Sequence[str], profile: str, key: str, mark: str) -> str:
     """A token for one mark ("more" or "less") on one paper in one profile's digest or feed."""
     return _dumps(keys, "feedback", [profile, key, mark])
 
 
-def read_feedback_token(keys: list[str], token: str) -> tuple[str, str, str]:
+def read_feedback_token(keys: Sequence[str], token: str) -> tuple[str, str, str]:
     profile, key, mark = _load(keys, "feedback", token, 3, "feedback")
     if mark not in FEEDBACK_MARKS:
         raise BadToken("the feedback link is not valid (unexpected contents)")
     return profile, key, mark
 
 
-def confirm_token(keys: list[str], profile: str, address: str, now: float) -> str:
+def confirm_token(keys: Sequence[str], profile: str, address: str, now: float) -> str:
     """The double opt-in link of a new subscription; valid for a week from `now` (a timestamp)."""
     return _dumps_dated(keys, "confirm", [profile, address.lower()], now)
 
 
-def read_confirm_token(keys: list[str], token: str, now: float) -> tuple[str, str]:
+def read_confirm_token(keys: Sequence[str], token: str, now: float) -> tuple[str, str]:
     profile, address = _load_dated(keys, "confirm", token, 2, "confirmation", CONFIRM_MAX_AGE_S, now)
     return profile, address
 
 
-def csrf_token(keys: list[str], nonce: str, scope: str, now: float) -> str:
+def csrf_token(keys: Sequence[str], nonce: str, scope: str, now: float) -> str:
     """A form's hidden field: binds the form to the browser's cookie nonce and to one scope."""
     return _dumps_dated(keys, "csrf", [nonce, scope], now)
 
 
-def read_csrf_token(keys: list[str], token: str, now: float) -> tuple[str, str]:
+def read_csrf_token(keys: Sequence[str], token: str, now: float) -> tuple[str, str]:
     nonce, scope = _load_dated(keys, "csrf", token, 2, "form", CSRF_MAX_AGE_S, now)
     return nonce, scope
