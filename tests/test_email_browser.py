@@ -64,9 +64,9 @@ SCHEMES = ("light", "dark")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One Chromium for the whole module: launching it is most of a case's cost."""
+def playwright_or_skip() -> Any:
+    """Playwright's sync_playwright, once Chromium is known to be there: skip without it on a
+    developer's machine, fail in CI (which installs it)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -77,7 +77,13 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI"):
             pytest.fail(f"{missing}: CI must run the browser test, not skip it")
         pytest.skip(missing)
-    with sync_playwright() as playwright:
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the whole module: launching it is most of a case's cost."""
+    with playwright_or_skip()() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield launched
         launched.close()

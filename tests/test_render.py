@@ -206,19 +206,24 @@ def test_without_feedback_or_manage_links_the_email_shows_neither() -> None:
         assert "Manage your subscription" not in body and "Unsubscribe" in body
 
 
+def count_card_renders(renderer: Renderer) -> list[object]:
+    """Makes the renderer note each paper card it renders; the list grows by one per render."""
+    renders: list[object] = []
+    original = renderer._paper.render
+
+    def counting(**fields: object) -> str:
+        renders.append(fields)
+        return original(**fields)
+
+    renderer._paper.render = counting  # type: ignore[method-assign]
+    return renders
+
+
 def test_one_profiles_feedback_links_never_reach_another_profiles_email_or_feed() -> None:
     # Two profiles with the very same items (the same objects): the cached cards are shared, the
     # feedback links are each profile's own, whatever the order of rendering.
     renderer = Renderer()
-    calls = 0
-    original = renderer._paper.render
-
-    def counting(**fields: object) -> str:
-        nonlocal calls
-        calls += 1
-        return original(**fields)
-
-    renderer._paper.render = counting  # type: ignore[method-assign]
+    cards = count_card_renders(renderer)
     mine = sample_digest()
     theirs = replace(mine, profile="them")
     for digest in (mine, theirs, mine, theirs):
@@ -237,7 +242,7 @@ def test_one_profiles_feedback_links_never_reach_another_profiles_email_or_feed(
                 (digest.profile, item.paper.key, "less"),
             ]
             assert 'class="feedback"' not in renderer.item_html(item, position)  # no profile
-    assert calls == 3  # one card per paper, shared by both profiles
+    assert len(cards) == 3  # one card per paper, shared by both profiles
 
 
 def test_the_header_says_how_many_papers_were_scanned_from_which_sources_for_which_day() -> None:
@@ -400,15 +405,7 @@ def test_the_subject_names_the_count_day_and_top_keywords() -> None:
 
 def test_a_card_is_rendered_once_per_paper_and_shared_by_every_reader() -> None:
     renderer = Renderer()
-    calls = 0
-    original = renderer._paper.render
-
-    def counting(**fields: object) -> str:
-        nonlocal calls
-        calls += 1
-        return original(**fields)
-
-    renderer._paper.render = counting  # type: ignore[method-assign]
+    cards = count_card_renders(renderer)
     for reader in range(5):
         renderer.email(sample_digest(), recipient=f"r{reader}@example.org", links=LINKS)
-    assert calls == 3
+    assert len(cards) == 3

@@ -14,7 +14,6 @@ from __future__ import annotations
 import email
 import email.policy
 import mailbox
-import os
 import socket
 import threading
 import time
@@ -34,7 +33,7 @@ from digest.deliver import Outbox
 from digest.pipeline import run_cycle
 from digest.store import Store
 from digest.web import create_app
-from tests.test_email_browser import CHROMIUM, PNG_SIGNATURE, contrast
+from tests.test_email_browser import CHROMIUM, PNG_SIGNATURE, contrast, playwright_or_skip
 from tests.test_run import digest, write_config
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -131,16 +130,7 @@ class Journey:
 
 @pytest.fixture
 def browser_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package is not installed (pip install -e '.[test]')"
-    else:
-        missing = "" if CHROMIUM else "no chromium on PATH (apt-get install chromium)"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing}: CI must run the browser test, not skip it")
-        pytest.skip(missing)
+    sync_playwright = playwright_or_skip()
     elsewhere: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
