@@ -42,10 +42,7 @@ def load_secrets(data_dir: Path) -> list[str]:
     path = data_dir / SECRET_FILE
     try:
         if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-                handle.write(secrets.token_urlsafe(32) + "\n")
+            _create_key_file(path)
         keys = [line.strip() for line in path.read_text(encoding="ascii").splitlines()]
     except FileExistsError:  # another run created it a moment ago
         keys = [line.strip() for line in path.read_text(encoding="ascii").splitlines()]
@@ -55,6 +52,23 @@ def load_secrets(data_dir: Path) -> list[str]:
     if not keys:
         raise StoreError(f"{path}: holds no signing key (one random string per line)")
     return keys
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key in a temporary file, then link it into place: a process that opens the
+    key file never sees it empty, and of two processes creating it at once one wins (the other
+    gets FileExistsError and reads the winner's key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600
@@ -90,7 +104,9 @@ def _dumps(keys: Sequence[str], purpose: str, value: list[Any]) -> str:
 
 
 def _strings(value: Any, count: int, what: str) -> list[str]:
-    if not (isinstance(value, list) and len(value) == count and all(isinstance(v, str) for v in value)):
+    if not (
+        isinstance(value, list) and len(value) == count and all(isinstance(v, str) for v in value)
+    ):
         raise BadToken(f"the {what} link is not valid (unexpected contents)")
     return value
 
@@ -160,7 +176,9 @@ def confirm_token(keys: Sequence[str], profile: str, address: str, now: float) -
 
 
 def read_confirm_token(keys: Sequence[str], token: str, now: float) -> tuple[str, str]:
-    profile, address = _load_dated(keys, "confirm", token, 2, "confirmation", CONFIRM_MAX_AGE_S, now)
+    profile, address = _load_dated(
+        keys, "confirm", token, 2, "confirmation", CONFIRM_MAX_AGE_S, now
+    )
     return profile, address
 
 
