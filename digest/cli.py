@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -221,10 +222,9 @@ def _parse_day(value: str | None, option: str) -> date | None:
 @cli.command()
 @click.argument("profile")
 @click.option("--date", "day", help="The profile's local day to rank (default: today there).")
-@click.option("--semantic", is_flag=True, help="Add sentence embeddings (the [semantic] extra).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per ranked paper.")
 @click.pass_obj
-def rank(obj: _Context, profile: str, day: str | None, semantic: bool, as_json: bool) -> None:
+def rank(obj: _Context, profile: str, day: str | None, as_json: bool) -> None:
     """Print PROFILE's ranking of one day's new papers: rank, score, title and why."""
     from digest.pipeline import local_day, rank_day
 
@@ -234,7 +234,7 @@ def rank(obj: _Context, profile: str, day: str | None, semantic: bool, as_json: 
         wanted = config.profile(profile)
         chosen_day = chosen_day or local_day(wanted, obj.clock)
         with Store.open(config.store_path) as store:
-            ranking = rank_day(store, [wanted], chosen_day, semantic=semantic)[wanted.name]
+            ranking = rank_day(config, store, [wanted], chosen_day, obj.clock)[wanted.name]
     if as_json:
         import json
 
@@ -250,6 +250,8 @@ def rank(obj: _Context, profile: str, day: str | None, semantic: bool, as_json: 
                         "url": item.paper.abs_url,
                         "keywords": reasons.keywords,
                         "authors": reasons.authors,
+                        "colleagues": reasons.colleagues,
+                        "liked_authors": reasons.liked_authors,
                         "categories": reasons.categories,
                         "similar_to": reasons.similar_to,
                         "similarity": reasons.similarity,
@@ -301,12 +303,49 @@ def feedback(obj: _Context, profile: str, paper: str, mark: str) -> None:
     click.echo(f"{wanted.name}: {said} {found.key}  {_one_line(found.title, 90)}")
 
 
-@cli.command()
-@click.option("--no-fetch", is_flag=True, help="Skip the ingest; compose and deliver from the store.")
-@click.option("-p", "--profile", "only", multiple=True, help="Only this profile (repeatable).")
-@click.option("--semantic", is_flag=True, help="Add sentence embeddings (the [semantic] extra).")
+@cli.group(name="profile")
+def profile_group() -> None:
+    """Work on a profile's interests."""
+
+
+@profile_group.command(name="import")
+@click.argument("profile")
+@click.argument("file", type=click.Path(dir_okay=False))
 @click.pass_obj
-def run(obj: _Context, no_fetch: bool, only: Sequence[str], semantic: bool) -> None:
+def import_library(obj: _Context, profile: str, file: str) -> None:
+    """Import FILE, a BibTeX, RIS or Zotero CSL-JSON export, as papers PROFILE likes.
+
+    Each entry (arXiv id, DOI, or title with its abstract) counts as a "more" mark: a paper the
+    store holds is that paper; any other is kept with the file's own title and abstract. Bad
+    entries are listed and skipped. Importing the same file again adds nothing twice.
+    """
+    from digest import subscriptions
+    from digest.pipeline import import_library as import_file
+
+    with _reported_errors():
+        config = obj.config()
+        try:
+            data = Path(file).read_bytes()
+        except OSError as exc:
+            raise DigestError(f"{file}: cannot read it: {exc.strerror or exc}") from None
+        with Store.open(config.store_path) as store:
+            wanted = subscriptions.with_subscribers(config, store).profile(profile)
+            report = import_file(store, wanted.name, data, Path(file).name, obj.clock)
+    for line in report.skipped:
+        click.echo(f"skipped: {line}", err=True)
+    click.echo(
+        f"{wanted.name}: {report.entries} papers in {Path(file).name}, {report.added} new to the"
+        f" profile ({report.in_store} already in the store); {len(report.skipped)} skipped"
+    )
+
+
+@cli.command()
+@click.option(
+    "--no-fetch", is_flag=True, help="Skip the ingest; compose and deliver from the store."
+)
+@click.option("-p", "--profile", "only", multiple=True, help="Only this profile (repeatable).")
+@click.pass_obj
+def run(obj: _Context, no_fetch: bool, only: Sequence[str]) -> None:
     """One full cycle: ingest, rank, compose, write the feeds, mail the digests that are due.
 
     Safe to run from cron as often as you like: the delivery ledger makes sure each profile gets
@@ -321,9 +360,7 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], semantic: bool) -> N
         profiles = [config.profile(name) for name in only] if only else None
         with Store.open(config.store_path) as store, make_sender(config) as sender:
             if no_fetch:
-                report = run_cycle(
-                    config, store, obj.clock, sender, profiles=profiles, semantic=semantic
-                )
+                report = run_cycle(config, store, obj.clock, sender, profiles=profiles)
             else:
                 with make_fetcher(config) as fetcher:
                     report = run_cycle(
@@ -333,7 +370,6 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], semantic: bool) -> N
                         sender,
                         fetcher=fetcher,
                         profiles=profiles,
-                        semantic=semantic,
                     )
     if report.ingest is not None:
         _print_report(report.ingest)
@@ -386,7 +422,7 @@ def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> N
         config = obj.config()
         wanted = config.profile(profile)
         with Store.open(config.store_path) as store:
-            digest = compose_preview(store, wanted, obj.clock)
+            digest = compose_preview(config, store, wanted, obj.clock)
             builder = MailBuilder(config, store, Renderer())
             recipient = wanted.emails[0] if wanted.emails else "you@example.org"
             rendered = builder.renderer.email(
@@ -475,7 +511,9 @@ def subscribers(obj: _Context, only: str | None) -> None:
         click.echo(
             f"{subscriber.profile}  {subscriber.address:<32}  {state:<12}  {since:%Y-%m-%d}  "
             f"{interests.frequency} {interests.deliver_at} {interests.timezone}  "
-            + _one_line(", ".join(interests.keywords + interests.authors + interests.categories), 60)
+            + _one_line(
+                ", ".join(interests.keywords + interests.authors + interests.categories), 60
+            )
         )
 
 

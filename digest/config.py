@@ -122,6 +122,12 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RankConfig:
+    embeddings: bool = True  # sentence embeddings beside the words; false ranks by words alone
+    model: Path | None = None  # a folder with model.onnx and tokenizer.json; None: the shipped one
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     data_dir: Path
@@ -132,6 +138,7 @@ class Config:
     email: EmailConfig = EmailConfig()
     smtp: SmtpConfig | None = None  # None: digests go to the Maildir outbox
     log: LogConfig = LogConfig()
+    rank: RankConfig = RankConfig()
 
     @property
     def feeds_dir(self) -> Path:
@@ -239,7 +246,7 @@ class _Reader:
         top = self.table(
             raw,
             "",
-            {"data_dir", "output", "fetch", "sources", "profiles", "email", "smtp", "log"},
+            {"data_dir", "output", "fetch", "sources", "profiles", "email", "smtp", "log", "rank"},
         )
         data_dir = self.path(top.get("data_dir", "data"), "data_dir")
         sources_raw = top.get("sources", {})
@@ -263,6 +270,17 @@ class _Reader:
             email=self.email(top.get("email", {}), "email"),
             smtp=self.smtp(top["smtp"], "smtp") if "smtp" in top else None,
             log=self.log(top.get("log", {}), "log"),
+            rank=self.rank(top.get("rank", {}), "rank"),
+        )
+
+    def rank(self, raw: Any, key: str) -> RankConfig:
+        table = self.table(raw, key, {"embeddings", "model"})
+        model = self.path(table["model"], f"{key}.model") if "model" in table else None
+        if model is not None and not model.is_dir():
+            raise self.fail(f"{key}.model", f"expected a folder holding model.onnx, got {model}")
+        return RankConfig(
+            embeddings=self.boolean(table.get("embeddings", True), f"{key}.embeddings"),
+            model=model,
         )
 
     def log(self, raw: Any, key: str) -> LogConfig:
@@ -294,7 +312,10 @@ class _Reader:
             ),
             feed_max_items=int(
                 self.number(
-                    table.get("feed_max_items", 200), f"{key}.feed_max_items", minimum=1, maximum=1000
+                    table.get("feed_max_items", 200),
+                    f"{key}.feed_max_items",
+                    minimum=1,
+                    maximum=1000,
                 )
             ),
         )
@@ -320,7 +341,9 @@ class _Reader:
             reply_to=self.address(table["reply_to"], f"{key}.reply_to", named=True)
             if "reply_to" in table
             else None,
-            unsubscribe_mailto=self.address(table["unsubscribe_mailto"], f"{key}.unsubscribe_mailto")
+            unsubscribe_mailto=self.address(
+                table["unsubscribe_mailto"], f"{key}.unsubscribe_mailto"
+            )
             if "unsubscribe_mailto" in table
             else None,
             send_empty=self.boolean(table.get("send_empty", True), f"{key}.send_empty"),
@@ -340,7 +363,9 @@ class _Reader:
         password_file = table.get("password_file")
         if password_env is not None and password_file is not None:
             raise self.fail(key, "expected password_env or password_file, not both")
-        username = self.string(table["username"], f"{key}.username") if "username" in table else None
+        username = (
+            self.string(table["username"], f"{key}.username") if "username" in table else None
+        )
         if username and password_env is None and password_file is None:
             raise self.fail(
                 key,
@@ -350,7 +375,9 @@ class _Reader:
         return SmtpConfig(
             host=self.string(table["host"], f"{key}.host"),
             port=int(
-                self.number(table.get("port", default_port), f"{key}.port", minimum=1, maximum=65535)
+                self.number(
+                    table.get("port", default_port), f"{key}.port", minimum=1, maximum=65535
+                )
             ),
             security=security,
             username=username,
@@ -360,7 +387,9 @@ class _Reader:
             password_file=self.path(password_file, f"{key}.password_file")
             if password_file is not None
             else None,
-            timeout_s=self.number(table.get("timeout", 30), f"{key}.timeout", minimum=1, maximum=600),
+            timeout_s=self.number(
+                table.get("timeout", 30), f"{key}.timeout", minimum=1, maximum=600
+            ),
         )
 
     def fetch(self, raw: Any, key: str) -> FetchConfig:
@@ -549,8 +578,11 @@ class _Reader:
         text = self.string(raw, key)
         hours, _, minutes = text.partition(":")
         if not (
-            hours.isdigit() and minutes.isdigit() and len(minutes) == 2
-            and int(hours) < 24 and int(minutes) < 60
+            hours.isdigit()
+            and minutes.isdigit()
+            and len(minutes) == 2
+            and int(hours) < 24
+            and int(minutes) < 60
         ):
             raise self.fail(key, f"expected a time of day like '07:30', got {text!r}")
         return f"{int(hours):02d}:{minutes}"

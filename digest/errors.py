@@ -7,6 +7,8 @@ DigestError                  anything the tool reports to a person instead of a 
 │   ├── ParseError           the bytes are not what the source's format promises
 │   └── LayoutChanged        the page parsed but holds none of the markers we rely on
 ├── StoreError               the SQLite store cannot be opened or written
+├── EmbeddingError           the sentence model is missing or damaged; ranking goes on lexically
+├── LibraryError             a reference-manager export (BibTeX, RIS, CSL-JSON) cannot be read
 └── DeliveryError            a digest could not be handed over (outbox not writable, SMTP refused)
     ├── TransientDeliveryError   worth trying again later: 4xx, connection lost, timeout
     └── PermanentDeliveryError   never retried: 5xx, a bounced address
@@ -41,6 +43,14 @@ class LayoutChanged(ParseError):
 
 class StoreError(DigestError):
     """The store cannot be opened, migrated or written."""
+
+
+class EmbeddingError(DigestError):
+    """The sentence-embedding model cannot be loaded or run; the ranking falls back to words."""
+
+
+class LibraryError(DigestError):
+    """A reference-manager export cannot be read at all (one bad entry is skipped, not this)."""
 
 
 class DeliveryError(DigestError):

@@ -81,6 +81,9 @@ def setup(format_name: str = "text", level: int = logging.WARNING) -> None:
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # bibtexparser warns about every broken block in several lines; `digest profile import`
+    # lists each skipped entry in one line instead.
+    logging.getLogger("bibtexparser").setLevel(logging.ERROR)
 
 
 _HANDLER = "paperdigest"

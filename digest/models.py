@@ -172,6 +172,7 @@ class Reasons:
     upvotes: int | None = None  # when the community signal counted
     parts: tuple[tuple[str, float], ...] = ()  # the score's parts: ("keywords", 3.2), ...
     colleagues: tuple[str, ...] = ()  # authors who often write with a pinned author
+    liked_authors: tuple[str, ...] = ()  # authors who also wrote papers the reader liked
 
     def summary(self) -> str:
         """One line a person can read: 'matches "diffusion model"; by Jane Doe; in cs.LG'."""
@@ -182,10 +183,12 @@ class Reasons:
             said.append("by " + ", ".join(self.authors))
         if self.colleagues:
             said.append("by " + ", ".join(self.colleagues) + ", who often write with your authors")
+        if self.liked_authors:
+            said.append("by " + ", ".join(self.liked_authors) + ", authors of papers you liked")
+        if self.similar_to:
+            said.append(f'similar to: "{self.similar_to}"')
         if self.categories:
             said.append("in " + ", ".join(self.categories))
-        if self.similar_to:
-            said.append(f'like "{self.similar_to}"')
         if self.upvotes:
             said.append(f"{self.upvotes} upvotes")
         return "; ".join(said)

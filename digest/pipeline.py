@@ -9,32 +9,36 @@ pages, a temporary folder and a local SMTP server.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from digest import compose, feeds, logs, subscriptions
 from digest.config import Config, ProfileConfig, SourceConfig
 from digest.deliver import DeliveryReport, Sender, deliver_mail
-from digest.errors import DigestError, SourceError
+from digest.errors import DigestError, EmbeddingError, SourceError
 from digest.fetch import Fetcher, FetchPolicy, user_agent
 from digest.health import layout_problem, recent_median
 from digest.models import (
     DayRanking,
     Delivery,
     Digest,
+    Feedback,
     FetchResult,
     IngestReport,
     Origin,
+    Paper,
     Record,
     ScoredPaper,
     SourceRun,
@@ -50,6 +54,10 @@ from digest.render import (
 from digest.sources import SOURCE_KINDS
 from digest.store import Store
 from digest.tokens import load_secrets, manage_token, unsubscribe_token
+
+if TYPE_CHECKING:
+    from digest.embed import PaperVectors
+    from digest.rank import Ranker
 
 Clock = Callable[[], datetime]
 log = logging.getLogger(__name__)
@@ -91,16 +99,24 @@ def ingest(
     started = clock()
     run_id = store.begin_run("ingest", started)
     runs = []
+    new_keys: list[str] = []
     for source in sources:
         if STOPPING.is_set():
             break
-        runs.append(ingest_source(source, store, fetcher, clock, run_id))
+        runs.append(ingest_source(source, store, fetcher, clock, run_id, new_keys))
+    if new_keys and not STOPPING.is_set():
+        embed_papers(config, store, clock, new_keys)
     store.finish_run(run_id, clock())
     return IngestReport(run_id=run_id, started=started, sources=tuple(runs))
 
 
 def ingest_source(
-    source: SourceConfig, store: Store, fetcher: Fetcher, clock: Clock, run_id: int
+    source: SourceConfig,
+    store: Store,
+    fetcher: Fetcher,
+    clock: Clock,
+    run_id: int,
+    new_keys: list[str] | None = None,
 ) -> SourceRun:
     started = clock()
     began = time.monotonic()
@@ -115,6 +131,8 @@ def ingest_source(
         else:
             outcome = store.ingest(records, clock(), validators=results)
             new = len(outcome.new_keys)
+            if new_keys is not None:
+                new_keys.extend(outcome.new_keys)
             error = layout_problem(parsed, usual)
             status = "layout" if error else "ok"
     except DigestError as exc:
@@ -191,17 +209,170 @@ def day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def rank_day(
-    store: Store,
-    profiles: Sequence[ProfileConfig],
-    day: date,
-    *,
-    semantic: bool = False,
-) -> dict[str, DayRanking]:
-    """Rank the papers first seen on each profile's local `day`, for every profile given."""
+def paper_vectors(config: Config, store: Store, clock: Clock) -> PaperVectors | None:
+    """Sentence vectors kept in the store, computed by the configured model for papers that
+    have none; None (ranking by words alone, with a warning for `digest status`) when
+    embeddings are switched off or the model cannot be loaded."""
+    from digest import embed  # onnxruntime loads only when something is embedded
+
+    if not config.rank.embeddings:
+        return None
+    try:
+        embedder = embed.load_embedder(config.rank.model)
+    except EmbeddingError as exc:
+        _embedding_problem(store, clock, exc)
+        return None
+    store.set_problem(EMBEDDINGS, None, clock())
+    return embed.PaperVectors(
+        embedder,
+        load=lambda keys, model: {
+            key: embed.from_blob(blob) for key, blob in store.embeddings(keys, model).items()
+        },
+        save=lambda model, vectors: store.save_embeddings(
+            model, {key: embed.to_blob(vector) for key, vector in vectors.items()}
+        ),
+    )
+
+
+EMBEDDINGS = "embeddings"  # the part named in `digest status` when the model fails
+
+
+def _embedding_problem(store: Store, clock: Clock, exc: EmbeddingError) -> None:
+    log.warning("%s; ranking by words alone", exc)
+    store.set_problem(EMBEDDINGS, f"{exc}; ranking by words alone", clock())
+
+
+def embed_papers(config: Config, store: Store, clock: Clock, keys: Sequence[str]) -> None:
+    """Embed papers once, when they are first stored; the ranking reads the vectors back."""
+    vectors = paper_vectors(config, store, clock)
+    if vectors is None:
+        return
+    began = time.monotonic()
+    try:
+        vectors.papers(store.papers_by_key(keys))
+    except EmbeddingError as exc:
+        _embedding_problem(store, clock, exc)
+        return
+    log.info("embedded %d new papers in %.1f s", len(keys), time.monotonic() - began)
+
+
+def make_ranker(config: Config, store: Store, clock: Clock) -> Ranker:
+    """The ranking model of a run: tf-idf fitted on the stored papers (and those of imported
+    libraries that no source listed), their sentence vectors, and the profiles' models learned
+    from marks in earlier runs."""
+    from digest.learn import from_stored
     from digest.rank import Ranker  # numpy and scikit-learn load only when ranking
 
-    ranker = Ranker.fit(store.papers(limit=FIT_LIMIT), semantic=semantic)
+    corpus = store.papers(limit=FIT_LIMIT) + library_papers(store)
+    ranker = Ranker.fit(corpus, vectors=paper_vectors(config, store, clock))
+    ranker.learned.update(
+        (profile, from_stored(stored)) for profile, stored in store.learned_profiles().items()
+    )
+    return ranker
+
+
+LIBRARY_SOURCE = "library"  # the first_source of a paper known only from an imported library
+LIBRARY_MAX_BYTES = 20 * 1024 * 1024  # a real 5,000-entry library with abstracts fits
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryReport:
+    entries: int  # usable entries in the file
+    added: int  # new to the profile's library
+    in_store: int  # of the entries, papers the store holds (listed by a source)
+    skipped: tuple[str, ...]  # one line per bad entry
+
+
+def import_library(
+    store: Store, profile: str, data: bytes, filename: str, clock: Clock
+) -> LibraryReport:
+    """A reference-manager export becomes the profile's liked papers. An entry the store holds
+    (same arXiv id, DOI or title) is that paper; any other is kept with the file's own title and
+    abstract, so the ranking can read it, and it is never offered as a new paper."""
+    from digest.errors import LibraryError
+    from digest.identify import paper_key
+    from digest.library import read_library
+
+    if len(data) > LIBRARY_MAX_BYTES:
+        raise LibraryError(f"{filename}: over {LIBRARY_MAX_BYTES // 2**20} MB; export fewer papers")
+    parsed = read_library(data, filename)
+    keyed: dict[str, dict[str, Any]] = {}
+    in_store = 0
+    for entry in parsed.entries:
+        fields: dict[str, Any] = {
+            "title": entry.title,
+            "abstract": entry.abstract,
+            "authors": list(entry.authors),
+            "arxiv_id": entry.arxiv_id,
+            "doi": entry.doi,
+            "file": filename,
+        }
+        stored = next(
+            filter(None, (store.find(ref) for ref in (entry.arxiv_id, entry.doi) if ref)), None
+        ) or (store.find(entry.title) if entry.title else None)
+        if stored is not None:
+            in_store += 1
+            key = stored.key
+        else:
+            key = paper_key(_library_record(fields))
+        keyed.setdefault(key, fields)
+    added = store.import_library(profile, list(keyed.items()), clock())
+    return LibraryReport(len(parsed.entries), added, in_store, parsed.skipped)
+
+
+def _library_record(fields: Mapping[str, Any]) -> Record:
+    return Record(
+        origin=Origin(LIBRARY_SOURCE, str(fields.get("file") or "")),
+        title=str(fields.get("title") or fields.get("arxiv_id") or fields.get("doi") or ""),
+        arxiv_id=fields.get("arxiv_id") or None,
+        doi=fields.get("doi") or None,
+        abstract=str(fields.get("abstract") or ""),
+        authors=tuple(str(a) for a in fields.get("authors") or ()),
+    )
+
+
+def library_papers(store: Store) -> list[Paper]:
+    """Imported papers that no source listed, as papers the ranking can look up."""
+    from digest.identify import new_paper
+
+    papers = []
+    for key, fields, imported in store.library_papers():
+        paper = new_paper(_library_record(fields), imported)
+        papers.append(dataclasses.replace(paper, key=key))
+    return papers
+
+
+def rank(
+    ranker: Ranker,
+    store: Store,
+    clock: Clock,
+    candidates: Sequence[Paper],
+    profiles: Sequence[ProfileConfig],
+    feedback: Mapping[str, Feedback],
+) -> dict[str, tuple[ScoredPaper, ...]]:
+    """Rank, and keep the profile models trained meanwhile. A sentence model that fails while
+    embedding leaves the ranking to the words, with a warning."""
+    from digest.learn import to_stored
+
+    try:
+        ranked = ranker.rank(candidates, profiles, feedback)
+    except EmbeddingError as exc:
+        _embedding_problem(store, clock, exc)
+        ranker.vectors = None
+        ranked = ranker.rank(candidates, profiles, feedback)
+    if ranker.retrained:
+        store.save_learned_profiles(
+            {name: to_stored(ranker.learned[name]) for name in ranker.retrained}, clock()
+        )
+        ranker.retrained.clear()
+    return ranked
+
+
+def rank_day(
+    config: Config, store: Store, profiles: Sequence[ProfileConfig], day: date, clock: Clock
+) -> dict[str, DayRanking]:
+    """Rank the papers first seen on each profile's local `day`, for every profile given."""
+    ranker = make_ranker(config, store, clock)
     feedback = store.feedback(p.name for p in profiles)
     rankings: dict[str, DayRanking] = {}
     by_zone: dict[str, list[ProfileConfig]] = {}
@@ -210,7 +381,7 @@ def rank_day(
     for zone, group in by_zone.items():
         start, end = day_bounds(day, zone)
         candidates = store.papers(since=start, until=end, limit=None)
-        ranked = ranker.rank(candidates, group, feedback)
+        ranked = rank(ranker, store, clock, candidates, group, feedback)
         for profile in group:
             rankings[profile.name] = DayRanking(
                 profile.name, day, len(candidates), ranked[profile.name]
@@ -251,7 +422,6 @@ def run_cycle(
     *,
     fetcher: Fetcher | None = None,
     profiles: Sequence[ProfileConfig] | None = None,
-    semantic: bool = False,
     claimant: str | None = None,
     renderer: Renderer | None = None,
 ) -> CycleReport:
@@ -262,7 +432,7 @@ def run_cycle(
     """
     claimant = claimant or run_id()
     with logs.context(run_id=claimant):
-        return _cycle(config, store, clock, sender, fetcher, profiles, semantic, claimant, renderer)
+        return _cycle(config, store, clock, sender, fetcher, profiles, claimant, renderer)
 
 
 def _cycle(
@@ -272,7 +442,6 @@ def _cycle(
     sender: Sender,
     fetcher: Fetcher | None,
     profiles: Sequence[ProfileConfig] | None,
-    semantic: bool,
     claimant: str,
     renderer: Renderer | None,
 ) -> CycleReport:
@@ -281,10 +450,12 @@ def _cycle(
     # sign up, pause and edit their interests while the job runs.
     config = subscriptions.with_subscribers(config, store)
     chosen = list(config.profiles if profiles is None else profiles)
-    composed = [] if STOPPING.is_set() else compose_due(store, chosen, clock, semantic=semantic)
+    composed = [] if STOPPING.is_set() else compose_due(config, store, chosen, clock)
     renderer = renderer or Renderer()
-    written = [] if STOPPING.is_set() else publish_feeds(
-        config, store, renderer, clock, claimant=claimant
+    written = (
+        []
+        if STOPPING.is_set()
+        else publish_feeds(config, store, renderer, clock, claimant=claimant)
     )
     if STOPPING.is_set():
         return CycleReport(report, tuple(composed), tuple(written), DeliveryReport())
@@ -306,7 +477,7 @@ def mail_channel(address: str) -> str:
 
 
 def compose_due(
-    store: Store, profiles: Sequence[ProfileConfig], clock: Clock, *, semantic: bool = False
+    config: Config, store: Store, profiles: Sequence[ProfileConfig], clock: Clock
 ) -> list[Digest]:
     """Compose and store the digest of every profile that is due and has none for its day yet."""
     now = clock()
@@ -319,16 +490,14 @@ def compose_due(
             due.setdefault((since, until), []).append((profile, day))
     if not due:
         return []
-    from digest.rank import Ranker  # numpy and scikit-learn load only when ranking
-
-    ranker = Ranker.fit(store.papers(limit=FIT_LIMIT), semantic=semantic)
+    ranker = make_ranker(config, store, clock)
     feedback = store.feedback(p.name for group in due.values() for p, _ in group)
     composed = []
     # Profiles composed in the same run share a window, so most runs rank in one pass.
     for (since, until), group in due.items():
         candidates = store.papers(since=since, until=until, limit=None)
         runs = store.source_runs_between(since, until)
-        ranked = ranker.rank(candidates, [profile for profile, _ in group], feedback)
+        ranked = rank(ranker, store, clock, candidates, [profile for profile, _ in group], feedback)
         for profile, day in group:
             digest = compose.compose(
                 profile,
@@ -490,7 +659,7 @@ def _bare(address: str) -> str:
     return parseaddr(address)[1]
 
 
-def preview(store: Store, profile: ProfileConfig, clock: Clock) -> Digest:
+def preview(config: Config, store: Store, profile: ProfileConfig, clock: Clock) -> Digest:
     """The digest the profile would get now (or its stored one for today): nothing is saved."""
     now = clock()
     latest = store.digests(profile.name, limit=1)
@@ -498,13 +667,11 @@ def preview(store: Store, profile: ProfileConfig, clock: Clock) -> Digest:
     if previous is not None and previous.until >= (compose.last_slot(profile, now) or now):
         return previous  # today's digest is made: show it
     day, since, until = compose.preview_window(profile, now, previous)
-    from digest.rank import Ranker
-
     candidates = store.papers(since=since, until=until, limit=None)
-    ranker = Ranker.fit(store.papers(limit=FIT_LIMIT))
-    items: tuple[ScoredPaper, ...] = ranker.rank(
-        candidates, [profile], store.feedback([profile.name])
-    )[profile.name]
+    ranker = make_ranker(config, store, clock)
+    items = rank(ranker, store, clock, candidates, [profile], store.feedback([profile.name]))[
+        profile.name
+    ]
     return compose.compose(
         profile,
         day,

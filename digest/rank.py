@@ -2,19 +2,32 @@
 
 A paper's score for a profile is a sum of points (weights in `Weights`):
 
-    keywords   for each of the profile's words or phrases found: idf (scaled to 0..1) x (BM25
-               saturation of its count in the abstract + `title` if it is in the title) x `keyword`
-    examples   cosine similarity (tf-idf over title and abstract, fitted on the stored corpus)
-               to the centroid of the papers the person liked (examples and "more" marks) x `example`
+    keywords   for each of the profile's words or phrases found: idf squared (scaled to 0..1, so a
+               generic word counts little) x (BM25 saturation of its count in the abstract +
+               `title` if it is in the title) x `keyword`
+    examples   tf-idf cosine (title and abstract, fitted on the stored corpus) to the CLOSEST
+               paper the person liked (examples, "more" marks, an imported library) x `example`:
+               the closest, not the centroid, because a reader's examples are often several topics
+    semantic   the sentence-embedding similarity to that same liked paper, rescaled from
+               EMBEDDING_FLOOR to 1, x `semantic` (the liked paper is the one with the best mean
+               of the two similarities, and it is named in the reasons)
+    learned    (2p - 1) x `learned`, p from the profile's logistic model of its marks (learn.py),
+               once it has enough of them
     authors    `author` for each pinned author on the paper (at most two count)
     colleagues `colleague` for each author on the paper who wrote at least two stored papers with
                one of the profile's pinned authors: their research group (at most two count)
+    liked authors `liked_author` for each author of the liked papers on the paper, a third for
+               each liked paper they are on (at most one each, two in all)
     categories `category` when the paper's primary category is followed, half for a cross-list
     community  `community` x log10(1 + Hugging Face upvotes), when the profile allows it
-    less       minus `less` x cosine similarity to the papers marked "less"
+    less       minus `less` x the similarity to the closest paper marked "less"
 
-Left out entirely: papers holding a negative keyword, and papers whose primary category is
-excluded. A paper with no positive evidence (score <= 0) is never chosen.
+Topic before popularity: a paper is chosen only with topical evidence (a keyword, a pinned
+author, a colleague, an author of a liked paper, a similarity of SHOWN_SIMILARITY to a liked paper,
+or a learned preference); upvotes and categories only order such papers (categories are evidence
+only for a profile that follows nothing else). Left out entirely: papers holding a negative
+keyword, papers whose primary category is excluded, and papers the person already liked or marked.
+A paper with no positive score is never chosen.
 
 Every signal is a sparse matrix (papers x features) times a profiles x features matrix, computed in
 blocks of profiles, so cost grows linearly with profiles and no Python loop runs over
@@ -26,6 +39,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,12 +53,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from digest.config import ProfileConfig
 from digest.identify import normalize_title
+from digest.learn import BACKGROUND, MIN_DISLIKED, MIN_LIKED, LearnedProfile, fingerprint, train
 from digest.models import Feedback, Paper, Reasons, ScoredPaper
 from digest.sources.common import split_arxiv_id
 from digest.terms import author_keys, author_match_key, is_content, phrase, words
 
 if TYPE_CHECKING:
-    from digest.semantic import Embedder
+    from digest.embed import VectorSource
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +70,13 @@ _BM25_B = 0.75
 _MAX_PHRASE = 6  # words in the longest phrase matched
 COLLEAGUE_PAPERS = 2  # stored papers written with a pinned author that make someone a colleague
 _MAX_GROUP = 50  # papers with more authors than this are big collaborations, not colleagues
-SHOWN_SIMILARITY = 0.1  # a liked paper is named as a reason from this cosine on: below, it is noise
+# Similarity to a liked paper (the mean of tf-idf cosine and rescaled sentence similarity) from
+# which it is topical evidence and named as a reason; below, it is noise.
+SHOWN_SIMILARITY = 0.1
+# Sentence cosines between two unrelated abstracts of one field sit around 0.1-0.3, so a cosine
+# is rescaled from this floor to 1 before it counts: (cos - floor) / (1 - floor), at least 0.
+EMBEDDING_FLOOR = 0.25
+_GATHER_LIMIT = 16_000_000  # papers x profiles x liked papers gathered at once (64 MB of floats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +85,15 @@ class Weights:
 
     keyword: float = 1.0
     title: float = 2.0  # a keyword in the title counts as much as this many in the abstract
-    example: float = 12.0
-    semantic: float = 2.0  # cosine of sentence embeddings (the optional extra): a light touch
+    example: float = 6.0  # x tf-idf cosine to the closest liked paper
+    semantic: float = 6.0  # x sentence-embedding similarity to that same paper (rescaled 0..1)
+    learned: float = 4.0  # x (2p - 1), p the profile's learned probability of "more"
     author: float = 8.0
     colleague: float = 4.0
+    liked_author: float = 3.0  # per author of the liked papers on the paper (two at most)
     category: float = 0.5  # a coarse signal (hundreds of papers a day): a tie-breaker
     community: float = 0.5
-    less: float = 8.0
+    less: float = 8.0  # x fused similarity to the closest paper marked "less"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +135,18 @@ class Ranker:
     corpus: Sequence[Paper]
     text: _TextModel | None
     weights: Weights = field(default_factory=Weights)
-    embedder: Embedder | None = None
+    vectors: VectorSource | None = None  # sentence embeddings; None ranks by words alone
     _by_id: dict[str, int] = field(default_factory=dict)
     _by_title: dict[str, int] = field(default_factory=dict)
     # author key (full or initials form) -> {co-author's full key: stored papers together}
     _coauthors: dict[str, dict[str, int]] = field(default_factory=dict)
     _colleagues: dict[str, frozenset[str]] = field(default_factory=dict)  # cache of `colleagues`
-    _embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # cache of `embed`, by key
+    # Learned profiles by profile name: pass in the ones kept from earlier runs; `retrained`
+    # names those this ranker had to fit anew (for the caller to keep).
+    learned: dict[str, LearnedProfile] = field(default_factory=dict)
+    retrained: set[str] = field(default_factory=set)
+    _background: np.ndarray | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def fit(
@@ -125,20 +154,15 @@ class Ranker:
         corpus: Sequence[Paper],
         *,
         weights: Weights | None = None,
-        semantic: bool = False,
-        embedder: Embedder | None = None,
+        vectors: VectorSource | None = None,
     ) -> Ranker:
         """Fit tf-idf on `corpus` (the stored papers); examples are looked up in it.
 
-        `semantic` loads the sentence-embedding extra (a DigestError says how to install it when
-        it is missing); `embedder` passes one in instead.
+        `vectors` gives sentence embeddings of papers (digest.embed.PaperVectors); without it the
+        ranking uses words only.
         """
-        if semantic and embedder is None:
-            from digest.semantic import load_embedder
-
-            embedder = load_embedder()
         ranker = cls(
-            corpus=corpus, text=_fit_text(corpus), weights=weights or Weights(), embedder=embedder
+            corpus=corpus, text=_fit_text(corpus), weights=weights or Weights(), vectors=vectors
         )
         for row, paper in enumerate(corpus):
             ranker._by_id[paper.key] = row
@@ -160,15 +184,44 @@ class Ranker:
                         counts[theirs[0]] = counts.get(theirs[0], 0) + 1
 
     def embed(self, papers: Sequence[Paper]) -> np.ndarray:
-        """Sentence embeddings of papers, each paper embedded once per ranker (the slow part)."""
-        assert self.embedder is not None
-        missing = {p.key: p for p in papers if p.key not in self._embeddings}
-        if missing:
-            vectors = self.embedder.embed([_document(p) for p in missing.values()])
-            self._embeddings.update(zip(missing, vectors, strict=True))
-        if not papers:
-            return np.zeros((0, self.embedder.dimensions), dtype=np.float32)
-        return np.stack([self._embeddings[p.key] for p in papers])
+        """Sentence embeddings of papers, L2-normalised (each paper embedded once, then kept)."""
+        assert self.vectors is not None
+        return self.vectors.papers(papers)
+
+    def learned_profile(
+        self, profile: str, liked: Sequence[int], disliked: Sequence[int]
+    ) -> LearnedProfile | None:
+        """The profile's model of its marks (corpus rows), trained only when they changed; None
+        before it has enough of each kind, or without sentence embeddings."""
+        if self.vectors is None or len(liked) < MIN_LIKED or len(disliked) < MIN_DISLIKED:
+            return None
+        print_ = fingerprint(
+            self.vectors.name,
+            (self.corpus[row].key for row in liked),
+            (self.corpus[row].key for row in disliked),
+        )
+        known = self.learned.get(profile)
+        if known is not None and known.fingerprint == print_:
+            return known
+        model = train(
+            print_,
+            self.embed([self.corpus[row] for row in liked]),
+            self.embed([self.corpus[row] for row in disliked]),
+            self._background_vectors(),
+        )
+        with self._lock:
+            self.learned[profile] = model
+            self.retrained.add(profile)
+        return model
+
+    def _background_vectors(self) -> np.ndarray:
+        with self._lock:
+            if self._background is None:
+                sample = random.Random(0).sample(
+                    range(len(self.corpus)), min(BACKGROUND, len(self.corpus))
+                )
+                self._background = self.embed([self.corpus[row] for row in sorted(sample)])
+            return self._background
 
     def colleagues(self, pinned_key: str) -> frozenset[str]:
         """Full-name keys of the people who wrote at least COLLEAGUE_PAPERS stored papers with a
@@ -230,10 +283,13 @@ class Ranker:
         for term in terms:
             known = [idf.get(word, self.text.unseen_idf) for word in term if is_content(word)]
             values.append(max(known) + 0.5 * (len(known) - 1) if known else 1.0)
-        # Scaled so that a word the corpus never used is worth 1: points stay comparable.
-        return np.minimum(np.asarray(values, dtype=np.float64) / self.text.unseen_idf, 1.0)
+        # Scaled so that a word the corpus never used is worth 1, then squared: a generic word
+        # ("streaming", "feed-forward": idf around half the maximum) is worth a quarter, so one
+        # common word never outweighs a strong similarity to a paper the reader liked.
+        scaled = np.minimum(np.asarray(values, dtype=np.float64) / self.text.unseen_idf, 1.0)
+        return np.asarray(scaled**2)
 
-    def vectors(self, papers: Sequence[Paper]) -> sp.csr_matrix:
+    def text_vectors(self, papers: Sequence[Paper]) -> sp.csr_matrix:
         assert self.text is not None
         matrix: sp.csr_matrix = self.text.vectorizer.transform(papers)
         return matrix
@@ -310,7 +366,7 @@ class _PaperFeatures:
     cross: sp.csr_matrix  # papers x categories: 1 for any other category
     upvotes: np.ndarray  # log10(1 + upvotes) per paper
     text_vectors: sp.csr_matrix | None  # tf-idf rows, L2-normalised
-    embeddings: np.ndarray | None  # sentence embeddings, L2-normalised (semantic extra)
+    embeddings: np.ndarray | None  # sentence embeddings, L2-normalised
     # For the reasons of the few papers picked: cheap set lookups instead of matrix slicing.
     row_of_key: Mapping[str, int]
     term_sets: tuple[frozenset[int], ...]  # each paper's matched term columns
@@ -386,10 +442,8 @@ class _PaperFeatures:
             primary=_csr(primary_rows, (len(papers), max(len(vocabulary.categories), 1))),
             cross=_csr(cross_rows, (len(papers), max(len(vocabulary.categories), 1))),
             upvotes=upvotes,
-            text_vectors=ranker.vectors(papers) if ranker.text else None,
-            embeddings=ranker.embed(papers)
-            if ranker.embedder
-            else None,
+            text_vectors=ranker.text_vectors(papers) if ranker.text else None,
+            embeddings=ranker.embed(papers) if ranker.vectors else None,
             row_of_key={paper.key: row for row, paper in enumerate(papers)},
             term_sets=_row_sets(term_hits),
             title_sets=_row_sets(title_hits),
@@ -427,6 +481,30 @@ def _csr(rows: Sequence[Mapping[int, int | float]], shape: tuple[int, int]) -> s
 
 
 @dataclass(frozen=True, slots=True)
+class _Liked:
+    """A block's liked (or disliked) papers: their vectors once, and each profile's share of them."""
+
+    rows: tuple[tuple[int, ...], ...]  # corpus rows, per profile
+    distinct: np.ndarray  # the corpus row of each column below
+    index: np.ndarray  # profiles x most liked: columns into the vectors below; -1 pads
+    text: sp.csr_matrix | None  # distinct liked papers x tf-idf words
+    embeddings: np.ndarray | None  # distinct liked papers x embedding dims
+
+    @classmethod
+    def build(cls, rows: tuple[tuple[int, ...], ...], ranker: Ranker) -> _Liked:
+        distinct = sorted({row for chosen in rows for row in chosen})
+        column = {row: i for i, row in enumerate(distinct)}
+        index = np.full((len(rows), max((len(r) for r in rows), default=0)), -1, dtype=np.int64)
+        for i, chosen in enumerate(rows):
+            index[i, : len(chosen)] = [column[row] for row in chosen]
+        text = ranker.text.corpus_vectors[distinct] if ranker.text is not None else None
+        embeddings = None
+        if ranker.vectors is not None:
+            embeddings = ranker.embed([ranker.corpus[row] for row in distinct])
+        return cls(rows, np.asarray(distinct, dtype=np.int64), index, text, embeddings)
+
+
+@dataclass(frozen=True, slots=True)
 class _ProfileSignals:
     """A block of profiles as matrices whose columns match `_PaperFeatures`' features."""
 
@@ -438,10 +516,11 @@ class _ProfileSignals:
     follows: sp.csr_matrix  # profiles x categories
     excludes: sp.csr_matrix  # profiles x categories
     community: np.ndarray  # 1 where the profile allows the community signal
-    liked: sp.csr_matrix | None  # profiles x tf-idf words: centroid of liked papers
-    disliked: sp.csr_matrix | None  # profiles x tf-idf words: centroid of "less" papers
-    liked_rows: tuple[tuple[int, ...], ...]  # corpus rows of each profile's liked papers
-    liked_embedding: np.ndarray | None  # profiles x embedding dims
+    liked: _Liked  # examples and "more" marks
+    disliked: _Liked  # "less" marks
+    liked_authors: sp.csr_matrix  # papers x profiles: authors of the profile's liked papers
+    category_feeds: np.ndarray  # True for profiles that follow categories and nothing else
+    learned: tuple[LearnedProfile | None, ...]  # a model of the profile's marks, once it has enough
     known: tuple[frozenset[str], ...]  # keys the person liked or marked: never offered again
 
     @classmethod
@@ -476,13 +555,6 @@ class _ProfileSignals:
             _resolve(feedback.get(p.name, Feedback()).less, ranker, p.name, "less")
             for p in profiles
         )
-        liked = disliked = None
-        liked_embedding = None
-        if ranker.text is not None:
-            liked = _centroids(liked_rows, ranker.text.corpus_vectors)
-            disliked = _centroids(disliked_rows, ranker.text.corpus_vectors)
-        if ranker.embedder is not None:
-            liked_embedding = _embedding_centroids(liked_rows, ranker)
         return cls(
             keywords=matrix((term_columns(p.keywords) for p in profiles), len(vocabulary.terms)),
             negatives=matrix(
@@ -509,15 +581,50 @@ class _ProfileSignals:
                 len(vocabulary.categories),
             ),
             community=np.asarray([p.community_signal for p in profiles], dtype=np.float64),
-            liked=liked,
-            disliked=disliked,
-            liked_rows=liked_rows,
-            liked_embedding=liked_embedding,
+            liked=_Liked.build(liked_rows, ranker),
+            disliked=_Liked.build(disliked_rows, ranker),
+            liked_authors=_liked_authors(papers, liked_rows, ranker),
+            category_feeds=np.asarray(
+                [
+                    bool(p.categories) and not (p.keywords or pinned or liked)
+                    for p, pinned, liked in zip(profiles, pinned_keys, liked_rows, strict=True)
+                ]
+            ),
+            learned=tuple(
+                ranker.learned_profile(p.name, liked, disliked)
+                for p, liked, disliked in zip(profiles, liked_rows, disliked_rows, strict=True)
+            ),
             known=tuple(
                 frozenset(ranker.corpus[row].key for row in (*liked, *disliked))
                 for liked, disliked in zip(liked_rows, disliked_rows, strict=True)
             ),
         )
+
+
+def _liked_authors(
+    papers: _PaperFeatures, liked_rows: Sequence[Sequence[int]], ranker: Ranker
+) -> sp.csr_matrix:
+    """Papers x profiles: how many people on each paper also wrote a paper the profile liked,
+    each counted by the share of liked papers they are on (a third each, at most one)."""
+    columns: dict[str, dict[int, float]] = {}  # author's full key -> {profile: weight}
+    for column, rows in enumerate(liked_rows):
+        counts: dict[str, int] = {}
+        for row in rows:
+            if len(ranker.corpus[row].authors) <= _MAX_GROUP:
+                for key in {
+                    keys[0] for keys in map(author_keys, ranker.corpus[row].authors) if keys
+                }:
+                    counts[key] = counts.get(key, 0) + 1
+        for key, count in counts.items():
+            columns.setdefault(key, {})[column] = min(count, 3) / 3
+    rows_out: list[dict[int, float]] = []
+    for paper_authors in papers.author_keys:
+        weights: dict[int, float] = {}
+        for _, keys in paper_authors:
+            for column, weight in columns.get(keys[0], {}).items() if keys else ():
+                weights[column] = weights.get(column, 0.0) + weight
+        rows_out.append(weights)
+    return _csr(rows_out, (len(papers.papers), max(len(liked_rows), 1)))
 
 
 @lru_cache(maxsize=100_000)
@@ -566,30 +673,6 @@ def _resolve(references: Iterable[str], ranker: Ranker, profile: str, what: str)
     return tuple(rows)
 
 
-def _centroids(rows: Sequence[Sequence[int]], vectors: sp.csr_matrix) -> sp.csr_matrix:
-    """Each profile's mean of the given corpus rows, L2-normalised (a zero row when it has none)."""
-    selection = _csr(
-        [{row: 1.0 / len(chosen) for row in chosen} for chosen in rows],
-        (len(rows), vectors.shape[0]),
-    )
-    centroids = sp.csr_matrix(selection @ vectors)
-    norms = np.sqrt(np.asarray(centroids.multiply(centroids).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ centroids, dtype=np.float32)
-
-
-def _embedding_centroids(rows: Sequence[Sequence[int]], ranker: Ranker) -> np.ndarray:
-    assert ranker.embedder is not None
-    needed = sorted({row for chosen in rows for row in chosen})
-    embedded = dict(zip(needed, ranker.embed([ranker.corpus[r] for r in needed]), strict=True))
-    centroids = np.zeros((len(rows), ranker.embedder.dimensions), dtype=np.float32)
-    for i, chosen in enumerate(rows):
-        if chosen:
-            mean = np.mean([embedded[r] for r in chosen], axis=0)
-            centroids[i] = mean / (np.linalg.norm(mean) or 1.0)
-    return centroids
-
-
 # -- scores and the final choice -------------------------------------------------------------------
 
 
@@ -599,10 +682,13 @@ def _choose(
     profiles: Sequence[ProfileConfig],
     ranker: Ranker,
 ) -> dict[str, tuple[ScoredPaper, ...]]:
-    parts = _score_parts(papers, signals, ranker.weights)
+    closest = _closest(papers, signals.liked)
+    parts = _score_parts(papers, signals, closest, ranker.weights)
     total = sum(parts.values(), np.zeros((len(papers.papers), len(profiles))))
     left_out = (papers.term_hits @ signals.negatives.T) + (papers.primary @ signals.excludes.T)
     total[left_out.toarray() > 0] = -np.inf
+    # Topic before popularity: upvotes and categories only order papers that are on topic.
+    total[~_topical(papers, signals, closest, parts)] = -np.inf
     for column, known in enumerate(signals.known):
         for key in known:
             if key in papers.row_of_key:
@@ -618,11 +704,59 @@ def _choose(
         rows = rows[np.argsort(-total[rows, column], kind="stable")][: profile.max_items]
         scores = total[rows, column]
         picks.append(rows[(scores > 0) & (scores >= profile.min_score)])
-    return _explain(papers, signals, parts, total, ranker, profiles, picks)
+    return _explain(papers, signals, parts, total, closest, ranker, profiles, picks)
+
+
+@dataclass(frozen=True, slots=True)
+class _Closest:
+    """For each paper and profile: the liked paper most like it, and how alike they are."""
+
+    text: np.ndarray  # papers x profiles: tf-idf cosine to that liked paper
+    meaning: np.ndarray  # papers x profiles: its sentence similarity, rescaled to 0..1
+    fused: np.ndarray  # papers x profiles: the mean of the two (what "closest" is chosen by)
+    row: np.ndarray  # papers x profiles: its corpus row, -1 when the profile likes nothing
+
+
+def _closest(papers: _PaperFeatures, liked: _Liked) -> _Closest:
+    """Similarity to the closest liked paper, not to their mean: a reader's examples are often
+    about several topics, and a paper near one of them is what they asked for."""
+    count, (size, most) = len(papers.papers), liked.index.shape
+    text = meaning = None
+    if liked.text is not None and papers.text_vectors is not None and liked.text.shape[0]:
+        text = np.asarray((papers.text_vectors @ liked.text.T).toarray(), dtype=np.float32)
+    if liked.embeddings is not None and papers.embeddings is not None and len(liked.embeddings):
+        cosine = papers.embeddings @ liked.embeddings.T
+        meaning = np.maximum((cosine - EMBEDDING_FLOOR) / (1 - EMBEDDING_FLOOR), 0.0)
+    result = _Closest(
+        text=np.zeros((count, size), np.float32),
+        meaning=np.zeros((count, size), np.float32),
+        fused=np.zeros((count, size), np.float32),
+        row=np.full((count, size), -1, dtype=np.int64),
+    )
+    available = [m for m in (text, meaning) if m is not None]
+    if not available or not most:
+        return result
+    fused = available[0] if len(available) == 1 else (available[0] + available[1]) / 2
+    # A last column of -1 that the -1 padding of `index` points at: never the closest.
+    fused = np.hstack([fused, np.full((count, 1), -1.0, np.float32)])
+    step = max(1, _GATHER_LIMIT // max(count * most, 1))
+    paper_rows = np.arange(count)[:, None]
+    for start in range(0, size, step):
+        index = liked.index[start : start + step]  # profiles x most
+        gathered = fused[:, index]  # papers x profiles x most
+        best = index[np.arange(len(index))[None, :], gathered.argmax(axis=2)]  # papers x profiles
+        chosen = slice(start, start + len(index))
+        result.fused[:, chosen] = np.maximum(fused[paper_rows, best], 0.0)
+        if text is not None:
+            result.text[:, chosen] = np.where(best >= 0, text[paper_rows, best], 0.0)
+        if meaning is not None:
+            result.meaning[:, chosen] = np.where(best >= 0, meaning[paper_rows, best], 0.0)
+        result.row[:, chosen] = np.where(best >= 0, liked.distinct[best], -1)
+    return result
 
 
 def _score_parts(
-    papers: _PaperFeatures, signals: _ProfileSignals, weights: Weights
+    papers: _PaperFeatures, signals: _ProfileSignals, closest: _Closest, weights: Weights
 ) -> dict[str, np.ndarray]:
     """Each signal's points, papers x profiles."""
     parts = {
@@ -638,15 +772,50 @@ def _score_parts(
             1.0,
         ),
         "community": weights.community * np.outer(papers.upvotes, signals.community),
+        "liked authors": weights.liked_author
+        * np.minimum(signals.liked_authors.toarray()[:, : len(signals.known)], 2.0),
+        "examples": weights.example * closest.text,
+        "semantic": weights.semantic * closest.meaning,
     }
-    if papers.text_vectors is not None and signals.liked is not None:
-        parts["examples"] = weights.example * (papers.text_vectors @ signals.liked.T).toarray()
-    if papers.text_vectors is not None and signals.disliked is not None:
-        parts["less"] = -weights.less * (papers.text_vectors @ signals.disliked.T).toarray()
-    if papers.embeddings is not None and signals.liked_embedding is not None:
-        similarity = papers.embeddings @ signals.liked_embedding.T
-        parts["semantic"] = weights.semantic * np.maximum(similarity, 0.0)
+    if any(len(rows) for rows in signals.disliked.rows):
+        parts["less"] = -weights.less * _closest(papers, signals.disliked).fused
+    if papers.embeddings is not None and any(m is not None for m in signals.learned):
+        parts["learned"] = weights.learned * _learned_points(papers.embeddings, signals.learned)
     return parts
+
+
+def _learned_points(embeddings: np.ndarray, models: Sequence[LearnedProfile | None]) -> np.ndarray:
+    """2p - 1 for each paper and profile with a learned model (p: its probability of "more")."""
+    points = np.zeros((len(embeddings), len(models)))
+    columns = [i for i, model in enumerate(models) if model is not None]
+    if columns and embeddings.shape[1]:
+        chosen = [models[i] for i in columns]
+        coefficients = np.stack([m.coefficients for m in chosen if m is not None])
+        intercepts = np.asarray([m.intercept for m in chosen if m is not None])
+        logits = embeddings @ coefficients.T + intercepts
+        points[:, columns] = 2.0 / (1.0 + np.exp(-np.clip(logits, -30, 30))) - 1.0
+    return points
+
+
+def _topical(
+    papers: _PaperFeatures,
+    signals: _ProfileSignals,
+    closest: _Closest,
+    parts: Mapping[str, np.ndarray],
+) -> np.ndarray:
+    """Papers x profiles: True where a paper is on the profile's topic. Upvotes are never
+    evidence, and categories only for a profile that follows nothing else (its reader asked for
+    a category feed): elsewhere they only order papers that are on topic."""
+    evidence: np.ndarray = (papers.term_hits @ signals.keywords.T).toarray() > 0
+    if signals.category_feeds.any():
+        in_category = ((papers.primary + papers.cross) @ signals.follows.T).toarray() > 0
+        evidence |= in_category & signals.category_feeds
+    evidence |= (papers.author_hits @ (signals.authors + signals.colleagues).T).toarray() > 0
+    evidence |= parts["liked authors"] > 0
+    evidence |= closest.fused >= SHOWN_SIMILARITY
+    if "learned" in parts:
+        evidence |= parts["learned"] > 0
+    return evidence
 
 
 def _explain(
@@ -654,6 +823,7 @@ def _explain(
     signals: _ProfileSignals,
     parts: Mapping[str, np.ndarray],
     total: np.ndarray,
+    closest: _Closest,
     ranker: Ranker,
     profiles: Sequence[ProfileConfig],
     picks: Sequence[np.ndarray],
@@ -670,14 +840,9 @@ def _explain(
     point_items = list(points.items())
     rows_list = pick_rows.tolist()
     all_papers, term_sets, title_sets = papers.papers, papers.term_sets, papers.title_sets
-    centroid_cosines = (
-        parts["examples"][pick_rows, pick_columns] / ranker.weights.example
-        if "examples" in parts and ranker.weights.example > 0
-        else None
-    )
-    similar_row, similarity = _most_similar_liked(
-        papers, signals, ranker, pick_rows, counts, centroid_cosines
-    )
+    closeness = closest.fused[pick_rows, pick_columns]
+    similar_row = np.where(closeness >= SHOWN_SIMILARITY, closest.row[pick_rows, pick_columns], -1)
+    similar_row, similarity = similar_row.tolist(), np.round(closeness, 4).tolist()
     results: dict[str, tuple[ScoredPaper, ...]] = {}
     start = 0
     for column, (profile, count) in enumerate(zip(profiles, counts, strict=True)):
@@ -691,6 +856,13 @@ def _explain(
         ]
         pinned = {key for key in map(author_match_key, profile.authors) if key}
         circle = signals.colleague_keys[column]
+        liked_people = {
+            keys[0]
+            for row in signals.liked.rows[column]
+            for keys in map(author_keys, ranker.corpus[row].authors)
+            if keys
+        }
+        liked_author_points = points.get("liked authors")
         followed = {c.casefold() for c in profile.categories}
         chosen = []
         # The hot loop of a big run (one pass per pick): plain lists, positional arguments.
@@ -723,54 +895,17 @@ def _explain(
                 )
                 if circle
                 else (),
+                tuple(
+                    [
+                        name
+                        for name, keys in papers.author_keys[row]
+                        if keys and keys[0] in liked_people
+                    ]
+                )
+                if liked_author_points and liked_author_points[i]
+                else (),
             )
             chosen.append(ScoredPaper(paper, scores[i], reasons))
         results[profile.name] = tuple(chosen)
         start += count
     return results
-
-
-def _most_similar_liked(
-    papers: _PaperFeatures,
-    signals: _ProfileSignals,
-    ranker: Ranker,
-    pick_rows: np.ndarray,
-    counts: Sequence[int],
-    centroid_cosines: np.ndarray | None,
-) -> tuple[list[int], list[float]]:
-    """For each pick, the corpus row of its profile's most similar liked paper (-1 for none)
-    and the cosine, when that cosine is worth showing (at least SHOWN_SIMILARITY).
-
-    Computed for exactly the (pick, liked paper) pairs that can reach it: tf-idf cosines are
-    never negative, so the cosine to the centroid of k liked papers is at least the best single
-    cosine / k, and a pick whose centroid cosine is lower than SHOWN_SIMILARITY / k is skipped.
-    """
-    none: tuple[list[int], list[float]] = ([-1] * len(pick_rows), [0.0] * len(pick_rows))
-    if ranker.text is None or papers.text_vectors is None or not len(pick_rows):
-        return none
-    liked_per_pick = [signals.liked_rows[c] for c, n in enumerate(counts) for _ in range(n)]
-    sizes = np.fromiter((len(rows) for rows in liked_per_pick), np.int64, len(liked_per_pick))
-    if centroid_cosines is not None:
-        reachable = centroid_cosines * np.maximum(sizes, 1) >= SHOWN_SIMILARITY - 1e-6
-        liked_per_pick = [
-            rows if ok else () for rows, ok in zip(liked_per_pick, reachable, strict=True)
-        ]
-        sizes = np.where(reachable, sizes, 0)
-    if not sizes.sum():
-        return none
-    pair_pick = np.repeat(np.arange(len(pick_rows)), sizes)
-    pair_liked = np.fromiter(
-        (row for rows in liked_per_pick for row in rows), np.int64, int(sizes.sum())
-    )
-    liked_vectors = ranker.text.corpus_vectors[pair_liked]
-    paper_vectors = papers.text_vectors[pick_rows[pair_pick]]
-    cosines = np.asarray(liked_vectors.multiply(paper_vectors).sum(axis=1)).ravel()
-    # Best pair of each pick: sort by pick, then by cosine descending; take each group's first.
-    order = np.lexsort((-cosines, pair_pick))
-    firsts = order[np.concatenate(([0], np.cumsum(sizes)[:-1]))[sizes > 0]]
-    best_row, best_cosine = none[0][:], none[1][:]
-    for pair in firsts.tolist():
-        if cosines[pair] >= SHOWN_SIMILARITY:
-            best_row[pair_pick[pair]] = int(pair_liked[pair])
-            best_cosine[pair_pick[pair]] = round(float(cosines[pair]), 4)
-    return best_row, best_cosine

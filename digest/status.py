@@ -1,7 +1,8 @@
 """`digest status`: what a person (or a monitor) needs to know about a job nobody watches.
 
 Per source, its last run and since when it fails; the next scheduled runs; today's digests (sent,
-failed, pending) per profile; the age of every feed file. `problems` lists what needs a person:
+failed, pending) per profile; the age of every feed file; a sentence model that cannot be loaded
+(the ranking then goes on with words alone). `problems` lists what needs a person:
 the command exits non-zero when there is any, so a health check or a monitor can call it.
 """
 
@@ -114,6 +115,9 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
             feeds.append(FeedStatus(relative, None))
             if feeds_expected:
                 problems.append(f"feed {relative} is missing (the next `digest run` writes it)")
+    # Problems of parts that belong to no source, e.g. a sentence model that failed to load.
+    for part, (problem, since) in store.problems().items():
+        problems.append(f"{part} since {_when(since)}: {problem}")
     return Status(
         now=now,
         sources=tuple(sources),

@@ -11,7 +11,7 @@ import json
 import operator
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timedelta
@@ -176,6 +176,40 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX confirmation_mails_by_time ON confirmation_mails(at);
     """,
+    # 6: each paper's sentence vector (float16, computed once, by the model named beside it),
+    # each profile's model learned from its marks, and problems a person should hear about
+    # that belong to no source (a sentence model that could not be loaded).
+    """
+    CREATE TABLE embeddings (
+        key TEXT PRIMARY KEY REFERENCES papers(key) ON UPDATE CASCADE ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE learned_profiles (
+        profile TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        coefficients BLOB NOT NULL,  -- float32, one per embedding dimension
+        intercept REAL NOT NULL,
+        trained TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE problems (
+        part TEXT PRIMARY KEY,
+        problem TEXT NOT NULL,
+        since TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- Papers a reader liked, imported from their reference manager: they count as "more" marks,
+    -- with the file's own title and abstract for papers no source has listed (never candidates).
+    CREATE TABLE library (
+        profile TEXT NOT NULL,
+        key TEXT NOT NULL,  -- the stored paper's key, or the key identify.paper_key gives it
+        paper TEXT NOT NULL,  -- JSON: title, abstract, authors, arxiv_id, doi, file
+        imported TEXT NOT NULL,
+        model TEXT,  -- its sentence vector, for a paper the store does not hold
+        vector BLOB,
+        PRIMARY KEY (profile, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX library_by_key ON library(key);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -336,6 +370,17 @@ class Store:
             elif original[stored_key[key]] is not paper and original[stored_key[key]] != paper:
                 updates.append(_to_row(paper))
         self._db.executemany(f"INSERT INTO papers VALUES ({', '.join('?' * 12)})", inserts)
+        # A vector is computed from title and abstract: when either changed, it is computed again.
+        self._db.executemany(
+            "DELETE FROM embeddings WHERE key = ?",
+            [
+                (key,)
+                for key, paper in known.by_key.items()
+                if key in stored_key
+                and (original[stored_key[key]].title, original[stored_key[key]].abstract)
+                != (paper.title, paper.abstract)
+            ],
+        )
         self._db.executemany(
             """UPDATE papers SET arxiv_id=?2, doi=?3, title=?4, title_norm=?5, first_seen=?6,
                first_source=?7, first_listing=?8, published=?9, listed=?10, abstract=?11,
@@ -431,6 +476,117 @@ class Store:
         ).fetchone()
         return _from_row(row) if row else None
 
+    # -- sentence vectors and learned profiles ------------------------------------------------
+
+    def embeddings(self, keys: Sequence[str], model: str) -> dict[str, bytes]:
+        """The stored vectors (float16 bytes) of these papers computed by `model`; others left out.
+        Papers known only from an imported library keep theirs in the library table."""
+        found: dict[str, bytes] = {}
+        for chunk in _chunks(sorted(set(keys))):
+            marks = ", ".join("?" * len(chunk))
+            for table in ("library", "embeddings"):  # a stored paper's own vector wins
+                sql = f"SELECT key, vector FROM {table} WHERE model = ? AND key IN ({marks})"
+                found.update(self._db.execute(sql, [model, *chunk]).fetchall())
+        return found
+
+    def save_embeddings(self, model: str, vectors: Mapping[str, bytes]) -> None:
+        """Keep papers' vectors; a paper no longer stored under that key (re-keyed) is skipped."""
+        try:
+            with self._transaction():
+                self._db.executemany(
+                    """INSERT INTO embeddings (key, model, vector)
+                       SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM papers WHERE key = ?1)
+                       ON CONFLICT (key) DO UPDATE SET model = excluded.model,
+                       vector = excluded.vector""",
+                    [(key, model, blob) for key, blob in vectors.items()],
+                )
+                self._db.executemany(
+                    """UPDATE library SET model = ?2, vector = ?3 WHERE key = ?1
+                       AND NOT EXISTS (SELECT 1 FROM papers WHERE key = ?1)""",
+                    [(key, model, blob) for key, blob in vectors.items()],
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"{self.path}: could not store {len(vectors)} vectors: {exc}"
+            ) from None
+
+    # -- libraries imported from reference managers --------------------------------------------
+
+    def import_library(
+        self, profile: str, entries: Sequence[tuple[str, dict[str, Any]]], at: datetime
+    ) -> int:
+        """Keep a profile's imported papers (key, fields); returns how many were new to it."""
+        with self._transaction():
+            before = self._db.total_changes
+            self._db.executemany(
+                """INSERT INTO library (profile, key, paper, imported) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (profile, key) DO NOTHING""",
+                [(profile, key, json.dumps(fields), at.isoformat()) for key, fields in entries],
+            )
+            return self._db.total_changes - before
+
+    def library(self, profiles: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """Each profile's imported paper keys, in import order."""
+        wanted = set(profiles) if profiles is not None else None
+        found: dict[str, list[str]] = {}
+        for profile, key in self._db.execute(
+            "SELECT profile, key FROM library ORDER BY imported, key"
+        ):
+            if wanted is None or profile in wanted:
+                found.setdefault(profile, []).append(key)
+        return found
+
+    def library_papers(self) -> list[tuple[str, dict[str, Any], datetime]]:
+        """Imported papers that no source has listed: (key, fields, imported), one per key."""
+        rows = self._db.execute(
+            """SELECT key, paper, MIN(imported) FROM library
+               WHERE key NOT IN (SELECT key FROM papers) GROUP BY key ORDER BY key"""
+        )
+        return [(key, json.loads(fields), datetime.fromisoformat(at)) for key, fields, at in rows]
+
+    def papers_by_key(self, keys: Iterable[str]) -> list[Paper]:
+        return self._load(set(keys), set(), set())
+
+    def learned_profiles(self) -> dict[str, tuple[str, bytes, float]]:
+        """Each profile's learned model as stored: (fingerprint, float32 coefficients, intercept)."""
+        rows = self._db.execute(
+            "SELECT profile, fingerprint, coefficients, intercept FROM learned_profiles"
+        )
+        return {profile: (print_, blob, intercept) for profile, print_, blob, intercept in rows}
+
+    def save_learned_profiles(
+        self, models: Mapping[str, tuple[str, bytes, float]], at: datetime
+    ) -> None:
+        with self._transaction():
+            self._db.executemany(
+                """INSERT INTO learned_profiles VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (profile) DO UPDATE SET fingerprint = excluded.fingerprint,
+                   coefficients = excluded.coefficients, intercept = excluded.intercept,
+                   trained = excluded.trained""",
+                [
+                    (profile, print_, blob, intercept, at.isoformat())
+                    for profile, (print_, blob, intercept) in models.items()
+                ],
+            )
+
+    # -- problems that belong to no source ------------------------------------------------------
+
+    def set_problem(self, part: str, problem: str | None, at: datetime) -> None:
+        """Record (or, with None, clear) a problem of one part of the tool, for `digest status`."""
+        with self._transaction():
+            if problem is None:
+                self._db.execute("DELETE FROM problems WHERE part = ?", (part,))
+            else:
+                self._db.execute(
+                    """INSERT INTO problems VALUES (?, ?, ?) ON CONFLICT (part)
+                       DO UPDATE SET problem = excluded.problem""",
+                    (part, problem, at.isoformat()),
+                )
+
+    def problems(self) -> dict[str, tuple[str, datetime]]:
+        rows = self._db.execute("SELECT part, problem, since FROM problems ORDER BY part")
+        return {part: (problem, datetime.fromisoformat(since)) for part, problem, since in rows}
+
     # -- feedback -------------------------------------------------------------------------------
 
     def mark(self, profile: str, key: str, mark: str | None, at: datetime) -> None:
@@ -449,13 +605,19 @@ class Store:
                 )
 
     def feedback(self, profiles: Iterable[str] | None = None) -> dict[str, Feedback]:
-        """Every profile's marks (or the named profiles'), oldest first."""
+        """Every profile's marks (or the named profiles'), oldest first; papers imported from a
+        reader's library count as "more" marks."""
         rows = self._db.execute("SELECT profile, key, mark FROM feedback ORDER BY marked, key")
         wanted = set(profiles) if profiles is not None else None
         marks: dict[str, dict[str, list[str]]] = {}
         for profile, key, mark in rows:
             if wanted is None or profile in wanted:
                 marks.setdefault(profile, {"more": [], "less": []})[mark].append(key)
+        # An imported library counts as "more" marks, unless the reader marked the paper since.
+        for profile, keys in self.library(wanted).items():
+            profile_marks = marks.setdefault(profile, {"more": [], "less": []})
+            marked = {*profile_marks["more"], *profile_marks["less"]}
+            profile_marks["more"][:0] = [key for key in keys if key not in marked]
         return {
             profile: Feedback(more=tuple(m["more"]), less=tuple(m["less"]))
             for profile, m in marks.items()
@@ -739,7 +901,8 @@ class Store:
         with self._transaction():
             # Rows older than a week count for no limit; drop them as we go.
             self._db.execute(
-                "DELETE FROM confirmation_mails WHERE at < ?", ((at - timedelta(days=7)).isoformat(),)
+                "DELETE FROM confirmation_mails WHERE at < ?",
+                ((at - timedelta(days=7)).isoformat(),),
             )
             self._db.execute(
                 "INSERT INTO confirmation_mails (address, at) VALUES (?, ?)",

@@ -50,3 +50,48 @@ def fake_parse(body: bytes, origin: Origin) -> list[Record]:
 
 def lines(*ids: str) -> bytes:
     return "\n".join(f"{i} Paper {i}" for i in ids).encode()
+
+
+class _RememberingEmbedder:
+    """The real sentence model, remembering every text it embedded: the suite builds hundreds of
+    fresh stores holding the same captured papers, and embeds each text once."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.name, self.dimensions = model.name, model.dimensions
+        self.seen: dict[str, Any] = {}
+
+    def embed(self, texts: Any) -> Any:
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self.seen]
+        if missing:
+            self.seen.update(zip(missing, self.model.embed(missing), strict=True))
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return np.stack([self.seen[t] for t in texts])
+
+
+REAL_LOAD_EMBEDDER: Any = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_sentence_model_per_session() -> Any:
+    """`digest.embed.load_embedder` gives the shipped model loaded once per session; a test
+    that names a model folder (or checks a broken one) still reaches the real loader."""
+    global REAL_LOAD_EMBEDDER
+    from digest import embed
+
+    REAL_LOAD_EMBEDDER = embed.load_embedder
+    shared: list[_RememberingEmbedder] = []
+
+    def load(model_dir: Path | None = None) -> Any:
+        if model_dir is not None:
+            return REAL_LOAD_EMBEDDER(model_dir)
+        if not shared:
+            shared.append(_RememberingEmbedder(REAL_LOAD_EMBEDDER()))
+        return shared[0]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(embed, "load_embedder", load)
+        yield

@@ -58,12 +58,12 @@ def test_rank_prints_the_local_days_ranking_with_reasons(
     lines = result.stdout.splitlines()  # warnings go to stderr
     assert lines[0] == "ml · 2026-11-22 (America/New_York) · 5 chosen of 533 new papers"
     assert lines[1].startswith("  1  ")
-    assert 'matches "' in lines[2] or "like " in lines[2]
+    assert 'matches "' in lines[2] or "similar to: " in lines[2]
     assert "examples paper '9999.99999' is not in the store" in caplog.text
     ranked_titles = [line[13:] for line in lines[1:] if line[:3].strip().isdigit()]
     assert len(ranked_titles) == 5
     assert "J-CoT: Chain-of-Thought in J-Space" not in ranked_titles, "a liked paper is not offered"
-    assert 'like "J-CoT: Chain-of-Thought in J-Space"' in result.output
+    assert 'similar to: "J-CoT: Chain-of-Thought in J-Space"' in result.output
 
 
 @freeze_time("2026-11-23 03:00:00")
