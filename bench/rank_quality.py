@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rank_speed import DEFAULT_CORPUS, load_papers
 
 from digest.config import ProfileConfig
-from digest.embed import PaperVectors, load_embedder
+from digest.embed import Embedder, PaperVectors, load_embedder
 from digest.models import Feedback, Paper, Reasons, ScoredPaper
 from digest.rank import Ranker
 from digest.terms import STOP_WORDS
@@ -317,6 +317,12 @@ def main() -> None:
         "--lexical", action="store_true", help="rank without sentence embeddings (words only)"
     )
     parser.add_argument(
+        "--model",
+        choices=("minilm", "wordllama"),
+        default="minilm",
+        help="the shipped MiniLM (default) or a static-embedding model to compare",
+    )
+    parser.add_argument(
         "--curves", action="store_true", help="also the cold-start and feedback curves"
     )
     parser.add_argument("--show-personas", type=int, default=0, metavar="N")
@@ -343,7 +349,12 @@ def main() -> None:
     if not args.lexical:
         from embedding_cache import corpus_vectors
 
-        embedder = load_embedder()
+        if args.model == "wordllama":
+            from embed_speed import StaticEmbedder
+
+            embedder: Embedder = StaticEmbedder()
+        else:
+            embedder = load_embedder()
         vectors = PaperVectors(embedder, known=corpus_vectors(papers, embedder, args.corpus))
     began = time.perf_counter()
     ranker = Ranker.fit(history, vectors=vectors)

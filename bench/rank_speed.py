@@ -1,6 +1,6 @@
 """Benchmark: rank 2,000 new papers for 10,000 profiles, and show that cost grows linearly with profiles.
 
-    python bench/rank_speed.py [--papers 2000] [--profiles 10000] [--repeat 3]
+    python bench/rank_speed.py [--papers 2000] [--profiles 10000] [--repeat 3] [--lexical]
 
 Profiles are made from the shared arXiv corpus (../shared/corpus): each has 6 keywords drawn from
 real titles, 2 categories, 3 pinned authors, 5 example papers and 2 negative keywords, so every
@@ -8,6 +8,11 @@ signal of the ranking is exercised. The ranker is fitted once on the papers list
 candidates (reported apart: it is done once per run, whatever the number of profiles); then
 `Ranker.rank` is timed for 1/8, 1/4, 1/2 and all of the profiles. Prints medians, seconds per
 1,000 profiles at each size (flat = linear), and the process's peak memory.
+
+With sentence embeddings (the default; `--lexical` leaves them out) every profile also has two
+"less" marks, so with its 5 examples it has a learned model: the first ranking trains them all
+(timed apart: a model is retrained only when its marks change), the timed rankings reuse them.
+Paper vectors come from bench/embedding_cache.py, as a run reads them from the store.
 Target: all profiles in at most 10 s and 1.5 GB on the 2-core machine.
 """
 
@@ -29,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digest.config import ProfileConfig
-from digest.models import Paper
+from digest.models import Feedback, Paper
 from digest.rank import Ranker
 from digest.terms import STOP_WORDS
 
@@ -100,6 +105,7 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lexical", action="store_true", help="without sentence embeddings")
     args = parser.parse_args()
 
     papers = load_papers(args.corpus)
@@ -107,9 +113,28 @@ def main() -> None:
     profiles = make_profiles(history, args.profiles, args.seed)
     print(f"corpus {len(history)} stored papers, {len(candidates)} new papers")
 
+    vectors, feedback = None, {}
+    if not args.lexical:
+        from embedding_cache import corpus_vectors
+
+        from digest.embed import PaperVectors, load_embedder
+
+        embedder = load_embedder()
+        vectors = PaperVectors(embedder, known=corpus_vectors(papers, embedder, args.corpus))
+        rng = random.Random(args.seed)
+        feedback = {
+            p.name: Feedback(less=tuple(x.key for x in rng.sample(history, 2))) for p in profiles
+        }
     began = time.perf_counter()
-    ranker = Ranker.fit(history)
+    ranker = Ranker.fit(history, vectors=vectors)
     print(f"fit tf-idf on the stored corpus: {time.perf_counter() - began:.2f} s (once per run)")
+    if feedback:
+        began = time.perf_counter()
+        ranker.rank(candidates[:1], profiles, feedback)
+        print(
+            f"learned models trained for {len(ranker.learned)} profiles: "
+            f"{time.perf_counter() - began:.1f} s (once, then only when marks change)"
+        )
 
     sizes = sorted({max(1, args.profiles * k // 8) for k in (1, 2, 4, 8)})
     print(f"\n{'profiles':>9}  {'median s':>9}  {'s per 1,000':>11}  runs")
@@ -118,7 +143,7 @@ def main() -> None:
         runs = []
         for _ in range(args.repeat):
             began = time.perf_counter()
-            ranked = ranker.rank(candidates, profiles[:size])
+            ranked = ranker.rank(candidates, profiles[:size], feedback)
             runs.append(time.perf_counter() - began)
         assert len(ranked) == size
         medians[size] = statistics.median(runs)

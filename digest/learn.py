@@ -52,7 +52,7 @@ def train(
             np.ones(len(background)),
         ]
     )
-    model = LogisticRegression(C=1.0, max_iter=300)
+    model = LogisticRegression(C=1.0, solver="newton-cg", max_iter=100)  # 4 ms a profile
     model.fit(features, labels, sample_weight=weights)
     return LearnedProfile(
         print_, np.asarray(model.coef_[0], dtype=np.float32), float(model.intercept_[0])

@@ -76,7 +76,6 @@ SHOWN_SIMILARITY = 0.1
 # Sentence cosines between two unrelated abstracts of one field sit around 0.1-0.3, so a cosine
 # is rescaled from this floor to 1 before it counts: (cos - floor) / (1 - floor), at least 0.
 EMBEDDING_FLOOR = 0.25
-_GATHER_LIMIT = 16_000_000  # papers x profiles x liked papers gathered at once (64 MB of floats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +103,7 @@ class _TextModel:
     corpus_vectors: sp.csr_matrix  # one L2-normalised row per corpus paper
     word_idf: Mapping[str, float]
     unseen_idf: float  # the idf of a word the corpus never used: as rare as it gets
+    kept: sp.dia_matrix  # 1 for the words similarity counts, 0 for those in most papers
 
 
 def _document(paper: Paper) -> str:
@@ -257,10 +257,11 @@ class Ranker:
             return results
         # In key order, so that equal scores always come out in the same order.
         papers = _PaperFeatures.build(sorted(candidates, key=lambda p: p.key), profiles, self)
+        marks = self._resolve_marks(profiles, feedback)
         blocks = [profiles[start : start + _BLOCK] for start in range(0, len(profiles), _BLOCK)]
 
         def rank_block(block: Sequence[ProfileConfig]) -> dict[str, tuple[ScoredPaper, ...]]:
-            signals = _ProfileSignals.build(block, feedback, self, papers)
+            signals = _ProfileSignals.build(block, marks, self, papers)
             return _choose(papers, signals, block, self)
 
         # Two blocks at a time: scipy and numpy release the GIL in their products, so one
@@ -270,6 +271,25 @@ class Ranker:
             for ranked in pool.map(rank_block, blocks):
                 results.update(ranked)
         return results
+
+    def _resolve_marks(
+        self, profiles: Sequence[ProfileConfig], feedback: Mapping[str, Feedback]
+    ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Each profile's liked and disliked corpus rows. Their vectors are fetched here, on the
+        calling thread: the vector source may read a store, which belongs to this thread."""
+        marks = {
+            p.name: (
+                _liked_rows(p, feedback.get(p.name, Feedback()), self),
+                _resolve(feedback.get(p.name, Feedback()).less, self, p.name, "less"),
+            )
+            for p in profiles
+        }
+        if self.vectors is not None:
+            rows = sorted({row for pair in marks.values() for rows in pair for row in rows})
+            self.embed([self.corpus[row] for row in rows])
+            if any(len(a) >= MIN_LIKED and len(b) >= MIN_DISLIKED for a, b in marks.values()):
+                self._background_vectors()
+        return marks
 
     # -- used by the feature builders -----------------------------------------------------------
 
@@ -291,8 +311,7 @@ class Ranker:
 
     def text_vectors(self, papers: Sequence[Paper]) -> sp.csr_matrix:
         assert self.text is not None
-        matrix: sp.csr_matrix = self.text.vectorizer.transform(papers)
-        return matrix
+        return _normalised(sp.csr_matrix(self.text.vectorizer.transform(papers)) @ self.text.kept)
 
 
 def _fit_text(corpus: Sequence[Paper]) -> _TextModel | None:
@@ -303,21 +322,31 @@ def _fit_text(corpus: Sequence[Paper]) -> _TextModel | None:
     vectorizer = TfidfVectorizer(
         analyzer=_analyzer,
         sublinear_tf=True,
-        # Words in over half the corpus ("model", "method") tell papers apart poorly.
-        max_df=0.5 if len(documents) >= 20 else 1.0,
         min_df=2 if len(documents) >= 1000 else 1,
         dtype=np.float32,
     )
     try:
-        vectors = vectorizer.fit_transform(documents)
+        vectors = sp.csr_matrix(vectorizer.fit_transform(documents))
     except ValueError:  # no word at all: every paper is empty or only stop words
         log.warning("the stored papers hold no words to learn from: example papers cannot count")
         return None
+    # Words in over half the corpus ("model", "method") tell papers apart poorly: they are left
+    # out of the similarity vectors, but keep their (low) idf, so a keyword "model" counts little.
+    in_documents = np.bincount(vectors.indices, minlength=vectors.shape[1])
+    common = in_documents > 0.5 * len(documents) if len(documents) >= 20 else in_documents < 0
+    kept = sp.diags((~common).astype(np.float32))
     vocabulary: dict[str, int] = vectorizer.vocabulary_
     idf = vectorizer.idf_
     word_idf = {word: float(idf[column]) for word, column in vocabulary.items()}
     unseen = math.log((1 + len(documents)) / 1) + 1.0  # sklearn's smoothed idf for df = 0
-    return _TextModel(vectorizer, sp.csr_matrix(vectors), word_idf, unseen)
+    return _TextModel(vectorizer, _normalised(vectors @ kept), word_idf, unseen, kept)
+
+
+def _normalised(vectors: sp.csr_matrix) -> sp.csr_matrix:
+    """Rows scaled to unit length (rows of zeros stay zero)."""
+    norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags((1.0 / norms).astype(np.float32)) @ vectors)
 
 
 # -- features of the day's papers ------------------------------------------------------------------
@@ -527,7 +556,7 @@ class _ProfileSignals:
     def build(
         cls,
         profiles: Sequence[ProfileConfig],
-        feedback: Mapping[str, Feedback],
+        marks: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]],
         ranker: Ranker,
         papers: _PaperFeatures,
     ) -> _ProfileSignals:
@@ -548,13 +577,8 @@ class _ProfileSignals:
             frozenset().union(*(ranker.colleagues(k) for k in keys)).difference(keys)
             for keys in pinned_keys
         )
-        liked_rows = tuple(
-            _liked_rows(p, feedback.get(p.name, Feedback()), ranker) for p in profiles
-        )
-        disliked_rows = tuple(
-            _resolve(feedback.get(p.name, Feedback()).less, ranker, p.name, "less")
-            for p in profiles
-        )
+        liked_rows = tuple(marks[p.name][0] for p in profiles)
+        disliked_rows = tuple(marks[p.name][1] for p in profiles)
         return cls(
             keywords=matrix((term_columns(p.keywords) for p in profiles), len(vocabulary.terms)),
             negatives=matrix(
@@ -721,12 +745,15 @@ def _closest(papers: _PaperFeatures, liked: _Liked) -> _Closest:
     """Similarity to the closest liked paper, not to their mean: a reader's examples are often
     about several topics, and a paper near one of them is what they asked for."""
     count, (size, most) = len(papers.papers), liked.index.shape
+    # Liked papers x papers: picking a profile's liked papers then copies whole rows.
     text = meaning = None
     if liked.text is not None and papers.text_vectors is not None and liked.text.shape[0]:
-        text = np.asarray((papers.text_vectors @ liked.text.T).toarray(), dtype=np.float32)
+        text = np.asarray((liked.text @ papers.text_vectors.T).toarray(), dtype=np.float32)
     if liked.embeddings is not None and papers.embeddings is not None and len(liked.embeddings):
-        cosine = papers.embeddings @ liked.embeddings.T
-        meaning = np.maximum((cosine - EMBEDDING_FLOOR) / (1 - EMBEDDING_FLOOR), 0.0)
+        meaning = np.asarray(liked.embeddings @ papers.embeddings.T, dtype=np.float32)
+        meaning -= EMBEDDING_FLOOR
+        np.maximum(meaning, 0.0, out=meaning)
+        meaning *= 1 / (1 - EMBEDDING_FLOOR)
     result = _Closest(
         text=np.zeros((count, size), np.float32),
         meaning=np.zeros((count, size), np.float32),
@@ -736,22 +763,26 @@ def _closest(papers: _PaperFeatures, liked: _Liked) -> _Closest:
     available = [m for m in (text, meaning) if m is not None]
     if not available or not most:
         return result
-    fused = available[0] if len(available) == 1 else (available[0] + available[1]) / 2
-    # A last column of -1 that the -1 padding of `index` points at: never the closest.
-    fused = np.hstack([fused, np.full((count, 1), -1.0, np.float32)])
-    step = max(1, _GATHER_LIMIT // max(count * most, 1))
-    paper_rows = np.arange(count)[:, None]
-    for start in range(0, size, step):
-        index = liked.index[start : start + step]  # profiles x most
-        gathered = fused[:, index]  # papers x profiles x most
-        best = index[np.arange(len(index))[None, :], gathered.argmax(axis=2)]  # papers x profiles
-        chosen = slice(start, start + len(index))
-        result.fused[:, chosen] = np.maximum(fused[paper_rows, best], 0.0)
-        if text is not None:
-            result.text[:, chosen] = np.where(best >= 0, text[paper_rows, best], 0.0)
-        if meaning is not None:
-            result.meaning[:, chosen] = np.where(best >= 0, meaning[paper_rows, best], 0.0)
-        result.row[:, chosen] = np.where(best >= 0, liked.distinct[best], -1)
+    fused = available[0] if len(available) == 1 else (available[0] + available[1]) * 0.5
+    # One liked paper at a time (a profile has few): the best so far and its row, profiles x
+    # papers, kept in place; an index of -1 pads profiles that like fewer papers.
+    best = np.full((size, count), -1.0, dtype=np.float32)
+    chosen = np.full((size, count), -1, dtype=np.int64)
+    for j in range(most):
+        rows = liked.index[:, j]
+        values = fused[rows]
+        values[rows < 0] = -1.0
+        better = values > best
+        np.copyto(best, values, where=better)
+        np.copyto(chosen, rows[:, None], where=better)
+    found = chosen >= 0
+    paper_columns = np.arange(count)[None, :]
+    result.fused[:] = np.maximum(best, 0.0).T
+    if text is not None:
+        result.text[:] = np.where(found, text[chosen, paper_columns], 0.0).T
+    if meaning is not None:
+        result.meaning[:] = np.where(found, meaning[chosen, paper_columns], 0.0).T
+    result.row[:] = np.where(found, liked.distinct[chosen], -1).T
     return result
 
 
@@ -859,6 +890,7 @@ def _explain(
         liked_people = {
             keys[0]
             for row in signals.liked.rows[column]
+            if len(ranker.corpus[row].authors) <= _MAX_GROUP  # as `_liked_authors` counts them
             for keys in map(author_keys, ranker.corpus[row].authors)
             if keys
         }
