@@ -4,7 +4,7 @@ Once a profile has at least MIN_LIKED liked papers (examples and "more" marks) a
 papers marked "less", a logistic regression on sentence embeddings learns what separates them:
 liked papers are the positives; "less" papers and a background sample of stored papers (most
 papers are not for any one reader) are the negatives. Its probability p of "more" adds
-`Weights.learned` x (2p - 1) to a paper's score. Before that (cold start), the examples and
+`Weights.learned` x max(0, 2p - 1) to a paper's score. Before that (cold start), the examples and
 keywords decide alone. A model is retrained only when the marks change: its fingerprint is the
 model name and the marked keys, and the caller keeps models between runs.
 """

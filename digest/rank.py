@@ -11,8 +11,8 @@ A paper's score for a profile is a sum of points (weights in `Weights`):
     semantic   the sentence-embedding similarity to that same liked paper, rescaled from
                EMBEDDING_FLOOR to 1, x `semantic` (the liked paper is the one with the best mean
                of the two similarities, and it is named in the reasons)
-    learned    (2p - 1) x `learned`, p from the profile's logistic model of its marks (learn.py),
-               once it has enough of them
+    learned    max(0, 2p - 1) x `learned`, p from the profile's logistic model of its marks
+               (learn.py), once it has enough of them
     authors    `author` for each pinned author on the paper (at most two count)
     colleagues `colleague` for each author on the paper who wrote at least two stored papers with
                one of the profile's pinned authors: their research group (at most two count)
@@ -86,7 +86,9 @@ class Weights:
     title: float = 2.0  # a keyword in the title counts as much as this many in the abstract
     example: float = 6.0  # x tf-idf cosine to the closest liked paper
     semantic: float = 6.0  # x sentence-embedding similarity to that same paper (rescaled 0..1)
-    learned: float = 4.0  # x (2p - 1), p the profile's learned probability of "more"
+    # x max(0, 2p - 1), p the profile's learned probability of "more": it only lifts papers; a
+    # two-sided model pushed down papers that other evidence (a liked author) rightly brought in.
+    learned: float = 2.0
     author: float = 8.0
     colleague: float = 4.0
     liked_author: float = 3.0  # per author of the liked papers on the paper (two at most)
@@ -816,7 +818,8 @@ def _score_parts(
 
 
 def _learned_points(embeddings: np.ndarray, models: Sequence[LearnedProfile | None]) -> np.ndarray:
-    """2p - 1 for each paper and profile with a learned model (p: its probability of "more")."""
+    """max(0, 2p - 1) for each paper and profile with a learned model (p: its probability of
+    "more"): what the model likes is lifted; what it does not like is left to the "less" marks."""
     points = np.zeros((len(embeddings), len(models)))
     columns = [i for i, model in enumerate(models) if model is not None]
     if columns and embeddings.shape[1]:
@@ -824,7 +827,7 @@ def _learned_points(embeddings: np.ndarray, models: Sequence[LearnedProfile | No
         coefficients = np.stack([m.coefficients for m in chosen if m is not None])
         intercepts = np.asarray([m.intercept for m in chosen if m is not None])
         logits = embeddings @ coefficients.T + intercepts
-        points[:, columns] = 2.0 / (1.0 + np.exp(-np.clip(logits, -30, 30))) - 1.0
+        points[:, columns] = np.maximum(2.0 / (1.0 + np.exp(-np.clip(logits, -30, 30))) - 1.0, 0.0)
     return points
 
 

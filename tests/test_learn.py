@@ -122,7 +122,10 @@ def test_a_model_is_learned_kept_while_the_marks_stay_and_retrained_when_they_ch
     assert ranker.retrained == {"me"}
     first = ranker.learned["me"]
     learned = {item.paper.key: dict(item.reasons.parts).get("learned", 0.0) for item in ranked}
-    assert learned["2606.00001"] > 0 > learned["2606.00002"]
+    # The model lifts what it likes and leaves the rest alone (the "less" marks push down).
+    assert learned["2606.00001"] > 0 == learned.get("2606.00002", 0.0)
+    liked_news, disliked_news = FakeVectors().papers(CANDIDATES)
+    assert probability(first, liked_news) > 0.5 > probability(first, disliked_news)
 
     ranker.retrained.clear()  # the caller has stored it
     assert ranker.rank(CANDIDATES, [ME], marks)["me"] == ranked
