@@ -436,19 +436,17 @@ def main() -> None:
             # Marked papers must be found in the corpus, as they are in the store.
             everything = Ranker.fit(papers, vectors=vectors)
             print("\nfeedback, examples only: nDCG@10 on days 1-6 as the reader marks more/less")
-            for label, weight in (
-                ("learning on", everything.weights.learned),
-                ("learning off", 0.0),
+            for authors, liked_author in (
+                ("", everything.weights.liked_author),
+                (", no author features", 0.0),
             ):
-                ranker_ = replace(
-                    everything,
-                    weights=replace(everything.weights, learned=weight),
-                    learned={},
-                    retrained=set(),
-                )
-                curve = feedback_curve(ranker_, personas, days, examples_only)
-                figures[f"feedback {label}"] = {f"day {i + 1}": v for i, v in enumerate(curve)}
-                print(f"  {label:<13}" + " ".join(f"{v:.3f}" for v in curve))
+                for label, weight in (("learning on", everything.weights.learned), ("learning off", 0.0)):
+                    weights = replace(everything.weights, learned=weight, liked_author=liked_author)
+                    ranker_ = replace(everything, weights=weights, learned={}, retrained=set())
+                    curve = feedback_curve(ranker_, personas, days, examples_only)
+                    name = f"feedback {label}{authors}"
+                    figures[name] = {f"day {i + 1}": v for i, v in enumerate(curve)}
+                    print(f"  {label + authors:<35}" + " ".join(f"{v:.3f}" for v in curve))
 
     full, text_only = figures["full"], figures["full, no authors"]
     negatives = max(
