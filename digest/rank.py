@@ -91,7 +91,7 @@ class Weights:
     learned: float = 2.0
     author: float = 8.0
     colleague: float = 4.0
-    liked_author: float = 3.0  # per author of the liked papers on the paper (two at most)
+    liked_author: float = 6.0  # per author of the liked papers on the paper (two at most)
     category: float = 0.5  # a coarse signal (hundreds of papers a day): a tie-breaker
     community: float = 0.5
     less: float = 8.0  # x fused similarity to the closest paper marked "less"
