@@ -3,7 +3,9 @@ paper and kept in the store, and a run that goes on by words when the model cann
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -333,3 +335,27 @@ def test_embeddings_off_never_loads_the_model(
     with Store.open(load_config(path).store_path) as store:
         assert store.digests("ml", limit=1)[0].items
         assert store.problems() == {}
+
+
+def test_embedding_and_ranking_never_import_torch() -> None:
+    """The default path runs on ONNX Runtime alone, even where PyTorch happens to be installed."""
+
+    script = (
+        "import sys\n"
+        "from digest.embed import load_embedder\n"
+        "from digest.rank import Ranker\n"
+        "from test_rank import corpus, profile\n"
+        "from digest.embed import PaperVectors\n"
+        "papers = corpus()\n"
+        "ranker = Ranker.fit(papers, vectors=PaperVectors(load_embedder()))\n"
+        "ranker.rank(papers[:3], [profile(examples=(papers[0].key,))])\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
+        "print(','.join(heavy) or 'none')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "none"
