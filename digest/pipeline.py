@@ -105,7 +105,9 @@ def ingest(
             break
         runs.append(ingest_source(source, store, fetcher, clock, run_id, new_keys))
     if new_keys and not STOPPING.is_set():
-        embed_papers(config, store, clock, new_keys)
+        # By time, not by the keys the sources reported: a later source of the run may have
+        # given one of those papers an arXiv id, and so a new key.
+        embed_papers(config, store, clock, store.papers(since=started, limit=None))
     store.finish_run(run_id, clock())
     return IngestReport(run_id=run_id, started=started, sources=tuple(runs))
 
@@ -242,18 +244,18 @@ def _embedding_problem(store: Store, clock: Clock, exc: EmbeddingError) -> None:
     store.set_problem(EMBEDDINGS, f"{exc}; ranking by words alone", clock())
 
 
-def embed_papers(config: Config, store: Store, clock: Clock, keys: Sequence[str]) -> None:
+def embed_papers(config: Config, store: Store, clock: Clock, papers: Sequence[Paper]) -> None:
     """Embed papers once, when they are first stored; the ranking reads the vectors back."""
     vectors = paper_vectors(config, store, clock)
     if vectors is None:
         return
     began = time.monotonic()
     try:
-        vectors.papers(store.papers_by_key(keys))
+        vectors.papers(papers)
     except EmbeddingError as exc:
         _embedding_problem(store, clock, exc)
         return
-    log.info("embedded %d new papers in %.1f s", len(keys), time.monotonic() - began)
+    log.info("embedded %d new papers in %.1f s", len(papers), time.monotonic() - began)
 
 
 def make_ranker(config: Config, store: Store, clock: Clock) -> Ranker:

@@ -277,6 +277,22 @@ def test_ingest_embeds_new_papers_once(
     assert len(ranked["me"]) == 3 and len(counting.texts) == 3
 
 
+def test_a_paper_given_its_id_by_a_later_source_of_the_run_is_embedded_by_that_run(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kind = SourceKind("fake", "conftest", "fake_parse", "one paper per line (tests only)")
+    monkeypatch.setitem(sources.SOURCE_KINDS, "fake", kind)
+    counting = Counting()
+    monkeypatch.setattr(embed, "load_embedder", lambda model_dir=None: counting)
+    config = make_config(tmp_path, "a", "b")  # a lists it by title only, b with its arXiv id
+    transport = httpx.MockTransport(by_host(a=b" Shared title", b=b"2501.00009 Shared title"))
+    with Fetcher(FetchPolicy(retries=1), transport=transport, sleep=lambda s: None) as fetcher:
+        ingest(config, store, fetcher, lambda: T0)
+    assert [p.key for p in store.papers(limit=None)] == ["2501.00009"]
+    assert list(store.embeddings(["2501.00009"], "counting")) == ["2501.00009"]
+    assert counting.texts == ["Shared title"]
+
+
 def test_an_example_from_an_earlier_day_counts_with_embeddings_on(
     fake_source: Any, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
