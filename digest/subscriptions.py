@@ -227,6 +227,9 @@ class SignupOutcome:
     subscriber: Subscriber
     mail: str | None  # "confirm" (a new or unconfirmed subscription), "manage" (already active), None
     limited: bool = False  # a mail was due but the rate limit held it back
+    # The address had no subscription: this request made it. Only then may the request add to
+    # the profile (an imported library); anything else would let a stranger change someone's.
+    created: bool = False
 
 
 def sign_up(store: Store, address: str, interests: Interests, now: datetime) -> SignupOutcome:
@@ -237,6 +240,7 @@ def sign_up(store: Store, address: str, interests: Interests, now: datetime) -> 
     type any address: its owner gets a mail with their manage link instead.
     """
     existing = store.subscriber_by_address(address)
+    created = existing is None
     if existing is not None and existing.status != "pending" and not existing.unsubscribed:
         subscriber, mail = existing, "manage"
     else:
@@ -254,8 +258,8 @@ def sign_up(store: Store, address: str, interests: Interests, now: datetime) -> 
         mail = "confirm"
     if mail_allowed(store, address, now):
         store.record_confirmation_mail(address, now)
-        return SignupOutcome(subscriber, mail)
-    return SignupOutcome(subscriber, None, limited=True)
+        return SignupOutcome(subscriber, mail, created=created)
+    return SignupOutcome(subscriber, None, limited=True, created=created)
 
 
 def mail_allowed(store: Store, address: str, now: datetime) -> bool:

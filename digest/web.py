@@ -4,6 +4,8 @@
     GET  / , /subscribe       the subscribe form        POST /subscribe       sign up, mail a link
     GET  /confirm/TOKEN       what will be confirmed    POST /confirm/TOKEN   the double opt-in
     GET  /manage/TOKEN        interests, pause, feed    POST /manage/TOKEN    save, pause, resume
+    (the subscribe and manage forms may carry a library file: BibTeX, RIS or CSL-JSON, whose
+    papers count as liked, imported by digest.pipeline.import_library as `digest profile import`)
     GET  /feedback/TOKEN      "more like this?"         POST /feedback/TOKEN  record it (or undo)
     GET  /unsubscribe/TOKEN   a confirm button          POST /unsubscribe/TOKEN  RFC 8058 one-click
 
@@ -15,8 +17,12 @@ Security, in one place:
   - Forms carry a CSRF token bound to a cookie nonce and to the form's scope, and a cross-site
     Origin is refused. The one-click unsubscribe POST is the exception RFC 8058 asks for: it needs
     no cookie, its signed token is the authority.
+  - A form is read up to a size cap, and answered 413 beyond it: 64 kB of text; the subscribe
+    and manage forms (multipart/form-data) add one library file of up to 2 MB.
   - Subscribe requests are rate limited per client address, and confirmation mails per recipient
     and overall (digest.subscriptions). The page never tells whether an address is subscribed.
+  - A library file (BibTeX, RIS, CSL-JSON) sent with the subscribe form is imported only into a
+    subscription that form creates: a stranger who types a subscribed address changes nothing.
   - Nothing redirects: every POST answers with its page, so there is no redirect to abuse.
   - Pages are autoescaped templates, under a CSP that allows no script at all.
 """
@@ -29,7 +35,8 @@ import mimetypes
 import re
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,9 +44,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,10 +57,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from digest import compose, subscriptions
 from digest.config import WEEKDAYS, Config, ProfileConfig
 from digest.deliver import Sender
-from digest.errors import DigestError
+from digest.errors import DigestError, LibraryError
 from digest.feedfiles import FeedFiles
+from digest.library import LibraryImport, read_library
 from digest.models import Interests, Subscriber
 from digest.notices import notice_mail
+from digest.pipeline import LibraryReport, import_library
 from digest.render import default_templates_dir
 from digest.store import Store
 from digest.tokens import (
@@ -87,7 +99,15 @@ SECURITY_HEADERS = [
 ]
 CSRF_COOKIE = "pd_form"
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
-MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_BYTES = 64 * 1024  # a form's text: its urlencoded body, or the text fields of a multipart one
+MAX_FORM_FIELDS = 60
+# A library file sent with the subscribe or manage form (`digest profile import` takes up to 20 MB).
+LIBRARY_UPLOAD_MAX_BYTES = 2 * 1024 * 1024
+LIBRARY_FIELD = "library"
+SKIPPED_SHOWN = 10  # skipped entries listed on the manage page after an import
+# A refused upload's rest is still read (and dropped) up to this, so the browser gets the page
+# rather than a reset connection; a body longer than this has the connection closed on it.
+DRAIN_MAX_BYTES = 32 * 1024 * 1024
 SUBSCRIBES_PER_CLIENT = 10  # POSTs to /subscribe per client address per window
 SUBSCRIBE_WINDOW = timedelta(hours=1)
 
@@ -150,9 +170,29 @@ class Reader:
     configured: ProfileConfig | None
 
 
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file sent with a form: its base name (cleaned, for messages and the format) and bytes."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A checked form: its text fields, and the library file when one was chosen."""
+
+    fields: dict[str, str]
+    upload: Upload | None = None
+
+
 class _FormRefused(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def create_app(
@@ -189,7 +229,8 @@ def create_app(
             nonce = _nonce(request)
             context["csrf"] = csrf_token(keys, nonce, scope, clock().timestamp())
         body = templates.get_template(template).render(
-            {"weekdays": weekdays, "timezones": zones, "errors": {}, "values": {}, **context}
+            {"weekdays": weekdays, "timezones": zones, "errors": {}, "values": {},
+             "library_max_mb": LIBRARY_UPLOAD_MAX_BYTES // 2**20, **context}
         )
         response = HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
         for name, value in (headers or {}).items():
@@ -203,9 +244,11 @@ def create_app(
                scope: str = "", action: str | None = None, button: str = "",
                hidden: dict[str, str] | None = None,
                links: tuple[tuple[str, str], ...] = (), headers: dict[str, str] | None = None,
-               ) -> HTMLResponse:
-        return html("page.html.j2", status, request, scope, headers, title=title, lines=lines,
-                    form_action=action, button=button, hidden=hidden or {}, links=links)
+               background: BackgroundTask | None = None) -> HTMLResponse:
+        response = html("page.html.j2", status, request, scope, headers, title=title, lines=lines,
+                        form_action=action, button=button, hidden=hidden or {}, links=links)
+        response.background = background
+        return response
 
     def bad_link(what: str, problem: BadToken) -> HTMLResponse:
         return notice(400, "This link does not work",
@@ -213,28 +256,68 @@ def create_app(
                       f"Use the {what} link from the newest email.",
                       links=(("Subscribe again", "/"),) if "expired" in str(problem) else ())
 
-    async def checked_form(request: Request, scope: str) -> dict[str, str]:
-        """The POSTed form, once its origin and CSRF token are checked (else _FormRefused)."""
+    async def read_upload(upload: Upload) -> tuple[LibraryImport | None, str]:
+        """The library file read (in a worker thread: LaTeX takes time), or what is wrong with it."""
+        try:
+            library = await run_in_threadpool(read_library, upload.data, upload.filename)
+        except LibraryError as exc:
+            return None, f"This file cannot be read: {exc}."
+        if not library.entries:
+            first = f" ({library.skipped[0]})" if library.skipped else ""
+            return None, f"{upload.filename}: no paper could be read from it{first}."
+        return library, ""
+
+    async def checked_form(request: Request, scope: str, *, uploads: bool = False) -> Submitted:
+        """The POSTed form, once its origin, size and CSRF token are checked (else _FormRefused).
+
+        A form is urlencoded, or multipart/form-data; with `uploads`, a multipart form may carry
+        one library file (the field "library"), and an empty file input is no upload.
+        """
         def refused() -> _FormRefused:  # the page is made only when a form is refused
             return _FormRefused(notice(
                 403, "This form has expired",
                 "For your safety the form only works for a while, and only from this "
                 "site. Nothing was changed; open the page again and resend it."))
 
+        multipart = _media_type(request) == "multipart/form-data"
+
+        def too_large() -> _FormRefused:
+            if multipart and uploads:
+                mb = LIBRARY_UPLOAD_MAX_BYTES // 2**20
+                return _FormRefused(notice(
+                    413, "The file is too large",
+                    f"A library file can be up to {mb} MB. Nothing was changed.",
+                    "Export a smaller collection of your library and send the form again.",
+                    links=(("Back to the form", request.url.path),)))
+            return _FormRefused(notice(413, "Too much text", "The form was too large to read."))
+
+        def unreadable() -> _FormRefused:
+            return _FormRefused(notice(400, "Unreadable form", "The form could not be read."))
+
         origin = request.headers.get("origin")
         if origin is not None and origin not in own_origins | {_origin(str(request.base_url))}:
             raise refused()
         if request.headers.get("sec-fetch-site") == "cross-site":
             raise refused()
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                raise _FormRefused(notice(413, "Too much text", "The form was too large to read."))
+        limit = MAX_FORM_BYTES + (LIBRARY_UPLOAD_MAX_BYTES if multipart and uploads else 0)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:  # no need to read it to refuse it
+            await _drain(request)
+            raise too_large()
+        upload = None
         try:
-            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=60))
-        except (UnicodeDecodeError, ValueError):
-            raise _FormRefused(notice(400, "Unreadable form", "The form could not be read.")) from None
+            if multipart:
+                form, upload = await _read_multipart(request, limit, max_files=1 if uploads else 0)
+            else:
+                body = await _read_body(request, limit)
+                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                                      max_num_fields=MAX_FORM_FIELDS))
+        except _TooLarge:
+            raise too_large() from None
+        except (MultiPartException, UnicodeDecodeError, ValueError):
+            raise unreadable() from None
+        if sum(len(value) for value in form.values()) > MAX_FORM_BYTES:  # text in a multipart form
+            raise too_large()
         nonce = request.cookies.get(CSRF_COOKIE, "")
         try:
             signed_nonce, signed_scope = read_csrf_token(keys, form.get("csrf", ""), clock().timestamp())
@@ -242,7 +325,9 @@ def create_app(
             raise refused() from None
         if not (nonce and hmac.compare_digest(signed_nonce, nonce) and signed_scope == scope):
             raise refused()
-        return form
+        if upload is not None and len(upload.data) > LIBRARY_UPLOAD_MAX_BYTES:
+            raise too_large()
+        return Submitted(form, upload)
 
     # -- subscribe and confirm ------------------------------------------------------------------
 
@@ -259,15 +344,28 @@ def create_app(
                           f"Please wait {max(1, wait // 60)} minutes before subscribing again.",
                           headers={"retry-after": str(wait)})
         try:
-            form = await checked_form(request, "subscribe")
+            form = await checked_form(request, "subscribe", uploads=True)
         except _FormRefused as refused:
             return refused.response
-        checked = subscriptions.read_form(form, with_address=True)
-        if checked.errors or checked.address is None or checked.interests is None:
+        checked = subscriptions.read_form(form.fields, with_address=True)
+        errors = dict(checked.errors)
+        library = None
+        if form.upload is not None:
+            library, problem = await read_upload(form.upload)
+            if problem:
+                errors["library"] = problem
+        if errors or checked.address is None or checked.interests is None:
             return html("subscribe.html.j2", 400, request, "subscribe", title="Get new papers you care about",
-                        values=checked.values, errors=checked.errors)
+                        values=checked.values, errors=_in_form_order(errors),
+                        library_again=form.upload is not None and "library" not in errors)
         with store() as db:
             outcome = subscriptions.sign_up(db, checked.address, checked.interests, now)
+        upload = form.upload
+        # The file goes only into a subscription this form made: anyone may type a subscribed
+        # address. It is imported after the answer is sent, so the answer takes as long either way.
+        later = None
+        if outcome.created and upload is not None:
+            later = BackgroundTask(import_later, outcome.subscriber.profile, upload)
         if outcome.mail is not None:
             profile, address = outcome.subscriber.profile, outcome.subscriber.address
             link = (
@@ -282,14 +380,38 @@ def create_app(
                 log.warning("subscribe: the %s mail to %s was not sent: %s", outcome.mail, address, exc)
                 return notice(503, "The email could not be sent",
                               "Our mail server did not take the message just now. Please try "
-                              "again in a few minutes.")
+                              "again in a few minutes.", background=later)
         elif outcome.limited:
             log.warning("subscribe: mail to %s held back by the rate limit", checked.address)
+        # The same words whether or not the address had a subscription (and so whether the file
+        # was imported): the page must not tell a stranger who is subscribed.
+        read: tuple[str, ...] = ()
+        if upload is not None and library is not None:
+            read = (
+                f"We read {_papers(len(library.entries))} from {upload.filename}"
+                + (f" ({_entries(len(library.skipped))} could not be used)" if library.skipped else "")
+                + ". Once you confirm, they count as papers you liked. If this address already "
+                "had a subscription, the file was not added to it: add it on the page that "
+                "subscription's emails link to.",
+            )
         return notice(200, "Check your inbox",
                       f"We sent a link to {checked.address}. Open it to confirm; nothing is sent "
                       "before you do.",
+                      *read,
                       "Nothing there after a few minutes? Look in your spam folder. We send at most "
-                      f"{subscriptions.CONFIRMATIONS_PER_ADDRESS_PER_DAY} of these emails a day.")
+                      f"{subscriptions.CONFIRMATIONS_PER_ADDRESS_PER_DAY} of these emails a day.",
+                      background=later)
+
+    def import_later(profile: str, upload: Upload) -> None:
+        """A new subscriber's library, imported once the subscribe page is sent (a worker thread)."""
+        try:
+            with store() as db:
+                report = import_library(db, profile, upload.data, upload.filename, clock)
+        except LibraryError as exc:  # it was read once already: a surprise, and no reason to fail
+            log.warning("subscribe: the library of %s was not imported: %s", profile, exc)
+            return
+        log.info("subscribe: %s imported %d papers (%d new) from %s", profile, report.entries,
+                 report.added, upload.filename)
 
     def confirmed_pending(token: str) -> tuple[str, str]:
         return read_confirm_token(keys, token, clock().timestamp())
@@ -301,6 +423,7 @@ def create_app(
             return bad_link("confirmation", problem)
         with store() as db:
             subscriber = db.subscriber(profile)
+            library = len(db.library([profile]).get(profile, []))
         if subscriber is None or subscriber.address != address:
             return notice(404, "Subscription not found",
                           "This subscription no longer exists. Subscribe again to start over.",
@@ -308,8 +431,11 @@ def create_app(
         if subscriber.status != "pending" and not subscriber.unsubscribed:
             return notice(200, "You are subscribed", f"{address} already gets the digest.",
                           links=(("Manage your subscription", _manage_link(keys, subscriber)),))
+        # What is confirmed includes the library sent with the form: its owner should see it.
+        sent = (f"With {_papers(library)} from an uploaded library, counted as papers you liked.",)
         return notice(200, "Confirm your subscription", f"Send the digest to {address}?",
-                      _describe(subscriber.interests), request=request, scope=f"confirm:{profile}",
+                      _describe(subscriber.interests), *(sent if library else ()),
+                      request=request, scope=f"confirm:{profile}",
                       action=request.url.path, button="Confirm")
 
     async def confirm(request: Request) -> Response:
@@ -358,10 +484,12 @@ def create_app(
 
     def manage_view(request: Request, who: Reader, status: int = 200, saved: str = "",
                     values: dict[str, str] | None = None,
-                    errors: dict[str, str] | None = None) -> Response:
+                    errors: dict[str, str] | None = None,
+                    imported: dict[str, Any] | None = None, library_again: bool = False) -> Response:
         with store() as db:
             unsubscribed = db.is_unsubscribed(who.profile, who.address)
             latest = db.digests(who.profile, limit=1)
+            library = len(db.library([who.profile]).get(who.profile, []))
         subscriber = who.subscriber
         if unsubscribed:
             state = "unsubscribed"
@@ -391,7 +519,10 @@ def create_app(
             paused=subscriber is not None and subscriber.status == "paused",
             values=values or (subscriptions.form_values(interests) if interests else {}),
             errors=errors or {}, summary=_summary(who.configured) if who.configured else [],
-            feed_rss=feed_rss, feed_atom=feed_atom, last=last,
+            feed_rss=feed_rss, feed_atom=feed_atom, last=last, imported=imported,
+            library_again=library_again,
+            library_line=(f"Your library: {_papers(library)} imported, counted as papers you liked."
+                          if library else "Your library: no papers imported yet."),
             next_note=(f"Digests are made {_when(interests)}." if interests else ""),
             action=request.url.path,
             unsubscribe_action=f"/unsubscribe/{unsubscribe_token(keys, who.profile, who.address)}",
@@ -406,10 +537,38 @@ def create_app(
         if isinstance(who, Response):
             return who
         try:
-            form = await checked_form(request, f"manage:{who.profile}")
+            form = await checked_form(request, f"manage:{who.profile}", uploads=True)
         except _FormRefused as refused:
             return refused.response
-        action, now = form.get("action", ""), clock()
+        action, now = form.fields.get("action", ""), clock()
+        if action == "save" and who.subscriber is not None:
+            checked = subscriptions.read_form(form.fields, with_address=False)
+            errors = dict(checked.errors)
+            if form.upload is not None:
+                _, problem = await read_upload(form.upload)
+                if problem:
+                    errors["library"] = problem
+            if errors or checked.interests is None:
+                return manage_view(request, who, 400, values=dict(checked.values),
+                                   errors=_in_form_order(errors),
+                                   library_again=form.upload is not None and "library" not in errors)
+            current, interests, upload = who.subscriber, checked.interests, form.upload
+
+            def save() -> tuple[Subscriber, LibraryReport | None]:
+                with store() as db:
+                    # The file first: a LibraryError there leaves the interests unsaved too.
+                    done = (import_library(db, who.profile, upload.data, upload.filename, clock)
+                            if upload is not None else None)
+                    return subscriptions.update_interests(db, current, interests, now), done
+
+            try:
+                changed, report = await run_in_threadpool(save)
+            except LibraryError as exc:  # it was read once already; a surprise, said as one
+                return manage_view(request, who, 400, values=dict(checked.values),
+                                   errors={"library": f"This file cannot be read: {exc}."})
+            saved = "Saved. The next digest uses these interests."
+            return manage_view(request, Reader(who.profile, who.address, changed, None),
+                               saved=saved, imported=_import_summary(report, upload))
         with store() as db:
             if action == "resubscribe":
                 db.resubscribe(who.profile, who.address)
@@ -418,14 +577,7 @@ def create_app(
             if subscriber is None:
                 return notice(400, "Not possible here",
                               "This digest is set up by the people who run this service.")
-            if action == "save":
-                checked = subscriptions.read_form(form, with_address=False)
-                if checked.interests is None:
-                    return manage_view(request, who, 400, values=dict(checked.values),
-                                       errors=dict(checked.errors))
-                subscriber = subscriptions.update_interests(db, subscriber, checked.interests, now)
-                saved = "Saved. The next digest uses these interests."
-            elif action in ("pause", "resume"):
+            if action in ("pause", "resume"):
                 subscriber = subscriptions.set_paused(db, subscriber, action == "pause", now)
                 saved = ("Paused: no digest until you resume." if action == "pause"
                          else "Resumed: the digest comes again.")
@@ -465,7 +617,7 @@ def create_app(
             form = await checked_form(request, f"feedback:{profile}")
         except _FormRefused as refused:
             return refused.response
-        undo = form.get("action") == "undo"
+        undo = form.fields.get("action") == "undo"
         with store() as db:
             db.mark(profile, key, None if undo else mark, clock())
         if undo:
@@ -539,6 +691,123 @@ def create_app(
 def _send(make: Callable[[], Sender], message: Any, address: str) -> None:
     with make() as sender:
         sender.send(message, address)
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
+
+
+def _papers(count: int) -> str:
+    return _plural(count, "paper", "papers")
+
+
+def _entries(count: int) -> str:
+    return _plural(count, "entry", "entries")
+
+
+def _in_form_order(errors: Mapping[str, str]) -> dict[str, str]:
+    """The errors in the order of their fields on the page, the library file after the examples."""
+    order = list(subscriptions.FORM_FIELDS)
+    order.insert(order.index("examples") + 1, LIBRARY_FIELD)
+    place = {name: number for number, name in enumerate(order)}
+    return dict(sorted(errors.items(), key=lambda item: place.get(item[0], len(order))))
+
+
+def _import_summary(report: LibraryReport | None, upload: Upload | None) -> dict[str, Any] | None:
+    """What the manage page says after an import: counts, and the first skipped entries."""
+    if report is None or upload is None:
+        return None
+    summary = (f"Imported {_papers(report.entries)} from {upload.filename} ({report.added:,} new)"
+               f"; {_entries(len(report.skipped))} skipped.")
+    return {
+        "summary": summary,
+        "skipped": report.skipped[:SKIPPED_SHOWN],
+        "more": max(0, len(report.skipped) - SKIPPED_SHOWN),
+    }
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+async def _body_chunks(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    """The request's body, chunk by chunk; _TooLarge once it passes `limit` bytes (its rest is
+    read and dropped first, up to DRAIN_MAX_BYTES)."""
+    size, more = 0, True
+    while more:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        size += len(chunk)
+        if size > limit:
+            if more:
+                await _drain(request)
+            raise _TooLarge()
+        if chunk:
+            yield chunk
+
+
+async def _drain(request: Request) -> None:
+    """Read the rest of a refused body (up to DRAIN_MAX_BYTES), so the browser sees our answer:
+    one that is still sending when the server answers and closes often shows a reset instead."""
+    drained, more = 0, True
+    while more and drained <= DRAIN_MAX_BYTES:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        more = bool(message.get("more_body", False))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async with aclosing(_body_chunks(request, limit)) as chunks:
+        async for chunk in chunks:
+            body += chunk
+    return bytes(body)
+
+
+async def _read_multipart(
+    request: Request, limit: int, max_files: int
+) -> tuple[dict[str, str], Upload | None]:
+    """A multipart/form-data body: its text fields, and its file "library" when one was chosen.
+
+    Starlette's parser (python-multipart) keeps a file part in a spooled temporary file; the
+    whole body is capped at `limit`, and a form with more than `max_files` file parts is refused
+    (MultiPartException), as is one with more than MAX_FORM_FIELDS text fields.
+    """
+    async with aclosing(_body_chunks(request, limit)) as chunks:
+        parser = MultiPartParser(request.headers, chunks, max_files=max_files,
+                                 max_fields=MAX_FORM_FIELDS, max_part_size=limit)
+        form: FormData = await parser.parse()
+    fields: dict[str, str] = {}
+    upload = None
+    try:
+        for name, value in form.multi_items():
+            if isinstance(value, str):
+                fields[name] = value
+            elif name == LIBRARY_FIELD:
+                data = await value.read()
+                filename = _upload_name(value.filename or "")
+                if data or filename:  # an empty file input sends a part with no name and no bytes
+                    upload = Upload(filename or "your file", data)
+    finally:
+        await form.close()
+    return fields, upload
+
+
+def _upload_name(raw: str) -> str:
+    """An uploaded file's name as one short line: no folders, control or direction characters.
+    Its extension is kept: it tells read_library the format."""
+    name = subscriptions.clean_text(re.split(r"[\\/]", raw)[-1])
+    if name.strip(".") == "":
+        return ""
+    if len(name) > 120:
+        stem, dot, suffix = name.rpartition(".")
+        name = f"{stem[:100]}….{suffix[:12]}" if dot and len(suffix) <= 12 else name[:120]
+    return name
 
 
 def _nonce(request: Request) -> str:

@@ -423,3 +423,324 @@ def test_the_manage_page_lists_the_last_digest_with_its_papers(site: Site) -> No
         " ".join(item.paper.title.split()) for item in last.items
     ]
     assert f"{len(last.items)} papers" in page.text
+
+
+# -- a reference manager's library, sent with the subscribe and the manage form --------------------
+
+LIBRARY = Path(__file__).parent / "fixtures" / "library"
+
+
+def upload(site: Site, path: str, data: dict[str, str], name: str, content: bytes,
+           *, form_page: str | None = None, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """POST the form as a browser sends a form with a file input: multipart/form-data."""
+    fields = {"csrf": site.csrf(form_page or path), **data}
+    return site.client.post(path, data=fields, files={"library": (name, content, "application/octet-stream")},
+                            headers=headers or {})
+
+
+def subscribe_with(site: Site, name: str, content: bytes, address: str = "new@example.org", **changes: str):  # type: ignore[no-untyped-def]
+    return upload(site, "/subscribe", {"email": address, **INTERESTS, **changes}, name, content, form_page="/")
+
+
+def library_of(site: Site, address: str) -> list[str]:
+    with site.store() as store:
+        subscriber = store.subscriber_by_address(address)
+        assert subscriber is not None
+        return store.library([subscriber.profile]).get(subscriber.profile, [])
+
+
+def test_the_forms_take_a_library_file_with_a_label_and_a_hint(site: Site) -> None:
+    for path in ("/", confirm(site)):
+        page = site.client.get(path)
+        assert "default-src 'none'" in page.headers["content-security-policy"]  # still no script
+        soup = BeautifulSoup(page.text, "html.parser")
+        field = soup.find("input", attrs={"type": "file"})
+        assert field is not None and field["name"] == "library" and field["id"] == "library", path
+        assert field["accept"] == ".bib,.bibtex,.ris,.json"
+        assert field["aria-describedby"] == "library-hint"
+        assert soup.find("label", attrs={"for": "library"}).get_text() == "Your library (optional)"  # type: ignore[union-attr]
+        assert "BibTeX, RIS or Zotero CSL-JSON" in soup.find(id="library-hint").get_text()  # type: ignore[union-attr]
+        assert field.find_parent("form")["enctype"] == "multipart/form-data"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("kind, papers", [("bib", 6), ("ris", 4), ("json", 3)])
+def test_subscribing_with_a_library_imports_its_papers_into_the_new_profile(
+    site: Site, kind: str, papers: int
+) -> None:
+    name = f"zotero_export_synthetic.{kind}"
+    page = subscribe_with(site, name, (LIBRARY / name).read_bytes())
+    assert page.status_code == 200 and "Check your inbox" in page.text, page.text
+    assert f"We read {papers} papers from {name}" in page.text
+    with site.store() as store:
+        subscriber = store.subscriber_by_address("new@example.org")
+        assert subscriber is not None and subscriber.status == "pending"
+        assert len(store.library([subscriber.profile])[subscriber.profile]) == papers
+        assert "ml" not in store.library()  # nobody else's
+    [mail] = site.mails()
+    assert "/confirm/" in mail
+    # Its owner sees the library on the confirm page, with the interests.
+    confirm_page = site.client.get(site.link_in_last_mail("confirm")).text
+    assert f"With {papers} papers from an uploaded library" in confirm_page
+
+
+def test_the_library_is_the_same_as_digest_profile_import_makes(site: Site, tmp_path: Path) -> None:
+    data = (LIBRARY / "zotero_export_synthetic.bib").read_bytes()
+    subscribe_with(site, "zotero_export_synthetic.bib", data)
+    with site.store() as store:
+        web = store.library()
+    file = tmp_path / "zotero_export_synthetic.bib"
+    file.write_bytes(data)
+    assert digest(site.config_path, "profile", "import", "ml", str(file)).exit_code == 0
+    with site.store() as store:
+        cli = store.library(["ml"])["ml"]
+    [(profile, keys)] = web.items()
+    assert profile.startswith("web-") and sorted(keys) == sorted(cli)
+
+
+def test_a_library_sent_for_a_subscribed_address_is_not_imported_and_the_page_says_the_same(
+    site: Site,
+) -> None:
+    data = (LIBRARY / "zotero_export_synthetic.bib").read_bytes()
+    confirm(site, "owner@example.org")  # active
+    site.subscribe("waiting@example.org")  # pending
+    new = subscribe_with(site, "x.bib", data, "new@example.org")
+    for address in ("owner@example.org", "waiting@example.org"):
+        page = subscribe_with(site, "x.bib", data, address, keywords="knitting")
+        assert page.status_code == 200
+        # Word for word what a new address gets: the page tells no one who is subscribed.
+        assert page.text.replace(address, "ADDRESS") == new.text.replace("new@example.org", "ADDRESS")
+        assert library_of(site, address) == [], address  # a stranger changes nobody's interests
+    assert len(library_of(site, "new@example.org")) == 6
+
+
+@pytest.mark.parametrize(
+    "name, content, said",
+    [
+        ("library.bib", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 20, "not a text file"),
+        ("notes.txt", b"Just some notes about papers I like.\n", "not a BibTeX, RIS or CSL-JSON export"),
+        ("library.json", b'{"items": [1, 2', "not valid JSON"),
+        ("empty.ris", b"", "the file is empty"),
+        ("broken.ris", b"TY  - JOUR\nAB  - no title, no id\nER  - \nTY  - JOUR\nTI  - cut short", "no paper could be read"),
+    ],
+)
+def test_an_unreadable_library_shows_the_form_again_with_the_error_beside_the_file_field(
+    site: Site, name: str, content: bytes, said: str
+) -> None:
+    page = subscribe_with(site, name, content)
+    assert page.status_code == 400
+    soup = BeautifulSoup(page.text, "html.parser")
+    control = soup.find(id="library")
+    assert control is not None and control.get("aria-invalid") == "true"
+    assert control["aria-describedby"] == "library-hint library-error"
+    assert said in soup.find(id="library-error").get_text()  # type: ignore[union-attr]
+    assert soup.find("a", href="#library") is not None  # listed in the summary at the top
+    assert soup.find(id="email")["value"] == "new@example.org"  # the values are kept  # type: ignore[index]
+    assert soup.find(id="keywords").text.startswith("language model")  # type: ignore[union-attr]
+    with site.store() as store:
+        assert store.subscribers() == [] and store.library() == {}
+    assert site.mails() == []
+
+
+def test_the_library_error_is_listed_with_the_other_mistakes_in_page_order(site: Site) -> None:
+    page = subscribe_with(site, "x.bib", b"\x00\x01", "not-an-address", timezone="Mars/Olympus")
+    soup = BeautifulSoup(page.text, "html.parser")
+    assert [a["href"] for a in soup.select("#problems a")] == ["#email", "#library", "#timezone"]
+
+
+def test_an_empty_file_input_is_no_upload(site: Site) -> None:
+    """A browser sends a file input with nothing chosen as a part with an empty name and no bytes."""
+    csrf = site.csrf("/")
+    boundary = "----form-boundary-7MA4YWxkTrZu0gW"
+    parts = [(key, value) for key, value in {"csrf": csrf, "email": "new@example.org", **INTERESTS}.items()]
+    body = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
+        for key, value in parts
+    ) + (f'--{boundary}\r\nContent-Disposition: form-data; name="library"; filename=""\r\n'
+         f"Content-Type: application/octet-stream\r\n\r\n\r\n--{boundary}--\r\n")
+    page = site.client.post("/subscribe", content=body.encode(),
+                            headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert page.status_code == 200 and "Check your inbox" in page.text
+    assert "We read" not in page.text
+    assert library_of(site, "new@example.org") == []
+
+
+def test_a_hostile_file_name_is_shown_inert_and_stored_without_its_folders(site: Site) -> None:
+    data = (LIBRARY / "zotero_export_synthetic.json").read_bytes()
+    name = "..\\../etc/<script>alert(1)\u202e.json"  # a slash is a folder: no "</script>" here
+    page = subscribe_with(site, name, data)
+    assert page.status_code == 200
+    assert "<script>" not in page.text
+    assert "from &lt;script&gt;alert(1).json" in page.text
+    with site.store() as store:
+        files = {fields["file"] for _, fields, _ in store.library_papers()}
+    assert files == {"<script>alert(1).json"}  # no folders, no direction override
+    bad = subscribe_with(site, "../<img src=x onerror=alert(1)>.bib", b"\x00", "other@example.org")
+    assert bad.status_code == 400 and "<img" not in bad.text and "&lt;img" in bad.text
+
+
+@pytest.mark.parametrize("size", [10 * 2**20, 2 * 2**20 + 1])
+def test_a_library_over_2_mb_is_refused_with_413_and_nothing_is_stored(site: Site, size: int) -> None:
+    entry = b"@article{k, title={A paper}, eprint={2401.01234}}\n"
+    data = (entry * (size // len(entry) + 1))[:size]
+    page = subscribe_with(site, "big.bib", data)
+    assert page.status_code == 413 and "The file is too large" in page.text
+    assert "up to 2 MB" in page.text
+    with site.store() as store:
+        assert store.subscribers() == [] and store.library() == {}
+    manage = confirm(site)
+    refused = upload(site, manage, {"action": "save", **INTERESTS, "keywords": "knitting"}, "big.bib", data)
+    assert refused.status_code == 413
+    with site.store() as store:
+        subscriber = store.subscriber_by_address("new@example.org")
+        assert subscriber is not None and "knitting" not in subscriber.interests.keywords
+        assert store.library() == {}
+
+
+def test_a_form_that_takes_no_file_refuses_one(site: Site) -> None:
+    site.subscribe()
+    link = site.link_in_last_mail("confirm")
+    page = upload(site, link, {}, "x.bib", (LIBRARY / "zotero_export_synthetic.bib").read_bytes())
+    assert page.status_code == 400
+    with site.store() as store:
+        assert store.subscriber_by_address("new@example.org").status == "pending"  # type: ignore[union-attr]
+        assert store.library() == {}
+
+
+@pytest.mark.parametrize("tamper", ["no token", "cross-site origin", "cross-site fetch"])
+def test_a_multipart_form_without_a_valid_csrf_token_changes_nothing(site: Site, tamper: str) -> None:
+    data = (LIBRARY / "zotero_export_synthetic.bib").read_bytes()
+    fields = {"email": "new@example.org", **INTERESTS}
+    headers: dict[str, str] = {}
+    if tamper == "no token":
+        site.client.get("/")
+    else:
+        fields["csrf"] = site.csrf("/")
+        if tamper == "cross-site origin":
+            headers["origin"] = "https://evil.example"
+        else:
+            headers["sec-fetch-site"] = "cross-site"
+    page = site.client.post("/subscribe", data=fields, headers=headers,
+                            files={"library": ("x.bib", data, "application/x-bibtex")})
+    assert page.status_code == 403
+    with site.store() as store:
+        assert store.subscribers() == [] and store.library() == {}
+    assert site.mails() == []
+
+
+def test_a_manage_upload_imports_and_reports_counts_and_skipped_entries(site: Site) -> None:
+    manage = confirm(site)
+    assert "Your library: no papers imported yet." in site.client.get(manage).text
+    data = (LIBRARY / "zotero_export_synthetic.bib").read_bytes()
+    page = upload(site, manage, {"action": "save", **INTERESTS}, "My Library.bib", data)
+    assert page.status_code == 200, page.text
+    soup = BeautifulSoup(page.text, "html.parser")
+    status = soup.find(attrs={"role": "status"})
+    assert status is not None
+    text = " ".join(status.get_text().split())
+    assert "Saved." in text
+    assert "Imported 6 papers from My Library.bib (6 new); 2 entries skipped." in text
+    skipped = [li.get_text() for li in status.select("ul.skipped li")]
+    assert len(skipped) == 2 and skipped[0].startswith("entry 5 (key broken_2024): not valid BibTeX")
+    assert "Your library: 6 papers imported" in page.text
+    assert len(library_of(site, "new@example.org")) == 6
+    # The same file again adds nothing twice.
+    again = upload(site, manage, {"action": "save", **INTERESTS}, "My Library.bib", data)
+    assert "Imported 6 papers from My Library.bib (0 new)" in again.text
+    assert len(library_of(site, "new@example.org")) == 6
+
+
+def test_a_manage_upload_lists_at_most_ten_skipped_entries(site: Site) -> None:
+    manage = confirm(site)
+    good = "TY  - JOUR\nTI  - A readable paper\nDO  - 10.1000/xyz\nER  - \n"
+    broken = "".join(f"TY  - JOUR\nN1  - entry <b>{n}</b> has nothing\nER  - \n" for n in range(14))
+    cut = "TY  - JOUR\nTI  - Cut short, no end"
+    page = upload(site, manage, {"action": "save", **INTERESTS}, "refs.ris", (good + broken + cut).encode())
+    assert page.status_code == 200
+    soup = BeautifulSoup(page.text, "html.parser")
+    assert "Imported 1 paper from refs.ris (1 new); 15 entries skipped." in page.text
+    assert len(soup.select("ul.skipped li")) == 10 and "And 5 more." in page.text
+    assert "<b>" not in page.text  # every line escaped
+
+
+def test_an_unreadable_manage_upload_saves_nothing(site: Site) -> None:
+    manage = confirm(site)
+    page = upload(site, manage, {"action": "save", **INTERESTS, "keywords": "knitting"}, "x.json", b"[1, 2")
+    assert page.status_code == 400 and "Nothing was saved" in page.text
+    soup = BeautifulSoup(page.text, "html.parser")
+    assert soup.find(id="library")["aria-invalid"] == "true"  # type: ignore[index]
+    assert "not valid JSON" in soup.find(id="library-error").get_text()  # type: ignore[union-attr]
+    assert soup.find(id="keywords").text == "knitting"  # type: ignore[union-attr]
+    with site.store() as store:
+        subscriber = store.subscriber_by_address("new@example.org")
+        assert subscriber is not None and "knitting" not in subscriber.interests.keywords
+        assert store.library() == {}
+
+
+def test_a_config_profile_takes_no_upload_but_shows_its_library(site: Site, tmp_path: Path) -> None:
+    link = f"/manage/{manage_token(site.keys, 'ml', 'a@example.org')}"
+    file = tmp_path / "lib.ris"
+    file.write_bytes((LIBRARY / "zotero_export_synthetic.ris").read_bytes())
+    digest(site.config_path, "profile", "import", "ml", str(file))
+    page = site.client.get(link)
+    assert "Your library: 4 papers imported" in page.text and 'type="file"' not in page.text
+    with site.store() as store:
+        store.unsubscribe("ml", "a@example.org", NOW)  # so the page has a form, and a token
+    forged = upload(site, link, {"action": "save", **INTERESTS}, "x.ris", file.read_bytes())
+    assert forged.status_code == 400
+    with site.store() as store:
+        assert len(store.library(["ml"])["ml"]) == 4
+
+
+def test_a_body_sent_without_its_length_is_cut_at_the_cap(site: Site) -> None:
+    """Chunked, with no Content-Length to refuse it by: it is read up to the cap, then refused."""
+    csrf = site.csrf("/")
+    boundary = "cap-test-boundary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n{csrf}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="email"\r\n\r\nnew@example.org\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="library"; filename="big.bib"\r\n'
+            "Content-Type: application/x-bibtex\r\n\r\n").encode()
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield head
+        for _ in range(12):
+            yield b"@misc{k, title={x}}\n" * 50_000  # 1 MB each
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    page = site.client.post("/subscribe", content=chunks(),
+                            headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert page.status_code == 413 and "The file is too large" in page.text
+    text = site.client.post("/subscribe", content=iter([b"keywords=", b"x" * 70_000]),
+                            headers={"content-type": "application/x-www-form-urlencoded"})
+    assert text.status_code == 413 and "Too much text" in text.text
+    with site.store() as store:
+        assert store.subscribers() == []
+
+
+def test_a_form_sent_back_for_another_mistake_asks_for_the_file_again(site: Site) -> None:
+    data = (LIBRARY / "zotero_export_synthetic.ris").read_bytes()
+    page = subscribe_with(site, "refs.ris", data, timezone="Mars/Olympus")
+    assert page.status_code == 400
+    hint = BeautifulSoup(page.text, "html.parser").find(id="library-hint")
+    assert hint is not None and "Choose your file again" in hint.get_text()
+    with site.store() as store:
+        assert store.subscribers() == [] and store.library() == {}
+    assert "Choose your file again" not in site.client.get("/").text
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("multipart/form-data", b"no boundary given"),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--xyz--\r\n"),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-data; name=\"library\"; filename=\"a.bib\"\r\n\r\n"
+                                              b"@misc{a, title={A}}\r\n--xyz\r\nContent-Disposition: form-data; name=\"library\"; "
+                                              b"filename=\"b.bib\"\r\n\r\n@misc{b, title={B}}\r\n--xyz--\r\n"),
+    ],
+    ids=["no boundary", "a part with no name", "two files"],
+)
+def test_a_broken_multipart_body_is_an_unreadable_form(site: Site, content_type: str, body: bytes) -> None:
+    site.client.get("/")
+    page = site.client.post("/subscribe", content=body, headers={"content-type": content_type})
+    assert page.status_code == 400 and "Unreadable form" in page.text
+    with site.store() as store:
+        assert store.subscribers() == [] and store.library() == {}

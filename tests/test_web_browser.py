@@ -1,10 +1,10 @@
 """The whole web journey in a real headless Chromium, against `digest serve`'s app on loopback.
 
-Subscribe, confirm from the mail in the outbox, edit interests, receive a digest, mark a paper
-"not relevant" from the email's link, and unsubscribe with one click. Every page is checked at
-375 px and 1280 px wide (no horizontal overflow; a screenshot of each is saved in tmp_path), its
-text contrast is measured, and every form control must have a label. The browser may ask nothing
-of any host but the app's.
+Subscribe, confirm from the mail in the outbox, edit interests, import a library file, receive a
+digest, mark a paper "not relevant" from the email's link, and unsubscribe with one click. Every
+page is checked at 375 px and 1280 px wide (no horizontal overflow; a screenshot of each is saved
+in tmp_path), its text contrast is measured, and every form control must have a label. The
+browser may ask nothing of any host but the app's.
 
 Skipped without a browser on a developer's machine; in CI (CI is set) a missing one fails.
 """
@@ -38,6 +38,7 @@ from tests.test_run import digest, write_config
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 WIDTHS = (375, 1280)
+LIBRARY = Path(__file__).parent / "fixtures" / "library" / "zotero_export_synthetic.bib"
 
 # The page's measurements, in one round trip: overflow, unlabelled controls, and each text's
 # colour against the nearest painted background.
@@ -199,6 +200,16 @@ def test_subscribe_confirm_edit_receive_mark_and_unsubscribe_in_a_browser(
             subscriber = store.subscriber_by_address("reader@example.org")
         assert subscriber is not None and subscriber.interests.keywords == ("language model", "agent")
 
+        # Import a Zotero export as papers liked: the page reports it, skipped entries listed.
+        page.get_by_label("Your library (optional)").set_input_files(str(LIBRARY))
+        page.get_by_role("button", name="Save changes").click()
+        assert page.get_by_text("Imported 6 papers from zotero_export_synthetic.bib").is_visible()
+        assert page.locator("ul.skipped li").count() == 2
+        assert page.get_by_text("Your library: 6 papers imported").is_visible()
+        journey.check(page, "manage-imported")
+        with Store.open(journey.config.store_path) as store:
+            assert len(store.library([subscriber.profile])[subscriber.profile]) == 6
+
         # The next morning's run mails the digest.
         with Store.open(journey.config.store_path) as store, Outbox(journey.config.outbox_dir) as box:
             run_cycle(journey.config, store, lambda: NOW + timedelta(days=1), box)
@@ -232,4 +243,4 @@ def test_subscribe_confirm_edit_receive_mark_and_unsubscribe_in_a_browser(
         with Store.open(journey.config.store_path) as store:
             assert store.is_unsubscribed(subscriber.profile, "reader@example.org")
     assert not elsewhere, f"the pages asked other hosts for {elsewhere}"
-    assert len(list(tmp_path.glob("*.png"))) == 2 * len(journey.pages) == 20
+    assert len(list(tmp_path.glob("*.png"))) == 2 * len(journey.pages) == 22
