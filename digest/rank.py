@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _BLOCK = 1024  # profiles scored at once: bounds memory at papers x _BLOCK floats
+_SIMILARITY_SLICE = 1024  # marked papers compared with the candidates at once
 _THREADS = max(1, min(os.cpu_count() or 1, 2))
 _BM25_K1 = 1.2
 _BM25_B = 0.75
@@ -260,10 +261,11 @@ class Ranker:
         # In key order, so that equal scores always come out in the same order.
         papers = _PaperFeatures.build(sorted(candidates, key=lambda p: p.key), profiles, self)
         marks = self._resolve_marks(profiles, feedback)
+        similarity = _Similarity.build(papers, marks, self)
         blocks = [profiles[start : start + _BLOCK] for start in range(0, len(profiles), _BLOCK)]
 
         def rank_block(block: Sequence[ProfileConfig]) -> dict[str, tuple[ScoredPaper, ...]]:
-            signals = _ProfileSignals.build(block, marks, self, papers)
+            signals = _ProfileSignals.build(block, marks, self, papers, similarity)
             return _choose(papers, signals, block, self)
 
         # Two blocks at a time: scipy and numpy release the GIL in their products, so one
@@ -512,27 +514,63 @@ def _csr(rows: Sequence[Mapping[int, int | float]], shape: tuple[int, int]) -> s
 
 
 @dataclass(frozen=True, slots=True)
-class _Liked:
-    """A block's liked (or disliked) papers: their vectors once, and each profile's share of them."""
+class _Similarity:
+    """Every marked paper of the run (liked or "less", any profile) against every candidate,
+    computed once for all blocks: blocks share most of their marked papers."""
 
-    rows: tuple[tuple[int, ...], ...]  # corpus rows, per profile
-    distinct: np.ndarray  # the corpus row of each column below
-    index: np.ndarray  # profiles x most liked: columns into the vectors below; -1 pads
-    text: sp.csr_matrix | None  # distinct liked papers x tf-idf words
-    embeddings: np.ndarray | None  # distinct liked papers x embedding dims
+    row_of: Mapping[int, int]  # corpus row -> row below
+    text: np.ndarray | None  # marked papers x candidates: tf-idf cosine (float16)
+    meaning: np.ndarray | None  # marked papers x candidates: rescaled sentence similarity (float16)
 
     @classmethod
-    def build(cls, rows: tuple[tuple[int, ...], ...], ranker: Ranker) -> _Liked:
+    def build(
+        cls,
+        papers: _PaperFeatures,
+        marks: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]],
+        ranker: Ranker,
+    ) -> _Similarity:
+        rows = sorted({row for pair in marks.values() for chosen in pair for row in chosen})
+        shape = (len(rows), len(papers.papers))
+        corpus_text = ranker.text.corpus_vectors if ranker.text is not None else None
+        candidate_text = papers.text_vectors.T.tocsc() if papers.text_vectors is not None else None
+        embeddings = papers.embeddings if ranker.vectors is not None else None
+        text = np.zeros(shape, np.float16) if corpus_text is not None and candidate_text is not None else None
+        meaning = np.zeros(shape, np.float16) if embeddings is not None else None
+        # In slices of marked papers: a sparse product's temporaries grow with its size.
+        for start in range(0, len(rows), _SIMILARITY_SLICE):
+            chosen = rows[start : start + _SIMILARITY_SLICE]
+            part = slice(start, start + len(chosen))
+            if text is not None and corpus_text is not None and candidate_text is not None:
+                text[part] = (corpus_text[chosen] @ candidate_text).toarray()
+            if meaning is not None and embeddings is not None:
+                cosine = ranker.embed([ranker.corpus[row] for row in chosen]) @ embeddings.T
+                cosine -= EMBEDDING_FLOOR
+                np.maximum(cosine, 0.0, out=cosine)
+                meaning[part] = cosine * (1 / (1 - EMBEDDING_FLOOR))
+        return cls({row: i for i, row in enumerate(rows)}, text, meaning)
+
+
+@dataclass(frozen=True, slots=True)
+class _Liked:
+    """A block's liked (or disliked) papers against the candidates, and each profile's share."""
+
+    rows: tuple[tuple[int, ...], ...]  # corpus rows, per profile
+    distinct: np.ndarray  # the corpus row of each row below
+    index: np.ndarray  # profiles x most liked: rows into the matrices below; -1 pads
+    text: np.ndarray | None  # distinct liked papers x candidates: tf-idf cosine (float16)
+    meaning: np.ndarray | None  # distinct liked papers x candidates: sentence similarity (float16)
+
+    @classmethod
+    def build(cls, rows: tuple[tuple[int, ...], ...], similarity: _Similarity) -> _Liked:
         distinct = sorted({row for chosen in rows for row in chosen})
-        column = {row: i for i, row in enumerate(distinct)}
+        position = {row: i for i, row in enumerate(distinct)}
         index = np.full((len(rows), max((len(r) for r in rows), default=0)), -1, dtype=np.int64)
         for i, chosen in enumerate(rows):
-            index[i, : len(chosen)] = [column[row] for row in chosen]
-        text = ranker.text.corpus_vectors[distinct] if ranker.text is not None else None
-        embeddings = None
-        if ranker.vectors is not None:
-            embeddings = ranker.embed([ranker.corpus[row] for row in distinct])
-        return cls(rows, np.asarray(distinct, dtype=np.int64), index, text, embeddings)
+            index[i, : len(chosen)] = [position[row] for row in chosen]
+        shared = [similarity.row_of[row] for row in distinct]
+        text = similarity.text[shared] if similarity.text is not None else None
+        meaning = similarity.meaning[shared] if similarity.meaning is not None else None
+        return cls(rows, np.asarray(distinct, dtype=np.int64), index, text, meaning)
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,6 +599,7 @@ class _ProfileSignals:
         marks: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]],
         ranker: Ranker,
         papers: _PaperFeatures,
+        similarity: _Similarity,
     ) -> _ProfileSignals:
         vocabulary = papers.vocabulary
         size = len(profiles)
@@ -607,8 +646,8 @@ class _ProfileSignals:
                 len(vocabulary.categories),
             ),
             community=np.asarray([p.community_signal for p in profiles], dtype=np.float64),
-            liked=_Liked.build(liked_rows, ranker),
-            disliked=_Liked.build(disliked_rows, ranker),
+            liked=_Liked.build(liked_rows, similarity),
+            disliked=_Liked.build(disliked_rows, similarity),
             liked_authors=_liked_authors(papers, liked_rows, ranker),
             category_feeds=np.asarray(
                 [
@@ -743,19 +782,13 @@ class _Closest:
     row: np.ndarray  # papers x profiles: its corpus row, -1 when the profile likes nothing
 
 
-def _closest(papers: _PaperFeatures, liked: _Liked) -> _Closest:
+def _closest(papers: _PaperFeatures, liked: _Liked, *, detail: bool = True) -> _Closest:
     """Similarity to the closest liked paper, not to their mean: a reader's examples are often
-    about several topics, and a paper near one of them is what they asked for."""
+    about several topics, and a paper near one of them is what they asked for. Without `detail`
+    only `fused` is filled (all the "less" marks need)."""
     count, (size, most) = len(papers.papers), liked.index.shape
-    # Liked papers x papers: picking a profile's liked papers then copies whole rows.
-    text = meaning = None
-    if liked.text is not None and papers.text_vectors is not None and liked.text.shape[0]:
-        text = np.asarray((liked.text @ papers.text_vectors.T).toarray(), dtype=np.float32)
-    if liked.embeddings is not None and papers.embeddings is not None and len(liked.embeddings):
-        meaning = np.asarray(liked.embeddings @ papers.embeddings.T, dtype=np.float32)
-        meaning -= EMBEDDING_FLOOR
-        np.maximum(meaning, 0.0, out=meaning)
-        meaning *= 1 / (1 - EMBEDDING_FLOOR)
+    # Liked papers x papers: picking a profile's liked papers copies whole rows.
+    text, meaning = liked.text, liked.meaning
     result = _Closest(
         text=np.zeros((count, size), np.float32),
         meaning=np.zeros((count, size), np.float32),
@@ -765,21 +798,30 @@ def _closest(papers: _PaperFeatures, liked: _Liked) -> _Closest:
     available = [m for m in (text, meaning) if m is not None]
     if not available or not most:
         return result
-    fused = available[0] if len(available) == 1 else (available[0] + available[1]) * 0.5
+
+    def fused(rows: np.ndarray) -> np.ndarray:  # float16 in, float32 out: half the memory kept
+        values: np.ndarray = available[0][rows].astype(np.float32)
+        if len(available) == 2:
+            values += available[1][rows]
+            values *= 0.5
+        return values
+
     # One liked paper at a time (a profile has few): the best so far and its row, profiles x
     # papers, kept in place; an index of -1 pads profiles that like fewer papers.
     best = np.full((size, count), -1.0, dtype=np.float32)
     chosen = np.full((size, count), -1, dtype=np.int64)
     for j in range(most):
         rows = liked.index[:, j]
-        values = fused[rows]
+        values = fused(rows)
         values[rows < 0] = -1.0
         better = values > best
         np.copyto(best, values, where=better)
         np.copyto(chosen, rows[:, None], where=better)
+    result.fused[:] = np.maximum(best, 0.0).T
+    if not detail:
+        return result
     found = chosen >= 0
     paper_columns = np.arange(count)[None, :]
-    result.fused[:] = np.maximum(best, 0.0).T
     if text is not None:
         result.text[:] = np.where(found, text[chosen, paper_columns], 0.0).T
     if meaning is not None:
@@ -811,7 +853,7 @@ def _score_parts(
         "semantic": weights.semantic * closest.meaning,
     }
     if any(len(rows) for rows in signals.disliked.rows):
-        parts["less"] = -weights.less * _closest(papers, signals.disliked).fused
+        parts["less"] = -weights.less * _closest(papers, signals.disliked, detail=False).fused
     if papers.embeddings is not None and any(m is not None for m in signals.learned):
         parts["learned"] = weights.learned * _learned_points(papers.embeddings, signals.learned)
     return parts
