@@ -117,6 +117,7 @@ def main() -> None:
 
     papers = load_papers(DEFAULT_CORPUS)[-args.papers :]
     texts = [paper_text(p) for p in papers]
+    before_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     began = time.perf_counter()
     embedder = load_embedder()
     print(f"model {embedder.name}: loaded in {time.perf_counter() - began:.2f} s")
@@ -126,7 +127,11 @@ def main() -> None:
         f"({min(rates):.0f}-{max(rates):.0f}; target >= 50); "
         f"a 2,000-paper day: {2000 / statistics.median(rates):.0f} s"
     )
-    print(f"peak memory (whole process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"peak memory (whole process): {peak:.0f} MB, of which the model and its runtime "
+        f"{peak - before_model:.0f} MB (the corpus read before it: {before_model:.0f} MB)"
+    )
     size, added = added_install_size()
     print(f"installed size the embeddings add: {size:.0f} MB (target < 150): {', '.join(added)}")
     if args.compare_static:
