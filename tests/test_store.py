@@ -6,8 +6,9 @@ import pytest
 from conftest import T0, record
 
 from digest.errors import StoreError
+from digest.identify import new_paper
 from digest.models import FetchResult, SourceRun
-from digest.store import SCHEMA_VERSION, Store
+from digest.store import MIGRATIONS, SCHEMA_VERSION, Store, _to_row
 
 
 def test_only_never_seen_papers_are_new(store: Store) -> None:
@@ -189,6 +190,30 @@ def test_the_store_is_one_wal_file_with_a_versioned_schema(tmp_path: Path) -> No
         reopened.ingest([record("A", arxiv_id="2501.1")], T0)
     with Store.open(path) as reopened:
         assert reopened.count_papers() == 1
+
+
+def test_a_store_of_schema_5_upgrades_to_vectors_and_libraries_keeping_everything(
+    tmp_path: Path,
+) -> None:
+    """The release before sentence vectors wrote schema 5: build such a file with its own
+    migrations, fill it, open it with this version."""
+    path = tmp_path / "v5.sqlite3"
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:5]:
+        db.executescript(script)
+    papers = [new_paper(record(t, arxiv_id=k), T0) for t, k in (("A", "2501.1"), ("B", "2501.2"))]
+    db.executemany(f"INSERT INTO papers VALUES ({', '.join('?' * 12)})", map(_to_row, papers))
+    db.execute("INSERT INTO feedback VALUES ('me', '2501.1', 'more', ?)", (T0.isoformat(),))
+    db.execute("PRAGMA user_version = 5")
+    db.commit()
+    db.close()
+    with Store.open(path) as upgraded:
+        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 6
+        assert upgraded.count_papers() == 2
+        upgraded.save_embeddings("m", {"2501.1": b"\x00" * 768})
+        assert upgraded.embeddings(["2501.1", "2501.2"], "m") == {"2501.1": b"\x00" * 768}
+        upgraded.import_library("me", [("2501.2", {"title": "B"})], T0)
+        assert upgraded.feedback(["me"])["me"].more == ("2501.2", "2501.1")
 
 
 def test_a_newer_schema_or_a_foreign_file_is_refused_clearly(tmp_path: Path) -> None:
