@@ -527,13 +527,17 @@ class Store:
 
     def library(self, profiles: Iterable[str] | None = None) -> dict[str, list[str]]:
         """Each profile's imported paper keys, in import order."""
-        wanted = set(profiles) if profiles is not None else None
         found: dict[str, list[str]] = {}
-        for profile, key in self._db.execute(
-            "SELECT profile, key FROM library ORDER BY imported, key"
-        ):
-            if wanted is None or profile in wanted:
-                found.setdefault(profile, []).append(key)
+        rows: list[tuple[str, str]] = []
+        if profiles is None:
+            rows = self._db.execute("SELECT profile, key FROM library ORDER BY imported, key").fetchall()
+        else:
+            for chunk in _chunks(sorted(set(profiles))):
+                sql = f"""SELECT profile, key FROM library WHERE profile IN
+                          ({", ".join("?" * len(chunk))}) ORDER BY imported, key"""
+                rows += self._db.execute(sql, chunk).fetchall()
+        for profile, key in rows:
+            found.setdefault(profile, []).append(key)
         return found
 
     def library_papers(self) -> list[tuple[str, dict[str, Any], datetime]]:
