@@ -321,6 +321,7 @@ def import_library(obj: _Context, profile: str, file: str) -> None:
     """
     from digest import subscriptions
     from digest.pipeline import import_library as import_file
+    from digest.pipeline import read_library_file
 
     with _reported_errors():
         config = obj.config()
@@ -330,7 +331,8 @@ def import_library(obj: _Context, profile: str, file: str) -> None:
             raise DigestError(f"{file}: cannot read it: {exc.strerror or exc}") from None
         with Store.open(config.store_path) as store:
             wanted = subscriptions.with_subscribers(config, store).profile(profile)
-            report = import_file(store, wanted.name, data, Path(file).name, obj.clock)
+            parsed = read_library_file(data, Path(file).name)
+            report = import_file(store, wanted.name, parsed, Path(file).name, obj.clock)
     for line in report.skipped:
         click.echo(f"skipped: {line}", err=True)
     click.echo(

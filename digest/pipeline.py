@@ -57,6 +57,7 @@ from digest.tokens import load_secrets, manage_token, unsubscribe_token
 
 if TYPE_CHECKING:
     from digest.embed import PaperVectors
+    from digest.library import LibraryImport
     from digest.rank import Ranker
 
 Clock = Callable[[], datetime]
@@ -285,19 +286,24 @@ class LibraryReport:
     skipped: tuple[str, ...]  # one line per bad entry
 
 
-def import_library(
-    store: Store, profile: str, data: bytes, filename: str, clock: Clock
-) -> LibraryReport:
-    """A reference-manager export becomes the profile's liked papers. An entry the store holds
-    (same arXiv id, DOI or title) is that paper; any other is kept with the file's own title and
-    abstract, so the ranking can read it, and it is never offered as a new paper."""
+def read_library_file(data: bytes, filename: str) -> LibraryImport:
+    """A reference-manager export read into papers (LibraryError for a file that cannot be)."""
     from digest.errors import LibraryError
-    from digest.identify import paper_key
     from digest.library import read_library
 
     if len(data) > LIBRARY_MAX_BYTES:
         raise LibraryError(f"{filename}: over {LIBRARY_MAX_BYTES // 2**20} MB; export fewer papers")
-    parsed = read_library(data, filename)
+    return read_library(data, filename)
+
+
+def import_library(
+    store: Store, profile: str, parsed: LibraryImport, filename: str, clock: Clock
+) -> LibraryReport:
+    """A read export becomes the profile's liked papers. An entry the store holds (same arXiv
+    id, DOI or title) is that paper; any other is kept with the file's own title and abstract,
+    so the ranking can read it, and it is never offered as a new paper."""
+    from digest.identify import paper_key
+
     keyed: dict[str, dict[str, Any]] = {}
     in_store = 0
     for entry in parsed.entries:

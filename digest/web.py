@@ -5,7 +5,8 @@
     GET  /confirm/TOKEN       what will be confirmed    POST /confirm/TOKEN   the double opt-in
     GET  /manage/TOKEN        interests, pause, feed    POST /manage/TOKEN    save, pause, resume
     (the subscribe and manage forms may carry a library file: BibTeX, RIS or CSL-JSON, whose
-    papers count as liked, imported by digest.pipeline.import_library as `digest profile import`)
+    papers count as liked: read once, then imported by digest.pipeline.import_library as
+    `digest profile import` does)
     GET  /feedback/TOKEN      "more like this?"         POST /feedback/TOKEN  record it (or undo)
     GET  /unsubscribe/TOKEN   a confirm button          POST /unsubscribe/TOKEN  RFC 8058 one-click
 
@@ -364,8 +365,8 @@ def create_app(
         # The file goes only into a subscription this form made: anyone may type a subscribed
         # address. It is imported after the answer is sent, so the answer takes as long either way.
         later = None
-        if outcome.created and upload is not None:
-            later = BackgroundTask(import_later, outcome.subscriber.profile, upload)
+        if outcome.created and upload is not None and library is not None:
+            later = BackgroundTask(import_later, outcome.subscriber.profile, library, upload.filename)
         if outcome.mail is not None:
             profile, address = outcome.subscriber.profile, outcome.subscriber.address
             link = (
@@ -402,16 +403,12 @@ def create_app(
                       f"{subscriptions.CONFIRMATIONS_PER_ADDRESS_PER_DAY} of these emails a day.",
                       background=later)
 
-    def import_later(profile: str, upload: Upload) -> None:
+    def import_later(profile: str, library: LibraryImport, filename: str) -> None:
         """A new subscriber's library, imported once the subscribe page is sent (a worker thread)."""
-        try:
-            with store() as db:
-                report = import_library(db, profile, upload.data, upload.filename, clock)
-        except LibraryError as exc:  # it was read once already: a surprise, and no reason to fail
-            log.warning("subscribe: the library of %s was not imported: %s", profile, exc)
-            return
+        with store() as db:
+            report = import_library(db, profile, library, filename, clock)
         log.info("subscribe: %s imported %d papers (%d new) from %s", profile, report.entries,
-                 report.added, upload.filename)
+                 report.added, filename)
 
     def confirmed_pending(token: str) -> tuple[str, str]:
         return read_confirm_token(keys, token, clock().timestamp())
@@ -544,8 +541,9 @@ def create_app(
         if action == "save" and who.subscriber is not None:
             checked = subscriptions.read_form(form.fields, with_address=False)
             errors = dict(checked.errors)
+            library = None
             if form.upload is not None:
-                _, problem = await read_upload(form.upload)
+                library, problem = await read_upload(form.upload)
                 if problem:
                     errors["library"] = problem
             if errors or checked.interests is None:
@@ -556,16 +554,11 @@ def create_app(
 
             def save() -> tuple[Subscriber, LibraryReport | None]:
                 with store() as db:
-                    # The file first: a LibraryError there leaves the interests unsaved too.
-                    done = (import_library(db, who.profile, upload.data, upload.filename, clock)
-                            if upload is not None else None)
+                    done = (import_library(db, who.profile, library, upload.filename, clock)
+                            if upload is not None and library is not None else None)
                     return subscriptions.update_interests(db, current, interests, now), done
 
-            try:
-                changed, report = await run_in_threadpool(save)
-            except LibraryError as exc:  # it was read once already; a surprise, said as one
-                return manage_view(request, who, 400, values=dict(checked.values),
-                                   errors={"library": f"This file cannot be read: {exc}."})
+            changed, report = await run_in_threadpool(save)
             saved = "Saved. The next digest uses these interests."
             return manage_view(request, Reader(who.profile, who.address, changed, None),
                                saved=saved, imported=_import_summary(report, upload))
