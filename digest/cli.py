@@ -120,7 +120,9 @@ def _print_report(report: IngestReport) -> None:
         ]
         click.echo("  ".join(cells).rstrip())
     total_new = sum(run.new for run in report.sources)
-    click.echo(f"{total_new} new papers from {len(report.sources)} sources (run {report.run_id})")
+    papers = f"{total_new} new paper{'' if total_new == 1 else 's'}"
+    sources = f"{len(report.sources)} source{'' if len(report.sources) == 1 else 's'}"
+    click.echo(f"{papers} from {sources} (run {report.run_id})")
     for run in report.sources:
         if run.error:
             label = "error" if run.failed else "warning"

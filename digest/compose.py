@@ -246,6 +246,11 @@ def day_label(digest: Digest) -> str:
     return f"{digest.day:%A}, {digest.day:%b} {digest.day.day}"
 
 
+def count(number: int, noun: str) -> str:
+    """'1 upvote', '12 upvotes', '1,204 new papers': a number with its noun, plural when it is."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def source_names(digest: Digest) -> list[str]:
     return [note.source for note in digest.sources if not note.failed]
 

@@ -84,6 +84,10 @@ def setup(format_name: str = "text", level: int = logging.WARNING) -> None:
     # bibtexparser warns about every broken block in several lines; `digest profile import`
     # lists each skipped entry in one line instead.
     logging.getLogger("bibtexparser").setLevel(logging.ERROR)
+    # Libraries' own chatter ("HTTP Request: GET ... 200 OK", even for a replayed response;
+    # "Adding job tentatively" per job) is for debugging: our own lines say what happened.
+    for chatty in ("httpx", "httpcore", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
 
 
 _HANDLER = "paperdigest"

@@ -190,7 +190,7 @@ class Reasons:
         if self.categories:
             said.append("in " + ", ".join(self.categories))
         if self.upvotes:
-            said.append(f"{self.upvotes} upvotes")
+            said.append(f"{self.upvotes} upvote{'' if self.upvotes == 1 else 's'}")
         return "; ".join(said)
 
 

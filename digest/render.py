@@ -307,7 +307,7 @@ def _paper_fields(paper: Paper) -> dict[str, Any]:
     meta = list(dict.fromkeys(c for c in (paper.primary_category, *paper.categories) if c))[:4]
     meta = [compose.one_line(c) for c in meta]
     if paper.upvotes:
-        meta.append(f"{paper.upvotes} upvotes")
+        meta.append(compose.count(paper.upvotes, "upvote"))
     excerpt = compose.excerpt(paper)
     return {
         "title": compose.one_line(paper.title) or "(untitled)",
@@ -327,9 +327,10 @@ def _header_fields(digest: Digest) -> dict[str, Any]:
     count = len(digest.items)
     failed = digest.failed_sources
     sources = compose.source_names(digest)
-    scanned = f"{digest.scanned:,} new paper{'s' if digest.scanned != 1 else ''}"
+    scanned = compose.count(digest.scanned, "new paper")
     from_where = f" from {', '.join(sources)}" if sources else ""
-    summary = f"{compose.day_label(digest)} · chosen from {scanned}{from_where}"
+    chosen = f"chosen from {scanned}" if digest.scanned else "no new papers"
+    summary = f"{compose.day_label(digest)} · {chosen}{from_where}"
     if failed:
         failed_names = ", ".join(note.source for note in failed)
         empty = (
@@ -341,9 +342,7 @@ def _header_fields(digest: Digest) -> dict[str, Any]:
         empty = "No new papers were listed in this period (arXiv announces none on weekends and holidays)."
     else:
         empty = f"None of today's {scanned} scored above your threshold."
-    headline = (
-        f"{count} new paper{'s' if count != 1 else ''} for you" if count else "Nothing new for you"
-    )
+    headline = f"{compose.count(count, 'new paper')} for you" if count else "Nothing new for you"
     return {
         "subject": compose.subject(digest),
         "profile": digest.profile,

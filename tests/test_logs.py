@@ -51,3 +51,18 @@ def test_setup_twice_keeps_one_handler_and_leaves_others_alone() -> None:
         assert len(ours) == 1 and foreign in root.handlers
     finally:
         root.removeHandler(foreign)
+
+
+def test_library_chatter_waits_for_debug(capsys: pytest.CaptureFixture[str]) -> None:
+    """httpx's "HTTP Request: GET ..." (even for a replayed answer) and APScheduler's "Adding job"
+    are not shown at info, the level `digest run` logs at; our own info lines are."""
+    logs.setup("text", logging.INFO)
+    logging.getLogger("httpx").info("HTTP Request: GET https://huggingface.co/ 200 OK")
+    logging.getLogger("apscheduler.scheduler").info("Adding job tentatively")
+    logging.getLogger("digest.pipeline").info("embedded 3 new papers")
+    err = capsys.readouterr().err
+    assert "HTTP Request" not in err and "Adding job" not in err
+    assert "embedded 3 new papers" in err
+    logs.setup("text", logging.DEBUG)
+    logging.getLogger("httpx").debug("HTTP Request: GET https://huggingface.co/ 200 OK")
+    assert "HTTP Request" in capsys.readouterr().err

@@ -250,6 +250,20 @@ def test_the_header_says_how_many_papers_were_scanned_from_which_sources_for_whi
     assert "Monday, Nov 23 · chosen from 314 new papers from arxiv-lg, hf-daily" in text
 
 
+def test_counts_are_said_with_their_plural_only_when_they_have_one() -> None:
+    one_upvote = replace(DIFFUSION, upvotes=1)
+    digest = sample_digest(
+        scanned=1,
+        sources=(SourceNote("arxiv-lg", "ok"),),
+        items=(scored(one_upvote, 3.0, keywords=("diffusion model",), upvotes=1),),
+    )
+    text = text_of(mail(digest))
+    assert "1 new paper for you" in text and "chosen from 1 new paper from arxiv-lg" in text
+    assert "1 upvote" in text and "1 upvotes" not in text
+    nothing = text_of(mail(sample_digest(scanned=0, items=())))
+    assert "no new papers from" in nothing and "chosen from 0" not in nothing
+
+
 # -- empty and broken days ------------------------------------------------------------------------
 
 
