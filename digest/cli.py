@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from digest import __version__
-from digest.config import DEFAULT_CONFIG, Config, load_config
+from digest.config import DEFAULT_CONFIG, Config, ProfileConfig, load_config
 from digest.errors import ConfigError, DigestError
 from digest.models import IngestReport, Paper
 from digest.sources import SOURCE_KINDS
@@ -348,8 +348,14 @@ def import_library(obj: _Context, profile: str, file: str) -> None:
     "--no-fetch", is_flag=True, help="Skip the ingest; compose and deliver from the store."
 )
 @click.option("-p", "--profile", "only", multiple=True, help="Only this profile (repeatable).")
+@click.option(
+    "--now",
+    "now_too",
+    is_flag=True,
+    help="Also make the digest of profiles not due yet (still one a day: not again at their time).",
+)
 @click.pass_obj
-def run(obj: _Context, no_fetch: bool, only: Sequence[str]) -> None:
+def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> None:
     """One full cycle: ingest, rank, compose, write the feeds, mail the digests that are due.
 
     Safe to run from cron as often as you like: the delivery ledger makes sure each profile gets
@@ -364,7 +370,9 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str]) -> None:
         profiles = [config.profile(name) for name in only] if only else None
         with Store.open(config.store_path) as store, make_sender(config) as sender:
             if no_fetch:
-                report = run_cycle(config, store, obj.clock, sender, profiles=profiles)
+                report = run_cycle(
+                    config, store, obj.clock, sender, profiles=profiles, now_too=now_too
+                )
             else:
                 with make_fetcher(config) as fetcher:
                     report = run_cycle(
@@ -374,7 +382,10 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str]) -> None:
                         sender,
                         fetcher=fetcher,
                         profiles=profiles,
+                        now_too=now_too,
                     )
+            chosen = profiles or config.profiles
+            upcoming = [] if report.composed else _next_digests(store, chosen, obj.clock())
     if report.ingest is not None:
         _print_report(report.ingest)
     for digest in report.composed:
@@ -385,6 +396,8 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str]) -> None:
         )
     if not report.composed:
         click.echo("no digest was due")
+        for line in upcoming:
+            click.echo(line)
     click.echo(f"feeds: {len(report.feeds_written)} files changed in {config.feeds_dir}")
     mail = report.mail
     where = f"SMTP {config.smtp.host}" if config.smtp else f"the outbox {config.outbox_dir}"
@@ -394,10 +407,44 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str]) -> None:
     )
     if mail.left:
         click.echo(f"mail: {mail.left} left for the next run (the server could not be reached)")
+    if mail.sent and not config.smtp:
+        click.echo(
+            f"read them: any mail client opens the Maildir {config.outbox_dir}"
+            f" (mutt -f {config.outbox_dir}); `digest preview PROFILE` writes one as a web page"
+        )
     for problem in mail.problems:
         click.echo(f"error: {problem.profile}: {problem.address}: {problem.error}", err=True)
     if (report.ingest is not None and report.ingest.all_failed) or mail.problems or mail.left:
         sys.exit(1)
+
+
+def _next_digests(
+    store: Store, profiles: Sequence[ProfileConfig], now: datetime
+) -> list[str]:
+    """When each profile's next digest is due, in its own time zone (the first ten)."""
+    from zoneinfo import ZoneInfo
+
+    from digest.compose import next_slot
+
+    lines = []
+    for profile in profiles[:10]:
+        latest = store.digests(profile.name, limit=1)
+        slot = next_slot(profile, now, latest[0] if latest else None)
+        if slot is None:
+            continue
+        local = slot.astimezone(ZoneInfo(profile.timezone))
+        minutes = max(int((slot - now).total_seconds() // 60), 0)
+        wait = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+        today = "" if latest and latest[0].day == now.astimezone(local.tzinfo).date() else (
+            "; `digest run --now` makes today's at once"
+        )
+        lines.append(
+            f"  {profile.name}: next digest {local:%a %b %d %H:%M} ({profile.timezone}),"
+            f" in {wait}{today}"
+        )
+    if len(profiles) > 10:
+        lines.append(f"  and {len(profiles) - 10} more profiles")
+    return lines
 
 
 @cli.command()

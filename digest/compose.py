@@ -79,6 +79,35 @@ def due_window(
     return day, max(since, now - MAX_LOOKBACK), now
 
 
+def next_slot(profile: ProfileConfig, now: datetime, previous: Digest | None) -> datetime | None:
+    """The first moment after `now` when the profile's next digest is due (UTC); a day that
+    has its digest already (made early with `digest run --now`) is skipped."""
+    zone = ZoneInfo(profile.timezone)
+    local_now = now.astimezone(zone)
+    at = time.fromisoformat(profile.deliver_at)
+    for ahead in range(9):
+        day = local_now.date() + timedelta(days=ahead)
+        if is_due(profile, day) and (previous is None or previous.day < day):
+            slot = datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+            if slot > now:
+                return slot
+    return None
+
+
+def now_window(
+    profile: ProfileConfig, now: datetime, previous: Digest | None
+) -> tuple[date, datetime, datetime] | None:
+    """The digest to compose when asked for it now (`digest run --now`): due or not, but still
+    one a local day, so the slot later that day finds it made and sends nothing twice."""
+    window = due_window(profile, now, previous)
+    if window is not None:
+        return window
+    day = now.astimezone(ZoneInfo(profile.timezone)).date()
+    if previous is not None and previous.day >= day:
+        return None
+    return preview_window(profile, now, previous)
+
+
 def preview_window(
     profile: ProfileConfig, now: datetime, previous: Digest | None
 ) -> tuple[date, datetime, datetime]:

@@ -432,6 +432,7 @@ def run_cycle(
     profiles: Sequence[ProfileConfig] | None = None,
     claimant: str | None = None,
     renderer: Renderer | None = None,
+    now_too: bool = False,
 ) -> CycleReport:
     """One cycle for every profile whose digest is due; safe to re-run and to run twice at once.
 
@@ -440,7 +441,9 @@ def run_cycle(
     """
     claimant = claimant or run_id()
     with logs.context(run_id=claimant):
-        return _cycle(config, store, clock, sender, fetcher, profiles, claimant, renderer)
+        return _cycle(
+            config, store, clock, sender, fetcher, profiles, claimant, renderer, now_too
+        )
 
 
 def _cycle(
@@ -452,13 +455,16 @@ def _cycle(
     profiles: Sequence[ProfileConfig] | None,
     claimant: str,
     renderer: Renderer | None,
+    now_too: bool = False,
 ) -> CycleReport:
     report = ingest(config, store, fetcher, clock) if fetcher is not None else None
     # People who subscribed on the web are profiles too; read fresh each cycle, since they
     # sign up, pause and edit their interests while the job runs.
     config = subscriptions.with_subscribers(config, store)
     chosen = list(config.profiles if profiles is None else profiles)
-    composed = [] if STOPPING.is_set() else compose_due(config, store, chosen, clock)
+    composed = (
+        [] if STOPPING.is_set() else compose_due(config, store, chosen, clock, now_too=now_too)
+    )
     renderer = renderer or Renderer()
     written = (
         []
@@ -485,14 +491,21 @@ def mail_channel(address: str) -> str:
 
 
 def compose_due(
-    config: Config, store: Store, profiles: Sequence[ProfileConfig], clock: Clock
+    config: Config,
+    store: Store,
+    profiles: Sequence[ProfileConfig],
+    clock: Clock,
+    *,
+    now_too: bool = False,
 ) -> list[Digest]:
-    """Compose and store the digest of every profile that is due and has none for its day yet."""
+    """Compose and store the digest of every profile that is due and has none for its day yet
+    (with `now_too`, also of those not due yet that have none for their day)."""
     now = clock()
+    window_of = compose.now_window if now_too else compose.due_window
     due: dict[tuple[datetime, datetime], list[tuple[ProfileConfig, date]]] = {}
     for profile in profiles:
         latest = store.digests(profile.name, limit=1)
-        window = compose.due_window(profile, now, latest[0] if latest else None)
+        window = window_of(profile, now, latest[0] if latest else None)
         if window is not None:  # else: not due yet, or composed already (by this run or another)
             day, since, until = window
             due.setdefault((since, until), []).append((profile, day))

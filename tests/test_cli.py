@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from conftest import FIXTURES
+from freezegun import freeze_time
 
 from digest.cli import cli
 
@@ -78,6 +79,46 @@ def test_the_offline_sample_config_ingests_every_source(tmp_path: Path) -> None:
     again = table(invoke("--config", config, "ingest").output)
     assert {row[3] for row in again.values()} == {"0"}
     assert (tmp_path / "demo-data" / "paperdigest.sqlite3").exists()
+
+
+def test_the_quickstart_run_now_ends_in_an_email_and_says_when_the_next_is_due(
+    tmp_path: Path,
+) -> None:
+    """The README's first command: the samples ingested and the demo digest in the outbox, at
+    an hour when the demo profile (07:00 UTC) is not due; then one a day, as ever."""
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "samples", tmp_path / "samples")
+    shutil.copytree(root / "tests" / "fixtures", tmp_path / "tests" / "fixtures")
+    config = str(tmp_path / "samples" / "offline.toml")
+    outbox = tmp_path / "demo-data" / "outbox" / "new"
+    with freeze_time("2026-11-26 04:30:00", auto_tick_seconds=1):  # papers seen, then ranked
+        first = invoke("--config", config, "run", "--now")
+        assert first.exit_code == 0, first.output
+        assert "demo: digest of 2026-11-26: 10 of 533 new papers" in first.output
+        assert "mail: 1 sent" in first.output and "any mail client opens the Maildir" in first.output
+        assert len(list(outbox.iterdir())) == 1
+        again = invoke("--config", config, "run", "--now")  # today's is made: not twice
+        assert "no digest was due" in again.output
+        assert re.search(r"demo: next digest Fri Nov 27 07:00 \(UTC\), in 26 h \d+ min\n", again.output)
+    with freeze_time("2026-11-26 07:05:00"):  # its usual time that day: already made
+        assert "no digest was due" in invoke("--config", config, "run", "--no-fetch").output
+    assert len(list(outbox.iterdir())) == 1
+
+
+def test_a_run_with_nothing_due_says_when_each_digest_is_due_and_how_to_have_it_now(
+    tmp_path: Path,
+) -> None:
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "samples", tmp_path / "samples")
+    shutil.copytree(root / "tests" / "fixtures", tmp_path / "tests" / "fixtures")
+    config = str(tmp_path / "samples" / "offline.toml")
+    with freeze_time("2026-11-26 06:15:00"):
+        result = invoke("--config", config, "run", "--no-fetch")
+    assert result.exit_code == 0, result.output
+    assert (
+        "no digest was due\n  demo: next digest Thu Nov 26 07:00 (UTC), in 45 min;"
+        " `digest run --now` makes today's at once\n"
+    ) in result.output
 
 
 def test_a_config_mistake_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
