@@ -304,8 +304,13 @@ _TEXT_INDENT = "   "
 
 
 def _paper_fields(paper: Paper) -> dict[str, Any]:
-    meta = list(dict.fromkeys(c for c in (paper.primary_category, *paper.categories) if c))[:4]
-    meta = [compose.one_line(c) for c in meta]
+    categories = list(dict.fromkeys(c for c in (paper.primary_category, *paper.categories) if c))
+    # Which paper and when, as a reader cites and files it: "arXiv:2411.01234 · Nov 22, 2026".
+    meta = [f"arXiv:{paper.arxiv_id}"] if paper.arxiv_id else []
+    day = paper.listed or (paper.published.date() if paper.published else None)
+    if day is not None:
+        meta.append(f"{day:%b} {day.day}, {day.year}")
+    meta += [compose.one_line(c) for c in categories[:4]]
     if paper.upvotes:
         meta.append(compose.count(paper.upvotes, "upvote"))
     excerpt = compose.excerpt(paper)

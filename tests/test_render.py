@@ -126,7 +126,7 @@ def test_each_paper_shows_its_link_authors_categories_excerpt_reasons_and_links(
     assert first.xpath(".//a[@class='title']/@href") == ["https://arxiv.org/abs/2611.01234"]
     authors = first.xpath(".//p[@class='authors']")[0].text_content()
     assert authors == "Jane Doe, Ana Lima, Wei Zhang and 3 others"
-    assert first.xpath(".//p[@class='meta']")[0].text_content() == "cs.LG · cs.CV · 42 upvotes"
+    assert first.xpath(".//p[@class='meta']")[0].text_content() == "arXiv:2611.01234 · cs.LG · cs.CV · 42 upvotes"
     assert first.xpath(".//p[@class='excerpt']")[0].text_content() == (
         "We propose consistency diffusion models. They sample in one step. Experiments on "
         "ImageNet show a 10x speed-up at equal FID."
@@ -425,3 +425,16 @@ def test_a_card_is_rendered_once_per_paper_and_shared_by_every_reader() -> None:
     for reader in range(5):
         renderer.email(sample_digest(), recipient=f"r{reader}@example.org", links=LINKS)
     assert len(cards) == 3
+
+
+def test_each_item_says_which_paper_and_when_as_a_reader_cites_it() -> None:
+    from datetime import date
+
+    listed = paper(
+        "2611.09999", "Dated", arxiv_id="2611.09999", listed=date(2026, 11, 22), categories=("cs.LG",)
+    )
+    no_id = replace(listed, key="doi:10.1101/1", arxiv_id=None, listed=None, title="Undated")
+    digest = sample_digest(items=(scored(listed, 2.0), scored(no_id, 1.0)))
+    lines = text_of(mail(digest)).splitlines()
+    assert "   arXiv:2611.09999 · Nov 22, 2026 · cs.LG" in lines
+    assert lines[lines.index("2. Undated") + 1 :].count("   cs.LG") >= 1  # no id, no date: not made up
