@@ -210,6 +210,13 @@ def history(obj: _Context, source: str | None, limit: int) -> None:
             click.echo(line + (f"  {_one_line(run.error, 120)}" if run.error else ""))
 
 
+def _profile(config: Config, store: Store, name: str) -> ProfileConfig:
+    """A profile of config.toml, or a web subscriber's (named `web-...` on their manage page)."""
+    from digest import subscriptions
+
+    return subscriptions.with_subscribers(config, store).profile(name)
+
+
 def _parse_day(value: str | None, option: str) -> date | None:
     if value is None:
         return None
@@ -233,9 +240,9 @@ def rank(obj: _Context, profile: str, day: str | None, as_json: bool) -> None:
     chosen_day = _parse_day(day, "--date")
     with _reported_errors():
         config = obj.config()
-        wanted = config.profile(profile)
-        chosen_day = chosen_day or local_day(wanted, obj.clock)
         with Store.open(config.store_path) as store:
+            wanted = _profile(config, store, profile)
+            chosen_day = chosen_day or local_day(wanted, obj.clock)
             ranking = rank_day(config, store, [wanted], chosen_day, obj.clock)[wanted.name]
     if as_json:
         import json
@@ -293,8 +300,8 @@ def feedback(obj: _Context, profile: str, paper: str, mark: str) -> None:
     """
     with _reported_errors():
         config = obj.config()
-        wanted = config.profile(profile)
         with Store.open(config.store_path) as store:
+            wanted = _profile(config, store, profile)
             found = store.find(paper)
             if found is None:
                 raise DigestError(
@@ -321,7 +328,6 @@ def import_library(obj: _Context, profile: str, file: str) -> None:
     store holds is that paper; any other is kept with the file's own title and abstract. Bad
     entries are listed and skipped. Importing the same file again adds nothing twice.
     """
-    from digest import subscriptions
     from digest.pipeline import import_library as import_file
     from digest.pipeline import read_library_file
 
@@ -332,7 +338,7 @@ def import_library(obj: _Context, profile: str, file: str) -> None:
         except OSError as exc:
             raise DigestError(f"{file}: cannot read it: {exc.strerror or exc}") from None
         with Store.open(config.store_path) as store:
-            wanted = subscriptions.with_subscribers(config, store).profile(profile)
+            wanted = _profile(config, store, profile)
             parsed = read_library_file(data, Path(file).name)
             report = import_file(store, wanted.name, parsed, Path(file).name, obj.clock)
     for line in report.skipped:
@@ -367,8 +373,8 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
     with _reported_errors():
         config = obj.config()
         obj.service_logging(config)
-        profiles = [config.profile(name) for name in only] if only else None
         with Store.open(config.store_path) as store, make_sender(config) as sender:
+            profiles = [_profile(config, store, name) for name in only] if only else None
             if no_fetch:
                 report = run_cycle(
                     config, store, obj.clock, sender, profiles=profiles, now_too=now_too
@@ -471,8 +477,8 @@ def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> N
 
     with _reported_errors():
         config = obj.config()
-        wanted = config.profile(profile)
         with Store.open(config.store_path) as store:
+            wanted = _profile(config, store, profile)
             digest = compose_preview(config, store, wanted, obj.clock)
             builder = MailBuilder(config, store, Renderer())
             recipient = wanted.emails[0] if wanted.emails else "you@example.org"

@@ -383,6 +383,27 @@ def test_digest_subscribers_lists_web_subscribers_and_their_state(site: Site) ->
     assert "waiting@example.org" in only and "new@example.org" not in only
 
 
+def test_the_cli_knows_web_subscribers_by_their_profile_name(site: Site) -> None:
+    """rank, preview, feedback and import take a web subscriber's `web-...` name as they take a
+    config.toml profile's."""
+    confirm(site)
+    assert digest(site.config_path, "ingest").exit_code == 0  # the config's local captures
+    with site.store() as store:
+        (subscriber,) = store.subscribers("active")
+        (some_paper,) = store.papers(limit=1)
+    name = subscriber.profile
+    ranked = digest(site.config_path, "rank", name, "--json")
+    assert ranked.exit_code == 0, ranked.output
+    target = site.tmp_path / "web.html"
+    shown = digest(site.config_path, "preview", name, "-o", str(target))
+    assert shown.exit_code == 0 and target.exists(), shown.output
+    assert digest(site.config_path, "rank", "web-0000000000000000").exit_code == 2
+    marked = digest(site.config_path, "feedback", name, some_paper.key, "more")
+    assert marked.exit_code == 0 and f"{name}: marked more:" in marked.output
+    with site.store() as store:
+        assert store.feedback([name])[name].more == (some_paper.key,)
+
+
 def test_the_confirmation_goes_through_a_real_smtp_server_and_a_bounce_is_reported(
     tmp_path: Path,
 ) -> None:
