@@ -536,6 +536,8 @@ def serve(obj: _Context, host: str, port: int, proxies: str) -> None:
         config = obj.config()
         obj.service_logging(config)
         app = create_app(config, obj.clock)
+    # uvicorn logs at warning (its own access log is off: ours leaves the tokens out).
+    click.echo(f"digest serve: http://{host}:{port}/ (feeds at /feeds/), until Ctrl-C or SIGTERM")
     uvicorn.run(
         app,
         host=host,

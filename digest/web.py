@@ -35,6 +35,7 @@ import logging
 import mimetypes
 import re
 import secrets
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
@@ -52,7 +53,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest import compose, subscriptions
@@ -132,6 +133,45 @@ class SecureHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+# Tokens are credentials (a manage link lets its holder edit a subscription), and a web
+# subscriber's feed name is its private address: neither is written to a log.
+_SECRET_PATH = re.compile(r"^/(confirm|manage|feedback|unsubscribe)/[^/]+|^/feeds/profiles/web-[^/.]+")
+
+
+def _loggable(path: str) -> str:
+    return _SECRET_PATH.sub(lambda m: m.group(0).rsplit("/", 1)[0] + "/…", path)
+
+
+class AccessLog:
+    """ASGI middleware: one log line per request (method, path without secrets, status, time)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.log = logging.getLogger("digest.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 0
+
+        async def recorded(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recorded)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            self.log.info(
+                "%s %s %s %d %.1f ms", client[0], scope["method"], _loggable(scope["path"]),
+                status or 500, (time.perf_counter() - began) * 1000,
+            )
 
 
 class RateLimiter:
@@ -656,7 +696,15 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 405:
-            return notice(405, "Not allowed", "This address does not take that kind of request.")
+            allowed = sorted({
+                method
+                for route in app.router.routes
+                if isinstance(route, Route) and route.methods
+                and route.matches(request.scope)[0] != Match.NONE
+                for method in route.methods
+            })
+            return notice(405, "Not allowed", "This address does not take that kind of request.",
+                          headers={"allow": ", ".join(allowed)})
         return notice(status, "Page not found", "There is nothing at this address.",
                       links=(("Subscribe", "/"),))
 
@@ -678,7 +726,7 @@ def create_app(
         exception_handlers={404: not_found, 405: not_found},
     )
     app.router.redirect_slashes = False  # no redirects at all: none to abuse, none to follow
-    return SecureHeaders(app)
+    return AccessLog(SecureHeaders(app))
 
 
 def _send(make: Callable[[], Sender], message: Any, address: str) -> None:

@@ -122,3 +122,26 @@ def test_pages_carry_security_headers_and_render_hostile_text_inert(
     assert headers["x-frame-options"] == "DENY"
     assert headers["referrer-policy"] == "same-origin"  # a token URL never leaks to another site
     assert client.get("/feeds/all.rss").headers["x-content-type-options"] == "nosniff"
+
+
+def test_each_request_is_logged_once_without_its_token(
+    site: tuple[TestClient, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, tmp_path = site
+    secret = token(tmp_path)
+    with caplog.at_level("INFO", logger="digest.access"):
+        client.get(f"/unsubscribe/{secret}")
+        client.get("/feeds/profiles/web-0123456789abcdef.atom")
+        client.get("/")
+    lines = [r.getMessage() for r in caplog.records if r.name == "digest.access"]
+    assert len(lines) == 3
+    assert "GET /unsubscribe/… 200" in lines[0] and secret not in "\n".join(lines)
+    assert "GET /feeds/profiles/….atom 404" in lines[1] and "0123456789abcdef" not in lines[1]
+    assert "GET / 200" in lines[2] and lines[2].endswith(" ms")
+
+
+def test_a_405_names_the_methods_the_address_takes(site: tuple[TestClient, Path]) -> None:
+    client, _ = site
+    answer = client.put("/subscribe")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, HEAD, POST"
