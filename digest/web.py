@@ -708,8 +708,25 @@ def create_app(
         return notice(status, "Page not found", "There is nothing at this address.",
                       links=(("Subscribe", "/"),))
 
+    async def feed_index(request: Request) -> Response:
+        """The public feeds, where every feed's channel link points: a reader can pick one."""
+        folder = config.feeds_dir
+        found = [name for name in ("all.atom", "all.rss", "feeds.opml") if (folder / name).is_file()]
+        profiles = folder / "profiles"
+        if profiles.is_dir():
+            found += sorted(
+                f"profiles/{path.name}" for path in profiles.iterdir()
+                if path.suffix in (".atom", ".rss") and not path.name.startswith("web-")
+            )
+        if not found:
+            return notice(200, "Feeds", "No feed is published yet: the next `digest run` writes them.")
+        return notice(200, "Feeds", "Subscribe to one in your feed reader (Atom or RSS), or import "
+                      "feeds.opml to have them all. New papers of every source are in all.atom.",
+                      links=tuple((name, f"{base}/feeds/{name}") for name in found))
+
     app = Starlette(
         routes=[
+            Route("/feeds/", feed_index, methods=["GET", "HEAD"]),
             Mount("/feeds", app=FeedFiles(config.feeds_dir)),
             Route("/", subscribe_page, methods=["GET", "HEAD"]),
             Route("/subscribe", subscribe_page, methods=["GET", "HEAD"]),

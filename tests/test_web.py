@@ -145,3 +145,18 @@ def test_a_405_names_the_methods_the_address_takes(site: tuple[TestClient, Path]
     answer = client.put("/subscribe")
     assert answer.status_code == 405
     assert answer.headers["allow"] == "GET, HEAD, POST"
+
+
+def test_the_feeds_address_lists_the_public_feeds_and_not_the_private_ones(
+    site: tuple[TestClient, Path],
+) -> None:
+    client, tmp_path = site
+    feeds = tmp_path / "data" / "feeds"
+    (feeds / "profiles").mkdir(parents=True, exist_ok=True)
+    for name in ("all.atom", "all.rss", "feeds.opml", "profiles/ml.atom", "profiles/web-0123abcd.atom"):
+        (feeds / name).write_text("<feed/>", encoding="utf-8")
+    page = client.get("/feeds/")
+    assert page.status_code == 200
+    for name in ("all.atom", "all.rss", "feeds.opml", "profiles/ml.atom"):
+        assert f'href="https://digest.example.org/feeds/{name}"' in page.text
+    assert "web-0123abcd" not in page.text  # a web subscriber's feed address is private
