@@ -19,7 +19,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 from xml.etree import ElementTree
@@ -123,9 +123,12 @@ def _feed_files(
     rss_path, atom_path = f"{folder}{name}.rss", f"{folder}{name}.atom"
     # One generator makes both formats: the entries are built once, only the self link differs.
     generator = _generator(name, title, subtitle, updated)
-    for item, when, position in entries:
+    for index, (item, when, position) in enumerate(entries):
+        # Papers of one digest share its time; a second apart, each entry has an updated of its
+        # own (feed validators warn about equal ones), in the feed's order, from stored data.
+        stamp = when - timedelta(seconds=index)
         try:
-            _add_entry(generator, item, when, position, renderer, f"{base_url}/", feedback)
+            _add_entry(generator, item, stamp, position, renderer, f"{base_url}/", feedback)
         except ValueError as exc:  # lxml refuses a string it cannot put in XML
             log.warning("feed %s: left out paper %s: %s", name, item.paper.key, exc)
             _drop_entry(generator, item.paper.key)
@@ -158,6 +161,9 @@ def _generator(name: str, title: str, subtitle: str, updated: datetime) -> FeedG
     generator.title(title)
     generator.subtitle(subtitle)  # also the RSS <description>
     generator.language("en")
+    # Atom wants an author for every entry: the feed's stands for entries whose paper names none
+    # (a listing that gave only a count of authors).
+    generator.author({"name": "paperdigest"})
     generator.generator("paperdigest", version=__version__, uri="https://pypi.org/project/paperdigest/")
     # Both set from stored data: feedgen would otherwise stamp the current time.
     generator.updated(updated)
@@ -188,7 +194,7 @@ def _add_entry(
     # RSS <content:encoded> and Atom <content type="html">: the email's item, escaped in the XML.
     html = renderer.item_html(item, position, feedback) if position else renderer.card(paper)
     entry.content(str(html), type="html")
-    if fields["authors"]:
+    if paper.authors:  # names, never "5 authors" (a listing's count) as if it were one
         entry.author({"name": fields["authors"]})
     for category in dict.fromkeys(c for c in (paper.primary_category, *paper.categories) if c):
         entry.category(term=compose.one_line(category))

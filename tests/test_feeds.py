@@ -264,3 +264,19 @@ def test_an_unusable_feeds_dir_is_named(tmp_path: Path) -> None:
     (tmp_path / "feeds").write_text("a file where the folder should be")
     with pytest.raises(DeliveryError, match="feeds/all.rss: cannot write the feed file"):
         feeds.publish(tmp_path / "feeds", {"all.rss": b"x"})
+
+
+def test_atom_entries_have_an_author_and_an_updated_of_their_own() -> None:
+    """What the W3C feed validator checks: an author for every entry (the feed's stands in for
+    a paper that names none), never a count such as "12 authors" as a name; no two entries
+    with the same atom:updated."""
+    count_only = replace(paper("2611.07777", "Only a count"), authors=(), author_count=12)
+    digest_ = sample_digest(items=(*sample_digest().items, scored(count_only, 0.5)))
+    atom = ElementTree.fromstring(profile_feed(digest_).atom)
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    assert [n.text for n in atom.findall("a:author/a:name", ns)] == ["paperdigest"]
+    entries = atom.findall("a:entry", ns)
+    names = [n.text or "" for e in entries for n in e.findall("a:author/a:name", ns)]
+    assert names and not any(re.fullmatch(r"\d+ authors", name) for name in names)
+    updated = [e.findtext("a:updated", namespaces=ns) for e in entries]
+    assert len(entries) == 4 and len(set(updated)) == len(updated)
