@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest import categories
 from digest.config import FREQUENCIES, WEEKDAYS, Config, ProfileConfig
 from digest.models import Interests, Subscriber
 from digest.store import Store
@@ -33,7 +34,6 @@ MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a path
 CONFIRMATIONS_PER_ADDRESS_PER_DAY = 3
 CONFIRMATIONS_PER_HOUR = 200
 
-_CATEGORY_RE = re.compile(r"^[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?$")
 _ARXIV_ID_RE = re.compile(r"(?<![\w.])(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?(?![\w.])")
 _CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 TIMEZONES = tuple(sorted(zone for zone in available_timezones() if "/" in zone or zone == "UTC"))
@@ -107,11 +107,15 @@ def read_form(form: Mapping[str, str], *, with_address: bool) -> FormResult:
         elif too_long:
             errors[name] = f"Keep each entry under {MAX_TERM_CHARS} characters."
         lists[name] = unique
-    bad_categories = [c for c in lists["categories"] if not _CATEGORY_RE.match(c)]
+    # arXiv's own categories only: a typo would make a subscription that never matches.
+    bad_categories = [c for c in lists["categories"] if categories.canonical(c) is None]
     if bad_categories and "categories" not in errors:
-        errors["categories"] = (
-            f"Not an arXiv category: {bad_categories[0]!r}. Use names like cs.LG or hep-th."
-        )
+        near = categories.nearest(bad_categories[0])
+        hint = f" Did you mean {near}?" if near else " Use names like cs.LG or hep-th."
+        errors["categories"] = f"Not an arXiv category: {bad_categories[0]!r}.{hint}"
+    lists["categories"] = tuple(
+        dict.fromkeys(categories.canonical(c) or c for c in lists["categories"])
+    )
     examples: list[str] = []
     for example in lists["examples"]:
         found = _ARXIV_ID_RE.search(example)

@@ -177,6 +177,32 @@ def test_form_mistakes_are_shown_per_field_and_nothing_is_stored_or_sent(site: S
     assert site.mails() == []
 
 
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("ml, physics.nonsense, cs.XX", "Not an arXiv category: 'ml'. Use names like cs.LG"),
+        ("cs.LG, physics.optic", "Not an arXiv category: 'physics.optic'. Did you mean physics.optics?"),
+        ("math.prob", "Did you mean math.PR?"),
+    ],
+)
+def test_categories_are_checked_against_arxivs_and_a_near_miss_is_suggested(
+    site: Site, typed: str, said: str
+) -> None:
+    page = site.subscribe(categories=typed)
+    assert page.status_code == 400
+    error = BeautifulSoup(page.text, "html.parser").find(id="categories-error")
+    assert error is not None and said in error.text
+    with site.store() as store:
+        assert store.subscribers() == []
+
+
+def test_a_category_is_stored_as_arxiv_writes_it(site: Site) -> None:
+    assert site.subscribe(categories="cs.lg, HEP-TH, cs.LG").status_code == 200
+    with site.store() as store:
+        (subscriber,) = store.subscribers()
+    assert subscriber.interests.categories == ("cs.LG", "hep-th")
+
+
 def test_hostile_text_is_cleaned_before_it_is_stored(site: Site) -> None:
     site.subscribe(keywords="diffusion\u202emodel\x00, <script>alert(1)</script>")
     with site.store() as store:
