@@ -691,7 +691,9 @@ def create_app(
         log.info("unsubscribe: %s left %s", address, profile)
         # 200 with a page, never a redirect: RFC 8058 senders expect a final answer.
         return notice(200, "You are unsubscribed",
-                      f"{address} will get no more of these digests, starting with the next one.")
+                      f"{address} will get no more of these digests, starting with the next one.",
+                      "Changed your mind? Your manage page subscribes you again with one button.",
+                      links=(("Subscribe again", f"{base}/manage/{manage_token(keys, profile, address)}"),))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500

@@ -160,3 +160,25 @@ def test_the_feeds_address_lists_the_public_feeds_and_not_the_private_ones(
     for name in ("all.atom", "all.rss", "feeds.opml", "profiles/ml.atom"):
         assert f'href="https://digest.example.org/feeds/{name}"' in page.text
     assert "web-0123abcd" not in page.text  # a web subscriber's feed address is private
+
+
+def test_the_unsubscribed_page_leads_back_to_this_reader_s_manage_page(
+    site: tuple[TestClient, Path],
+) -> None:
+    from bs4 import BeautifulSoup
+
+    from digest.tokens import read_manage_token
+
+    client, tmp_path = site
+    page = client.post(
+        f"/unsubscribe/{token(tmp_path)}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    anchor = BeautifulSoup(page.text, "html.parser").find("a", string="Subscribe again")
+    assert anchor is not None
+    manage = str(anchor["href"]).rsplit("/manage/", 1)[1]
+    keys = load_secrets(tmp_path / "data")
+    assert read_manage_token(keys, manage) == ("ml", "a@example.org")
+    again = client.get(f"/manage/{manage}")
+    assert again.status_code == 200 and "Subscribe again" in again.text
