@@ -3,7 +3,8 @@
 Politeness and robustness, in the order a request meets them:
   - a minimum interval between two requests to the same host (arXiv asks for 3 s, one at a time);
   - conditional GET: If-None-Match / If-Modified-Since, and a 304 means "unchanged", never "empty";
-  - retries with exponential backoff on timeouts, connection errors, 429 and 5xx, honouring Retry-After;
+  - retries with exponential backoff on timeouts, connection errors, 429 and 5xx, honouring Retry-After
+    (not for a host DNS says does not exist);
   - a cap on the body size, enforced while streaming, so a 30 MB answer is never read whole.
 
 `file://` URLs are read from disk under the same cap, and a replay folder of captured responses
@@ -15,6 +16,7 @@ A Fetcher is sequential by design (one request at a time); do not share one betw
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -152,6 +154,9 @@ class Fetcher:
             except httpx.TimeoutException:
                 raise _Retryable(f"timed out fetching {url}") from None
             except httpx.TransportError as exc:
+                if _unknown_host(exc):  # no such name: asking again only wastes the backoff
+                    host = httpx.URL(url).host
+                    raise FetchError(f"{url}: the host {host} is not found (DNS)") from None
                 raise _Retryable(
                     f"connection failed for {url}: {exc or type(exc).__name__}"
                 ) from None
@@ -298,3 +303,14 @@ class ReplayTransport(httpx.BaseTransport):
 
 def _size(limit: int) -> str:
     return f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+
+
+def _unknown_host(exc: BaseException) -> bool:
+    """Whether DNS answered that the name does not exist (EAI_NONAME), which trying again does
+    not change; a temporary DNS failure (EAI_AGAIN) is retried like any other."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return seen.errno == socket.EAI_NONAME
+        seen = seen.__cause__ or seen.__context__
+    return False

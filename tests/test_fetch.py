@@ -166,6 +166,32 @@ def test_timeouts_are_retried_then_reported(
         fetcher_for(refused, retries=1).fetch("https://b.org/f")
 
 
+def test_a_host_dns_does_not_know_fails_at_once_and_a_temporary_dns_failure_is_retried(
+    fetcher_for: Callable[..., Fetcher], clock: FakeClock
+) -> None:
+    import socket
+
+    def dns(errno: int) -> Handler:
+        seen: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            reason = socket.gaierror(errno, "Name or service not known")
+            raise httpx.ConnectError(f"[Errno {errno}] {reason.strerror}") from reason
+
+        handler.seen = seen  # type: ignore[attr-defined]
+        return handler
+
+    unknown = dns(socket.EAI_NONAME)
+    with pytest.raises(FetchError, match=r"^https://no.such.host/f: the host no.such.host is not found \(DNS\)$"):
+        fetcher_for(unknown, retries=3).fetch("https://no.such.host/f")
+    assert len(unknown.seen) == 1 and clock.sleeps == []  # type: ignore[attr-defined]
+    temporary = dns(socket.EAI_AGAIN)
+    with pytest.raises(FetchError, match="after 4 attempts"):
+        fetcher_for(temporary, retries=3, default_interval_s=0).fetch("https://a.org/f")
+    assert len(temporary.seen) == 4  # type: ignore[attr-defined]
+
+
 def test_a_30_mb_body_is_refused_without_reading_it_whole(
     fetcher_for: Callable[..., Fetcher],
 ) -> None:
