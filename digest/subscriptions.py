@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
@@ -36,7 +37,19 @@ CONFIRMATIONS_PER_HOUR = 200
 
 _ARXIV_ID_RE = re.compile(r"(?<![\w.])(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?(?![\w.])")
 _CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-TIMEZONES = tuple(sorted(zone for zone in available_timezones() if "/" in zone or zone == "UTC"))
+def _canonical_zones() -> tuple[str, ...]:
+    """The zones the tz database lists for the world's countries (its zone.tab, shipped by the
+    tzdata package): "Asia/Kolkata", not the old "Asia/Calcutta" or "US/Eastern"; and UTC."""
+    known = available_timezones()
+    try:
+        table = (resources.files("tzdata.zoneinfo") / "zone.tab").read_text("utf-8")
+    except (ModuleNotFoundError, OSError):  # a system tz database alone: every named zone
+        return tuple(sorted(z for z in known if "/" in z or z == "UTC"))
+    listed = {line.split("\t")[2] for line in table.splitlines() if line and line[0] != "#"}
+    return (*sorted(listed & known), "UTC")
+
+
+TIMEZONES = _canonical_zones()  # what the forms offer
 
 
 def is_web_profile(name: str) -> bool:
@@ -136,7 +149,8 @@ def read_form(form: Mapping[str, str], *, with_address: bool) -> FormResult:
     timezone = values["timezone"] or "UTC"
     try:
         ZoneInfo(timezone)
-        if timezone not in TIMEZONES:
+        # An older name (a subscription made before, "Asia/Calcutta") is still a zone.
+        if timezone not in TIMEZONES and "/" not in timezone:
             raise ZoneInfoNotFoundError(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         errors["timezone"] = "Choose a time zone from the list."

@@ -196,6 +196,26 @@ def test_categories_are_checked_against_arxivs_and_a_near_miss_is_suggested(
         assert store.subscribers() == []
 
 
+def test_the_time_zone_list_has_the_world_s_current_zone_names_and_keeps_an_old_one(
+    site: Site,
+) -> None:
+    options = [
+        str(o["value"])
+        for o in BeautifulSoup(site.client.get("/").text, "html.parser").select("#timezone option")
+    ]
+    assert "Asia/Kolkata" in options and "Europe/Kyiv" in options and "UTC" in options
+    assert "Asia/Calcutta" not in options and "US/Eastern" not in options
+    assert 350 < len(options) < 450  # one name per region, not every alias (the old list had 554)
+    # A subscription made with an older name keeps it: shown selected, never swapped silently.
+    assert site.subscribe(timezone="Asia/Calcutta").status_code == 200
+    page = site.submit(site.link_in_last_mail("confirm"), {})
+    anchor = BeautifulSoup(page.text, "html.parser").find("a", string="Manage your subscription")
+    assert anchor is not None
+    manage = BeautifulSoup(site.client.get(str(anchor["href"])).text, "html.parser")
+    chosen = manage.select("#timezone option[selected]")
+    assert [str(o["value"]) for o in chosen] == ["Asia/Calcutta"]
+
+
 def test_a_category_is_stored_as_arxiv_writes_it(site: Site) -> None:
     assert site.subscribe(categories="cs.lg, HEP-TH, cs.LG").status_code == 200
     with site.store() as store:
