@@ -308,6 +308,20 @@ def create_app(
             return None, f"{upload.filename}: no paper could be read from it{first}."
         return library, ""
 
+    async def checked_interests(
+        form: Submitted, *, with_address: bool
+    ) -> tuple[subscriptions.FormResult, dict[str, str], LibraryImport | None]:
+        """The subscribe or manage form's interests checked and its library file read: every
+        mistake by field, and the file read once."""
+        checked = subscriptions.read_form(form.fields, with_address=with_address)
+        errors = dict(checked.errors)
+        library = None
+        if form.upload is not None:
+            library, problem = await read_upload(form.upload)
+            if problem:
+                errors["library"] = problem
+        return checked, errors, library
+
     async def checked_form(request: Request, scope: str, *, uploads: bool = False) -> Submitted:
         """The POSTed form, once its origin, size and CSRF token are checked (else _FormRefused).
 
@@ -388,13 +402,7 @@ def create_app(
             form = await checked_form(request, "subscribe", uploads=True)
         except _FormRefused as refused:
             return refused.response
-        checked = subscriptions.read_form(form.fields, with_address=True)
-        errors = dict(checked.errors)
-        library = None
-        if form.upload is not None:
-            library, problem = await read_upload(form.upload)
-            if problem:
-                errors["library"] = problem
+        checked, errors, library = await checked_interests(form, with_address=True)
         if errors or checked.address is None or checked.interests is None:
             return html("subscribe.html.j2", 400, request, "subscribe", title="Get new papers you care about",
                         values=checked.values, errors=_in_form_order(errors),
@@ -579,13 +587,7 @@ def create_app(
             return refused.response
         action, now = form.fields.get("action", ""), clock()
         if action == "save" and who.subscriber is not None:
-            checked = subscriptions.read_form(form.fields, with_address=False)
-            errors = dict(checked.errors)
-            library = None
-            if form.upload is not None:
-                library, problem = await read_upload(form.upload)
-                if problem:
-                    errors["library"] = problem
+            checked, errors, library = await checked_interests(form, with_address=False)
             if errors or checked.interests is None:
                 return manage_view(request, who, 400, values=dict(checked.values),
                                    errors=_in_form_order(errors),
