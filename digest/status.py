@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from digest import compose
-from digest.config import Config
+from digest import compose, subscriptions
+from digest.config import Config, ProfileConfig
 from digest.models import SourceRun
 from digest.schedule import DIGEST_GRACE_S, next_runs
 from digest.store import Store
@@ -52,6 +52,7 @@ class Status:
     sources: tuple[SourceStatus, ...]
     next_runs: tuple[tuple[str, datetime | None], ...]
     profiles: tuple[ProfileStatus, ...]
+    web: tuple[ProfileStatus, ...]  # the active web subscribers
     feeds: tuple[FeedStatus, ...]
     problems: tuple[str, ...]
 
@@ -70,36 +71,13 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
         elif found.state == "layout":
             problems.append(f"source {found.name}: probable layout change: {found.error}")
 
-    profiles = []
-    for profile in config.profiles:
-        day = now.astimezone(ZoneInfo(profile.timezone)).date()
-        rows = store.deliveries(profile=profile.name, day=day)
-        latest = store.digests(profile.name, limit=1)
-        slot = compose.last_slot(profile, now)
-        # Overdue: the next run would make a digest (the same rule it uses) for a slot that
-        # passed longer ago than the service's misfire grace.
-        overdue = bool(
-            slot is not None
-            and now - slot > timedelta(seconds=DIGEST_GRACE_S)
-            and compose.due_window(profile, now, latest[0] if latest else None) is not None
-        )
-        status = ProfileStatus(
-            name=profile.name,
-            day=day.isoformat(),
-            sent=sum(r.status == "sent" for r in rows if r.channel != "feed"),
-            failed=sum(r.status == "failed" for r in rows),
-            pending=sum(r.status in ("pending", "deferred", "sending") for r in rows),
-            last_digest=latest[0].day.isoformat() if latest else None,
-            overdue=overdue,
-        )
-        profiles.append(status)
-        for row in rows:
-            if row.status == "failed":
-                problems.append(f"profile {profile.name}: {row.channel}: failed: {row.error}")
-            elif row.status == "deferred":
-                problems.append(f"profile {profile.name}: {row.channel}: deferred: {row.error}")
-        if overdue:
-            problems.append(f"profile {profile.name}: the digest due {_when(slot)} was not made")
+    profiles: list[ProfileStatus] = []
+    # People who subscribed on the web: counted together, each named only when in trouble.
+    web: list[ProfileStatus] = []
+    for profile in (*config.profiles, *subscriptions.active_profiles(store)):
+        digests, trouble = profile_status(profile, store, now)
+        (web if subscriptions.is_web_profile(profile.name) else profiles).append(digests)
+        problems += trouble
 
     feeds = []
     paths = ["all.rss", "all.atom", "feeds.opml"] + [
@@ -123,9 +101,45 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
         sources=tuple(sources),
         next_runs=tuple(next_runs(config, now)),
         profiles=tuple(profiles),
+        web=tuple(web),
         feeds=tuple(feeds),
         problems=tuple(problems),
     )
+
+
+def profile_status(
+    profile: ProfileConfig, store: Store, now: datetime
+) -> tuple[ProfileStatus, list[str]]:
+    """A profile's digests of its local day, and what in them needs a person."""
+    day = now.astimezone(ZoneInfo(profile.timezone)).date()
+    rows = store.deliveries(profile=profile.name, day=day)
+    latest = store.digests(profile.name, limit=1)
+    slot = compose.last_slot(profile, now)
+    # Overdue: the next run would make a digest (the same rule it uses) for a slot that
+    # passed longer ago than the service's misfire grace.
+    overdue = bool(
+        slot is not None
+        and now - slot > timedelta(seconds=DIGEST_GRACE_S)
+        and compose.due_window(profile, now, latest[0] if latest else None) is not None
+    )
+    status = ProfileStatus(
+        name=profile.name,
+        day=day.isoformat(),
+        sent=sum(r.status == "sent" for r in rows if r.channel != "feed"),
+        failed=sum(r.status == "failed" for r in rows),
+        pending=sum(r.status in ("pending", "deferred", "sending") for r in rows),
+        last_digest=latest[0].day.isoformat() if latest else None,
+        overdue=overdue,
+    )
+    problems = []
+    for row in rows:
+        if row.status == "failed":
+            problems.append(f"profile {profile.name}: {row.channel}: failed: {row.error}")
+        elif row.status == "deferred":
+            problems.append(f"profile {profile.name}: {row.channel}: deferred: {row.error}")
+    if overdue:
+        problems.append(f"profile {profile.name}: the digest due {_when(slot)} was not made")
+    return status, problems
 
 
 def source_status(name: str, runs: list[SourceRun], enabled: bool = True) -> SourceStatus:
@@ -171,6 +185,13 @@ def render(status: Status) -> str:
             f"  {profile.name}: {profile.sent} sent, {profile.failed} failed, "
             f"{profile.pending} pending; last digest {profile.last_digest or 'none yet'}"
             + ("; OVERDUE" if profile.overdue else "")
+        )
+    if status.web:
+        web = status.web
+        lines.append(
+            f"  web subscribers: {len(web)} active, {sum(p.sent for p in web)} sent, "
+            f"{sum(p.failed for p in web)} failed, {sum(p.pending for p in web)} pending"
+            + (f"; {sum(p.overdue for p in web)} OVERDUE" if any(p.overdue for p in web) else "")
         )
     lines.append("feeds:")
     for feed in status.feeds:

@@ -450,6 +450,21 @@ def test_the_cli_knows_web_subscribers_by_their_profile_name(site: Site) -> None
         assert store.feedback([name])[name].more == (some_paper.key,)
 
 
+def test_digest_status_counts_web_subscribers_and_names_one_in_trouble(site: Site) -> None:
+    confirm(site)  # subscribed on Monday at 10:00 in Berlin, for 07:30 each day
+    with site.store() as store:
+        (subscriber,) = store.subscribers("active")
+    with freeze_time(NOW + timedelta(days=1, hours=2)):  # Tuesday 12:00 in Berlin: not overdue yet
+        calm = digest(site.config_path, "status")
+    assert "web subscribers: 1 active, 0 sent, 0 failed, 0 pending" in calm.output
+    assert subscriber.profile not in calm.output  # listed by count, not one line each
+    with freeze_time(NOW + timedelta(days=1, hours=12, minutes=30)):  # Tue 22:30, 15 h late
+        late = digest(site.config_path, "status")
+    assert late.exit_code == 1
+    assert f"profile {subscriber.profile}: the digest due" in late.output
+    assert "1 OVERDUE" in late.output
+
+
 def test_the_confirmation_goes_through_a_real_smtp_server_and_a_bounce_is_reported(
     tmp_path: Path,
 ) -> None:
