@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digests import paper, sample_digest, scored
+from test_render import LINKS
 
 from digest.models import Digest, SourceNote
 from digest.render import Renderer
-from tests.digests import paper, sample_digest, scored
-from tests.test_render import LINKS
 
 # Playwright's own browser download needs the internet; Debian's chromium needs only apt.
 CHROMIUM = shutil.which("chromium")

@@ -14,12 +14,12 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 from starlette.types import Message
+from test_run import write_config
 
 from digest.config import load_config
 from digest.feedfiles import FeedFiles
 from digest.feeds import write_atomic
 from digest.web import create_app
-from tests.test_run import write_config
 
 MODIFIED = datetime(2026, 11, 20, 7, 30, 15, tzinfo=UTC)
 RSS = b"<rss version='2.0'><channel><title>all</title></channel></rss>\n"

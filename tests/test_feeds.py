@@ -14,15 +14,15 @@ from xml.etree import ElementTree
 import feedparser
 import lxml.html
 import pytest
+from digests import DIFFUSION, POLICY, assert_golden, paper, sample_digest, scored
 from freezegun import freeze_time
+from test_render import FEEDBACK, HOSTILE, KEYS, SITE, feedback_of
+from test_run import MONDAY, digest, outbox, write_config
 
 from digest import feeds
 from digest.errors import DeliveryError
 from digest.render import FeedbackLinks, Renderer
 from digest.tokens import load_secrets, read_feedback_token, read_manage_token
-from tests.digests import DIFFUSION, POLICY, assert_golden, paper, sample_digest, scored
-from tests.test_render import FEEDBACK, HOSTILE, KEYS, SITE, feedback_of
-from tests.test_run import MONDAY, digest, outbox, write_config
 
 BASE = "https://digest.example.org/feeds"
 

@@ -9,12 +9,7 @@ from dataclasses import replace
 
 import lxml.html
 import pytest
-
-from digest import compose
-from digest.models import SourceNote
-from digest.render import EmailLinks, FeedbackLinks, Renderer, build_message, message_id
-from digest.tokens import manage_token, read_feedback_token, read_manage_token
-from tests.digests import (
+from digests import (
     COMPOSED,
     DIFFUSION,
     POLICY,
@@ -24,6 +19,11 @@ from tests.digests import (
     sample_digest,
     scored,
 )
+
+from digest import compose
+from digest.models import SourceNote
+from digest.render import EmailLinks, FeedbackLinks, Renderer, build_message, message_id
+from digest.tokens import manage_token, read_feedback_token, read_manage_token
 
 SITE = "https://digest.example.org"
 # A fixed signing key, as a data/secret.key file would hold it: the same tokens every run, so the

@@ -19,6 +19,7 @@ import feedparser
 import pytest
 from click.testing import CliRunner, Result
 from freezegun import freeze_time
+from test_deliver import Recorder, start_server
 
 from digest.cli import cli
 from digest.config import load_config
@@ -26,7 +27,6 @@ from digest.deliver import SmtpSender
 from digest.pipeline import run_cycle
 from digest.store import Store
 from digest.tokens import BadToken, load_secrets, read_unsubscribe_token, unsubscribe_token
-from tests.test_deliver import Recorder, start_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MONDAY = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # 08:00 in Berlin

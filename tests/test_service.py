@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
+from test_deliver import Recorder, start_server
+from test_run import MONDAY, write_config
 
 from digest.cli import cli
 from digest.lock import AlreadyRunning, ProcessLock
-from tests.test_deliver import Recorder, start_server
-from tests.test_run import MONDAY, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

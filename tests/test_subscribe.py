@@ -13,6 +13,7 @@ import pytest
 from bs4 import BeautifulSoup
 from freezegun import freeze_time
 from starlette.testclient import TestClient
+from test_run import digest, outbox, text_of, write_config
 
 from digest import subscriptions
 from digest.config import Config, load_config
@@ -21,7 +22,6 @@ from digest.pipeline import run_cycle
 from digest.store import Store
 from digest.tokens import feedback_token, load_secrets, manage_token
 from digest.web import SUBSCRIBES_PER_CLIENT, create_app
-from tests.test_run import digest, outbox, text_of, write_config
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 BASE = "https://digest.example.org"
@@ -468,8 +468,8 @@ def test_digest_status_counts_web_subscribers_and_names_one_in_trouble(site: Sit
 def test_the_confirmation_goes_through_a_real_smtp_server_and_a_bounce_is_reported(
     tmp_path: Path,
 ) -> None:
-    from tests.test_deliver import start_server
-    from tests.test_run import smtp_config
+    from test_deliver import start_server
+    from test_run import smtp_config
 
     controller, recorder = start_server()
     try:

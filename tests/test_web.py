@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from test_run import write_config
 
 from digest.config import load_config
 from digest.store import Store
 from digest.tokens import load_secrets, unsubscribe_token
 from digest.web import create_app
-from tests.test_run import write_config
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -26,6 +26,8 @@ import pytest
 import uvicorn
 from bs4 import BeautifulSoup
 from freezegun import freeze_time
+from test_email_browser import CHROMIUM, PNG_SIGNATURE, contrast, playwright_or_skip
+from test_run import digest, write_config
 
 from digest.compose import one_line
 from digest.config import Config, load_config
@@ -33,8 +35,6 @@ from digest.deliver import Outbox
 from digest.pipeline import run_cycle
 from digest.store import Store
 from digest.web import create_app
-from tests.test_email_browser import CHROMIUM, PNG_SIGNATURE, contrast, playwright_or_skip
-from tests.test_run import digest, write_config
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 WIDTHS = (375, 1280)
