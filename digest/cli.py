@@ -89,11 +89,14 @@ def ingest(obj: _Context, only: Sequence[str]) -> None:
     """
     from digest.pipeline import ingest as run_ingest
     from digest.pipeline import make_fetcher
+    from digest.progress import TerminalProgress
 
     with _reported_errors():
         config = obj.config()
+        # Each source as it is done: the table comes only at the end.
+        progress = TerminalProgress(sys.stderr, plain_lines=True)
         with Store.open(config.store_path) as store, make_fetcher(config) as fetcher:
-            report = run_ingest(config, store, fetcher, obj.clock, only=only)
+            report = run_ingest(config, store, fetcher, obj.clock, only=only, progress=progress)
     _print_report(report)
     if report.all_failed:
         sys.exit(1)
@@ -369,15 +372,24 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
     every source failed or a message could not be delivered.
     """
     from digest.pipeline import make_fetcher, make_sender, run_cycle
+    from digest.progress import TerminalProgress
 
     with _reported_errors():
         config = obj.config()
         obj.service_logging(config)
+        # A bar per step on a terminal; elsewhere the log already has a line per source and mail.
+        progress = TerminalProgress(sys.stderr, plain_lines=False)
         with Store.open(config.store_path) as store, make_sender(config) as sender:
             profiles = [_profile(config, store, name) for name in only] if only else None
             if no_fetch:
                 report = run_cycle(
-                    config, store, obj.clock, sender, profiles=profiles, now_too=now_too
+                    config,
+                    store,
+                    obj.clock,
+                    sender,
+                    profiles=profiles,
+                    now_too=now_too,
+                    progress=progress,
                 )
             else:
                 with make_fetcher(config) as fetcher:
@@ -389,6 +401,7 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
                         fetcher=fetcher,
                         profiles=profiles,
                         now_too=now_too,
+                        progress=progress,
                     )
             chosen = profiles or config.profiles
             upcoming = [] if report.composed else _next_digests(store, chosen, obj.clock())

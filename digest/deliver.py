@@ -44,6 +44,7 @@ from typing import NamedTuple, Protocol, Self
 from digest.config import SmtpConfig
 from digest.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from digest.models import Delivery
+from digest.progress import Progress, no_progress
 from digest.store import Store
 
 log = logging.getLogger(__name__)
@@ -475,6 +476,7 @@ def deliver_mail(
     lease: timedelta = timedelta(minutes=15),
     sleep: Callable[[float], None] = time.sleep,
     stopping: Callable[[], bool] = lambda: False,
+    progress: Progress = no_progress,
 ) -> DeliveryReport:
     """Send every mail delivery the ledger still owes, each at most once, and record how it went.
 
@@ -511,6 +513,7 @@ def deliver_mail(
         )
 
     for index, row in enumerate(rows):
+        progress("mail", index, len(rows), row.address or row.channel)
         if stopping():  # SIGTERM: stop between two messages; the rest stay pending
             left = len(rows) - index
             log.info("mail: stopping; %d deliveries left for the next run", left)
@@ -555,6 +558,7 @@ def deliver_mail(
             settle(row, "failed" if attempts >= max_attempts else "deferred", error)
         else:
             settle(row, "sent", message_id=message_id_of(message))
+    progress("mail", len(rows), len(rows), f"{counts['sent']} sent")
     return _report(counts, problems, 0)
 
 

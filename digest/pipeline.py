@@ -43,6 +43,7 @@ from digest.models import (
     ScoredPaper,
     SourceRun,
 )
+from digest.progress import Progress, no_progress
 from digest.render import (
     EmailLinks,
     FeedbackLinks,
@@ -89,6 +90,7 @@ def ingest(
     clock: Clock,
     *,
     only: Sequence[str] = (),
+    progress: Progress = no_progress,
 ) -> IngestReport:
     """Fetch, parse, diff and store every enabled source (or those named in `only`).
 
@@ -101,10 +103,12 @@ def ingest(
     run_id = store.begin_run("ingest", started)
     runs = []
     new_keys: list[str] = []
-    for source in sources:
+    for done, source in enumerate(sources):
         if STOPPING.is_set():
             break
+        progress("sources", done, len(sources), f"fetching {source.name}")
         runs.append(ingest_source(source, store, fetcher, clock, run_id, new_keys))
+        progress("sources", done + 1, len(sources), f"{source.name}: {runs[-1].status}")
     if new_keys and not STOPPING.is_set():
         # By time, not by the keys the sources reported: a later source of the run may have
         # given one of those papers an arXiv id, and so a new key.
@@ -433,6 +437,7 @@ def run_cycle(
     claimant: str | None = None,
     renderer: Renderer | None = None,
     now_too: bool = False,
+    progress: Progress = no_progress,
 ) -> CycleReport:
     """One cycle for every profile whose digest is due; safe to re-run and to run twice at once.
 
@@ -442,7 +447,7 @@ def run_cycle(
     claimant = claimant or run_id()
     with logs.context(run_id=claimant):
         return _cycle(
-            config, store, clock, sender, fetcher, profiles, claimant, renderer, now_too
+            config, store, clock, sender, fetcher, profiles, claimant, renderer, now_too, progress
         )
 
 
@@ -456,8 +461,9 @@ def _cycle(
     claimant: str,
     renderer: Renderer | None,
     now_too: bool = False,
+    progress: Progress = no_progress,
 ) -> CycleReport:
-    report = ingest(config, store, fetcher, clock) if fetcher is not None else None
+    report = ingest(config, store, fetcher, clock, progress=progress) if fetcher is not None else None
     # People who subscribed on the web are profiles too; read fresh each cycle, since they
     # sign up, pause and edit their interests while the job runs.
     config = subscriptions.with_subscribers(config, store)
@@ -480,6 +486,7 @@ def _cycle(
         clock,
         claimant=claimant,
         stopping=STOPPING.is_set,
+        progress=progress,
     )
     return CycleReport(
         ingest=report, composed=tuple(composed), feeds_written=tuple(written), mail=mail

@@ -813,3 +813,15 @@ def test_a_stop_request_ends_the_run_between_two_messages(
             )
         assert (report.sent, report.left) == (2, 2)
         assert sorted(statuses(store).values()) == ["pending", "pending", "sent", "sent"]
+
+
+def test_each_mail_is_reported_as_it_goes_out(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, int, str]] = []
+    with open_store(tmp_path) as store:
+        owe(store, addresses(3))
+        report = run(store, Outbox(tmp_path / "outbox"), Clock(), progress=lambda *s: seen.append(s))
+    assert report == DeliveryReport(sent=3)
+    assert [(phase, done, total) for phase, done, total, _ in seen] == [
+        ("mail", 0, 3), ("mail", 1, 3), ("mail", 2, 3), ("mail", 3, 3)
+    ]
+    assert seen[-1][3] == "3 sent"
