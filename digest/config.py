@@ -46,6 +46,7 @@ class FetchConfig:
     read_timeout_s: float = 30.0
     max_bytes: int = 10 * 1024 * 1024
     retries: int = 3
+    deadline_s: float = 120.0  # one URL's whole fetch, every attempt and wait included
     replay_dir: Path | None = None  # serve captured responses from here instead of the network
     host_intervals: Mapping[str, float] = field(default_factory=dict)
 
@@ -406,6 +407,7 @@ class _Reader:
                 "read_timeout",
                 "max_mb",
                 "retries",
+                "deadline",
                 "replay_dir",
                 "host_intervals",
             },
@@ -446,6 +448,9 @@ class _Reader:
             ),
             retries=int(
                 self.number(table.get("retries", 3), f"{key}.retries", minimum=0, maximum=10)
+            ),
+            deadline_s=self.number(
+                table.get("deadline", 120), f"{key}.deadline", minimum=1, maximum=3600
             ),
             replay_dir=self.path(replay, f"{key}.replay_dir") if replay is not None else None,
             host_intervals=intervals,

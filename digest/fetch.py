@@ -50,6 +50,7 @@ class FetchPolicy:
     read_timeout_s: float = 30.0
     max_bytes: int = 10 * 1024 * 1024
     retries: int = 3
+    deadline_s: float = 120.0  # one URL's whole fetch: every attempt, wait and byte of the body
     backoff_s: float = 2.0
     max_backoff_s: float = 60.0
     max_retry_after_s: float = 300.0
@@ -128,19 +129,29 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         attempts = self.policy.retries + 1
+        began = self._monotonic()
         for attempt in range(1, attempts + 1):
             try:
-                return self._attempt(url, headers, accept_error_body)
+                return self._attempt(url, headers, accept_error_body, began)
             except _Retryable as retry:
                 if attempt == attempts:
                     raise FetchError(f"{retry.reason} after {attempts} attempts") from None
-                self._sleep(retry.wait_s if retry.wait_s is not None else self._backoff(attempt))
+                wait = retry.wait_s if retry.wait_s is not None else self._backoff(attempt)
+                spent = self._monotonic() - began
+                if spent + wait > self.policy.deadline_s:  # a server that hangs costs one deadline
+                    raise FetchError(
+                        f"{retry.reason}; gave up after {attempt} attempts and {spent:.0f} s"
+                        f" (the fetch deadline is {self.policy.deadline_s:.0f} s)"
+                    ) from None
+                self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _backoff(self, attempt: int) -> float:
         return float(min(self.policy.backoff_s * 2 ** (attempt - 1), self.policy.max_backoff_s))
 
-    def _attempt(self, url: str, headers: dict[str, str], accept_error_body: bool) -> FetchResult:
+    def _attempt(
+        self, url: str, headers: dict[str, str], accept_error_body: bool, fetch_began: float
+    ) -> FetchResult:
         began = self._monotonic()
         for _ in range(MAX_REDIRECTS + 1):
             self._wait_for_turn(url)
@@ -150,7 +161,7 @@ class Fetcher:
                     if response.is_redirect and location:
                         url = self._redirect_target(url, location)
                         continue
-                    return self._result(url, response, accept_error_body, began)
+                    return self._result(url, response, accept_error_body, began, fetch_began)
             except httpx.TimeoutException:
                 raise _Retryable(f"timed out fetching {url}") from None
             except httpx.TransportError as exc:
@@ -163,7 +174,12 @@ class Fetcher:
         raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
     def _result(
-        self, url: str, response: httpx.Response, accept_error_body: bool, began: float
+        self,
+        url: str,
+        response: httpx.Response,
+        accept_error_body: bool,
+        began: float,
+        fetch_began: float,
     ) -> FetchResult:
         status = response.status_code
         if status == 304:
@@ -176,7 +192,7 @@ class Fetcher:
             raise FetchError(
                 f"HTTP {status} {response.reason_phrase} without a usable Location for {url}"
             )
-        body = self._read_capped(response, url)
+        body = self._read_capped(response, url, fetch_began)
         return FetchResult(
             url=url,
             status=status,
@@ -186,7 +202,7 @@ class Fetcher:
             elapsed_s=self._monotonic() - began,
         )
 
-    def _read_capped(self, response: httpx.Response, url: str) -> bytes:
+    def _read_capped(self, response: httpx.Response, url: str, fetch_began: float) -> bytes:
         limit = self.policy.max_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -199,6 +215,12 @@ class Fetcher:
                 size += len(chunk)
                 if size > limit:
                     raise FetchError(f"body larger than {_size(limit)} at {url}")
+                # A server dripping bytes never trips the read timeout; the deadline stops it.
+                if self._monotonic() - fetch_began > self.policy.deadline_s:
+                    raise FetchError(
+                        f"the body of {url} was still coming after"
+                        f" {self.policy.deadline_s:.0f} s (the fetch deadline)"
+                    )
                 chunks.append(chunk)
         except httpx.DecodingError as exc:
             raise FetchError(f"undecodable body (Content-Encoding) at {url}: {exc}") from None

@@ -78,6 +78,7 @@ def make_fetcher(config: Config) -> Fetcher:
         read_timeout_s=fetch.read_timeout_s,
         max_bytes=fetch.max_bytes,
         retries=fetch.retries,
+        deadline_s=fetch.deadline_s,
         host_intervals={**FetchPolicy().host_intervals, **fetch.host_intervals},
     )
     return Fetcher(policy, replay_dir=fetch.replay_dir)

@@ -66,6 +66,10 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ),
         ("colour = 1\n" + MINIMAL, "colour: unknown key"),
         (
+            MINIMAL.replace('contact = "me@example.org"', 'contact = "me@example.org"\ndeadline = 0'),
+            "fetch.deadline: expected a number from 1 to 3600, got 0",
+        ),
+        (
             MINIMAL.replace('"arxiv-rss"', '"gopher"'),
             "sources.arxiv-lg.kind: unknown source kind 'gopher'",
         ),

@@ -192,6 +192,40 @@ def test_a_host_dns_does_not_know_fails_at_once_and_a_temporary_dns_failure_is_r
     assert len(temporary.seen) == 4  # type: ignore[attr-defined]
 
 
+def test_a_server_that_hangs_costs_one_deadline_not_every_retry(
+    fetcher_for: Callable[..., Fetcher], clock: FakeClock
+) -> None:
+    """Each attempt waits out its 30 s read timeout; the fetch deadline (60 s here) stops the
+    retries instead of spending 4 x 30 s and the backoffs between."""
+    attempts = 0
+
+    def hangs(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        clock.now += 30.0  # the read timeout, waited out
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(FetchError, match=r"gave up after 2 attempts and 62 s \(the fetch deadline is 60 s\)"):
+        fetcher_for(hangs, retries=3, deadline_s=60, default_interval_s=0).fetch("https://a.org/f")
+    assert attempts == 2 and clock.sleeps == [2.0]
+
+
+def test_a_body_that_drips_in_is_cut_at_the_deadline(
+    fetcher_for: Callable[..., Fetcher], clock: FakeClock
+) -> None:
+    class Drip(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for _ in range(100):
+                clock.now += 20.0  # a byte now and then: never a read timeout
+                yield b"x"
+
+    def drips(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Drip())
+
+    with pytest.raises(FetchError, match=r"still coming after 60 s \(the fetch deadline\)"):
+        fetcher_for(drips, deadline_s=60).fetch("https://a.org/f")
+
+
 def test_a_30_mb_body_is_refused_without_reading_it_whole(
     fetcher_for: Callable[..., Fetcher],
 ) -> None:
