@@ -275,6 +275,34 @@ def day_label(digest: Digest) -> str:
     return f"{digest.day:%A}, {digest.day:%b} {digest.day.day}"
 
 
+# Words an ALL-CAPS title keeps in small letters when it is given sentence case.
+_SMALL_WORDS = frozenset(
+    {
+        *("a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is"),
+        *("of", "on", "or", "the", "to", "via", "vs", "with", "without"),
+    }
+)
+_LETTERS = re.compile(r"[^\W\d_]")
+
+
+def display_title(title: str) -> str:
+    """A title as a reader sees it: one line, and an ALL-CAPS title (as bioRxiv and some feeds
+    send them) in sentence case. Short words that are not English ("DNA", "MRI") and words with
+    digits ("COVID-19", "CAS9") keep their capitals: they are usually names."""
+    text = one_line(title)
+    letters = _LETTERS.findall(text)
+    if len(letters) < 12 or sum(ch.isupper() for ch in letters) < 0.9 * len(letters):
+        return text
+    words = []
+    for word in text.split(" "):
+        bare = word.strip("()[]{}.,:;!?\"'").casefold()
+        keep = any(ch.isdigit() for ch in word) or (len(bare) <= 3 and bare not in _SMALL_WORDS)
+        words.append(word if keep else word.lower())
+    cased = " ".join(words)
+    # Capitals where a sentence starts: the title's first letter, and after a colon.
+    return re.sub(r"(^|[:?!]\s+)([^\W\d_])", lambda m: m.group(1) + m.group(2).upper(), cased)
+
+
 def count(number: int, noun: str) -> str:
     """'1 upvote', '12 upvotes', '1,204 new papers': a number with its noun, plural when it is."""
     return f"{number:,} {noun}{'' if number == 1 else 's'}"

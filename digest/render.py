@@ -315,7 +315,7 @@ def _paper_fields(paper: Paper) -> dict[str, Any]:
         meta.append(compose.count(paper.upvotes, "upvote"))
     excerpt = compose.excerpt(paper)
     return {
-        "title": compose.one_line(paper.title) or "(untitled)",
+        "title": compose.display_title(paper.title) or "(untitled)",
         "url": compose.paper_url(paper),
         "authors": compose.author_line(paper),
         "meta": meta,

@@ -438,3 +438,24 @@ def test_each_item_says_which_paper_and_when_as_a_reader_cites_it() -> None:
     lines = text_of(mail(digest)).splitlines()
     assert "   arXiv:2611.09999 · Nov 22, 2026 · cs.LG" in lines
     assert lines[lines.index("2. Undated") + 1 :].count("   cs.LG") >= 1  # no id, no date: not made up
+
+
+@pytest.mark.parametrize(
+    ("title", "shown"),
+    [
+        (
+            "IDENTIFICATION OF AN EARLY SUBSET OF CEREBELLAR NUCLEI NEURONS IN MICE",
+            "Identification of an early subset of cerebellar nuclei neurons in mice",
+        ),
+        (
+            "SARS-COV-2 SPIKE PROTEIN AND DNA REPAIR: A STUDY OF COVID-19",
+            "SARS-COV-2 spike protein and DNA repair: A study of COVID-19",
+        ),
+        ("Attention Is All You Need", "Attention Is All You Need"),  # cased by its authors
+        ("BERT", "BERT"),  # too short to tell a shouted title from a name
+    ],
+)
+def test_an_all_caps_title_is_shown_in_sentence_case(title: str, shown: str) -> None:
+    item = scored(paper("2611.09998", title, arxiv_id="2611.09998"), 1.0)
+    assert f"1. {shown}" in text_of(mail(sample_digest(items=(item,)))).splitlines()
+    assert compose.display_title(title) == shown
