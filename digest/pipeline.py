@@ -617,6 +617,20 @@ def publish_feeds(
     return changed
 
 
+def publish_first_feed(config: Config, profile: str) -> list[str]:
+    """A new subscriber's feed, valid and empty, so its address works from the start (the
+    first digest fills it); a feed already there is left as it is."""
+    output = config.output
+    rss_path, atom_path = feeds.profile_feed_paths(profile)
+    if all((output.feeds_dir / path).is_file() for path in (rss_path, atom_path)):
+        return []
+    links = FeedbackLinks(profile, output.base_url, tuple(load_secrets(config.data_dir)))
+    built = feeds.profile_feed(
+        profile, [], Renderer(), f"{output.base_url}/feeds", output.feed_max_items, links
+    )
+    return feeds.publish(output.feeds_dir, {built.rss_path: built.rss, built.atom_path: built.atom})
+
+
 class MailBuilder:
     """Turns a ledger row into the message for its recipient (None: nothing to send)."""
 

@@ -64,7 +64,7 @@ from digest.feedfiles import FeedFiles
 from digest.library import LibraryImport, read_library
 from digest.models import Interests, Subscriber
 from digest.notices import notice_mail
-from digest.pipeline import LibraryReport, import_library
+from digest.pipeline import LibraryReport, import_library, publish_first_feed
 from digest.render import default_templates_dir
 from digest.store import Store
 from digest.tokens import (
@@ -499,6 +499,10 @@ def create_app(
                           "This subscription no longer exists. Subscribe again to start over.",
                           links=(("Subscribe", "/"),))
         log.info("subscribe: %s confirmed %s", address, profile)
+        try:  # the personal feed answers from now on, empty until the first digest
+            await run_in_threadpool(publish_first_feed, config, profile)
+        except DigestError as exc:  # the next run writes it; the subscription stands
+            log.warning("subscribe: the feed of %s was not written yet: %s", profile, exc)
         return notice(200, "You are subscribed",
                       f"Your first digest comes to {address} {_when(subscriber.interests)}.",
                       "Every email has links to change your interests, pause, or leave.",

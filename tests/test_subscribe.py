@@ -429,6 +429,19 @@ def test_digest_subscribers_lists_web_subscribers_and_their_state(site: Site) ->
     assert "waiting@example.org" in only and "new@example.org" not in only
 
 
+def test_a_new_subscriber_s_feed_answers_from_confirmation_on(site: Site) -> None:
+    import feedparser
+
+    confirm(site)
+    with site.store() as store:
+        (subscriber,) = store.subscribers("active")
+    for kind in ("atom", "rss"):
+        answer = site.client.get(f"/feeds/profiles/{subscriber.profile}.{kind}")
+        assert answer.status_code == 200, kind
+        parsed = feedparser.parse(answer.content)
+        assert not parsed.bozo and parsed.entries == [], kind  # valid, empty until a digest
+
+
 def test_the_cli_knows_web_subscribers_by_their_profile_name(site: Site) -> None:
     """rank, preview, feedback and import take a web subscriber's `web-...` name as they take a
     config.toml profile's."""
