@@ -316,6 +316,8 @@ def _paper_fields(paper: Paper) -> dict[str, Any]:
     excerpt = compose.excerpt(paper)
     return {
         "title": compose.display_title(paper.title) or "(untitled)",
+        # The source's picture of the paper (Hugging Face gives one), in the HTML only.
+        "thumbnail": compose.safe_url(paper.thumbnail_url),
         "url": compose.paper_url(paper),
         "authors": compose.author_line(paper),
         "meta": meta,

@@ -459,3 +459,16 @@ def test_an_all_caps_title_is_shown_in_sentence_case(title: str, shown: str) -> 
     item = scored(paper("2611.09998", title, arxiv_id="2611.09998"), 1.0)
     assert f"1. {shown}" in text_of(mail(sample_digest(items=(item,)))).splitlines()
     assert compose.display_title(title) == shown
+
+
+def test_a_thumbnail_the_source_gives_is_shown_in_the_html_only_and_only_if_http() -> None:
+    pictured = paper(
+        "2611.09997", "Pictured", arxiv_id="2611.09997",
+        thumbnail_url="https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/2611.09997.png",
+    )
+    hostile = paper("2611.09996", "Hostile", arxiv_id="2611.09996", thumbnail_url="javascript:alert(1)")
+    message = mail(sample_digest(items=(scored(pictured, 2.0), scored(hostile, 1.0))))
+    images = lxml.html.fromstring(html_of(message)).xpath("//img[@class='thumb']")
+    assert [img.get("src") for img in images] == [pictured.thumbnail_url]
+    assert "max-width: 560px" in (images[0].get("style") or "")  # never wider than a phone
+    assert "thumbnails" not in text_of(message) and "javascript" not in html_of(message)
