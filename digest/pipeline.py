@@ -103,14 +103,13 @@ def ingest(
     started = clock()
     run_id = store.begin_run("ingest", started)
     runs = []
-    new_keys: list[str] = []
     for done, source in enumerate(sources):
         if STOPPING.is_set():
             break
         progress("sources", done, len(sources), f"fetching {source.name}")
-        runs.append(ingest_source(source, store, fetcher, clock, run_id, new_keys))
+        runs.append(ingest_source(source, store, fetcher, clock, run_id))
         progress("sources", done + 1, len(sources), f"{source.name}: {runs[-1].status}")
-    if new_keys and not STOPPING.is_set():
+    if any(run.new for run in runs) and not STOPPING.is_set():
         # By time, not by the keys the sources reported: a later source of the run may have
         # given one of those papers an arXiv id, and so a new key.
         embed_papers(config, store, clock, store.papers(since=started, limit=None))
@@ -119,12 +118,7 @@ def ingest(
 
 
 def ingest_source(
-    source: SourceConfig,
-    store: Store,
-    fetcher: Fetcher,
-    clock: Clock,
-    run_id: int,
-    new_keys: list[str] | None = None,
+    source: SourceConfig, store: Store, fetcher: Fetcher, clock: Clock, run_id: int
 ) -> SourceRun:
     started = clock()
     began = time.monotonic()
@@ -139,8 +133,6 @@ def ingest_source(
         else:
             outcome = store.ingest(records, clock(), validators=results)
             new = len(outcome.new_keys)
-            if new_keys is not None:
-                new_keys.extend(outcome.new_keys)
             error = layout_problem(parsed, usual)
             status = "layout" if error else "ok"
     except DigestError as exc:

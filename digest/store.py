@@ -548,9 +548,6 @@ class Store:
         )
         return [(key, json.loads(fields), datetime.fromisoformat(at)) for key, fields, at in rows]
 
-    def papers_by_key(self, keys: Iterable[str]) -> list[Paper]:
-        return self._load(set(keys), set(), set())
-
     def learned_profiles(self) -> dict[str, tuple[str, bytes, float]]:
         """Each profile's learned model as stored: (fingerprint, float32 coefficients, intercept)."""
         rows = self._db.execute(

@@ -295,7 +295,9 @@ def test_an_example_from_an_earlier_day_counts_with_embeddings_on(
     fake_source(config, store, "2501.00001")  # its vector is stored by the ingest
     fake_source(config, store, "2501.00001", "2501.00002")
     ranker = make_ranker(config, store, lambda: T0)
-    candidates = store.papers_by_key(["2501.00002"])  # the day's new paper
+    new = store.paper("2501.00002")  # the day's new paper
+    assert new is not None
+    candidates = [new]
     me = profile(examples=("2501.00001",))
     ranked = rank(ranker, store, lambda: T0, candidates, [me], {})
     assert [item.paper.key for item in ranked["me"]] == ["2501.00002"]
