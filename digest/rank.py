@@ -673,14 +673,7 @@ def _liked_authors(
     each counted by the share of liked papers they are on (a third each, at most one)."""
     columns: dict[str, dict[int, float]] = {}  # author's full key -> {profile: weight}
     for column, rows in enumerate(liked_rows):
-        counts: dict[str, int] = {}
-        for row in rows:
-            if len(ranker.corpus[row].authors) <= _MAX_GROUP:
-                for key in {
-                    keys[0] for keys in map(author_keys, ranker.corpus[row].authors) if keys
-                }:
-                    counts[key] = counts.get(key, 0) + 1
-        for key, count in counts.items():
+        for key, count in _liked_people(rows, ranker).items():
             columns.setdefault(key, {})[column] = min(count, 3) / 3
     rows_out: list[dict[int, float]] = []
     for paper_authors in papers.author_keys:
@@ -690,6 +683,18 @@ def _liked_authors(
                 weights[column] = weights.get(column, 0.0) + weight
         rows_out.append(weights)
     return _csr(rows_out, (len(papers.papers), max(len(liked_rows), 1)))
+
+
+def _liked_people(rows: Sequence[int], ranker: Ranker) -> dict[str, int]:
+    """The authors of the liked papers (full-name keys), each with how many of those papers they
+    are on. Collaborations of over _MAX_GROUP authors are left out: liking one is no sign."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        authors = ranker.corpus[row].authors
+        if len(authors) <= _MAX_GROUP:
+            for key in {keys[0] for keys in map(author_keys, authors) if keys}:
+                counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 @lru_cache(maxsize=100_000)
@@ -932,14 +937,13 @@ def _explain(
         ]
         pinned = {key for key in map(author_match_key, profile.authors) if key}
         circle = signals.colleague_keys[column]
-        liked_people = {
-            keys[0]
-            for row in signals.liked.rows[column]
-            if len(ranker.corpus[row].authors) <= _MAX_GROUP  # as `_liked_authors` counts them
-            for keys in map(author_keys, ranker.corpus[row].authors)
-            if keys
-        }
         liked_author_points = points.get("liked authors")
+        # Only for a profile whose picks got such points: this loop is the hot path.
+        liked_people = (
+            _liked_people(signals.liked.rows[column], ranker)
+            if liked_author_points and any(liked_author_points[start : start + count])
+            else {}
+        )
         followed = {c.casefold() for c in profile.categories}
         chosen = []
         # The hot loop of a big run (one pass per pick): plain lists, positional arguments.
