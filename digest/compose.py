@@ -303,9 +303,10 @@ def display_title(title: str) -> str:
     return re.sub(r"(^|[:?!]\s+)([^\W\d_])", lambda m: m.group(1) + m.group(2).upper(), cased)
 
 
-def count(number: int, noun: str) -> str:
-    """'1 upvote', '12 upvotes', '1,204 new papers': a number with its noun, plural when it is."""
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+def count(number: int, noun: str, plural: str | None = None) -> str:
+    """'1 upvote', '12 upvotes', '1,204 new papers', '2 entries': a number with its noun, plural
+    when it is (`plural` for a noun that takes more than an s)."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
 
 
 def source_names(digest: Digest) -> list[str]:

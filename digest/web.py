@@ -759,16 +759,12 @@ def _send(make: Callable[[], Sender], message: Any, address: str) -> None:
         sender.send(message, address)
 
 
-def _plural(count: int, one: str, many: str) -> str:
-    return f"{count:,} {one if count == 1 else many}"
+def _papers(number: int) -> str:
+    return compose.count(number, "paper")
 
 
-def _papers(count: int) -> str:
-    return _plural(count, "paper", "papers")
-
-
-def _entries(count: int) -> str:
-    return _plural(count, "entry", "entries")
+def _entries(number: int) -> str:
+    return compose.count(number, "entry", "entries")
 
 
 def _in_form_order(errors: Mapping[str, str]) -> dict[str, str]:
