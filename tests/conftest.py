@@ -1,55 +1,40 @@
-"""Shared test helpers. No test touches the network or the wall clock."""
+"""Fixtures for the whole suite. No test touches the network or the wall clock.
+
+Builders and constants the tests share are in helpers.py (and the sample digests in digests.py):
+test modules import them from there, never from conftest or from one another.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import FAKE_KIND, REAL_LOAD_EMBEDDER, Recorder, start_server
 
-from digest.models import Origin, Record
-
-FIXTURES = Path(__file__).parent / "fixtures"
-T0 = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)
-
-
-def record(
-    title: str = "A Paper",
-    source: str = "src",
-    listing: str = "https://example.org/list",
-    **fields: Any,
-) -> Record:
-    """A Record as a parser would give it; only what a test cares about needs saying."""
-    return Record(origin=Origin(source, listing), title=title, **fields)
+from digest import sources
+from digest.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from digest.store import Store
-
+def store(tmp_path: Path) -> Iterator[Store]:
     with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as opened:
         yield opened
 
 
-def fake_parse(body: bytes, origin: Origin) -> list[Record]:
-    """A stand-in parser for pipeline tests: one paper per line, 'id title'; 'BROKEN' fails to parse."""
-    from digest.errors import ParseError
-
-    text = body.decode()
-    if text.startswith("BROKEN"):
-        raise ParseError("expected lines of 'id title', got BROKEN")
-    if text.startswith("CRASH"):
-        raise KeyError("a parser bug")
-    records = []
-    for line in text.splitlines():
-        arxiv_id, _, title = line.partition(" ")
-        records.append(Record(origin=origin, title=title, arxiv_id=arxiv_id))
-    return records
+@pytest.fixture
+def fake_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sources of kind "fake": pages parsed by helpers.fake_parse (see helpers.make_config)."""
+    monkeypatch.setitem(sources.SOURCE_KINDS, "fake", FAKE_KIND)
 
 
-def lines(*ids: str) -> bytes:
-    return "\n".join(f"{i} Paper {i}" for i in ids).encode()
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Recorder, int]]:
+    """aiosmtpd on 127.0.0.1: its Recorder and port."""
+    controller, recorder = start_server()
+    yield recorder, controller.port
+    controller.stop()
 
 
 class _RememberingEmbedder:
@@ -72,17 +57,13 @@ class _RememberingEmbedder:
         return np.stack([self.seen[t] for t in texts])
 
 
-REAL_LOAD_EMBEDDER: Any = None
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _one_sentence_model_per_session() -> Any:
     """`digest.embed.load_embedder` gives the shipped model loaded once per session; a test
-    that names a model folder (or checks a broken one) still reaches the real loader."""
-    global REAL_LOAD_EMBEDDER
+    that names a model folder (or checks a broken one) still reaches the real loader
+    (helpers.REAL_LOAD_EMBEDDER)."""
     from digest import embed
 
-    REAL_LOAD_EMBEDDER = embed.load_embedder
     shared: list[_RememberingEmbedder] = []
 
     def load(model_dir: Path | None = None) -> Any:

@@ -1,4 +1,5 @@
-"""Sample digests for the render, feed and delivery tests: realistic papers, some hostile."""
+"""Sample digests for the render, feed and delivery tests: realistic papers, some hostile, and
+the links an email of them carries."""
 
 from __future__ import annotations
 
@@ -9,9 +10,32 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from digest.models import Digest, Paper, Reasons, ScoredPaper, SourceNote
+from digest.render import EmailLinks, FeedbackLinks
+from digest.tokens import manage_token, read_feedback_token
 
 GOLDEN = Path(__file__).parent / "golden"
 COMPOSED = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # 08:00 in Berlin, when the digest was made
+
+SITE = "https://digest.example.org"
+# A fixed signing key, as a data/secret.key file would hold it: the same tokens every run, so the
+# golden files can hold them.
+KEYS = ["golden-files-key-not-a-secret"]
+FEEDBACK = FeedbackLinks("me", SITE, tuple(KEYS))
+LINKS = EmailLinks(
+    feed_rss=f"{SITE}/feeds/profiles/me.rss",
+    feed_atom=f"{SITE}/feeds/profiles/me.atom",
+    unsubscribe=f"{SITE}/unsubscribe/TOKEN",
+    unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe%20me",
+    manage=f"{SITE}/manage/{manage_token(KEYS, 'me', 'reader@example.org')}",
+    feedback=FEEDBACK,
+)
+
+
+def feedback_of(url: str) -> tuple[str, str, str]:
+    """What a feedback link says, read as the web side reads it: (profile, paper key, mark)."""
+    prefix = f"{SITE}/feedback/"
+    assert url.startswith(prefix), url
+    return read_feedback_token(KEYS, url.removeprefix(prefix))
 
 
 def paper(key: str, title: str, **fields: object) -> Paper:
@@ -57,6 +81,20 @@ NO_LINKS = paper(
     author_count=12,
     first_source="hf-text-1",
     sources=("hf-text-1",),
+)
+
+# Hostile input in every field: markup, header injection, a 10 kB title, broken UTF-8, an RTL
+# override, and links that are not http(s).
+HOSTILE = paper(
+    "2611.09999",
+    "<script>alert(1)</script>\r\nBcc: victim@example.org\r\n" + "Long " * 2000,
+    arxiv_id="2611.09999",
+    abstract='<img src=x onerror="alert(1)"> Broken \udcff\udcfe UTF-8 \x00 and a \u202eRTL trick.',
+    authors=("<b>Mallory</b>\nX-Evil: 1",),
+    code_url="javascript:alert(1)",
+    project_url="data:text/html,<script>alert(1)</script>",
+    pdf_url="  https://evil.example/\r\nX: y",
+    categories=("cs.LG<script>",),
 )
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import FIXTURES
 from freezegun import freeze_time
+from helpers import FIXTURES, sample_config, write_config
 
 from digest.cli import cli
 
@@ -30,14 +29,6 @@ def table(output: str) -> dict[str, list[str]]:
     return rows
 
 
-def write_config(tmp_path: Path, sources: str) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'data_dir = "data"\n[fetch]\ncontact = "t@example.org"\n{sources}', encoding="utf-8"
-    )
-    return config
-
-
 def text_sources(**paths: str | Path) -> str:
     """[sources.NAME] tables of kind hf-text, one per keyword argument."""
     return "".join(
@@ -50,7 +41,7 @@ def test_the_four_text_samples_report_81_27_47_48_new_then_nothing(tmp_path: Pat
     sources = "".join(
         f'[sources.text-{i}]\nkind = "hf-text"\npath = "{p}"\n' for i, p in enumerate(TEXT_SAMPLES)
     )
-    config = str(write_config(tmp_path, sources))
+    config = str(write_config(tmp_path, sources, profiles=""))
     new_counts = []
     for i in range(4):
         result = invoke("--config", config, "ingest", "--source", f"text-{i}")
@@ -65,11 +56,8 @@ def test_the_four_text_samples_report_81_27_47_48_new_then_nothing(tmp_path: Pat
 
 
 def test_the_offline_sample_config_ingests_every_source(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[1]
     # Run the README's main job on a copy, so the test leaves no demo-data behind.
-    shutil.copytree(root / "samples", tmp_path / "samples")
-    shutil.copytree(root / "tests" / "fixtures", tmp_path / "tests" / "fixtures")
-    config = str(tmp_path / "samples" / "offline.toml")
+    config = str(sample_config(tmp_path))
     result = invoke("--config", config, "ingest")
     assert result.exit_code == 0, result.output
     rows = table(result.output)
@@ -86,10 +74,7 @@ def test_the_quickstart_run_now_ends_in_an_email_and_says_when_the_next_is_due(
 ) -> None:
     """The README's first command: the samples ingested and the demo digest in the outbox, at
     an hour when the demo profile (07:00 UTC) is not due; then one a day, as ever."""
-    root = Path(__file__).resolve().parents[1]
-    shutil.copytree(root / "samples", tmp_path / "samples")
-    shutil.copytree(root / "tests" / "fixtures", tmp_path / "tests" / "fixtures")
-    config = str(tmp_path / "samples" / "offline.toml")
+    config = str(sample_config(tmp_path))
     outbox = tmp_path / "demo-data" / "outbox" / "new"
     with freeze_time("2026-11-26 04:30:00", auto_tick_seconds=1):  # papers seen, then ranked
         first = invoke("--config", config, "run", "--now")
@@ -108,10 +93,7 @@ def test_the_quickstart_run_now_ends_in_an_email_and_says_when_the_next_is_due(
 def test_a_run_with_nothing_due_says_when_each_digest_is_due_and_how_to_have_it_now(
     tmp_path: Path,
 ) -> None:
-    root = Path(__file__).resolve().parents[1]
-    shutil.copytree(root / "samples", tmp_path / "samples")
-    shutil.copytree(root / "tests" / "fixtures", tmp_path / "tests" / "fixtures")
-    config = str(tmp_path / "samples" / "offline.toml")
+    config = str(sample_config(tmp_path))
     with freeze_time("2026-11-26 06:15:00"):
         result = invoke("--config", config, "run", "--no-fetch")
     assert result.exit_code == 0, result.output
@@ -122,7 +104,7 @@ def test_a_run_with_nothing_due_says_when_each_digest_is_due_and_how_to_have_it_
 
 
 def test_a_config_mistake_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
-    config = write_config(tmp_path, '[sources.x]\nkind = "feed"\nurl = "ftp://x"\n')
+    config = write_config(tmp_path, '[sources.x]\nkind = "feed"\nurl = "ftp://x"\n', profiles="")
     result = CliRunner().invoke(cli, ["--config", str(config), "ingest"])
     assert result.exit_code == 2
     assert (
@@ -131,7 +113,8 @@ def test_a_config_mistake_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
 
 
 def test_exit_code_is_1_only_when_every_source_failed(tmp_path: Path) -> None:
-    config = str(write_config(tmp_path, text_sources(gone="missing.txt", good=TEXT_SAMPLES[0])))
+    sources = text_sources(gone="missing.txt", good=TEXT_SAMPLES[0])
+    config = str(write_config(tmp_path, sources, profiles=""))
     some = CliRunner().invoke(cli, ["--config", config, "ingest"])
     assert some.exit_code == 0
     assert table(some.output)["gone"][0] == "failed"
@@ -141,9 +124,7 @@ def test_exit_code_is_1_only_when_every_source_failed(tmp_path: Path) -> None:
 
 
 def test_papers_lists_newest_first_with_filters(tmp_path: Path) -> None:
-    config = str(
-        write_config(tmp_path, f'[sources.t]\nkind = "hf-text"\npath = "{TEXT_SAMPLES[0]}"\n')
-    )
+    config = str(write_config(tmp_path, text_sources(t=TEXT_SAMPLES[0]), profiles=""))
     invoke("--config", config, "ingest")
     found = invoke("--config", config, "papers", "--text", "CSWin", "--source", "t")
     assert found.exit_code == 0
@@ -165,7 +146,8 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_history_shows_each_sources_runs(tmp_path: Path) -> None:
     good = TEXT_SAMPLES[0]
-    config = str(write_config(tmp_path, text_sources(gone="missing.txt", good=good, idle=good)))
+    sources = text_sources(gone="missing.txt", good=good, idle=good)
+    config = str(write_config(tmp_path, sources, profiles=""))
     invoke("--config", config, "ingest", "--source", "gone", "--source", "good")
     invoke("--config", config, "ingest", "--source", "good")
     result = invoke("--config", config, "history")

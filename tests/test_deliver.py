@@ -1,16 +1,15 @@
 """Delivery against a real SMTP server (aiosmtpd on 127.0.0.1) and a real Maildir; no network.
 
-The server's handler records every accepted message and can answer scripted codes per recipient,
-so retries, bounces, dropped connections and logins are the real smtplib conversation.
+The server's handler (helpers.Recorder) records every accepted message and can answer scripted
+codes per recipient, so retries, bounces, dropped connections and logins are the real smtplib
+conversation.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import mailbox
-import socket
 import threading
 import traceback
 from collections import Counter
@@ -22,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import T0
+from helpers import T0, Crash, Recorder, free_port, start_server
 
 from digest.config import SmtpConfig
 from digest.deliver import RECONNECT_PAUSE_S, DeliveryReport, Outbox, SmtpSender, deliver_mail
@@ -38,66 +36,7 @@ WRONG_PASSWORD = "Tr0ub4dor&3-wrong"
 USER = "digest"
 
 
-class Crash(BaseException):
-    """Stands for the process dying (kill -9, power cut): nothing may catch it."""
-
-
 # -- a real SMTP server -----------------------------------------------------------------------
-
-
-class Recorder:
-    """An aiosmtpd handler: records what it accepted, answers scripted codes per recipient.
-
-    `rcpt_answers[address]` / `data_answers[address]` are lists of answers used in turn, the last
-    one repeating: ["451 4.3.0 try later", "250 OK"] refuses once, then accepts. After accepting a
-    message for an address in `drop_after`, the server closes the connection (as on an idle timeout).
-    """
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, bytes]] = []  # (recipient, message) per accepted message
-        self.senders: list[str] = []  # the envelope sender (MAIL FROM) of each accepted message
-        self.peers: set[Any] = set()  # one per connection that delivered a message
-        self.rcpt_tries: Counter[str] = Counter()
-        self.rcpt_answers: dict[str, list[str]] = {}
-        self.data_answers: dict[str, list[str]] = {}
-        self.logins: list[bytes] = []
-        self.drop_after: set[str] = set()
-
-    @staticmethod
-    def _next(script: dict[str, list[str]], address: str) -> str | None:
-        answers = script.get(address)
-        if not answers:
-            return None
-        return answers.pop(0) if len(answers) > 1 else answers[0]
-
-    # aiosmtpd calls handle_<COMMAND> hooks, when the handler has them.
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        self.rcpt_tries[address] += 1
-        answer = self._next(self.rcpt_answers, address)
-        if answer is not None and not answer.startswith("2"):
-            return answer
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        for address in envelope.rcpt_tos:
-            answer = self._next(self.data_answers, address)
-            if answer is not None and not answer.startswith("2"):
-                return str(answer)
-        self.peers.add(session.peer)
-        self.logins.append(session.auth_data.login if session.authenticated else b"")
-        self.senders.append(envelope.mail_from)
-        for address in envelope.rcpt_tos:
-            self.received.append((address, bytes(envelope.original_content)))
-        if self.drop_after.intersection(envelope.rcpt_tos):
-            # Runs once the "250" below is written: the client learns of it at its next command.
-            asyncio.get_running_loop().call_soon(server.transport.close)
-        return "250 2.0.0 accepted"
-
-    def recipients(self) -> Counter[str]:
-        return Counter(address for address, _ in self.received)
 
 
 def authenticator(
@@ -110,19 +49,6 @@ def authenticator(
     )
     # handled=False: let aiosmtpd answer "535 5.7.8 Authentication credentials invalid".
     return AuthResult(success=ok, handled=False, auth_data=auth_data)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(**options: Any) -> tuple[Controller, Recorder]:
-    recorder = Recorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **options)
-    controller.start()
-    return controller, recorder
 
 
 @pytest.fixture

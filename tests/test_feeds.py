@@ -14,10 +14,21 @@ from xml.etree import ElementTree
 import feedparser
 import lxml.html
 import pytest
-from digests import DIFFUSION, POLICY, assert_golden, paper, sample_digest, scored
+from digests import (
+    DIFFUSION,
+    FEEDBACK,
+    HOSTILE,
+    KEYS,
+    POLICY,
+    SITE,
+    assert_golden,
+    feedback_of,
+    paper,
+    sample_digest,
+    scored,
+)
 from freezegun import freeze_time
-from test_render import FEEDBACK, HOSTILE, KEYS, SITE, feedback_of
-from test_run import MONDAY, digest, outbox, write_config
+from helpers import MONDAY, digest, outbox, write_config
 
 from digest import feeds
 from digest.errors import DeliveryError

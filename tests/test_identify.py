@@ -1,4 +1,4 @@
-from conftest import T0, record
+from helpers import T0, record
 
 from digest.identify import merge, new_paper, normalize_title, paper_key
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from test_rank import paper, profile
+from helpers import paper, profile
 
 from digest.learn import LearnedProfile, fingerprint, from_stored, to_stored, train
 from digest.models import Feedback, Paper

@@ -2,7 +2,7 @@ import json
 import random
 
 import pytest
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 from digest import library
 from digest.errors import DigestError

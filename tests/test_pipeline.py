@@ -8,35 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import T0, lines
+from helpers import T0, Handler, by_host, lines, make_config
 
-from digest import sources
-from digest.config import Config, FetchConfig, OutputConfig, SourceConfig
 from digest.fetch import Fetcher, FetchPolicy
 from digest.pipeline import ingest
-from digest.sources import SourceKind
 from digest.store import Store
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-@pytest.fixture(autouse=True)
-def fake_kind(monkeypatch: pytest.MonkeyPatch) -> None:
-    kind = SourceKind("fake", "conftest", "fake_parse", "one paper per line (tests only)")
-    monkeypatch.setitem(sources.SOURCE_KINDS, "fake", kind)
-
-
-def make_config(tmp_path: Path, *names: str) -> Config:
-    return Config(
-        path=tmp_path / "config.toml",
-        data_dir=tmp_path,
-        output=OutputConfig(feeds_dir=tmp_path / "feeds", outbox_dir=tmp_path / "outbox"),
-        fetch=FetchConfig(contact="test@example.org", retries=1),
-        sources=tuple(
-            SourceConfig(name, "fake", (f"https://{name}.example.org/list?d={{date}}",))
-            for name in names
-        ),
-    )
+pytestmark = pytest.mark.usefixtures("fake_kind")
 
 
 @pytest.fixture
@@ -59,16 +37,6 @@ def run(tmp_path: Path, store: Store) -> Iterator[Callable[..., dict[str, object
     yield go
     for fetcher in fetchers:
         fetcher.close()
-
-
-def by_host(**bodies: bytes | int) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        answer = bodies[request.url.host.split(".")[0]]
-        if isinstance(answer, int):
-            return httpx.Response(answer)
-        return httpx.Response(200, content=answer, headers={"ETag": '"v1"'})
-
-    return handler
 
 
 def test_new_papers_are_counted_per_source(run, store: Store) -> None:  # type: ignore[no-untyped-def]

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import FIXTURES
 from freezegun import freeze_time
-from test_run import MONDAY, write_config
+from helpers import FIXTURES, MONDAY, write_config
 
 from digest.cli import cli
 from digest.store import Store

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import T0, lines
-from test_pipeline import by_host, make_config
+from helpers import T0, by_host, lines, make_config
 
-from digest import sources
 from digest.fetch import Fetcher, FetchPolicy
 from digest.pipeline import ingest
 from digest.progress import TerminalProgress
-from digest.sources import SourceKind
 from digest.store import Store
 
 
@@ -48,11 +45,8 @@ def test_on_a_terminal_a_phase_is_a_bar_that_goes_when_it_ends() -> None:
     assert drawn.endswith("\r") and progress.bars == {}  # cleared: the table follows
 
 
-def test_ingest_reports_each_source_as_it_is_done(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    kind = SourceKind("fake", "conftest", "fake_parse", "one paper per line (tests only)")
-    monkeypatch.setitem(sources.SOURCE_KINDS, "fake", kind)
+@pytest.mark.usefixtures("fake_kind")
+def test_ingest_reports_each_source_as_it_is_done(store: Store, tmp_path: Path) -> None:
     seen: list[tuple[str, int, int, str]] = []
     transport = httpx.MockTransport(by_host(a=lines("2501.00001"), b=b"BROKEN"))
     config = make_config(tmp_path, "a", "b")

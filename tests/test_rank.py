@@ -7,53 +7,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import T0
+from helpers import TOPICS, corpus, keys, paper, profile
 
 import digest.rank
-from digest.config import ProfileConfig
 from digest.models import Feedback, Paper
 from digest.rank import Ranker
 from digest.terms import author_match_key, phrase, stem, words
-
-TOPICS = {
-    "diffusion": "denoising diffusion generative image synthesis sampling noise schedule score",
-    "rl": "reinforcement learning policy reward agent environment exploration value function",
-    "graphs": "graph neural network message passing node edge molecule representation",
-    "robots": "robot manipulation grasping control locomotion sim-to-real hardware",
-    "speech": "speech recognition acoustic audio spoken language transcription",
-    "crypto": "blockchain cryptography consensus ledger smart contract security",
-}
-
-
-def paper(key: str, title: str, abstract: str = "", **fields: Any) -> Paper:
-    return Paper(
-        key=key,
-        title=title,
-        first_seen=T0,
-        first_source="test",
-        first_listing="https://example.org/list",
-        arxiv_id=key if key[0].isdigit() else None,
-        abstract=abstract,
-        **fields,
-    )
-
-
-def corpus() -> list[Paper]:
-    """Twelve stored papers, two per topic, so tf-idf has something to learn from."""
-    papers = []
-    for number, (topic, text) in enumerate(TOPICS.items()):
-        for variant in range(2):
-            key = f"2605.{number:02d}{variant:03d}"
-            papers.append(paper(key, f"A study of {topic} number {variant}", f"We study {text}."))
-    return papers
-
-
-def profile(name: str = "me", **fields: Any) -> ProfileConfig:
-    return ProfileConfig(name=name, **fields)
-
-
-def keys(ranked: tuple[Any, ...]) -> list[str]:
-    return [item.paper.key for item in ranked]
 
 
 def test_words_fold_case_plurals_accents_and_latex() -> None:

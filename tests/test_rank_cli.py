@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from freezegun import freeze_time
+from helpers import sample_config
 
 from digest.cli import cli
 from digest.pipeline import day_bounds
 
-ROOT = Path(__file__).resolve().parents[1]
 PROFILE = """
 [profiles.ml]
 keywords = ["language model", "reasoning"]
@@ -30,10 +29,7 @@ timezone = "America/New_York"
 @pytest.fixture
 def config(tmp_path: Path) -> str:
     """The offline sample config (captured pages, no network) with a profile, ingested once."""
-    shutil.copytree(ROOT / "samples", tmp_path / "samples")
-    shutil.copytree(ROOT / "tests" / "fixtures", tmp_path / "tests" / "fixtures")
-    path = tmp_path / "samples" / "offline.toml"
-    path.write_text(path.read_text(encoding="utf-8") + PROFILE, encoding="utf-8")
+    path = sample_config(tmp_path, PROFILE)
     with freeze_time("2026-11-23 02:00:00"):  # still the 22nd in New York
         assert run(str(path), "ingest").exit_code == 0
     return str(path)

@@ -4,7 +4,7 @@ closest liked paper rather than the mean of all of them, and the authors of like
 from __future__ import annotations
 
 import pytest
-from test_rank import TOPICS, corpus, keys, paper, profile
+from helpers import TOPICS, corpus, keys, paper, profile
 
 from digest.embed import PaperVectors, load_embedder
 from digest.models import Paper

@@ -12,8 +12,14 @@ import pytest
 from digests import (
     COMPOSED,
     DIFFUSION,
+    FEEDBACK,
+    HOSTILE,
+    KEYS,
+    LINKS,
     POLICY,
+    SITE,
     assert_golden,
+    feedback_of,
     paper,
     readable,
     sample_digest,
@@ -23,21 +29,8 @@ from digests import (
 from digest import compose
 from digest.models import SourceNote
 from digest.render import EmailLinks, FeedbackLinks, Renderer, build_message, message_id
-from digest.tokens import manage_token, read_feedback_token, read_manage_token
+from digest.tokens import read_feedback_token, read_manage_token
 
-SITE = "https://digest.example.org"
-# A fixed signing key, as a data/secret.key file would hold it: the same tokens every run, so the
-# golden files can hold them.
-KEYS = ["golden-files-key-not-a-secret"]
-FEEDBACK = FeedbackLinks("me", SITE, tuple(KEYS))
-LINKS = EmailLinks(
-    feed_rss=f"{SITE}/feeds/profiles/me.rss",
-    feed_atom=f"{SITE}/feeds/profiles/me.atom",
-    unsubscribe=f"{SITE}/unsubscribe/TOKEN",
-    unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe%20me",
-    manage=f"{SITE}/manage/{manage_token(KEYS, 'me', 'reader@example.org')}",
-    feedback=FEEDBACK,
-)
 SENDER = "paperdigest <digest@example.org>"
 
 
@@ -148,13 +141,6 @@ def test_each_paper_shows_its_link_authors_categories_excerpt_reasons_and_links(
 
 
 # -- the reader's own links: feedback on each paper, the manage page -------------------------------
-
-
-def feedback_of(url: str) -> tuple[str, str, str]:
-    """What a feedback link says, read as the web side reads it: (profile, paper key, mark)."""
-    prefix = f"{SITE}/feedback/"
-    assert url.startswith(prefix), url
-    return read_feedback_token(KEYS, url.removeprefix(prefix))
 
 
 def test_each_paper_has_more_like_this_and_not_relevant_links_for_this_profile_and_paper() -> None:
@@ -303,19 +289,6 @@ def test_a_digest_covering_several_days_says_which() -> None:
 
 
 # -- hostile input --------------------------------------------------------------------------------
-
-HOSTILE = paper(
-    "2611.09999",
-    "<script>alert(1)</script>\r\nBcc: victim@example.org\r\n" + "Long " * 2000,
-    arxiv_id="2611.09999",
-    abstract='<img src=x onerror="alert(1)"> Broken \udcff\udcfe UTF-8 \x00 and a \u202eRTL trick.',
-    authors=("<b>Mallory</b>\nX-Evil: 1",),
-    code_url="javascript:alert(1)",
-    project_url="data:text/html,<script>alert(1)</script>",
-    pdf_url="  https://evil.example/\r\nX: y",
-    categories=("cs.LG<script>",),
-)
-
 
 def test_hostile_text_never_becomes_markup_a_header_or_a_crash() -> None:
     item = scored(HOSTILE, 5.0, keywords=("<i>x</i>\r\nSubject: spam",))

@@ -6,103 +6,22 @@ Maildir in tmp_path or to aiosmtpd on 127.0.0.1. Nothing touches the network.
 
 from __future__ import annotations
 
-import email
-import email.policy
-import mailbox
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import feedparser
 import pytest
-from click.testing import CliRunner, Result
 from freezegun import freeze_time
-from test_deliver import Recorder, start_server
+from helpers import MONDAY, Crash, Recorder, digest, outbox, text_of, write_config
 
-from digest.cli import cli
 from digest.config import load_config
 from digest.deliver import SmtpSender
 from digest.pipeline import run_cycle
 from digest.store import Store
 from digest.tokens import BadToken, load_secrets, read_unsubscribe_token, unsubscribe_token
-
-FIXTURES = Path(__file__).parent / "fixtures"
-MONDAY = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
-
-
-def write_config(tmp_path: Path, *, broken_source: bool = False, extra: str = "") -> Path:
-    broken = (
-        """
-[sources.arxiv-lg]
-kind = "arxiv-rss"
-path = "missing/feed.xml"
-"""
-        if broken_source
-        else ""
-    )
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-data_dir = "data"
-
-[output]
-base_url = "https://digest.example.org"
-
-[email]
-from = "paperdigest <digest@example.org>"
-{extra}
-
-[fetch]
-contact = "test@example.org"
-
-[sources.arxiv-api]
-kind = "arxiv-api"
-path = "{FIXTURES / 'arxiv' / 'arxiv_api_2026-07-13_cat-cs.AI-LG_50entries_newformat.xml'}"
-
-[sources.hf-daily]
-kind = "hf-daily"
-path = "{FIXTURES / 'hf' / 'hf_api_daily_papers_2026-06-12_30items.json'}"
-{broken}
-[profiles.ml]
-email = ["a@example.org", "b@example.org"]
-keywords = ["language model", "reinforcement learning", "agent"]
-categories = ["cs.AI"]
-max_items = 10
-timezone = "Europe/Berlin"
-
-[profiles.quiet]
-email = ["c@example.org"]
-keywords = ["zymurgy"]
-min_score = 1
-community_signal = false
-timezone = "America/New_York"
-deliver_at = "01:00"  # 02:00 there when the tests run
-""",
-        encoding="utf-8",
-    )
-    return config
-
-
-def digest(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
-
-
-def outbox(tmp_path: Path) -> list[email.message.EmailMessage]:
-    box = mailbox.Maildir(tmp_path / "data" / "outbox", create=False)
-    # get_bytes: the file as written (re-serialising a compat32 message would refold headers).
-    messages = [
-        email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
-        for key in box.iterkeys()
-    ]
-    return sorted(messages, key=lambda m: (str(m["To"]), str(m["Date"])))  # type: ignore[arg-type,return-value]
-
-
-def text_of(message: email.message.EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    assert body is not None
-    return str(body.get_content())
 
 
 @pytest.fixture
@@ -229,10 +148,6 @@ def test_preview_writes_the_email_to_a_file_and_stores_nothing(
 # -- SMTP: crashes and overlapping runs ------------------------------------------------------------
 
 
-class Crash(BaseException):
-    """Stands for the process dying mid-run: nothing may catch it."""
-
-
 class CrashingSender(SmtpSender):
     def __init__(self, *args: object, after: int, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -245,36 +160,19 @@ class CrashingSender(SmtpSender):
         super().send(message, recipient)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[Recorder, int]]:
-    controller, recorder = start_server()
-    yield recorder, controller.port
-    controller.stop()
-
-
-def smtp_config(tmp_path: Path, port: int) -> Path:
-    config = write_config(tmp_path)
-    config.write_text(
-        config.read_text(encoding="utf-8")
-        + f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n',
-        encoding="utf-8",
-    )
-    return config
-
-
 def ingest_before_monday(config: Path) -> None:
     with freeze_time(MONDAY - timedelta(hours=1)):
         assert digest(config, "ingest").exit_code == 0
 
 
 def test_a_crash_mid_run_then_a_rerun_delivers_each_digest_exactly_once(
-    tmp_path: Path, server: tuple[Recorder, int]
+    tmp_path: Path, smtp_server: tuple[Recorder, int]
 ) -> None:
-    recorder, port = server
-    config = load_config(smtp_config(tmp_path, port))
+    recorder, port = smtp_server
+    config = load_config(write_config(tmp_path, smtp_port=port))
     assert config.smtp is not None
     now = [MONDAY]
-    ingest_before_monday(smtp_config(tmp_path, port))
+    ingest_before_monday(write_config(tmp_path, smtp_port=port))
     with Store.open(config.store_path) as store:
         with pytest.raises(Crash), CrashingSender(config.smtp, after=1) as sender:
             run_cycle(config, store, lambda: now[0], sender)
@@ -294,10 +192,10 @@ def test_a_crash_mid_run_then_a_rerun_delivers_each_digest_exactly_once(
 
 
 def test_two_overlapping_runs_never_send_the_same_digest_twice(
-    tmp_path: Path, server: tuple[Recorder, int]
+    tmp_path: Path, smtp_server: tuple[Recorder, int]
 ) -> None:
-    recorder, port = server
-    path = smtp_config(tmp_path, port)
+    recorder, port = smtp_server
+    path = write_config(tmp_path, smtp_port=port)
     ingest_before_monday(path)
     config = load_config(path)
     assert config.smtp is not None

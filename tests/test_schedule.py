@@ -18,16 +18,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import record
+from helpers import make_config, record
 
-from digest.config import (
-    Config,
-    EmailConfig,
-    FetchConfig,
-    OutputConfig,
-    ProfileConfig,
-    SourceConfig,
-)
+from digest.config import ProfileConfig, SourceConfig
 from digest.deliver import Outbox
 from digest.pipeline import run_cycle
 from digest.schedule import crontab_trigger, plan, profile_trigger
@@ -39,6 +32,7 @@ OUTAGE = (datetime(2026, 10, 28, 13, 30, tzinfo=UTC), datetime(2026, 10, 31, 12,
 ARXIV_HOLIDAY = date(2026, 10, 27)
 NEW_YORK, BERLIN, TOKYO = (ZoneInfo(z) for z in ("America/New_York", "Europe/Berlin", "Asia/Tokyo"))
 
+ARXIV = SourceConfig("arxiv", "arxiv-rss", ("https://rss.arxiv.org/atom/cs.LG",))
 PROFILES = (
     ProfileConfig("berlin", emails=("a@example.org",), keywords=("diffusion",), max_items=200,
                   timezone="Europe/Berlin", frequency="daily", deliver_at="07:00"),
@@ -47,18 +41,6 @@ PROFILES = (
     ProfileConfig("tokyo", emails=("c@example.org",), keywords=("diffusion",), max_items=200,
                   timezone="Asia/Tokyo", frequency="weekly", weekday="monday", deliver_at="09:00"),
 )
-
-
-def make_config(tmp_path: Path) -> Config:
-    return Config(
-        path=tmp_path / "config.toml",
-        data_dir=tmp_path / "data",
-        fetch=FetchConfig(contact="test@example.org"),
-        sources=(SourceConfig("arxiv", "arxiv-rss", ("https://rss.arxiv.org/atom/cs.LG",)),),
-        output=OutputConfig(feeds_dir=tmp_path / "data" / "feeds", outbox_dir=tmp_path / "outbox"),
-        profiles=PROFILES,
-        email=EmailConfig(sender="paperdigest <digest@example.org>"),
-    )
 
 
 def down(moment: datetime) -> bool:
@@ -95,7 +77,7 @@ def timeline(mode: str) -> list[tuple[datetime, str, str | None]]:
         moment += timedelta(hours=1)
     if mode == "service":
         steps += [(START, "cycle", None), (OUTAGE[1], "cycle", None)]  # the catch-up at each start
-        for job in plan(make_config(Path("/nonexistent"))):
+        for job in plan(make_config(Path("/nonexistent"), ARXIV, profiles=PROFILES)):
             if job.profile is None:
                 continue
             fire = job.trigger.get_next_fire_time(None, START)
@@ -111,7 +93,7 @@ def fortnight(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, object]:
     tmp_path = tmp_path_factory.mktemp(f"fortnight-{request.param}")
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, ARXIV, profiles=PROFILES)
     events = announcements()
     seen: list[tuple[datetime, str]] = []  # (first seen, key) of every paper the store got
     store: Store | None = None
@@ -215,7 +197,8 @@ def test_each_digest_was_mailed_exactly_once(fortnight: dict[str, object]) -> No
 
 
 def test_the_service_plans_its_jobs_with_ids_at_local_times_across_dst() -> None:
-    jobs = {job.job_id: job for job in plan(make_config(Path("/nonexistent")))}
+    config = make_config(Path("/nonexistent"), ARXIV, profiles=PROFILES)
+    jobs = {job.job_id: job for job in plan(config)}
     assert set(jobs) == {
         "fetch:arxiv", "digest:berlin", "digest:newyork", "digest:tokyo", "subscribers"
     }

@@ -13,20 +13,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
-from test_deliver import Recorder, start_server
-from test_run import MONDAY, write_config
+from helpers import MONDAY, ROOT, Recorder, write_config
 
 from digest.cli import cli
 from digest.lock import AlreadyRunning, ProcessLock
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def digest_process(config: Path, *args: str, at: datetime = MONDAY) -> subprocess.Popen[str]:
@@ -113,21 +109,11 @@ def test_the_service_catches_up_at_start_refuses_a_twin_and_stops_on_sigterm(
 # -- two `digest run` processes ------------------------------------------------------------------
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[Recorder, int]]:
-    controller, recorder = start_server()
-    yield recorder, controller.port
-    controller.stop()
-
-
 def test_two_digest_run_processes_at_once_deliver_each_digest_once(
-    tmp_path: Path, server: tuple[Recorder, int]
+    tmp_path: Path, smtp_server: tuple[Recorder, int]
 ) -> None:
-    recorder, port = server
-    config = write_config(tmp_path)
-    config.write_text(
-        config.read_text() + f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
-    )
+    recorder, port = smtp_server
+    config = write_config(tmp_path, smtp_port=port)
     runs = [digest_process(config, "run") for _ in range(2)]
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs

@@ -1,7 +1,7 @@
 from datetime import UTC, date, datetime
 
 import pytest
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 from digest.errors import ParseError
 from digest.models import Origin

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 import pytest
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 from digest.errors import LayoutChanged
 from digest.models import Origin

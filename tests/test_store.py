@@ -3,7 +3,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import T0, record
+from helpers import T0, record
 
 from digest.errors import StoreError
 from digest.identify import new_paper

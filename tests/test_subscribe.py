@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 from freezegun import freeze_time
+from helpers import digest, outbox, start_server, text_of, write_config
 from starlette.testclient import TestClient
-from test_run import digest, outbox, text_of, write_config
 
 from digest import subscriptions
 from digest.config import Config, load_config
@@ -481,13 +481,10 @@ def test_digest_status_counts_web_subscribers_and_names_one_in_trouble(site: Sit
 def test_the_confirmation_goes_through_a_real_smtp_server_and_a_bounce_is_reported(
     tmp_path: Path,
 ) -> None:
-    from test_deliver import start_server
-    from test_run import smtp_config
-
     controller, recorder = start_server()
     try:
         site = Site(tmp_path)
-        site.config = load_config(smtp_config(tmp_path, controller.port))
+        site.config = load_config(write_config(tmp_path, smtp_port=controller.port))
         site.client = TestClient(create_app(site.config, lambda: site.now), base_url=BASE)
         assert site.subscribe("smtp@example.org").status_code == 200
         [(recipient, message)] = recorder.received

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers import write_config
 from starlette.testclient import TestClient
-from test_run import write_config
 
 from digest.config import load_config
 from digest.store import Store

@@ -14,7 +14,6 @@ from __future__ import annotations
 import email
 import email.policy
 import mailbox
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,8 +25,15 @@ import pytest
 import uvicorn
 from bs4 import BeautifulSoup
 from freezegun import freeze_time
-from test_email_browser import CHROMIUM, PNG_SIGNATURE, contrast, playwright_or_skip
-from test_run import digest, write_config
+from helpers import (
+    CHROMIUM,
+    PNG_SIGNATURE,
+    contrast,
+    digest,
+    free_port,
+    playwright_or_skip,
+    write_config,
+)
 
 from digest.compose import one_line
 from digest.config import Config, load_config
@@ -67,12 +73,6 @@ MEASURE = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Journey:
     """The app served by uvicorn in a thread, its data folder, and a clock the test moves."""
 
@@ -80,10 +80,8 @@ class Journey:
         self.tmp_path = tmp_path
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        path = write_config(tmp_path)
-        path.write_text(path.read_text().replace("https://digest.example.org", self.base))
-        self.config_path = path
-        self.config: Config = load_config(path)
+        self.config_path = write_config(tmp_path, base_url=self.base)
+        self.config: Config = load_config(self.config_path)
         self.now = NOW
         app = create_app(self.config, lambda: self.now)
         self.server = uvicorn.Server(
