@@ -10,11 +10,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import freezegun
 import pytest
 from helpers import FAKE_KIND, REAL_LOAD_EMBEDDER, Recorder, start_server
 
 from digest import sources
 from digest.store import Store
+
+# freezegun swaps time.time and time.perf_counter for its own in every loaded module, pytest's
+# _pytest.timing too: a clock frozen by a fixture (test_run's `frozen`) gave its tests setups of
+# 1795407869 s in --durations and the JUnit report (the frozen moment's epoch seconds less the
+# real perf_counter) and calls of a day (the test ticks the clock a day on). freezegun's default
+# ignore list names "_pytest.runner." (with the dot: not _pytest.runner itself), and pytest now
+# reads the time in _pytest.timing: that module keeps the real clock. Not all of "_pytest":
+# freezegun looks a few frames up the stack, and a test's own frames sit just below
+# _pytest.python's, so time.time() in a test's body would read the real clock.
+freezegun.configure(extend_ignore_list=["_pytest.timing"])
 
 
 @pytest.fixture
