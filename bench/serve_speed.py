@@ -189,7 +189,9 @@ def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "digest", "--config", str(config), "serve",
                "--host", "127.0.0.1", "--port", str(port)]
     # From the repository's root, so `-m digest` runs this tree's code, not an installed copy.
-    server = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+    # Its access log (a line per request) goes to a file beside the config, not the terminal.
+    with (config.parent / "serve.log").open("wb") as log:
+        server = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:

@@ -495,9 +495,7 @@ def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> N
             digest = compose_preview(config, store, wanted, obj.clock)
             builder = MailBuilder(config, store, Renderer())
             recipient = wanted.emails[0] if wanted.emails else "you@example.org"
-            rendered = builder.renderer.email(
-                digest, recipient=recipient, links=builder.links(wanted.name, recipient)
-            )
+            rendered, _ = builder.render(digest, recipient)
         target = Path(output or f"preview-{wanted.name}.{'txt' if as_text else 'html'}")
         try:
             target.write_text(rendered.text if as_text else rendered.html, encoding="utf-8")
@@ -541,9 +539,7 @@ def schedule(obj: _Context) -> None:
 @click.pass_obj
 def serve(obj: _Context, host: str, port: int, proxies: str) -> None:
     """Serve the feeds (with 304s), subscribing, managing, feedback and unsubscribe pages."""
-    import uvicorn
-
-    from digest.web import create_app
+    from digest.web import create_app, server
 
     with _reported_errors():
         config = obj.config()
@@ -551,18 +547,7 @@ def serve(obj: _Context, host: str, port: int, proxies: str) -> None:
         app = create_app(config, obj.clock)
     # uvicorn logs at warning (its own access log is off: ours leaves the tokens out).
     click.echo(f"digest serve: http://{host}:{port}/ (feeds at /feeds/), until Ctrl-C or SIGTERM")
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        server_header=False,
-        # At this level the access log prints nothing, yet it would format each request's path
-        # and address: ~4% of the server's time on 304s (py-spy, under bench/serve_speed.py).
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=proxies,  # the rate limit must see the client, not the proxy
-    )
+    server.run(app, host, port, proxies)
 
 
 @cli.command()

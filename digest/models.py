@@ -298,3 +298,17 @@ class Subscriber:
     updated: datetime
     confirmed: datetime | None = None
     unsubscribed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SignupRequest:
+    """A subscribe form, accepted and waiting for a worker to record it and send its mail."""
+
+    network: str  # the requester's network (IPv4 /24, IPv6 /48): mail budgets are per network
+    address: str
+    interests: Interests
+    received: datetime
+    library: bytes | None = None  # a library file sent with the form, and its cleaned name
+    library_name: str | None = None
+    id: int = 0  # given by the store
+    attempts: int = 0  # mails tried so far, this one included once claimed

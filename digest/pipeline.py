@@ -47,7 +47,9 @@ from digest.progress import Progress, no_progress
 from digest.render import (
     EmailLinks,
     FeedbackLinks,
+    LinkShortener,
     OutgoingMail,
+    RenderedEmail,
     Renderer,
     build_message,
     message_id,
@@ -635,6 +637,7 @@ class MailBuilder:
         self._digests: dict[tuple[str, date], Digest | None] = {}
         host = urlsplit(config.output.base_url).hostname or "localhost"
         self.host = host
+        self.shorten = LinkShortener(config.output.base_url, tuple(self.keys))
 
     def __call__(self, delivery: Delivery) -> OutgoingMail | None:
         address = delivery.address
@@ -659,9 +662,18 @@ class MailBuilder:
             return None
         return self.message(digest, address)
 
-    def message(self, digest: Digest, address: str) -> OutgoingMail:
+    def render(self, digest: Digest, address: str) -> tuple[RenderedEmail, EmailLinks]:
+        """The reader's email, and its links; the text part's short links are kept in the store
+        first, so each works when the mail arrives."""
         links = self.links(digest.profile, address)
         rendered = self.renderer.email(digest, recipient=address, links=links)
+        made = self.shorten.take()
+        if made:
+            self.store.save_short_links(made, digest.until)
+        return rendered, links
+
+    def message(self, digest: Digest, address: str) -> OutgoingMail:
+        rendered, links = self.render(digest, address)
         email = self.config.email
         return build_message(
             rendered,
@@ -685,6 +697,7 @@ class MailBuilder:
             unsubscribe_mailto=f"mailto:{mailto}?subject={quote('unsubscribe ' + profile)}",
             manage=f"{base}/manage/{manage_token(self.keys, profile, address)}",
             feedback=FeedbackLinks(profile, base, tuple(self.keys)),
+            shorten=self.shorten,
         )
 
 

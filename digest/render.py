@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 from digest import compose
 from digest.errors import ConfigError
 from digest.models import Digest, Paper, ScoredPaper
-from digest.tokens import feedback_token
+from digest.tokens import feedback_token, short_code
 
 
 def default_templates_dir() -> Path:
@@ -70,6 +70,37 @@ class FeedbackLinks:
         )
 
 
+class LinkShortener:
+    """BASE/l/CODE in place of one of our long action links (feedback, manage, unsubscribe), so
+    the text part keeps to 78 columns. It remembers the codes it made: the caller has the store
+    keep them (digest.store.save_short_links) before the mail goes out."""
+
+    _REMEMBERED = 100_000  # codes known to be kept already; past it they are kept again (harmless)
+
+    def __init__(self, base_url: str, keys: tuple[str, ...]) -> None:
+        self.base_url = base_url
+        self.keys = keys
+        self._made: dict[str, str] = {}
+        self._kept: set[str] = set()
+
+    def __call__(self, url: str) -> str:
+        if not url.startswith(self.base_url + "/"):
+            return url
+        path = url[len(self.base_url):]
+        code = short_code(self.keys, path)
+        if code not in self._kept:
+            self._made[code] = path
+        return f"{self.base_url}/l/{code}"
+
+    def take(self) -> dict[str, str]:
+        """The codes made since the last call, code -> path, to be kept."""
+        made, self._made = self._made, {}
+        if len(self._kept) > self._REMEMBERED:
+            self._kept.clear()
+        self._kept.update(made)
+        return made
+
+
 @dataclass(frozen=True, slots=True)
 class EmailLinks:
     """The reader's own links: in an email's footer and headers, and beside each paper."""
@@ -80,6 +111,7 @@ class EmailLinks:
     unsubscribe_mailto: str  # "mailto:..."
     manage: str | None = None  # https: the subscriber's manage page (interests, pause, feed URL)
     feedback: FeedbackLinks | None = None  # "More like this" / "Not relevant" on each paper
+    shorten: LinkShortener | None = None  # the text part's short links (None: the long ones)
 
 
 class Renderer:
@@ -145,9 +177,11 @@ class Renderer:
     def _text_block(self, paper: Paper) -> str:
         block = self._text_blocks.get(paper)
         if block is None:
-            block = self._text_blocks[paper] = self._paper_text.render(
-                why=_TEXT_WHY, **self.paper_fields(paper)
-            )
+            fields = dict(self.paper_fields(paper))  # a copy: the HTML and feeds share the cached one
+            # 74 columns and a hanging indent: "10. " goes before it, and the part keeps to 78.
+            fields["title"] = textwrap.fill(fields["title"], 74, subsequent_indent=_TEXT_INDENT,
+                                            break_on_hyphens=False)
+            block = self._text_blocks[paper] = self._paper_text.render(why=_TEXT_WHY, **fields)
         return block
 
     # -- one paper in one reader's digest -------------------------------------------------------
@@ -250,9 +284,21 @@ class Renderer:
             for n, item, urls in items
         )
         html = self._inliner.inline(shell).replace(_ITEMS_MARK, items_html, 1)
-        text = self._text.render(
-            items=[self._item_text(item, n, urls) for n, item, urls in items], **common
+        # The text part takes the short form of the action links: a terminal has 78 columns.
+        short = links.shorten or _unchanged
+        text_items = [
+            self._item_text(item, n, (short(urls[0]), short(urls[1])) if urls else None)
+            for n, item, urls in items
+        ]
+        common.update(
+            unsubscribe_url=short(links.unsubscribe),
+            manage_url=short(links.manage) if links.manage else None,
+            summary=textwrap.fill(common["summary"], 78, break_on_hyphens=False),
+            because=textwrap.fill(
+                f'You get this because {recipient} subscribed to the "{digest.profile}" digest.', 78
+            ),
         )
+        text = self._text.render(items=text_items, **common)
         return RenderedEmail(subject=common["subject"], text=text, html=html)
 
 
@@ -301,6 +347,10 @@ _ITEMS_MARK = "<!--paperdigest:items-->"
 # no scraped text can fake it.
 _TEXT_WHY = "\x00why\x00"
 _TEXT_INDENT = "   "
+
+
+def _unchanged(url: str) -> str:
+    return url
 
 
 def _paper_fields(paper: Paper) -> dict[str, Any]:

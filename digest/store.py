@@ -38,6 +38,7 @@ from digest.models import (
     Reasons,
     Record,
     ScoredPaper,
+    SignupRequest,
     SourceNote,
     SourceRun,
     Subscriber,
@@ -209,6 +210,31 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (profile, key)
     ) WITHOUT ROWID;
     CREATE INDEX library_by_key ON library(key);
+    """,
+    # 7: the short links of text emails; sign-ups from the web wait here until a worker sends their mail, so a request does the
+    # same work for any address and a full mail budget delays a mail instead of dropping it;
+    # the network of each mail's requester, so the budget is shared fairly between networks.
+    """
+    CREATE TABLE signup_requests (
+        id INTEGER PRIMARY KEY,
+        network TEXT NOT NULL,  -- the requester's network: its IPv4 /24 or IPv6 /48
+        address TEXT NOT NULL,
+        interests TEXT NOT NULL,  -- JSON: the Interests fields
+        library BLOB,  -- a library file sent with the form, as sent
+        library_name TEXT,
+        received TEXT NOT NULL,
+        not_before TEXT NOT NULL,  -- a claimed request's lease, or a failed one's next try
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX signup_requests_by_network ON signup_requests(network);
+    ALTER TABLE confirmation_mails ADD COLUMN network TEXT NOT NULL DEFAULT '';
+    CREATE INDEX confirmation_mails_by_network ON confirmation_mails(network, at);
+    -- BASE/l/CODE: the short form of an action link in a text email (digest.tokens.short_code)
+    CREATE TABLE short_links (
+        code TEXT PRIMARY KEY,
+        target TEXT NOT NULL,  -- one of our paths: /feedback/TOKEN, /manage/TOKEN, /unsubscribe/TOKEN
+        created TEXT NOT NULL
+    ) WITHOUT ROWID;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -885,20 +911,26 @@ class Store:
                 ),
             )
 
-    def confirmation_mails_since(self, since: datetime, address: str | None = None) -> int:
-        """How many confirmation mails were sent since `since` (to `address`, or to anyone)."""
-        if address is None:
-            row = self._db.execute(
-                "SELECT count(*) FROM confirmation_mails WHERE at >= ?", (since.isoformat(),)
-            ).fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT count(*) FROM confirmation_mails WHERE address = ? AND at >= ?",
-                (address.lower(), since.isoformat()),
-            ).fetchone()
-        return int(row[0])
+    def confirmation_mails_since(
+        self, since: datetime, address: str | None = None, network: str | None = None
+    ) -> int:
+        """How many confirmation mails were sent since `since` (to `address`, or asked for from
+        `network`, or all of them)."""
+        where, parameters = "at >= ?", [since.isoformat()]
+        if address is not None:
+            where, parameters = where + " AND address = ?", [*parameters, address.lower()]
+        if network is not None:
+            where, parameters = where + " AND network = ?", [*parameters, network]
+        row = self._db.execute(f"SELECT count(*) FROM confirmation_mails WHERE {where}", parameters)
+        return int(row.fetchone()[0])
 
-    def record_confirmation_mail(self, address: str, at: datetime) -> None:
+    def oldest_confirmation_mail_since(self, since: datetime) -> datetime | None:
+        row = self._db.execute(
+            "SELECT min(at) FROM confirmation_mails WHERE at >= ?", (since.isoformat(),)
+        ).fetchone()
+        return datetime.fromisoformat(row[0]) if row[0] else None
+
+    def record_confirmation_mail(self, address: str, at: datetime, network: str = "") -> None:
         with self._transaction():
             # Rows older than a week count for no limit; drop them as we go.
             self._db.execute(
@@ -906,9 +938,95 @@ class Store:
                 ((at - timedelta(days=7)).isoformat(),),
             )
             self._db.execute(
-                "INSERT INTO confirmation_mails (address, at) VALUES (?, ?)",
-                (address.lower(), at.isoformat()),
+                "INSERT INTO confirmation_mails (address, at, network) VALUES (?, ?, ?)",
+                (address.lower(), at.isoformat(), network),
             )
+
+    # -- short links ----------------------------------------------------------------------------
+
+    def save_short_links(self, links: Mapping[str, str], at: datetime) -> None:
+        """Keep code -> path (a code is made from its path, so a code already kept is the same)."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO short_links (code, target, created) VALUES (?, ?, ?)",
+                [(code, target, at.isoformat()) for code, target in links.items()],
+            )
+
+    def short_link(self, code: str) -> str | None:
+        row = self._db.execute("SELECT target FROM short_links WHERE code = ?", (code,)).fetchone()
+        return str(row[0]) if row else None
+
+    # -- sign-ups waiting for their mail --------------------------------------------------------
+
+    def queue_signup(self, request: SignupRequest) -> None:
+        with self._transaction():
+            self._db.execute(
+                """INSERT INTO signup_requests
+                       (network, address, interests, library, library_name, received, not_before)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    request.network,
+                    request.address.lower(),
+                    json.dumps(asdict(request.interests), ensure_ascii=False),
+                    request.library,
+                    request.library_name,
+                    request.received.isoformat(),
+                    request.received.isoformat(),
+                ),
+            )
+
+    def signups_waiting(self, network: str | None = None) -> int:
+        """Sign-ups whose mail is not sent yet (from `network`, or from anywhere)."""
+        if network is None:
+            row = self._db.execute("SELECT count(*) FROM signup_requests").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT count(*) FROM signup_requests WHERE network = ?", (network,)
+            ).fetchone()
+        return int(row[0])
+
+    def claim_signup(self, now: datetime, lease: timedelta, fair_since: datetime) -> SignupRequest | None:
+        """The next sign-up to handle, leased to the caller until now + lease (a worker that dies
+        leaves it to another after that). Fair: the network with the fewest mails since
+        `fair_since` goes first, so one network's flood does not hold back everyone else's."""
+        with self._transaction():
+            row = self._db.execute(
+                """SELECT r.id, r.network, r.address, r.interests, r.library, r.library_name,
+                          r.received, r.attempts
+                   FROM signup_requests r
+                   WHERE r.not_before <= ?
+                   ORDER BY (SELECT count(*) FROM confirmation_mails m
+                             WHERE m.network = r.network AND m.at >= ?), r.id
+                   LIMIT 1""",
+                (now.isoformat(), fair_since.isoformat()),
+            ).fetchone()
+            if row is None:
+                return None
+            self._db.execute(
+                "UPDATE signup_requests SET not_before = ?, attempts = attempts + 1 WHERE id = ?",
+                ((now + lease).isoformat(), row[0]),
+            )
+        number, network, address, interests, library, library_name, received, attempts = row
+        return SignupRequest(
+            network=network,
+            address=address,
+            interests=_interests_from_json(interests),
+            received=datetime.fromisoformat(received),
+            library=library,
+            library_name=library_name,
+            id=number,
+            attempts=attempts + 1,
+        )
+
+    def retry_signup(self, number: int, not_before: datetime) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE signup_requests SET not_before = ? WHERE id = ?", (not_before.isoformat(), number)
+            )
+
+    def finish_signup(self, number: int) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM signup_requests WHERE id = ?", (number,))
 
     # -- the delivery ledger --------------------------------------------------------------------
 

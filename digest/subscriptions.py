@@ -10,6 +10,7 @@ Everything here is pure except the functions taking a Store; the web app does th
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import unicodedata
@@ -32,8 +33,13 @@ MAX_TERM_CHARS = 120
 MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a path
 # At most this many confirmation mails to one address a day, and to anyone an hour: a form that
 # sends mail must not become a way to flood someone's inbox, or to burn the sender's reputation.
+# Past the hourly budget a mail waits its turn (digest.web.signups); it is not dropped.
 CONFIRMATIONS_PER_ADDRESS_PER_DAY = 3
 CONFIRMATIONS_PER_HOUR = 200
+MAIL_BUDGET_WINDOW = timedelta(hours=1)
+# Sign-ups (mailed or waiting) per client network an hour: a flood from one place cannot use
+# up the hour's budget; past the hour's budget, mails wait in a queue, fairest network first.
+SIGNUPS_PER_NETWORK_PER_HOUR = 20
 
 _ARXIV_ID_RE = re.compile(r"(?<![\w.])(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?(?![\w.])")
 _CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -250,12 +256,16 @@ class SignupOutcome:
     created: bool = False
 
 
-def sign_up(store: Store, address: str, interests: Interests, now: datetime) -> SignupOutcome:
-    """Record a subscribe request and say which mail to send.
+def sign_up(
+    store: Store, address: str, interests: Interests, now: datetime, network: str = ""
+) -> SignupOutcome:
+    """Record a subscribe request and say which mail to send (the sign-up worker does this,
+    after the request was answered).
 
     A new address gets a pending subscription. An unconfirmed (or unsubscribed) one gets the new
     interests and a fresh confirmation. An active or paused one is left alone, since anyone may
-    type any address: its owner gets a mail with their manage link instead.
+    type any address: its owner gets a mail with their manage link instead. An address that got
+    its day's share of these mails gets none.
     """
     existing = store.subscriber_by_address(address)
     created = existing is None
@@ -274,18 +284,50 @@ def sign_up(store: Store, address: str, interests: Interests, now: datetime) -> 
         )
         store.save_subscriber(subscriber)
         mail = "confirm"
-    if mail_allowed(store, address, now):
-        store.record_confirmation_mail(address, now)
+    if store.confirmation_mails_since(now - timedelta(days=1), address) < CONFIRMATIONS_PER_ADDRESS_PER_DAY:
+        store.record_confirmation_mail(address, now, network)
         return SignupOutcome(subscriber, mail, created=created)
     return SignupOutcome(subscriber, None, limited=True, created=created)
 
 
-def mail_allowed(store: Store, address: str, now: datetime) -> bool:
-    return (
-        store.confirmation_mails_since(now - timedelta(days=1), address)
-        < CONFIRMATIONS_PER_ADDRESS_PER_DAY
-        and store.confirmation_mails_since(now - timedelta(hours=1)) < CONFIRMATIONS_PER_HOUR
+# -- the mail budget -----------------------------------------------------------------------------
+
+
+def client_network(host: str) -> str:
+    """The network a client address belongs to: its IPv4 /24 or IPv6 /48 (one site's share)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]  # not an IP address (a test client, a Unix socket): itself
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def network_over_budget(store: Store, network: str, now: datetime) -> bool:
+    """Has `network` asked for its hour's share of mails (sent or still waiting)?"""
+    asked = store.signups_waiting(network) + store.confirmation_mails_since(
+        now - MAIL_BUDGET_WINDOW, network=network
     )
+    return asked >= SIGNUPS_PER_NETWORK_PER_HOUR
+
+
+def mail_delay(store: Store, now: datetime) -> timedelta:
+    """About how long a sign-up made now waits for its mail: zero while the hour's budget has
+    room for everyone waiting, else a window for each budget's worth queued ahead of it."""
+    ahead = store.signups_waiting() + store.confirmation_mails_since(now - MAIL_BUDGET_WINDOW)
+    return MAIL_BUDGET_WINDOW * (ahead // CONFIRMATIONS_PER_HOUR)
+
+
+def next_mail_at(store: Store, now: datetime) -> datetime:
+    """When the next confirmation mail may go out: now, or when the hour's oldest mail leaves
+    the window."""
+    window_start = now - MAIL_BUDGET_WINDOW
+    if store.confirmation_mails_since(window_start) < CONFIRMATIONS_PER_HOUR:
+        return now
+    oldest = store.oldest_confirmation_mail_since(window_start)
+    return (oldest or now) + MAIL_BUDGET_WINDOW
 
 
 def confirm(store: Store, profile: str, address: str, now: datetime) -> Subscriber | None:

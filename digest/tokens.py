@@ -103,6 +103,18 @@ def _dumps(keys: Sequence[str], purpose: str, value: list[Any]) -> str:
     return (payload + b"." + base64_encode(mac)).decode("ascii")
 
 
+def short_code(keys: Sequence[str], path: str) -> str:
+    """A 12-character code for one of our own link paths ("/feedback/TOKEN"), for BASE/l/CODE.
+
+    Derived from the path with the newest signing key: the same path always gets the same code,
+    and no one without the key can make (or guess, at 72 bits) a code for a path. The store maps
+    the code back to its path (digest.store.short_link), so a code outlives a key rotation.
+    """
+    _, derived = _signing(tuple(keys), "short")
+    mac = hmac.new(derived, path.encode(), hashlib.sha256).digest()
+    return base64_encode(mac[:9]).decode("ascii")
+
+
 def _strings(value: Any, count: int, what: str) -> list[str]:
     if not (
         isinstance(value, list) and len(value) == count and all(isinstance(v, str) for v in value)

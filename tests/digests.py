@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from digest.models import Digest, Paper, Reasons, ScoredPaper, SourceNote
-from digest.render import EmailLinks, FeedbackLinks
+from digest.render import EmailLinks, FeedbackLinks, LinkShortener
 from digest.tokens import manage_token, read_feedback_token
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -28,6 +28,7 @@ LINKS = EmailLinks(
     unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe%20me",
     manage=f"{SITE}/manage/{manage_token(KEYS, 'me', 'reader@example.org')}",
     feedback=FEEDBACK,
+    shorten=LinkShortener(SITE, tuple(KEYS)),
 )
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import anyio
 import feedparser
 import pytest
+from helpers import write_config
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 from starlette.types import Message
-from test_run import write_config
 
 from digest import feedfiles
 from digest.config import load_config

@@ -28,7 +28,14 @@ from digests import (
 
 from digest import compose
 from digest.models import SourceNote
-from digest.render import EmailLinks, FeedbackLinks, Renderer, build_message, message_id
+from digest.render import (
+    EmailLinks,
+    FeedbackLinks,
+    LinkShortener,
+    Renderer,
+    build_message,
+    message_id,
+)
 from digest.tokens import read_feedback_token, read_manage_token
 
 SENDER = "paperdigest <digest@example.org>"
@@ -163,10 +170,46 @@ def test_the_text_part_has_the_same_feedback_links_under_each_paper() -> None:
     for block, item in zip(blocks, digest.items, strict=True):
         more = re.findall(r"(?m)^   More like this: (\S+)$", block)
         less = re.findall(r"(?m)^   Not relevant: (\S+)$", block)
-        assert [feedback_of(url) for url in more + less] == [
+        # Short links (78 columns), each standing for the HTML part's link of the same mark.
+        assert more + less == [short(url) for url in FEEDBACK.urls(item.paper.key)]
+        assert [feedback_of(url) for url in FEEDBACK.urls(item.paper.key)] == [
             ("me", item.paper.key, "more"),
             ("me", item.paper.key, "less"),
         ]
+
+
+def test_the_text_part_keeps_to_78_columns_for_a_web_subscriber_on_a_failed_day() -> None:
+    """A terminal mail reader shows 78 columns: long titles, the day's line, a failed source's
+    notice, the footer and every action link (short links) fit. The longest profile name (a web
+    subscriber's) and many sources are the worst case."""
+    profile = "web-0123456789abcdef"
+    base = "https://papers.digest.example.org"
+    links = replace(
+        LINKS,
+        feed_rss=f"{base}/feeds/profiles/{profile}.rss",
+        feed_atom=f"{base}/feeds/profiles/{profile}.atom",
+        unsubscribe=f"{base}/unsubscribe/{'x' * 90}",
+        manage=f"{base}/manage/{'y' * 90}",
+        feedback=FeedbackLinks(profile, base, tuple(KEYS)),
+        shorten=LinkShortener(base, tuple(KEYS)),
+    )
+    long_title = paper("2611.07777", "Towards " + "very long and carefully hyphenated-title words " * 4,
+                       arxiv_id="2611.07777")
+    sources = tuple(SourceNote(f"arxiv-source-number-{n}", "ok") for n in range(8))
+    digest = sample_digest(profile=profile, items=(*sample_digest().items, scored(long_title, 1.0)),
+                           sources=(*sources, SourceNote("biorxiv", "failed", "[Errno -2] DNS")))
+    rendered = Renderer().email(digest, recipient="someone.with.a.long.name@example.org", links=links)
+    lines = rendered.text.splitlines()
+    too_long = [line for line in lines if len(line) > 78]
+    assert too_long == [], too_long
+    assert sum(f"{base}/l/" in line for line in lines) == 2 * len(digest.items) + 2
+    assert "biorxiv could not be read today" in rendered.text
+    assert "very long and carefully hyphenated-title" in rendered.text.replace("\n   ", " ")
+
+
+def short(url: str) -> str:
+    """The short link a text part gives for one of our links."""
+    return LinkShortener(SITE, tuple(KEYS))(url)
 
 
 def test_the_footer_links_to_the_readers_manage_page_beside_unsubscribe() -> None:
@@ -180,7 +223,8 @@ def test_the_footer_links_to_the_readers_manage_page_beside_unsubscribe() -> Non
         "reader@example.org",
     )
     text = text_of(data).replace("\r\n", "\n")
-    assert f"\nManage your subscription: {manage}\nUnsubscribe: {SITE}/unsubscribe/TOKEN\n" in text
+    assert (f"\nManage your subscription: {short(manage)}\nUnsubscribe: {short(f'{SITE}/unsubscribe/TOKEN')}\n"
+            in text)
 
 
 def test_without_feedback_or_manage_links_the_email_shows_neither() -> None:

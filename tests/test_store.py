@@ -208,7 +208,7 @@ def test_a_store_of_schema_5_upgrades_to_vectors_and_libraries_keeping_everythin
     db.commit()
     db.close()
     with Store.open(path) as upgraded:
-        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 6
+        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert upgraded.count_papers() == 2
         upgraded.save_embeddings("m", {"2501.1": b"\x00" * 768})
         assert upgraded.embeddings(["2501.1", "2501.2"], "m") == {"2501.1": b"\x00" * 768}

@@ -1,0 +1,43 @@
+"""The feeds over HTTP: the files (digest.feedfiles, with 304s) and the index page at /feeds/.
+
+    GET  /feeds/              the public feeds, where every feed's channel link points
+    GET  /feeds/...           the feed files and OPML, with ETag and Last-Modified (304s)
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from digest.feedfiles import FeedFiles
+from digest.web.pages import bind
+from digest.web.site import Site
+
+PUBLIC_FILES = ("all.atom", "all.rss", "feeds.opml")
+
+
+def routes(site: Site) -> list[BaseRoute]:
+    site.config.feeds_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        Route("/feeds/", bind(site, feed_index), methods=["GET", "HEAD"]),
+        Mount("/feeds", app=FeedFiles(site.config.feeds_dir)),
+    ]
+
+
+async def feed_index(site: Site, request: Request) -> Response:
+    """The public feeds, so a reader can pick one. A web subscriber's feed is private: its name
+    is its address, and it is never listed."""
+    folder = site.config.feeds_dir
+    found = [name for name in PUBLIC_FILES if (folder / name).is_file()]
+    profiles = folder / "profiles"
+    if profiles.is_dir():
+        found += sorted(
+            f"profiles/{path.name}" for path in profiles.iterdir()
+            if path.suffix in (".atom", ".rss") and not path.name.startswith("web-")
+        )
+    if not found:
+        return site.notice(200, "Feeds", "No feed is published yet: the next `digest run` writes them.")
+    return site.notice(200, "Feeds", "Subscribe to one in your feed reader (Atom or RSS), or import "
+                       "feeds.opml to have them all. New papers of every source are in all.atom.",
+                       links=tuple((name, f"{site.base}/feeds/{name}") for name in found))
