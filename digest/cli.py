@@ -479,8 +479,8 @@ def _next_digests(
 def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> None:
     """Write PROFILE's email, as it would be sent now, to a file to open in a browser.
 
-    Nothing is stored or sent: the digest is composed from the store (or today's stored digest
-    is shown when there is one).
+    Nothing is sent, and no digest is stored: it is composed from the store (or today's stored
+    digest is shown when there is one). The text part's short links are kept, so they open.
     """
     from pathlib import Path
 

@@ -10,6 +10,7 @@ Everything here is pure except the functions taking a Store; the web app does th
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import secrets
@@ -56,6 +57,27 @@ def _canonical_zones() -> tuple[str, ...]:
 
 
 TIMEZONES = _canonical_zones()  # what the forms offer
+
+
+@functools.cache
+def zone_aliases() -> dict[str, str]:
+    """Older names of the offered zones ("Asia/Calcutta": "Asia/Kolkata"), for a browser that
+    reports one (Chromium does): a name whose tz data is byte for byte an offered zone's."""
+    def data(zone: str) -> bytes | None:
+        try:
+            return (resources.files("tzdata.zoneinfo") / zone).read_bytes()
+        except (ModuleNotFoundError, OSError):  # a name only the system's tz database has
+            return None
+
+    offered: dict[bytes, str] = {}
+    for zone in TIMEZONES:
+        offered.setdefault(data(zone) or zone.encode(), zone)
+    aliases = {}
+    for zone in sorted(available_timezones() - set(TIMEZONES)):
+        found = data(zone)
+        if found is not None and found in offered:
+            aliases[zone] = offered[found]
+    return aliases
 
 
 def is_web_profile(name: str) -> bool:

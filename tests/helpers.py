@@ -223,9 +223,10 @@ def digest(config: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
 
 
-def outbox(tmp_path: Path) -> list[email.message.EmailMessage]:
-    """The messages in the Maildir tmp_path/data/outbox, by recipient, then date."""
-    box = mailbox.Maildir(tmp_path / "data" / "outbox", create=False)
+def outbox(tmp_path: Path, folder: str = "data/outbox") -> list[email.message.EmailMessage]:
+    """The messages in the Maildir tmp_path/data/outbox (or tmp_path/folder), by recipient,
+    then date."""
+    box = mailbox.Maildir(tmp_path / folder, create=False)
     # get_bytes: the file as written (re-serialising a compat32 message would refold headers).
     messages = [
         email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)

@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 from digests import LINKS, paper, sample_digest, scored
-from helpers import CHROMIUM, PNG_SIGNATURE, contrast, luminance, playwright_or_skip
+from freezegun import freeze_time
+from helpers import (
+    CHROMIUM,
+    PNG_SIGNATURE,
+    contrast,
+    digest,
+    luminance,
+    outbox,
+    playwright_or_skip,
+    sample_config,
+)
 
 from digest.models import Digest, SourceNote
 from digest.render import Renderer
@@ -222,3 +232,40 @@ def test_a_title_without_a_link_does_not_look_like_one(open_email: Any, scheme: 
     plain = page.eval_on_selector("span.title", "element => getComputedStyle(element).color")
     excerpt = page.eval_on_selector(".excerpt", "element => getComputedStyle(element).color")
     assert plain != link and plain == excerpt
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_the_quickstarts_first_email_reads_well_on_a_phone(browser: Any, tmp_path: Path, scheme: str) -> None:
+    """The README's main command (`digest --config samples/offline.toml run --now`) mails the demo
+    digest to the outbox; that email, opened at a phone's width, is what a new user first sees."""
+    with freeze_time("2026-11-26 08:00:00", auto_tick_seconds=1):
+        result = digest(sample_config(tmp_path), "run", "--now")
+    assert result.exit_code == 0 and "10 of 533 new papers" in result.output, result.output
+    [first] = outbox(tmp_path, "demo-data/outbox")
+    html_part = first.get_body(("html",))
+    assert html_part is not None
+    path = tmp_path / "first.html"
+    path.write_text(str(html_part.get_content()), encoding="utf-8")
+    asked: list[str] = []
+
+    def offline(route: Any) -> None:  # the email itself; the sources' thumbnails are refused
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            asked.append(route.request.url)
+            route.abort()
+
+    context = browser.new_context(viewport={"width": 375, "height": 800}, color_scheme=scheme)
+    try:
+        context.route("**/*", offline)
+        page = context.new_page()
+        page.goto(path.as_uri())
+        seen = page.evaluate(MEASURE)
+        assert seen["scrollWidth"] <= seen["innerWidth"] == 375
+        assert page.locator("a.title").count() >= 5 and page.locator("a.title").first.is_visible()
+        faint = [t for t in seen["texts"] if contrast(t["color"], t["background"]) < 4.5]
+        assert not faint, faint
+        page.screenshot(path=str(tmp_path / f"first-email-{scheme}.png"), full_page=True)
+    finally:
+        context.close()
+    assert all(url.startswith("https://") for url in asked), asked  # pictures, never http or files

@@ -1,10 +1,12 @@
 """The whole web journey in a real headless Chromium, against `digest serve`'s app on loopback.
 
-Subscribe, confirm from the mail in the outbox, edit interests, import a library file, receive a
-digest, mark a paper "not relevant" from the email's link, and unsubscribe with one click. Every
+Subscribe (the browser's time zone preselected), confirm from the mail in the outbox, edit
+interests, import a library file, receive a digest, mark a paper "not relevant" from the email's
+link, unsubscribe with one click and undo it, open the feeds' page, and `digest preview` the web
+subscriber's email. Every
 page is checked at 375 px and 1280 px wide (no horizontal overflow; a screenshot of each is saved
 in tmp_path), its text contrast is measured, and every form control must have a label. The
-browser may ask nothing of any host but the app's.
+browser may ask nothing of any host but the app's (an email's thumbnails aside).
 
 Skipped without a browser on a developer's machine; in CI (CI is set) a missing one fails.
 """
@@ -40,7 +42,7 @@ from digest.config import Config, load_config
 from digest.deliver import Outbox
 from digest.pipeline import run_cycle
 from digest.store import Store
-from digest.web import create_app
+from digest.web import create_app, server
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 WIDTHS = (375, 1280)
@@ -83,10 +85,9 @@ class Journey:
         self.config_path = write_config(tmp_path, base_url=self.base)
         self.config: Config = load_config(self.config_path)
         self.now = NOW
-        app = create_app(self.config, lambda: self.now)
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
+        self.app = create_app(self.config, lambda: self.now)
+        # As `digest serve` runs it (with its deadlines on slow requests).
+        self.server = uvicorn.Server(server.server_config(self.app, "127.0.0.1", self.port, "127.0.0.1"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.pages: list[str] = []
 
@@ -103,6 +104,7 @@ class Journey:
         self.thread.join(timeout=10)
 
     def mails_to(self, address: str) -> list[email.message.EmailMessage]:
+        assert self.app.state.site.signups.wait_idle(timeout=10)  # sign-up mails go off the request
         box = mailbox.Maildir(self.config.outbox_dir, create=False)
         found = [
             email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
@@ -133,7 +135,8 @@ def browser_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
     elsewhere: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        # A reader in India: the subscribe form should preselect their time zone.
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Kolkata")
 
         def loopback_only(route: Any) -> None:
             if route.request.url.startswith("http://127.0.0.1:"):
@@ -158,6 +161,9 @@ def test_subscribe_confirm_edit_receive_mark_and_unsubscribe_in_a_browser(
         # Subscribe, with the keyboard for the last step.
         page.goto(journey.base + "/")
         journey.check(page, "subscribe")
+        # The browser's zone is preselected (Chromium calls it "Asia/Calcutta"), the one script
+        # allowed by the page's CSP.
+        assert page.get_by_label("Time zone").input_value() == "Asia/Kolkata"
         page.get_by_label("Email address").fill("reader@example.org")
         page.get_by_label("Keywords and phrases").fill("zymurgy")
         page.get_by_label("Time zone").select_option("Europe/Berlin")
@@ -240,5 +246,32 @@ def test_subscribe_confirm_edit_receive_mark_and_unsubscribe_in_a_browser(
         journey.check(page, "unsubscribed")
         with Store.open(journey.config.store_path) as store:
             assert store.is_unsubscribed(subscriber.profile, "reader@example.org")
-    assert not elsewhere, f"the pages asked other hosts for {elsewhere}"
-    assert len(list(tmp_path.glob("*.png"))) == 2 * len(journey.pages) == 22
+
+        # Changed their mind: the unsubscribed page leads to the manage page, which undoes it.
+        page.get_by_role("link", name="Subscribe again").click()
+        journey.check(page, "manage-unsubscribed")
+        page.get_by_role("button", name="Subscribe again").click()
+        assert page.get_by_text("You are subscribed again.").is_visible()
+        with Store.open(journey.config.store_path) as store:
+            assert not store.is_unsubscribed(subscriber.profile, "reader@example.org")
+
+        # The feeds' own page, where every feed's channel link points: it lists the public feeds.
+        page.goto(journey.base + "/feeds/")
+        journey.check(page, "feeds")
+        page.get_by_role("link", name="all.atom").click()
+        assert "<feed" in page.content() or page.url.endswith("/feeds/all.atom")
+
+        assert not elsewhere, f"the pages asked other hosts for {elsewhere}"
+
+        # `digest preview` knows a web subscriber: its email, opened in the browser. An email
+        # may show the sources' thumbnails (https only); the test's browser refuses to load them.
+        preview = tmp_path / "preview.html"
+        with freeze_time(NOW + timedelta(days=1)):  # the morning of the digest it received
+            made = digest(journey.config_path, "preview", subscriber.profile, "-o", str(preview))
+        assert made.exit_code == 0, made.output
+        page.goto("about:blank")
+        page.set_content(preview.read_text(encoding="utf-8"))
+        assert page.locator(".title").count() >= 1
+        journey.check(page, "preview")
+        assert all(url.startswith("https://") and url.endswith(".png") for url in elsewhere), elsewhere
+    assert len(list(tmp_path.glob("*.png"))) == 2 * len(journey.pages) == 28

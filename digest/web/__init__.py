@@ -34,7 +34,8 @@ Security, in one place:
   - A library file sent with the subscribe form is imported only into a subscription that form
     creates: a stranger who types a subscribed address changes nothing.
   - Nothing redirects: every POST answers with its page, so there is no redirect to abuse.
-  - Pages are autoescaped templates, under a CSP that allows no script at all.
+  - Pages are autoescaped templates, under a CSP that allows one inline script by its hash (the
+    subscribe form's time-zone preselect, pages.zone_script) and no other.
   - Store calls run in one thread holding one store handle (site.StoreThread), never on the
     event loop; uvicorn closes idle keep-alive connections and slow request heads (digest.cli).
 """

@@ -19,6 +19,7 @@ from digest.deliver import Sender
 from digest.web import feedback, feeds, manage, subscribe, unsubscribe
 from digest.web.links import ShortLinks
 from digest.web.middleware import AccessLog, SecureHeaders
+from digest.web.pages import script_hash, zone_script
 from digest.web.site import Clock, Site
 
 # Feed readers and browsers need the right types; not every system's mime table has them.
@@ -68,7 +69,8 @@ def create_app(
             *unsubscribe.routes(site),
         ],
         exception_handlers={404: error_page, 405: error_page},
-        middleware=[Middleware(AccessLog), Middleware(SecureHeaders)],
+        middleware=[Middleware(AccessLog),
+                    Middleware(SecureHeaders, scripts=(script_hash(zone_script()),))],
         lifespan=lifespan,
     )
     # Added last: a short link is answered by the routes above, as their own path would be.

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Scripts: none but those whose hashes SecureHeaders is given (the time-zone preselect).
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
+       "base-uri 'none'")
 SECURITY_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
-     b"base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on a form's POST,
@@ -24,10 +24,13 @@ SECURITY_HEADERS = [
 
 
 class SecureHeaders:
-    """ASGI middleware: the security headers on every response."""
+    """ASGI middleware: the security headers on every response; `scripts` are the CSP sources
+    ('sha256-...') of the inline scripts the pages may run."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, scripts: tuple[str, ...] = ()) -> None:
         self.app = app
+        policy = CSP + (f"; script-src {' '.join(scripts)}" if scripts else "")
+        self.headers = [(b"content-security-policy", policy.encode()), *SECURITY_HEADERS]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,7 +39,7 @@ class SecureHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                message["headers"] = list(message.get("headers", [])) + self.headers
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,7 +24,7 @@ from digest.models import SignupRequest
 from digest.pipeline import publish_first_feed
 from digest.store import Store
 from digest.tokens import BadToken, read_confirm_token
-from digest.web.pages import bind, describe, manage_link, when
+from digest.web.pages import bind, describe, manage_link, when, zone_script
 from digest.web.site import FormRefused, Site, form_nonce
 
 log = logging.getLogger("digest.web")
@@ -46,7 +47,8 @@ def routes(site: Site) -> list[Route]:
 async def subscribe_page(site: Site, request: Request) -> Response:
     # The blank form is the same for everyone but its token: it is rendered once.
     blank = site.once("subscribe-form", lambda: site.render(
-        "subscribe.html.j2", title=TITLE, values=BLANK_FORM, csrf=_CSRF_MARK))
+        "subscribe.html.j2", title=TITLE, values=BLANK_FORM, csrf=_CSRF_MARK,
+        zone_script=Markup(zone_script())))
     nonce = form_nonce(request)
     return site.page(blank.replace(_CSRF_MARK, site.csrf(nonce, "subscribe"), 1), 200, request, nonce)
 
