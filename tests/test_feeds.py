@@ -9,9 +9,11 @@ import stat
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import feedparser
+import feedrules
 import lxml.html
 import pytest
 from digests import (
@@ -28,7 +30,7 @@ from digests import (
     scored,
 )
 from freezegun import freeze_time
-from helpers import MONDAY, digest, outbox, write_config
+from helpers import MONDAY, digest, outbox, sample_config, write_config
 
 from digest import feeds
 from digest.errors import DeliveryError
@@ -303,3 +305,47 @@ def test_atom_entries_have_an_author_and_an_updated_of_their_own() -> None:
     assert names and not any(re.fullmatch(r"\d+ authors", name) for name in names)
     updated = [e.findtext("a:updated", namespaces=ns) for e in entries]
     assert len(entries) == 4 and len(set(updated)) == len(updated)
+
+
+def test_every_feed_a_first_run_publishes_passes_the_validators_rules(tmp_path: Path) -> None:
+    with freeze_time("2026-11-26 08:00:00", auto_tick_seconds=1):
+        result = digest(sample_config(tmp_path), "run", "--now")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "demo-data" / "feeds"
+    published = sorted(folder.rglob("*.atom")) + sorted(folder.rglob("*.rss"))
+    assert [p.name for p in published] == ["all.atom", "demo.atom", "all.rss", "demo.rss"]
+    for path in published:
+        assert feedparser.parse(path.read_bytes()).entries, path
+        assert feedrules.problems(path.read_bytes()) == [], path
+
+
+def test_hostile_empty_and_title_keyed_feeds_pass_the_validators_rules() -> None:
+    title_keyed = replace(paper("title:a survey of everything", "A survey of everything"), arxiv_id=None)
+    hostile = sample_digest(items=(scored(HOSTILE, 1.0), scored(title_keyed, 0.5)))
+    for made in (profile_feed(hostile), profile_feed(), feeds.profile_feed(
+            "web-0123456789abcdef", [], Renderer(), f"{SITE}/feeds", 50,
+            FeedbackLinks("web-0123456789abcdef", SITE, tuple(KEYS)))):
+        assert feedrules.problems(made.atom) == []
+        assert feedrules.problems(made.rss) == []
+
+
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        (lambda atom: atom.replace(b'<link href="https://digest.example.org/feeds/profiles/me.atom" rel="self"',
+                                   b'<link href="https://digest.example.org/feeds/profiles/me.atom" rel="x"'),
+         "MissingSelf"),
+        (lambda atom: re.sub(rb"<updated>[^<]+</updated>", b"<updated>2026-11-23T07:00:00+00:00</updated>",
+                             atom), "DuplicateUpdated"),
+        (lambda atom: re.sub(rb"<author>\s*<name>paperdigest</name>\s*</author>", b"", atom, count=1)
+         .replace(b"<author>", b"<contributor>").replace(b"</author>", b"</contributor>"), "MissingAuthor"),
+        (lambda atom: atom.replace(b"https://arxiv.org/pdf/", b"/pdf/", 1), "ContainsRelRef"),
+        (lambda atom: atom.replace(b"&lt;p class=", b"&lt;script&gt;x()&lt;/script&gt;&lt;p class=", 1),
+         "SecurityRisk"),
+    ],
+)
+def test_the_rules_checker_catches_what_the_validator_would(fault: Any, expected: str) -> None:
+    """Guards the checker: each fault, made in a good feed, is named."""
+    good = profile_feed().atom
+    assert feedrules.problems(good) == []
+    assert any(problem.startswith(expected) for problem in feedrules.problems(fault(good)))
