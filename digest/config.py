@@ -98,6 +98,7 @@ class EmailConfig:
     reply_to: str | None = None
     unsubscribe_mailto: str | None = None  # default: the From address
     send_empty: bool = True  # on a day with nothing above the threshold, say so (or send nothing)
+    thumbnails: bool = True  # the sources' pictures in the HTML part (never in the text part)
 
 
 SMTP_SECURITY = ("starttls", "tls", "none")
@@ -334,7 +335,9 @@ class _Reader:
         return text
 
     def email(self, raw: Any, key: str) -> EmailConfig:
-        table = self.table(raw, key, {"from", "reply_to", "unsubscribe_mailto", "send_empty"})
+        table = self.table(
+            raw, key, {"from", "reply_to", "unsubscribe_mailto", "send_empty", "thumbnails"}
+        )
         return EmailConfig(
             sender=self.address(table["from"], f"{key}.from", named=True)
             if "from" in table
@@ -348,6 +351,7 @@ class _Reader:
             if "unsubscribe_mailto" in table
             else None,
             send_empty=self.boolean(table.get("send_empty", True), f"{key}.send_empty"),
+            thumbnails=self.boolean(table.get("thumbnails", True), f"{key}.thumbnails"),
         )
 
     def smtp(self, raw: Any, key: str) -> SmtpConfig:

@@ -666,7 +666,8 @@ class MailBuilder:
         """The reader's email, and its links; the text part's short links are kept in the store
         first, so each works when the mail arrives."""
         links = self.links(digest.profile, address)
-        rendered = self.renderer.email(digest, recipient=address, links=links)
+        rendered = self.renderer.email(digest, recipient=address, links=links,
+                                       thumbnails=self.config.email.thumbnails)
         made = self.shorten.take()
         if made:
             self.store.save_short_links(made, digest.until)

@@ -146,7 +146,7 @@ class Renderer:
         self._inlined_item = _item_tags(css_inline.inline_fragment(_ITEM_SAMPLE, str(self._css)))
         self._fields: dict[Paper, dict[str, Any]] = {}
         self._cards: dict[Paper, Markup] = {}
-        self._email_cards: dict[Paper, Markup] = {}
+        self._email_cards: dict[tuple[Paper, bool], Markup] = {}
         self._text_blocks: dict[Paper, str] = {}
         self._items: dict[tuple[int, int], tuple[ScoredPaper, FeedbackLinks | None, Markup]] = {}
         self._feedback: dict[tuple[FeedbackLinks, str], tuple[str, str]] = {}
@@ -167,11 +167,13 @@ class Renderer:
             card = self._cards[paper] = Markup(self._paper.render(**self.paper_fields(paper)))
         return card
 
-    def _email_card(self, paper: Paper) -> Markup:
-        card = self._email_cards.get(paper)
+    def _email_card(self, paper: Paper, thumbnails: bool) -> Markup:
+        card = self._email_cards.get((paper, thumbnails))
         if card is None:
-            inlined = css_inline.inline_fragment(str(self.card(paper)), str(self._css))
-            card = self._email_cards[paper] = Markup(inlined)
+            html = (self.card(paper) if thumbnails or not paper.thumbnail_url
+                    else self._paper.render(**{**self.paper_fields(paper), "thumbnail": None}))
+            inlined = css_inline.inline_fragment(str(html), str(self._css))
+            card = self._email_cards[(paper, thumbnails)] = Markup(inlined)
         return card
 
     def _text_block(self, paper: Paper) -> str:
@@ -255,7 +257,11 @@ class Renderer:
 
     # -- one email ----------------------------------------------------------------------------
 
-    def email(self, digest: Digest, *, recipient: str, links: EmailLinks) -> RenderedEmail:
+    def email(
+        self, digest: Digest, *, recipient: str, links: EmailLinks, thumbnails: bool = True
+    ) -> RenderedEmail:
+        """One reader's email; `thumbnails` shows the sources' pictures in its HTML part (the
+        text part never has them)."""
         common = _header_fields(digest)
         common.update(
             recipient=recipient,
@@ -280,7 +286,7 @@ class Renderer:
             for n, item in enumerate(digest.items, 1)
         ]
         items_html = "\n".join(
-            self._item(self._inlined_item, self._email_card(item.paper), item, n, urls)
+            self._item(self._inlined_item, self._email_card(item.paper, thumbnails), item, n, urls)
             for n, item, urls in items
         )
         html = self._inliner.inline(shell).replace(_ITEMS_MARK, items_html, 1)

@@ -6,6 +6,7 @@ import email
 import email.policy
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import lxml.html
 import pytest
@@ -25,8 +26,11 @@ from digests import (
     sample_digest,
     scored,
 )
+from helpers import write_config
 
 from digest import compose
+from digest.config import load_config
+from digest.errors import ConfigError
 from digest.models import SourceNote
 from digest.render import (
     EmailLinks,
@@ -489,3 +493,23 @@ def test_a_thumbnail_the_source_gives_is_shown_in_the_html_only_and_only_if_http
     assert [img.get("src") for img in images] == [pictured.thumbnail_url]
     assert "max-width: 560px" in (images[0].get("style") or "")  # never wider than a phone
     assert "thumbnails" not in text_of(message) and "javascript" not in html_of(message)
+
+
+def test_thumbnails_can_be_left_out_of_the_email_and_stay_in_the_feed() -> None:
+    pictured = paper(
+        "2611.09997", "Pictured", arxiv_id="2611.09997",
+        thumbnail_url="https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/2611.09997.png",
+    )
+    digest = sample_digest(items=(scored(pictured, 2.0),))
+    renderer = Renderer()
+    without = renderer.email(digest, recipient="reader@example.org", links=LINKS, thumbnails=False)
+    with_them = renderer.email(digest, recipient="reader@example.org", links=LINKS)
+    assert "<img" not in without.html and 'class="thumb"' in with_them.html
+    assert pictured.thumbnail_url in str(renderer.item_html(digest.items[0], 1))  # the feed keeps it
+
+
+def test_email_thumbnails_is_a_setting(tmp_path: Path) -> None:
+    assert load_config(write_config(tmp_path)).email.thumbnails is True
+    assert load_config(write_config(tmp_path, extra="thumbnails = false")).email.thumbnails is False
+    with pytest.raises(ConfigError, match=r"email\.thumbnails"):
+        load_config(write_config(tmp_path, extra='thumbnails = "no"'))
