@@ -18,6 +18,7 @@ from digest.errors import ConfigError, DigestError
 from digest.models import IngestReport, Paper
 from digest.sources import SOURCE_KINDS
 from digest.store import Store
+from digest.text import one_line
 
 EXIT_CONFIG = 2  # the conventional "usage" code, also used by click for bad options
 EXIT_ALREADY_RUNNING = 3  # `digest schedule` found another instance: restarting will not help
@@ -171,7 +172,7 @@ def papers(
 def _paper_line(paper: Paper) -> str:
     when = paper.first_seen.strftime("%Y-%m-%d %H:%M")
     extra = f"  [{paper.upvotes} upvotes]" if paper.upvotes else ""
-    return f"{when}  {paper.key:<22}  {_one_line(paper.title, 90)}  ({', '.join(paper.sources)}){extra}"
+    return f"{when}  {paper.key:<22}  {one_line(paper.title, 90)}  ({', '.join(paper.sources)}){extra}"
 
 
 def _paper_json(paper: Paper) -> str:
@@ -184,12 +185,6 @@ def _paper_json(paper: Paper) -> str:
     return json.dumps(
         {k: encode(v) for k, v in dataclasses.asdict(paper).items()}, ensure_ascii=False
     )
-
-
-def _one_line(text: str, width: int) -> str:
-    # Titles are untrusted: no control characters reach the terminal.
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @cli.command()
@@ -210,7 +205,7 @@ def history(obj: _Context, source: str | None, limit: int) -> None:
             line = (
                 f"  {run.started:%Y-%m-%d %H:%M}  {run.status:<9}  {counts}  {run.duration_s:.1f} s"
             )
-            click.echo(line + (f"  {_one_line(run.error, 120)}" if run.error else ""))
+            click.echo(line + (f"  {one_line(run.error, 120)}" if run.error else ""))
 
 
 def _profile(config: Config, store: Store, name: str) -> ProfileConfig:
@@ -279,10 +274,10 @@ def rank(obj: _Context, profile: str, day: str | None, as_json: bool) -> None:
         f"{len(ranking.papers)} chosen of {ranking.scanned} new papers"
     )
     for position, item in enumerate(ranking.papers, start=1):
-        click.echo(f"{position:>3}  {item.score:6.2f}  {_one_line(item.paper.title, 100)}")
+        click.echo(f"{position:>3}  {item.score:6.2f}  {one_line(item.paper.title, 100)}")
         why = item.reasons.summary()
         if why:
-            click.echo(f"{'':13}{_one_line(why, 150)}")
+            click.echo(f"{'':13}{one_line(why, 150)}")
     if not ranking.papers:
         click.echo(
             "no new papers that day" if not ranking.scanned else "none scored above the threshold",
@@ -312,7 +307,7 @@ def feedback(obj: _Context, profile: str, paper: str, mark: str) -> None:
                 )
             store.mark(wanted.name, found.key, None if mark == "clear" else mark, obj.clock())
     said = "cleared the mark on" if mark == "clear" else f"marked {mark}:"
-    click.echo(f"{wanted.name}: {said} {found.key}  {_one_line(found.title, 90)}")
+    click.echo(f"{wanted.name}: {said} {found.key}  {one_line(found.title, 90)}")
 
 
 @cli.group(name="profile")
@@ -568,7 +563,7 @@ def subscribers(obj: _Context, only: str | None) -> None:
         click.echo(
             f"{subscriber.profile}  {subscriber.address:<32}  {state:<12}  {since:%Y-%m-%d}  "
             f"{interests.frequency} {interests.deliver_at} {interests.timezone}  "
-            + _one_line(
+            + one_line(
                 ", ".join(interests.keywords + interests.authors + interests.categories), 60
             )
         )

@@ -8,16 +8,15 @@ and the subject line.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from digest.config import WEEKDAYS, ProfileConfig
 from digest.models import Digest, Paper, Reasons, ScoredPaper, SourceNote, SourceRun
+from digest.text import doi_url, one_line, safe_url
 
 # A first digest (or one after a very long pause) looks back at most this far.
 MAX_LOOKBACK = timedelta(days=14)
@@ -122,7 +121,7 @@ def source_notes(runs: Iterable[SourceRun]) -> tuple[SourceNote, ...]:
     last: dict[str, SourceRun] = {}
     for run in sorted(runs, key=lambda r: r.started):
         kept = last.get(run.source)
-        if kept is None or run.status in ("ok", "failed", "layout") or kept.status == "unchanged":
+        if kept is None or run.status != "unchanged" or kept.status == "unchanged":
             last[run.source] = run
     return tuple(
         SourceNote(name, run.status, one_line(run.error) if run.error else None)
@@ -161,28 +160,13 @@ class Link:
     url: str  # always http(s)
 
 
-def safe_url(url: str | None) -> str | None:
-    """The URL if it is a plain http(s) link, else None: no javascript:, data: or odd schemes."""
-    if not url:
-        return None
-    url = url.strip()
-    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return url
-
-
 def paper_url(paper: Paper) -> str | None:
     """Where the title links: the abstract page."""
     if paper.arxiv_id:
         return f"https://arxiv.org/abs/{paper.arxiv_id}"
     if paper.doi:
-        return f"https://doi.org/{quote(paper.doi, safe='/:;()._-')}"
+        # A DOI from a page is checked before it becomes a link.
+        return doi_url(paper.doi) or safe_url(paper.abs_url) or safe_url(paper.project_url)
     return safe_url(paper.abs_url) or safe_url(paper.project_url)
 
 
@@ -313,11 +297,3 @@ def source_names(digest: Digest) -> list[str]:
     return [note.source for note in digest.sources if not note.failed]
 
 
-# Control characters (C0, DEL, C1), line and paragraph separators, lone surrogates (broken UTF-8
-# decoded with surrogateescape), and bidi overrides that could reorder what a reader sees.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]+")
-
-
-def one_line(text: str) -> str:
-    """Untrusted text on one line: control characters (CR, LF, NUL...) become spaces."""
-    return " ".join(_UNPRINTABLE.sub(" ", text).split())

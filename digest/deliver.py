@@ -46,6 +46,7 @@ from digest.errors import DeliveryError, PermanentDeliveryError, TransientDelive
 from digest.models import Delivery
 from digest.progress import Progress, no_progress
 from digest.store import Store
+from digest.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +275,7 @@ class SmtpSender:
                 self._drop()
                 if attempt == 2:
                     raise TransientDeliveryError(
-                        f"{self.where}: the server closed the connection: {_one_line(str(exc))}"
+                        f"{self.where}: the server closed the connection: {one_line(str(exc), limit=_MAX_ERROR)}"
                     ) from None
                 self._sleep(RECONNECT_PAUSE_S)
             except smtplib.SMTPRecipientsRefused as exc:
@@ -290,11 +291,11 @@ class SmtpSender:
                 raise self._refused("the message", exc.smtp_code, exc.smtp_error) from None
             except smtplib.SMTPNotSupportedError as exc:
                 # e.g. a non-ASCII address and a server without SMTPUTF8: trying again will not help.
-                raise PermanentDeliveryError(f"{self.where}: {_one_line(str(exc))}") from None
+                raise PermanentDeliveryError(f"{self.where}: {one_line(str(exc), limit=_MAX_ERROR)}") from None
             except OSError as exc:  # timeout, connection reset, any other SMTPException
                 self._drop()
                 raise TransientDeliveryError(
-                    f"{self.where}: sending failed: {_one_line(str(exc) or type(exc).__name__)}"
+                    f"{self.where}: sending failed: {one_line(str(exc) or type(exc).__name__, limit=_MAX_ERROR)}"
                 ) from None
             finally:
                 # smtplib closes the socket itself on a 421 answer; do not reuse it.
@@ -357,7 +358,7 @@ class SmtpSender:
                 problem = _Unreachable(f"{where}: the server is busy: {answer}")
         except OSError as exc:  # refused, unreachable, timeout, TLS handshake, disconnected
             problem = _Unreachable(
-                f"{where}: cannot connect: {_one_line(str(exc) or type(exc).__name__)}"
+                f"{where}: cannot connect: {one_line(str(exc) or type(exc).__name__, limit=_MAX_ERROR)}"
             )
         if connection is not None:
             connection.close()
@@ -388,7 +389,7 @@ class SmtpSender:
         except smtplib.SMTPServerDisconnected:
             problem = _Unreachable(f"{where}: the server closed the connection during login")
         except smtplib.SMTPException as exc:  # e.g. "No suitable authentication method found."
-            problem = DeliveryError(f"{where}: cannot log in as {username}: {_one_line(str(exc))}")
+            problem = DeliveryError(f"{where}: cannot log in as {username}: {one_line(str(exc), limit=_MAX_ERROR)}")
         except OSError as exc:
             problem = _Unreachable(f"{where}: connection lost during login: {type(exc).__name__}")
         connection.close()
@@ -433,12 +434,7 @@ def _answer(code: int, text: bytes | str) -> str:
     """An SMTP answer as one safe line: '550 5.1.1 no such user'."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return _one_line(f"{code} {text}")
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= _MAX_ERROR else line[: _MAX_ERROR - 1] + "…"
+    return one_line(f"{code} {text}", limit=_MAX_ERROR)
 
 
 # -- the ledger-driven loop -----------------------------------------------------------------------
@@ -529,7 +525,7 @@ def deliver_mail(
             log.exception(
                 "mail %s %s to %s: could not build the message", row.profile, row.day, address
             )
-            error = _one_line(f"could not build the message: {type(exc).__name__}: {exc}")
+            error = one_line(f"could not build the message: {type(exc).__name__}: {exc}", limit=_MAX_ERROR)
             settle(row, "failed" if attempts >= max_attempts else "deferred", error)
             continue
         if message is None:
@@ -538,23 +534,23 @@ def deliver_mail(
         try:
             _send_with_retries(sender, message, address, retry_delays, sleep)
         except PermanentDeliveryError as exc:
-            settle(row, "failed", _one_line(str(exc)))
+            settle(row, "failed", one_line(str(exc), limit=_MAX_ERROR))
         except _Unreachable as exc:
-            settle(row, "deferred", _one_line(str(exc)))
+            settle(row, "deferred", one_line(str(exc), limit=_MAX_ERROR))
             left = len(rows) - index - 1
             log.warning("mail: %s; %d more deliveries left for the next run", exc, left)
             return _report(counts, problems, left)
         except TransientDeliveryError as exc:
             if attempts >= max_attempts:
-                settle(row, "failed", _one_line(f"gave up after {attempts} tries: {exc}"))
+                settle(row, "failed", one_line(f"gave up after {attempts} tries: {exc}", limit=_MAX_ERROR))
             else:
-                settle(row, "deferred", _one_line(str(exc)))
+                settle(row, "deferred", one_line(str(exc), limit=_MAX_ERROR))
         except DeliveryError as exc:  # login refused, outbox not writable: no message could go
-            settle(row, "deferred", _one_line(str(exc)))
+            settle(row, "deferred", one_line(str(exc), limit=_MAX_ERROR))
             raise
         except Exception as exc:  # a bug on the sending side; the next run may do better
             log.exception("mail %s %s to %s: unexpected error", row.profile, row.day, address)
-            error = _one_line(f"{type(exc).__name__}: {exc}")
+            error = one_line(f"{type(exc).__name__}: {exc}", limit=_MAX_ERROR)
             settle(row, "failed" if attempts >= max_attempts else "deferred", error)
         else:
             settle(row, "sent", message_id=message_id_of(message))

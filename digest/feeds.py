@@ -27,10 +27,11 @@ from xml.etree import ElementTree
 from feedgen.feed import FeedGenerator
 from markupsafe import escape
 
-from digest import __version__, compose
+from digest import __version__
 from digest.errors import DeliveryError
 from digest.models import Digest, Paper, Reasons, ScoredPaper
 from digest.render import FeedbackLinks, Renderer
+from digest.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def _add_entry(
     if paper.authors:  # names, never "5 authors" (a listing's count) as if it were one
         entry.author({"name": fields["authors"]})
     for category in dict.fromkeys(c for c in (paper.primary_category, *paper.categories) if c):
-        entry.category(term=compose.one_line(category))
+        entry.category(term=one_line(category))
     entry.published(when)
     entry.updated(when)
 

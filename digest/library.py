@@ -53,13 +53,8 @@ from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_la
 
 from digest.errors import LibraryError
 from digest.identify import normalize_doi
-from digest.sources.common import (
-    ARXIV_ID_RE,
-    clean_text,
-    decode_text,
-    describe_start,
-    split_arxiv_id,
-)
+from digest.sources.common import ARXIV_ID_RE, decode_text, describe_start, split_arxiv_id
+from digest.text import one_line
 
 MAX_ENTRIES = 5_000
 MAX_TITLE = 500
@@ -139,7 +134,7 @@ _INLINE_TAGS = frozenset(
     | {"s", "samp", "small", "span", "strong", "sub", "sup", "tt", "u", "var"}
     | {"jats:bold", "jats:italic", "jats:sc", "jats:sub", "jats:sup", "jats:monospace"}
 )
-# Format characters clean_text keeps: soft hyphen, direction marks and overrides, word joiners,
+# Format characters digest.text.one_line keeps (or that a title should not carry): soft hyphen, direction marks and overrides, word joiners,
 # the BOM; and lone surrogates, which JSON can spell ("\ud800") and no UTF-8 writer accepts.
 _INVISIBLE = re.compile(
     r"[\u00ad\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
@@ -173,7 +168,7 @@ _LATEX = _latex_decoder()
 def read_library(data: bytes, filename: str) -> LibraryImport:
     """The entries of one export file; LibraryError when the file as a whole cannot be read."""
     kind = _EXTENSIONS.get(PurePath(filename).suffix.lower())
-    filename = _cut(clean_text(_INVISIBLE.sub("", filename)), 200) or "the file"  # for messages
+    filename = _cut(one_line(_INVISIBLE.sub("", filename)), 200) or "the file"  # for messages
     text = _decode(data, filename)
     if not text.strip():
         raise LibraryError(f"{filename}: the file is empty")
@@ -273,9 +268,9 @@ def _broken_bibtex(number: int, block: ParsingFailedBlock) -> tuple[str, _Broken
     line = f" (line {block.start_line + 1})" if block.start_line is not None else ""
     if isinstance(block, DuplicateFieldKeyBlock):
         fields = ", ".join(sorted(block.duplicate_keys))
-        return where, _Broken(f"a field appears twice{line}: {_cut(clean_text(fields), 80)}")
+        return where, _Broken(f"a field appears twice{line}: {_cut(one_line(fields), 80)}")
     reason = getattr(block.error, "abort_reason", None) or str(block.error)
-    return where, _Broken(f"not valid BibTeX{line}: {_cut(clean_text(reason), 160)}")
+    return where, _Broken(f"not valid BibTeX{line}: {_cut(one_line(reason), 160)}")
 
 
 def _from_bibtex(where: str, entry: Entry, latex: _Latex) -> LibraryEntry:
@@ -284,7 +279,7 @@ def _from_bibtex(where: str, entry: Entry, latex: _Latex) -> LibraryEntry:
     def get(name: str) -> str:
         return fields.get(name, "")
 
-    archive = clean_text(get("archiveprefix") or get("eprinttype")).lower()
+    archive = one_line(get("archiveprefix") or get("eprinttype")).lower()
     eprint = get("eprint") if archive in ("", "arxiv") else ""
     mentions = ("url", "journal", "journaltitle", "note", "number", "howpublished")
     arxiv_id, doi = _identify(
@@ -521,7 +516,7 @@ def _csl_items(text: str, filename: str) -> list[tuple[str, Mapping[str, object]
             f"{filename}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
         ) from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise LibraryError(f"{filename}: not valid JSON ({_cut(clean_text(exc), 120)})") from None
+        raise LibraryError(f"{filename}: not valid JSON ({_cut(one_line(exc), 120)})") from None
     if isinstance(document, Mapping) and isinstance(document.get("items"), list):
         document = document["items"]  # Zotero's web API: {"items": [...]}
     if not isinstance(document, list):
@@ -598,7 +593,7 @@ def _first(values: Iterable[str | None]) -> str | None:
 
 def _arxiv_field(value: str) -> str | None:
     """A field that holds an arXiv id: '2411.01234', 'arXiv:2411.01234v2', 'hep-th/9711200'."""
-    text = clean_text(value)[:200]
+    text = one_line(value)[:200]
     if ARXIV_ID_RE.fullmatch(text):
         return split_arxiv_id(text)[0]
     return _arxiv_mention(text)
@@ -615,7 +610,7 @@ def _arxiv_mention(value: str) -> str | None:
 
 def _doi(value: str) -> str | None:
     """'https://doi.org/10.1038/S41586-021-03819-2', 'doi:10...', '10.1000/a\\_b' -> '10...'."""
-    text = re.sub(r"\\([_%&#])", r"\1", unquote(clean_text(value)[:300]))
+    text = re.sub(r"\\([_%&#])", r"\1", unquote(one_line(value)[:300]))
     text = normalize_doi(text.replace("{", "").replace("}", ""))
     return text if _DOI.fullmatch(text) else None
 
@@ -629,7 +624,7 @@ def _plain(text: str, limit: int) -> str:
     """Untrusted text as one plain line: no entity, tag, control or bidi character; cut at limit."""
     text = html.unescape(text[: limit * _LATEX_ROOM])
     text = _TAG.sub(_tag_gap, _COMMENT.sub(" ", _SCRIPT.sub(" ", text)))
-    return _cut(clean_text(_INVISIBLE.sub("", text)), limit)
+    return _cut(one_line(_INVISIBLE.sub("", text)), limit)
 
 
 def _tag_gap(tag: re.Match[str]) -> str:
@@ -646,5 +641,5 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _where(number: int, label: str, name: str) -> str:
-    name = _cut(clean_text(_INVISIBLE.sub("", name)), 80)
+    name = _cut(one_line(_INVISIBLE.sub("", name)), 80)
     return f"entry {number} ({label} {name})" if name else f"entry {number}"

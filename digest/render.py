@@ -1,7 +1,7 @@
 """A Digest -> the words and markup people receive: HTML (CSS inlined) and text email, feed items.
 
 Every template autoescapes; scraped text reaches them only as plain strings, and links only when
-they are http(s) (compose.safe_url). A paper's card is the same for every reader, so it is
+they are http(s) (digest.text.safe_url). A paper's card is the same for every reader, so it is
 rendered once per run and reused by every email and feed that holds the paper; a profile's own
 links ("More like this", "Not relevant") are put around the card, never into it.
 """
@@ -26,6 +26,7 @@ from markupsafe import Markup, escape
 from digest import compose
 from digest.errors import ConfigError
 from digest.models import Digest, Paper, ScoredPaper
+from digest.text import one_line, safe_url
 from digest.tokens import feedback_token, short_code
 
 
@@ -58,7 +59,7 @@ class FeedbackLinks:
     keys: tuple[str, ...] = field(repr=False)  # the signing keys, newest first; never printed
 
     def __post_init__(self) -> None:
-        if compose.safe_url(self.base_url) is None:  # config checks it; a bug must not reach a reader
+        if safe_url(self.base_url) is None:  # config checks it; a bug must not reach a reader
             raise ValueError(f"feedback links need an http(s) base URL, got {self.base_url!r}")
 
     def urls(self, paper_key: str) -> tuple[str, str]:
@@ -349,7 +350,7 @@ def _item_tags(html: str) -> _ItemTags:
 _ITEM_CACHE = 4096  # items kept between a digest's email and its feed
 _FEEDBACK_CACHE = 8192  # papers' feedback links kept between a profile's email and its feed
 _ITEMS_MARK = "<!--paperdigest:items-->"
-# Where a text block takes the reader's "Why:" line. A NUL never survives compose.one_line, so
+# Where a text block takes the reader's "Why:" line. A NUL never survives one_line, so
 # no scraped text can fake it.
 _TEXT_WHY = "\x00why\x00"
 _TEXT_INDENT = "   "
@@ -366,14 +367,14 @@ def _paper_fields(paper: Paper) -> dict[str, Any]:
     day = paper.listed or (paper.published.date() if paper.published else None)
     if day is not None:
         meta.append(f"{day:%b} {day.day}, {day.year}")
-    meta += [compose.one_line(c) for c in categories[:4]]
+    meta += [one_line(c) for c in categories[:4]]
     if paper.upvotes:
         meta.append(compose.count(paper.upvotes, "upvote"))
     excerpt = compose.excerpt(paper)
     return {
         "title": compose.display_title(paper.title) or "(untitled)",
         # The source's picture of the paper (Hugging Face gives one), in the HTML only.
-        "thumbnail": compose.safe_url(paper.thumbnail_url),
+        "thumbnail": safe_url(paper.thumbnail_url),
         "url": compose.paper_url(paper),
         "authors": compose.author_line(paper),
         "meta": meta,
@@ -473,7 +474,7 @@ def build_message(
         if value is None:
             continue
         if any(ch in value for ch in "\r\n\0"):
-            # Every value here is ours or cleaned by compose.one_line; a line break means a bug,
+            # Every value here is ours or cleaned by digest.text.one_line; a line break means a bug,
             # and it must never become a header of its own.
             raise ValueError(f"{name} header would contain a line break")
         if not value.isascii():

@@ -14,7 +14,6 @@ import functools
 import ipaddress
 import re
 import secrets
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from digest import categories
 from digest.config import FREQUENCIES, WEEKDAYS, Config, ProfileConfig
 from digest.models import Interests, Subscriber
 from digest.store import Store
+from digest.text import one_line
 
 WEB_PREFIX = "web-"
 MAX_TERMS = 30  # per field
@@ -99,19 +99,9 @@ class FormResult:
     errors: Mapping[str, str]
 
 
-def clean_text(text: str) -> str:
-    """One line of untrusted text: control and format characters (RTL overrides, NUL) dropped."""
-    kept = "".join(
-        " " if ch in "\t\r\n" else ch
-        for ch in text
-        if ch in "\t\r\n" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
-    )
-    return " ".join(kept.split())
-
-
 def split_terms(text: str) -> list[str]:
     """A textarea of terms: one per line or separated by commas."""
-    return [term for term in (clean_text(part) for part in re.split(r"[,\n]", text)) if term]
+    return [term for term in (one_line(part) for part in re.split(r"[,\n]", text)) if term]
 
 
 def check_address(text: str) -> tuple[str | None, str | None]:

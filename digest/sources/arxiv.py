@@ -17,14 +17,9 @@ from lxml import etree
 
 from digest.errors import LayoutChanged, ParseError
 from digest.models import Origin, Record
-from digest.sources.common import (
-    clean_optional,
-    clean_text,
-    decode_text,
-    describe_start,
-    parse_datetime,
-    split_arxiv_id,
-)
+from digest.sources.common import decode_text, describe_start, parse_datetime, split_arxiv_id
+from digest.text import doi as valid_doi
+from digest.text import one_line, optional_line
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
@@ -60,7 +55,7 @@ def parse_listing_html(body: bytes, origin: Origin) -> list[Record]:
     pending_dt = None
     for element in _xpath(root, '//h3 | //dl[@id="articles"]/dt | //dl[@id="articles"]/dd'):
         if element.tag == "h3":
-            heading = clean_text(element.text_content())
+            heading = one_line(element.text_content())
             day = _heading_day(heading) or day
             section = _heading_section(heading) or section
         elif element.tag == "dt":
@@ -86,7 +81,7 @@ def _heading_day(heading: str) -> datetime | None:
 def _page_day(root: lxml.html.HtmlElement) -> datetime | None:
     """/new pages say their day once, in the h2: 'New submissions for Fri, 20 Nov 26'."""
     for heading in _xpath(root, "//h2"):
-        match = _PAGE_DAY.search(clean_text(heading.text_content()))
+        match = _PAGE_DAY.search(one_line(heading.text_content()))
         if match:
             for pattern in ("%d %b %y", "%d %b %Y"):
                 try:
@@ -138,11 +133,11 @@ def _listing_record(
         title=title,
         arxiv_id=arxiv_id,
         version=version,
-        abstract=clean_text(abstract[0].text_content()) if abstract else "",
+        abstract=one_line(abstract[0].text_content()) if abstract else "",
         authors=tuple(
             name
             for name in (
-                clean_text(a.text_content())
+                one_line(a.text_content())
                 for a in _xpath(dd, './/div[contains(@class, "list-authors")]//a')
             )
             if name
@@ -166,7 +161,7 @@ def _field(dd: lxml.html.HtmlElement, css_class: str) -> str:
     )
     if not found:
         return ""
-    return clean_text(_DESCRIPTOR.sub("", clean_text(found[0].text_content())))
+    return one_line(_DESCRIPTOR.sub("", one_line(found[0].text_content())))
 
 
 def _subjects(dd: lxml.html.HtmlElement) -> tuple[str, ...]:
@@ -196,7 +191,7 @@ def parse_rss(body: bytes, origin: Origin) -> list[Record]:
 
 def _rss_atom_entry(entry: etree._Element, origin: Origin) -> Record | None:
     arxiv_id, version = split_arxiv_id(_text(entry, f"{ATOM}id"))
-    title = clean_text(_text(entry, f"{ATOM}title"))
+    title = one_line(_text(entry, f"{ATOM}title"))
     if not arxiv_id or not title:
         return None
     summary = _text(entry, f"{ATOM}summary")
@@ -218,7 +213,7 @@ def _rss_atom_entry(entry: etree._Element, origin: Origin) -> Record | None:
 
 def _rss_item(item: etree._Element, origin: Origin) -> Record | None:
     arxiv_id, version = split_arxiv_id(_text(item, "guid") or _text(item, "link"))
-    title = clean_text(_text(item, "title"))
+    title = one_line(_text(item, "title"))
     if not arxiv_id or not title:
         return None
     description = _text(item, "description")
@@ -232,7 +227,7 @@ def _rss_item(item: etree._Element, origin: Origin) -> Record | None:
         version=version,
         abstract=_abstract_after_marker(description),
         authors=_creators(_text(item, f"{DC}creator")),
-        categories=tuple(clean_text(c.text) for c in item.iter("category") if clean_text(c.text)),
+        categories=tuple(one_line(c.text) for c in item.iter("category") if one_line(c.text)),
         listed=listed,
         announce_type=_announce_type(item, description),
         abs_url=ABS + arxiv_id,
@@ -243,11 +238,11 @@ def _rss_item(item: etree._Element, origin: Origin) -> Record | None:
 def _abstract_after_marker(text: str) -> str:
     """'arXiv:2508.13426v1 Announce Type: cross \\nAbstract: As large...' -> 'As large...'."""
     _, found, abstract = text.partition("Abstract:")
-    return clean_text(abstract if found else text)
+    return one_line(abstract if found else text)
 
 
 def _announce_type(element: etree._Element, summary: str) -> str | None:
-    declared = clean_text(_text(element, f"{ARXIV}announce_type"))
+    declared = one_line(_text(element, f"{ARXIV}announce_type"))
     if declared:
         return declared
     match = _ANNOUNCE.search(summary)
@@ -258,7 +253,7 @@ def _creators(text: str) -> tuple[str, ...]:
     """dc:creator is one string: 'A. Author, B. Author and C. Author'."""
     names = []
     for part in re.split(r",|\band\b", text):
-        name = clean_text(part)
+        name = one_line(part)
         if name:
             names.append(name)
     return tuple(names)
@@ -267,7 +262,7 @@ def _creators(text: str) -> tuple[str, ...]:
 def _local_date(text: str) -> date | None:
     """The announce day as arXiv states it ('2025-08-20T00:00:00-04:00' is the 20th, in New York)."""
     try:
-        return date.fromisoformat(clean_text(text)[:10])
+        return date.fromisoformat(one_line(text)[:10])
     except ValueError:
         return None
 
@@ -287,7 +282,7 @@ def parse_api(body: bytes, origin: Origin) -> list[Record]:
         entry_id = _text(entry, f"{ATOM}id")
         if "/api/errors" in entry_id:
             raise ParseError(
-                f"arXiv API error: {clean_text(_text(entry, f'{ATOM}summary')) or entry_id}"
+                f"arXiv API error: {one_line(_text(entry, f'{ATOM}summary')) or entry_id}"
             )
         record = _api_entry(entry, origin, entry_id)
         if record is not None:
@@ -297,7 +292,7 @@ def parse_api(body: bytes, origin: Origin) -> list[Record]:
 
 def _api_entry(entry: etree._Element, origin: Origin, entry_id: str) -> Record | None:
     arxiv_id, version = split_arxiv_id(entry_id)
-    title = clean_text(_text(entry, f"{ATOM}title"))
+    title = one_line(_text(entry, f"{ATOM}title"))
     if not arxiv_id or not title:
         return None
     primary = entry.find(f"{ARXIV}primary_category")
@@ -307,11 +302,11 @@ def _api_entry(entry: etree._Element, origin: Origin, entry_id: str) -> Record |
         title=title,
         arxiv_id=arxiv_id,
         version=version,
-        doi=clean_optional(_text(entry, f"{ARXIV}doi")),
-        abstract=clean_text(_text(entry, f"{ATOM}summary")),
+        doi=valid_doi(_text(entry, f"{ARXIV}doi")),
+        abstract=one_line(_text(entry, f"{ATOM}summary")),
         authors=tuple(
             name
-            for name in (clean_text(_text(a, f"{ATOM}name")) for a in entry.iter(f"{ATOM}author"))
+            for name in (one_line(_text(a, f"{ATOM}name")) for a in entry.iter(f"{ATOM}author"))
             if name
         ),
         categories=categories,
@@ -321,8 +316,8 @@ def _api_entry(entry: etree._Element, origin: Origin, entry_id: str) -> Record |
         updated=parse_datetime(_text(entry, f"{ATOM}updated")),
         abs_url=ABS + arxiv_id,
         pdf_url=PDF + arxiv_id,  # unversioned: the latest version, like the paper's key
-        comment=clean_optional(_text(entry, f"{ARXIV}comment")),
-        journal_ref=clean_optional(_text(entry, f"{ARXIV}journal_ref")),
+        comment=optional_line(_text(entry, f"{ARXIV}comment")),
+        journal_ref=optional_line(_text(entry, f"{ARXIV}journal_ref")),
     )
 
 

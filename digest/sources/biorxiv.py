@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from digest.errors import LayoutChanged, ParseError
 from digest.models import Origin, Record
-from digest.sources.common import clean_optional, clean_text, load_json, parse_datetime, to_int
+from digest.sources.common import load_json, parse_datetime, to_int
+from digest.text import doi as valid_doi
+from digest.text import one_line, optional_line
 
 EXPECTED = "expected a bioRxiv details response"
 _SITES = {"biorxiv": "https://www.biorxiv.org", "medrxiv": "https://www.medrxiv.org"}
@@ -49,19 +52,19 @@ def _status(response: Mapping[str, Any]) -> str | None:
     messages = response.get("messages")
     if not isinstance(messages, list) or not messages or not isinstance(messages[0], Mapping):
         return None
-    return clean_text(messages[0].get("status")).lower() or None
+    return one_line(messages[0].get("status")).lower() or None
 
 
 def _record(item: object, origin: Origin) -> Record | None:
     if not isinstance(item, Mapping):
         return None
-    doi = clean_text(item.get("doi")).lower()
-    title = clean_text(item.get("title"))
+    doi = (valid_doi(item.get("doi")) or "").lower()  # it becomes a link: checked first
+    title = one_line(item.get("title"))
     if not doi or not title:
         return None
     version = to_int(item.get("version"))
     page = _page_url(item.get("server"), doi, version)
-    category = clean_optional(item.get("category"))
+    category = optional_line(item.get("category"))
     # `date` is the date of this version; it is the first version's date only for version 1.
     posted = parse_datetime(item.get("date"))
     return Record(
@@ -69,7 +72,7 @@ def _record(item: object, origin: Origin) -> Record | None:
         title=title,
         doi=doi,
         version=version,
-        abstract=clean_text(item.get("abstract")),
+        abstract=one_line(item.get("abstract")),
         authors=_authors(item.get("authors")),
         categories=(category,) if category else (),
         primary_category=category,
@@ -84,17 +87,17 @@ def _record(item: object, origin: Origin) -> Record | None:
 
 def _page_url(server: object, doi: str, version: int | None) -> str:
     """https://www.biorxiv.org/content/10.1101/029900v3 (medrxiv.org for medRxiv preprints)."""
-    site = _SITES.get(clean_text(server).lower(), _SITES["biorxiv"])
-    return f"{site}/content/{doi}" + (f"v{version}" if version else "")
+    site = _SITES.get(one_line(server).lower(), _SITES["biorxiv"])
+    return f"{site}/content/{quote(doi, safe='/:;()._-')}" + (f"v{version}" if version else "")
 
 
 def _authors(value: object) -> tuple[str, ...]:
     """'Wright, K. M.; Gaudinier, A.' -> ('Wright, K. M.', 'Gaudinier, A.'): kept as written."""
-    names = (clean_text(name) for name in str(value or "").split(";"))
+    names = (one_line(name) for name in str(value or "").split(";"))
     return tuple(name for name in names if name)
 
 
 def _journal_ref(value: object) -> str | None:
     """`published` is the DOI of the journal version once there is one, else "NA"."""
-    text = clean_text(value)
+    text = one_line(value)
     return None if text.upper() in ("", "NA") else text

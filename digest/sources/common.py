@@ -1,23 +1,20 @@
-"""Small helpers every source parser shares: ids, text, links and dates from untrusted pages."""
+"""Small helpers every source parser shares: ids, dates, numbers and bodies from untrusted pages
+(their text and links are cleaned by digest.text)."""
 
 from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from datetime import UTC, date, datetime
 from typing import Any
 
 from digest.errors import ParseError
+from digest.text import one_line
 
 # New-style ids (0704.0001 onwards, 4 or 5 digits after the dot) and old-style ids (hep-th/9901001).
 _NEW_ID = r"\d{4}\.\d{4,5}"
 _OLD_ID = r"[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7}"
 ARXIV_ID_RE = re.compile(rf"(?<![\w.])(?P<id>{_NEW_ID}|{_OLD_ID})(?:v(?P<version>\d+))?(?![\w])")
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u2028\u2029]")
-_SPACE = re.compile(r"\s+")
-
 
 def split_arxiv_id(text: str | None) -> tuple[str | None, int | None]:
     """'arXiv:2411.01234v2', 'https://arxiv.org/abs/2411.01234v2' -> ('2411.01234', 2).
@@ -33,40 +30,9 @@ def split_arxiv_id(text: str | None) -> tuple[str | None, int | None]:
     return match.group("id"), int(version) if version else None
 
 
-def clean_text(value: object) -> str:
-    """Untrusted text as one plain line: NFC, control characters dropped, white space folded."""
-    if value is None:
-        return ""
-    text = unicodedata.normalize("NFC", str(value))
-    text = _CONTROL.sub("", text)
-    return _SPACE.sub(" ", text).strip()
-
-
-def clean_optional(value: object) -> str | None:
-    text = clean_text(value)
-    return text or None
-
-
-def safe_url(value: object, base: str | None = None) -> str | None:
-    """An http(s) URL or None: `javascript:`, `data:` and the like never leave a parser."""
-    text = clean_text(value)
-    if not text:
-        return None
-    if base and text.startswith("/") and not text.startswith("//"):
-        text = base.rstrip("/") + text
-    if text.startswith("//"):
-        text = "https:" + text
-    lowered = text.lower()
-    if not (lowered.startswith("https://") or lowered.startswith("http://")):
-        return None
-    if any(ch in text for ch in " <>\"'"):
-        return None
-    return text
-
-
 def parse_datetime(value: object) -> datetime | None:
     """An ISO 8601 / RFC 3339 timestamp as aware UTC; a bare date is taken as midnight UTC."""
-    text = clean_text(value)
+    text = one_line(value)
     if not text:
         return None
     if text.endswith("Z"):
@@ -90,7 +56,7 @@ def to_int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    text = clean_text(value).replace(",", "")
+    text = one_line(value).replace(",", "")
     return int(text) if text.isdigit() else None
 
 
@@ -121,5 +87,5 @@ def load_json(body: bytes, what: str) -> Any:
 
 def describe_start(text: str, limit: int = 60) -> str:
     """The first characters of a body, for error messages: 'starts with "<!DOCTYPE html>..."'."""
-    head = clean_text(text[: limit * 2])[:limit]
+    head = one_line(text[: limit * 2])[:limit]
     return f'starts with "{head}"'

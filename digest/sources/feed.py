@@ -30,14 +30,9 @@ from bs4 import BeautifulSoup
 
 from digest.errors import ParseError
 from digest.models import Origin, Record
-from digest.sources.common import (
-    clean_optional,
-    clean_text,
-    decode_text,
-    describe_start,
-    safe_url,
-    split_arxiv_id,
-)
+from digest.sources.common import decode_text, describe_start, split_arxiv_id
+from digest.text import doi as valid_doi
+from digest.text import one_line, optional_line, safe_url
 
 EXPECTED = "expected an RSS or Atom feed"
 ARXIV_PDF = "https://arxiv.org/pdf/"
@@ -56,7 +51,6 @@ _BLOCK_TAGS = ["br", "p", "div", "li", "tr", "td", "h1", "h2", "h3", "h4", "h5",
 _ARXIV_REF = re.compile(r"^(?:https?://(?:[\w-]+\.)*arxiv\.org/abs/|oai:arxiv\.org:)(.+)$", re.I)
 # arXiv's own feeds open the abstract with "arXiv:2508.13426v1 Announce Type: cross Abstract: ".
 _ARXIV_PREAMBLE = re.compile(r"^arXiv:\S+\s+Announce Type:\s*([\w-]+)\s+Abstract:\s*", re.I)
-_DOI = re.compile(r"^(?:doi:\s*|info:doi/|https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/\S+)$", re.I)
 # Initials after a surname, as in "Zhang, Y., Li, X.-M.": "Y.", "X.-M.", "J. R.", "Ch.", "JM".
 _INITIALS = re.compile(r"(?:[A-Z][a-z]?\.(?:[\s-]*[A-Z][a-z]?\.)*|[A-Z]{1,3})")
 
@@ -119,7 +113,7 @@ def _refuse_empty(parsed: Mapping[str, Any], body: bytes, xml_error: str | None)
         raise ParseError(f"{EXPECTED}, got malformed XML ({xml_error}; {start})")
     if not parsed.get("version"):
         error = parsed.get("bozo_exception")
-        reason = clean_text(error)[:120] if error else "no channel, feed or entry elements"
+        reason = one_line(error)[:120] if error else "no channel, feed or entry elements"
         raise ParseError(f"{EXPECTED}, got XML that is neither RSS nor Atom ({reason}; {start})")
 
 
@@ -133,11 +127,11 @@ def _record(parsed_entry: Mapping[str, Any], origin: Origin) -> Record | None:
     if not title:
         return None
     link = safe_url(entry.get("link"))
-    guid = clean_text(entry.get("id"))
+    guid = one_line(entry.get("id"))
     arxiv_id, version = _arxiv_id(guid, link)
     doi = _doi(entry)
     abstract, preamble_type = _abstract(entry)
-    announce_type = clean_optional(entry.get("arxiv_announce_type")) or preamble_type
+    announce_type = optional_line(entry.get("arxiv_announce_type")) or preamble_type
     published = _utc(entry.get("published_parsed"))
     updated = _utc(entry.get("updated_parsed"))
     listed = _listed(entry.get("published") or entry.get("updated"), published or updated)
@@ -175,7 +169,7 @@ def _plain(detail: object) -> str:
     value = str(detail.get("value") or "")
     if "html" in str(detail.get("type") or ""):
         return _html_to_text(value)
-    return clean_text(_TAG.sub(" ", _SCRIPT.sub(" ", value)))
+    return one_line(_TAG.sub(" ", _SCRIPT.sub(" ", value)))
 
 
 def _html_to_text(html: str) -> str:
@@ -185,7 +179,7 @@ def _html_to_text(html: str) -> str:
     # Blocks and line breaks separate words; inline tags do not ("H<sub>2</sub>O" is "H2O").
     for block in soup.find_all(_BLOCK_TAGS):
         block.insert_after(" ")
-    return clean_text(soup.get_text())
+    return one_line(soup.get_text())
 
 
 def _abstract(entry: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -200,7 +194,7 @@ def _abstract(entry: Mapping[str, Any]) -> tuple[str, str | None]:
 
 def _authors(entry: Mapping[str, Any]) -> tuple[str, ...]:
     authors = entry.get("authors") or []
-    names = [clean_text(a.get("name")) for a in authors if isinstance(a, Mapping)]
+    names = [one_line(a.get("name")) for a in authors if isinstance(a, Mapping)]
     names = [name for name in names if name]
     if len(names) == 1:
         return _split_names(names[0])  # dc:creator is often one "A, B and C" string
@@ -210,7 +204,7 @@ def _authors(entry: Mapping[str, Any]) -> tuple[str, ...]:
 def _split_names(text: str) -> tuple[str, ...]:
     """'A. One, B. Two and C. Three' -> three names; 'Zhang, Y.; Li, X.' and 'Zhang, Y., Li, X.' -> two."""
     parts = text.split(";") if ";" in text else re.split(r",|\s+and\s+|\s+&\s+", text)
-    names = [name for name in (clean_text(part) for part in parts) if name]
+    names = [name for name in (one_line(part) for part in parts) if name]
     if ";" not in text and _surname_initials_pairs(names):
         names = [
             f"{surname}, {initials}"
@@ -231,7 +225,7 @@ def _surname_initials_pairs(parts: Sequence[str]) -> bool:
 
 def _categories(entry: Mapping[str, Any]) -> tuple[str, ...]:
     tags = entry.get("tags") or []
-    terms = (clean_text(tag.get("term")) for tag in tags if isinstance(tag, Mapping))
+    terms = (one_line(tag.get("term")) for tag in tags if isinstance(tag, Mapping))
     return tuple(dict.fromkeys(term for term in terms if term))  # unique, in feed order
 
 
@@ -250,9 +244,9 @@ def _doi(entry: Mapping[str, Any]) -> str | None:
     links = [link.get("href") for link in entry.get("links") or [] if isinstance(link, Mapping)]
     candidates = [entry.get("prism_doi"), entry.get("dc_identifier"), entry.get("id"), *links]
     for candidate in candidates:
-        match = _DOI.match(unquote(clean_text(candidate)))
-        if match:
-            return match.group(1).lower()
+        found = valid_doi(unquote(one_line(candidate)))
+        if found:
+            return found.lower()
     return None
 
 
@@ -282,7 +276,7 @@ def _listed(stated: object, fallback: datetime | None) -> date | None:
     Read from the raw date in the feed's own time zone, like the arXiv parsers do, so a journal
     item dated 'Tue, 17 Nov 2026 00:30:00 +0100' is listed on the 17th, not on the UTC 16th.
     """
-    text = clean_text(stated)
+    text = one_line(stated)
     try:
         return datetime.fromisoformat(text).date()
     except ValueError:

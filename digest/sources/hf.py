@@ -18,16 +18,14 @@ from bs4 import BeautifulSoup, Tag
 from digest.errors import LayoutChanged, ParseError
 from digest.models import Origin, Record
 from digest.sources.common import (
-    clean_optional,
-    clean_text,
     describe_start,
     load_json,
     parse_date,
     parse_datetime,
-    safe_url,
     split_arxiv_id,
     to_int,
 )
+from digest.text import one_line, optional_line, safe_url
 
 HF = "https://huggingface.co"
 _PAPER_HREF = re.compile(r"^/papers/(?P<id>[^/#?]+)$")
@@ -61,8 +59,8 @@ def _record_from_item(item: Mapping[str, Any], origin: Origin) -> Record | None:
     paper = item.get("paper")
     if not isinstance(paper, Mapping):
         paper = item  # the paper page's props hold the paper itself
-    arxiv_id, version = split_arxiv_id(clean_text(paper.get("id")))
-    title = clean_text(paper.get("title") or item.get("title"))
+    arxiv_id, version = split_arxiv_id(one_line(paper.get("id")))
+    title = one_line(paper.get("title") or item.get("title"))
     if not arxiv_id or not title:
         return None
     featured = paper.get("submittedOnDailyAt") or item.get("publishedAt")
@@ -71,19 +69,19 @@ def _record_from_item(item: Mapping[str, Any], origin: Origin) -> Record | None:
         title=title,
         arxiv_id=arxiv_id,
         version=version,
-        abstract=clean_text(paper.get("summary") or item.get("summary")),
+        abstract=one_line(paper.get("summary") or item.get("summary")),
         authors=_authors(paper.get("authors")),
         published=parse_datetime(paper.get("publishedAt")),
         listed=parse_date(featured),
         abs_url=f"{HF}/papers/{arxiv_id}",
         pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
-        code_url=safe_url(paper.get("githubRepo")),
-        project_url=safe_url(paper.get("projectPage")),
-        thumbnail_url=safe_url(item.get("thumbnail")),
+        code_url=safe_url(paper.get("githubRepo"), HF),
+        project_url=safe_url(paper.get("projectPage"), HF),
+        thumbnail_url=safe_url(item.get("thumbnail"), HF),
         upvotes=to_int(paper.get("upvotes")),
         comment_count=to_int(item.get("numComments")),
         github_stars=to_int(paper.get("githubStars")),
-        ai_summary=clean_optional(paper.get("ai_summary")),
+        ai_summary=optional_line(paper.get("ai_summary")),
         ai_keywords=_strings(paper.get("ai_keywords")),
         organization=_organization(paper.get("organization") or item.get("organization")),
     )
@@ -97,7 +95,7 @@ def _authors(value: object) -> tuple[str, ...]:
         if isinstance(author, Mapping) and not author.get("hidden"):
             # Some names reach the page escaped twice ("D&amp;#39;Mello"): one more unescape mends
             # them, and a real name never contains an HTML entity.
-            name = clean_text(html.unescape(str(author.get("name") or "")))
+            name = one_line(html.unescape(str(author.get("name") or "")))
             if name:
                 names.append(name)
     return tuple(names)
@@ -106,13 +104,13 @@ def _authors(value: object) -> tuple[str, ...]:
 def _strings(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
-    return tuple(text for text in (clean_text(v) for v in value if isinstance(v, str)) if text)
+    return tuple(text for text in (one_line(v) for v in value if isinstance(v, str)) if text)
 
 
 def _organization(value: object) -> str | None:
     if not isinstance(value, Mapping):
         return None
-    return clean_optional(value.get("fullname") or value.get("name"))
+    return optional_line(value.get("fullname") or value.get("name"))
 
 
 # -- the listing page ---------------------------------------------------------------------------
@@ -140,7 +138,7 @@ def _record_from_card(card: Tag, origin: Origin) -> Record | None:
         return None
     match = _PAPER_HREF.match(str(link.get("href", "")))
     arxiv_id, version = split_arxiv_id(match.group("id") if match else None)
-    title = clean_text(link.get_text(" "))
+    title = one_line(link.get_text(" "))
     if not arxiv_id or not title:
         return None
     upvotes = card.select_one('[role="checkbox"] .leading-none')
@@ -148,7 +146,7 @@ def _record_from_card(card: Tag, origin: Origin) -> Record | None:
     organization = card.select_one('a[href^="/"] span.truncate')
     count = _AUTHOR_COUNT.search(card.get_text(" "))
     authors = tuple(
-        clean_text(html.unescape(str(li.get("title")))) for li in card.select("li[title]")
+        one_line(html.unescape(str(li.get("title")))) for li in card.select("li[title]")
     )
     thumbnail = card.select_one("a img[src]")
     return Record(
@@ -161,17 +159,17 @@ def _record_from_card(card: Tag, origin: Origin) -> Record | None:
         abs_url=f"{HF}/papers/{arxiv_id}",
         pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
         code_url=_github_link(card),
-        thumbnail_url=safe_url(thumbnail.get("src")) if thumbnail else None,
+        thumbnail_url=safe_url(thumbnail.get("src"), HF) if thumbnail else None,
         upvotes=to_int(upvotes.get_text()) if upvotes else None,
         comment_count=to_int(comments.get_text()) if comments else None,
         github_stars=_github_stars(card),
-        organization=clean_optional(organization.get_text()) if organization else None,
+        organization=optional_line(organization.get_text()) if organization else None,
     )
 
 
 def _github_link(card: Tag) -> str | None:
     for link in card.select('a[href^="https://github.com/"]'):
-        return safe_url(link.get("href"))
+        return safe_url(link.get("href"), HF)
     return None
 
 

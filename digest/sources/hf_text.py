@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 
 from digest.errors import LayoutChanged
 from digest.models import Origin, Record
-from digest.sources.common import clean_text, decode_text
+from digest.sources.common import decode_text
+from digest.text import one_line
 
 _HEADER_LINES = frozenset(
     {
@@ -95,9 +96,9 @@ def _entries(paragraphs: list[str]) -> list[_Entry]:
         elif current is not None and paragraph.isdigit():
             current.upvotes = int(paragraph)
         elif current is not None and not current.abstract and _looks_like_abstract(paragraph):
-            current.abstract = clean_text(paragraph)
+            current.abstract = one_line(paragraph)
         else:
-            title = clean_text(paragraph)
+            title = one_line(paragraph)
             if title:
                 entries.append(_Entry(title=title))
     return entries

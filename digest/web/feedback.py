@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest import compose
+from digest.text import one_line
 from digest.tokens import BadToken, read_feedback_token
 from digest.web.pages import bind
 from digest.web.site import FormRefused, Site
@@ -63,4 +63,4 @@ async def _target(site: Site, token: str) -> tuple[str, str, str, str] | Respons
     paper = await site.db(lambda db: db.paper(key))
     if paper is None:
         return site.notice(404, "Paper not found", "This paper is no longer kept here.")
-    return profile, key, mark, compose.one_line(paper.title)
+    return profile, key, mark, one_line(paper.title)

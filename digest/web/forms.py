@@ -16,7 +16,7 @@ from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
-from digest.subscriptions import clean_text
+from digest.text import one_line
 
 MAX_FORM_BYTES = 64 * 1024  # a form's text: its urlencoded body, or the text fields of a multipart one
 MAX_FORM_FIELDS = 60
@@ -129,7 +129,7 @@ async def _body_chunks(request: Request, limit: int) -> AsyncGenerator[bytes, No
 def upload_name(raw: str) -> str:
     """An uploaded file's name as one short line: no folders, control or direction characters.
     Its extension is kept: it tells read_library the format."""
-    name = clean_text(re.split(r"[\\/]", raw)[-1])
+    name = one_line(re.split(r"[\\/]", raw)[-1])
     if name.strip(".") == "":
         return ""
     if len(name) > 120:

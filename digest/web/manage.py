@@ -21,6 +21,7 @@ from digest.config import ProfileConfig
 from digest.models import Subscriber
 from digest.pipeline import LibraryReport, import_library
 from digest.store import Store
+from digest.text import one_line, safe_url
 from digest.tokens import BadToken, read_manage_token, unsubscribe_token
 from digest.web.forms import Upload
 from digest.web.pages import bind, summary, when
@@ -131,8 +132,8 @@ async def _view(site: Site, request: Request, who: Reader, status: int = 200, sa
         last = {
             "day_label": compose.day_label(digest),
             "papers": [
-                {"title": compose.one_line(item.paper.title),
-                 "url": compose.safe_url(compose.paper_url(item.paper)),
+                {"title": one_line(item.paper.title),
+                 "url": safe_url(compose.paper_url(item.paper)),
                  "why": compose.reasons_line(item.reasons)}
                 for item in digest.items
             ],
