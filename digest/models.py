@@ -1,12 +1,13 @@
 """The plain data that flows between the steps. Every type is a frozen dataclass.
 
-Direction of flow:  bytes --parse--> Record --identify--> Paper --store--> StoredPaper
+Direction of flow:  bytes --parse--> Record (a Parsed list) --identify--> Paper --store--> StoredPaper
                     one source run                 --> SourceRun (what the run did)
                     Paper x profile --rank--> ScoredPaper --compose--> Digest --deliver--> Delivery
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 
@@ -54,6 +55,23 @@ class Record:
     comment: str | None = None  # the authors' comment ("12 pages, 3 figures")
     journal_ref: str | None = None
     organization: str | None = None
+
+
+class Parsed(list[Record]):
+    """What a parser gives: its records (a list, as before), and the entries it left out, by
+    reason ("cut off mid-entry": 1), so the source's run can say what it did not store.
+
+    A parser that leaves nothing out may return a plain list.
+    """
+
+    def __init__(self, records: Iterable[Record] = (), skipped: Mapping[str, int] | None = None) -> None:
+        super().__init__(records)
+        self.skipped: dict[str, int] = dict(skipped or {})
+
+
+def skipped_of(records: Sequence[Record]) -> dict[str, int]:
+    """The entries a parser left out, by reason (none for a plain list)."""
+    return dict(getattr(records, "skipped", {}))
 
 
 # Fields a newer sighting may overwrite even when the stored paper has a value: they change over time.
