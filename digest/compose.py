@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from digest.config import WEEKDAYS, ProfileConfig
@@ -161,13 +162,28 @@ class Link:
 
 
 def paper_url(paper: Paper) -> str | None:
-    """Where the title links: the abstract page."""
+    """Where the title links: the abstract page; for a paper known only by its title (a text
+    listing gave nothing else), arXiv's search for that title, never nowhere."""
     if paper.arxiv_id:
         return f"https://arxiv.org/abs/{paper.arxiv_id}"
-    if paper.doi:
-        # A DOI from a page is checked before it becomes a link.
-        return doi_url(paper.doi) or safe_url(paper.abs_url) or safe_url(paper.project_url)
-    return safe_url(paper.abs_url) or safe_url(paper.project_url)
+    # A DOI from a page is checked before it becomes a link.
+    found = (doi_url(paper.doi) if paper.doi else None) or safe_url(paper.abs_url)
+    return found or safe_url(paper.project_url) or title_search_url(paper.title)
+
+
+SEARCH_URL = "https://arxiv.org/search/?"
+
+
+def title_search_url(title: str, max_length: int | None = None) -> str | None:
+    """arXiv's search for a title (https://arxiv.org/search/?query=...&searchtype=title). With
+    `max_length`, as many of the title's first words as fit: a few words find a paper too."""
+    words = one_line(title).split()
+    while words:
+        url = SEARCH_URL + urlencode({"query": " ".join(words), "searchtype": "title"})
+        if max_length is None or len(url) <= max_length or len(words) == 1:
+            return url
+        words.pop()
+    return None
 
 
 def links(paper: Paper) -> tuple[Link, ...]:

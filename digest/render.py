@@ -184,6 +184,8 @@ class Renderer:
             # 74 columns and a hanging indent: "10. " goes before it, and the part keeps to 78.
             fields["title"] = textwrap.fill(fields["title"], 74, subsequent_indent=_TEXT_INDENT,
                                             break_on_hyphens=False)
+            if (fields["url"] or "").startswith(compose.SEARCH_URL):  # a title-only paper
+                fields["url"] = compose.title_search_url(paper.title, 78 - len(_TEXT_INDENT))
             block = self._text_blocks[paper] = self._paper_text.render(why=_TEXT_WHY, **fields)
         return block
 

@@ -226,8 +226,9 @@ def test_dark_mode_really_differs_from_light_mode(open_email: Any) -> None:
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_a_title_without_a_link_does_not_look_like_one(open_email: Any, scheme: str) -> None:
-    # The sample's third paper has no known page: its title is a <span>, in the text's colour.
-    page = open_email(sample(), 375, scheme)
+    # A paper with no title to search for has no link: its title is a <span>, in the text's colour.
+    untitled = scored(paper("2611.00009", " ", arxiv_id=None), 0.5)
+    page = open_email(sample_digest(items=(*sample().items, untitled)), 375, scheme)
     link = page.eval_on_selector("a.title", "element => getComputedStyle(element).color")
     plain = page.eval_on_selector("span.title", "element => getComputedStyle(element).color")
     excerpt = page.eval_on_selector(".excerpt", "element => getComputedStyle(element).color")

@@ -148,7 +148,10 @@ def test_each_paper_shows_its_link_authors_categories_excerpt_reasons_and_links(
     # The source's AI summary is preferred to the abstract.
     assert "Implicit policies make offline RL stable" in second.text_content()
     third = tree.xpath("//div[@class='item']")[2]
-    assert not third.xpath(".//a[@class='title']")  # no page known: a title, not a link to '#'
+    # Known only by its title: it links to arXiv's search for that title, never to nowhere.
+    assert third.xpath(".//a[@class='title']/@href") == [
+        "https://arxiv.org/search/?query=A+Survey+of+Everything&searchtype=title"
+    ]
     assert third.xpath(".//p[@class='authors']")[0].text_content() == "12 authors"
 
 
@@ -517,3 +520,15 @@ def test_email_thumbnails_is_a_setting(tmp_path: Path) -> None:
     assert load_config(write_config(tmp_path, extra="thumbnails = false")).email.thumbnails is False
     with pytest.raises(ConfigError, match=r"email\.thumbnails"):
         load_config(write_config(tmp_path, extra='thumbnails = "no"'))
+
+
+def test_a_title_only_paper_links_to_a_search_that_fits_the_text_part() -> None:
+    long_title = "Towards " + "a very long title about many things in machine learning " * 3
+    item = scored(paper("title:towards", long_title), 1.0)
+    rendered = Renderer().email(sample_digest(items=(item,)), recipient="r@example.org", links=LINKS)
+    html_link = lxml.html.fromstring(rendered.html).xpath("//a[@class='title']/@href")[0]
+    assert html_link.startswith("https://arxiv.org/search/?query=Towards+a+very+long")
+    assert html_link.endswith("learning&searchtype=title")  # the whole title in HTML
+    [text_link] = [line.strip() for line in rendered.text.splitlines() if "arxiv.org/search" in line]
+    assert text_link.startswith("https://arxiv.org/search/?query=Towards+a+very+long")
+    assert len(text_link) <= 75 and text_link.endswith("&searchtype=title")
