@@ -156,6 +156,7 @@ contact = "bench@example.org"
 [sources.arxiv-cs]
 kind = "arxiv-rss"
 path = "unused.xml"
+enabled = false  # never read: the bench only serves feeds
 
 [profiles.{PROFILE}]
 keywords = ["language model"]

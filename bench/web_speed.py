@@ -64,10 +64,11 @@ contact = "bench@example.org"
 [sources.arxiv-cs]
 kind = "arxiv-rss"
 path = "unused.xml"
+enabled = false  # never read: the bench only serves pages
 
 [profiles.bench]
 keywords = ["language model"]
-email = "reader@example.org"
+email = ["reader@example.org"]
 """,
         encoding="utf-8",
     )

@@ -3,11 +3,13 @@
     config.toml: sources.arxiv-lg.url: expected an http(s) URL, got 'ftp://x'
 
 Relative paths in the file are taken relative to the file's own folder, so a config works from any
-working directory.
+working directory. A source's local file must exist when the config is read (unless the source is
+disabled, or its name holds {date}): a wrong path is found by every command, before any run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest.errors import ConfigError
@@ -28,6 +30,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 # A sender may be a local mailbox ("digest@localhost"): no dot required in the domain.
 _MAILBOX_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;.][^@\s<>\"',;]*$")
+# What a source's URL or path may hold in braces, filled in by each run (digest.pipeline).
+PLACEHOLDERS = {"date": "the run's date in UTC as YYYY-MM-DD"}
+# A brace pair around a name (what a placeholder looks like); braces around anything else
+# ("{}", "{1}", '{"a": 1}') are kept as they are.
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][^{}\s]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,7 @@ class SourceConfig:
     name: str
     kind: str  # a key of digest.sources.SOURCE_KINDS
     urls: tuple[str, ...]  # http(s) or file:// URLs; "{date}" is filled with the run's UTC date
+    # (a `path` becomes a file:// URL here, with any "{date}" in it kept as it is)
     schedule: str | None = None  # cron expression (five fields) for the scheduler
     enabled: bool = True
 
@@ -211,9 +219,17 @@ class _Reader:
             raise self.fail(key, f"expected a non-empty string, got {_describe(raw)}")
         return raw.strip()
 
-    def strings(self, raw: Any, key: str) -> tuple[str, ...]:
+    def strings(self, raw: Any, key: str, *, commas: bool = True) -> tuple[str, ...]:
+        """A list of non-empty strings. A plain string is refused: `keywords = "agent, diffusion"`
+        would otherwise be one phrase. The message shows the list form; with `commas`, the string
+        split at its commas (off for URLs, paths, titles and "Family, Given" author names)."""
         if isinstance(raw, str):
-            raw = [raw]
+            items = [p.strip("\"' ") for p in raw.split(",")] if commas else [raw.strip()]
+            example = ", ".join(_toml_string(item) for item in items if item)
+            raise self.fail(
+                key,
+                f"expected a list of strings like [{example}], got the string {_toml_string(raw)}",
+            )
         if not isinstance(raw, list):
             raise self.fail(key, f"expected a list of strings, got {_describe(raw)}")
         return tuple(self.string(item, f"{key}[{i}]") for i, item in enumerate(raw))
@@ -235,10 +251,49 @@ class _Reader:
         # normpath: "samples/../demo-data" is shown to people as "demo-data".
         return Path(os.path.normpath(path if path.is_absolute() else self.base_dir / path))
 
-    def url(self, raw: Any, key: str) -> str:
+    def placeholders(self, text: str, key: str, *, in_url: bool) -> None:
+        """Refuse a {name} that no run fills in (a typo such as {data} would be fetched as is)."""
+        for match in _PLACEHOLDER_RE.finditer(text):
+            if match.group(1) not in PLACEHOLDERS:
+                supported = "; ".join(f"{{{name}}}, {what}" for name, what in PLACEHOLDERS.items())
+                literal = "; a literal brace is written %7B or %7D" if in_url else ""
+                raise self.fail(
+                    key, f"unknown placeholder {match.group(0)} (supported: {supported}{literal})"
+                )
+
+    def source_file(self, raw: Any, key: str, *, check: bool) -> str:
+        """A source's local file as a file:// URL ("{date}" kept for the run to fill in); with
+        `check`, the file (or, when its name holds a placeholder, its folder) must exist."""
         text = self.string(raw, key)
+        self.placeholders(text, key, in_url=False)
+        path = self.path(text, key)
+        if check:
+            self.check_file(path, key, relative=not Path(text).expanduser().is_absolute())
+        uri = path.as_uri()
+        for name in PLACEHOLDERS:  # as_uri() quotes braces, and fetching unquotes the path
+            uri = uri.replace(f"%7B{name}%7D", f"{{{name}}}")
+        return uri
+
+    def check_file(self, path: Path, key: str, *, relative: bool) -> None:
+        hint = " (a relative path starts at the config file's folder)" if relative else ""
+        templated = [i for i, part in enumerate(path.parts) if _PLACEHOLDER_RE.search(part)]
+        if templated:  # the file changes with the date: only its folder can be checked now
+            folder = Path(*path.parts[: templated[0]])
+            if not folder.is_dir():
+                raise self.fail(key, f"folder not found: {folder}{hint}")
+        elif not path.exists():
+            raise self.fail(key, f"file not found: {path}{hint}")
+        elif path.is_dir():
+            raise self.fail(key, f"expected a file, got the folder {path}")
+
+    def url(self, raw: Any, key: str, *, check: bool = False) -> str:
+        """An http(s) or file:// URL; with `check`, a file URL's file must exist."""
+        text = self.string(raw, key)
+        self.placeholders(text, key, in_url=True)
         parts = urlsplit(text)
         if parts.scheme == "file":
+            if check:
+                self.check_file(Path(unquote(parts.path)), key, relative=False)
             return text
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise self.fail(key, f"expected an http(s) URL, got {text!r}")
@@ -478,20 +533,25 @@ class _Reader:
         given = [k for k in ("url", "urls", "path", "paths") if k in table]
         if len(given) != 1:
             raise self.fail(key, "expected exactly one of url, urls, path or paths")
+        enabled = self.boolean(table.get("enabled", True), f"{key}.enabled")
+        # A disabled source is read by no run: its file may be missing (a source kept for later).
         if "url" in table:
-            urls: tuple[str, ...] = (self.url(table["url"], f"{key}.url"),)
+            urls: tuple[str, ...] = (self.url(table["url"], f"{key}.url", check=enabled),)
         elif "urls" in table:
             urls = tuple(
-                self.url(u, f"{key}.urls[{i}]")
-                for i, u in enumerate(self.strings(table["urls"], f"{key}.urls"))
+                self.url(u, f"{key}.urls[{i}]", check=enabled)
+                for i, u in enumerate(self.strings(table["urls"], f"{key}.urls", commas=False))
             )
             if not urls:
                 raise self.fail(f"{key}.urls", "expected at least one URL")
         elif "path" in table:
-            urls = (self.path(table["path"], f"{key}.path").as_uri(),)
+            urls = (self.source_file(table["path"], f"{key}.path", check=enabled),)
         else:
-            paths = self.strings(table["paths"], f"{key}.paths")
-            urls = tuple(self.path(p, f"{key}.paths[{i}]").as_uri() for i, p in enumerate(paths))
+            paths = self.strings(table["paths"], f"{key}.paths", commas=False)
+            urls = tuple(
+                self.source_file(p, f"{key}.paths[{i}]", check=enabled)
+                for i, p in enumerate(paths)
+            )
             if not urls:
                 raise self.fail(f"{key}.paths", "expected at least one path")
         schedule = table.get("schedule")
@@ -507,7 +567,7 @@ class _Reader:
             kind=kind,
             urls=urls,
             schedule=schedule,
-            enabled=self.boolean(table.get("enabled", True), f"{key}.enabled"),
+            enabled=enabled,
         )
 
     def profile(self, name: str, raw: Any) -> ProfileConfig:
@@ -550,9 +610,9 @@ class _Reader:
             name=name,
             emails=emails,
             keywords=self.terms(table, "keywords", key),
-            authors=self.terms(table, "authors", key),
+            authors=self.terms(table, "authors", key, commas=False),  # "LeCun, Yann"
             categories=self.terms(table, "categories", key),
-            examples=self.terms(table, "examples", key),
+            examples=self.terms(table, "examples", key, commas=False),  # titles
             negative_keywords=self.terms(table, "negative_keywords", key),
             exclude_categories=self.terms(table, "exclude_categories", key),
             max_items=int(
@@ -570,10 +630,12 @@ class _Reader:
             deliver_at=self.clock_time(table.get("deliver_at", "07:00"), f"{key}.deliver_at"),
         )
 
-    def terms(self, table: dict[str, Any], name: str, key: str) -> tuple[str, ...]:
+    def terms(
+        self, table: dict[str, Any], name: str, key: str, *, commas: bool = True
+    ) -> tuple[str, ...]:
         """A list of strings with surrounding quotes dropped and repeats (any case) left out, with a warning."""
         terms: dict[str, str] = {}
-        for term in self.strings(table.get(name, []), f"{key}.{name}"):
+        for term in self.strings(table.get(name, []), f"{key}.{name}", commas=commas):
             term = term.strip("\"' ")
             if term and term.casefold() in terms:
                 log.warning(
@@ -639,6 +701,11 @@ def cron_problem(expression: str) -> str | None:
             if len(values) == 2 and values[0] > values[1]:
                 return f"empty range {body!r} in the {label} field"
     return None
+
+
+def _toml_string(text: str) -> str:
+    """A string as TOML writes it (a JSON string is a TOML basic string), on one line."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _describe(value: Any) -> str:

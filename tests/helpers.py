@@ -115,11 +115,12 @@ kind = "hf-daily"
 path = "{FIXTURES / 'hf' / 'hf_api_daily_papers_2026-06-12_30items.json'}"
 """
 
-# A source whose file is missing: it fails on every run.
+# A source whose file is missing: it fails on every run. (A missing file is a config error; one
+# named by the run's date can only be missed at run time.)
 BROKEN_SOURCE = """
 [sources.arxiv-lg]
 kind = "arxiv-rss"
-path = "missing/feed.xml"
+path = "{date}/missing/feed.xml"
 """
 
 # ml: two readers, ten papers a day in Berlin; quiet: one reader in New York, whose keyword

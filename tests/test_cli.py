@@ -113,7 +113,7 @@ def test_a_config_mistake_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
 
 
 def test_exit_code_is_1_only_when_every_source_failed(tmp_path: Path) -> None:
-    sources = text_sources(gone="missing.txt", good=TEXT_SAMPLES[0])
+    sources = text_sources(gone="{date}-missing.txt", good=TEXT_SAMPLES[0])
     config = str(write_config(tmp_path, sources, profiles=""))
     some = CliRunner().invoke(cli, ["--config", config, "ingest"])
     assert some.exit_code == 0
@@ -146,7 +146,7 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_history_shows_each_sources_runs(tmp_path: Path) -> None:
     good = TEXT_SAMPLES[0]
-    sources = text_sources(gone="missing.txt", good=good, idle=good)
+    sources = text_sources(gone="{date}-missing.txt", good=good, idle=good)
     config = str(write_config(tmp_path, sources, profiles=""))
     invoke("--config", config, "ingest", "--source", "gone", "--source", "good")
     invoke("--config", config, "ingest", "--source", "good")

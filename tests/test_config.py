@@ -1,9 +1,13 @@
+import re
+import shutil
 from pathlib import Path
 
 import pytest
+from freezegun import freeze_time
 
 from digest.config import cron_problem, load_config
 from digest.errors import ConfigError
+from tests.helpers import FIXTURES, MONDAY, digest, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = """
@@ -40,6 +44,7 @@ def test_the_example_config_loads(tmp_path: Path) -> None:
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("", encoding="utf-8")
     config = load_config(
         write(
             tmp_path,
@@ -275,3 +280,201 @@ def test_the_container_config_in_deploy_loads() -> None:
     config = load_config(ROOT / "deploy" / "config.container.toml")
     assert config.data_dir == Path("/data")
     assert config.smtp is not None and config.smtp.password_file == Path("/run/secrets/smtp_password")
+
+
+# -- a string for a list, an unknown {placeholder}, a source file that is not there (issue 14) -----
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            'keywords = "agent, diffusion"',
+            'profiles.me.keywords: expected a list of strings like ["agent", "diffusion"], '
+            'got the string "agent, diffusion"',
+        ),
+        (
+            'email = "ada@example.org"',
+            'profiles.me.email: expected a list of strings like ["ada@example.org"], '
+            'got the string "ada@example.org"',
+        ),
+        (
+            'categories = "cs.LG,cs.CL"',
+            'profiles.me.categories: expected a list of strings like ["cs.LG", "cs.CL"]',
+        ),
+        ('negative_keywords = "crypto"', 'profiles.me.negative_keywords: expected a list of'),
+        ('exclude_categories = "cs.CR"', 'profiles.me.exclude_categories: expected a list of'),
+        # Names ("Family, Given") and titles hold commas: not split in the example.
+        (
+            'authors = "LeCun, Yann"',
+            'profiles.me.authors: expected a list of strings like ["LeCun, Yann"], '
+            'got the string "LeCun, Yann"',
+        ),
+        (
+            'examples = "Attention Is All You Need"',
+            'profiles.me.examples: expected a list of strings like ["Attention Is All You Need"]',
+        ),
+        ('keywords = ""', 'profiles.me.keywords: expected a list of strings like [], got the string ""'),
+    ],
+)
+def test_a_string_where_a_list_is_expected_is_refused(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    message = error_for(tmp_path, MINIMAL + f"[profiles.me]\n{line}\n")
+    assert message.startswith(expected)
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("key", ["urls", "paths"])
+def test_a_string_for_a_sources_urls_or_paths_is_refused(tmp_path: Path, key: str) -> None:
+    text = MINIMAL.replace('url = "https://rss.arxiv.org/atom/cs.LG"', f'{key} = "a.xml"')
+    assert error_for(tmp_path, text) == (
+        f'sources.arxiv-lg.{key}: expected a list of strings like ["a.xml"], got the string "a.xml"'
+    )
+
+
+def test_a_list_is_still_a_list(tmp_path: Path) -> None:
+    profile = '[profiles.me]\nkeywords = ["agent", "diffusion"]\nemail = ["a@example.org"]\n'
+    (me,) = load_config(write(tmp_path, MINIMAL + profile)).profiles
+    assert (me.keywords, me.emails) == (("agent", "diffusion"), ("a@example.org",))
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            'url = "https://huggingface.co/api/daily_papers?date={data}"',
+            "sources.s.url: unknown placeholder {data} (supported: {date}, the run's date in UTC as "
+            "YYYY-MM-DD; a literal brace is written %7B or %7D)",
+        ),
+        (
+            'urls = ["https://a.org/{date}", "https://b.org/{Date}"]',
+            "sources.s.urls[1]: unknown placeholder {Date} (supported: {date}",
+        ),
+        (
+            'url = "https://a.org/{date:%Y%m%d}"',
+            "sources.s.url: unknown placeholder {date:%Y%m%d} (supported: {date}",
+        ),
+        (
+            'url = "https://a.org/{{data}}"',  # no {{ escape: the braces inside still name one
+            "sources.s.url: unknown placeholder {data}",
+        ),
+        (
+            'path = "listings/{day}.xml"',
+            "sources.s.path: unknown placeholder {day} (supported: {date}, the run's date in UTC "
+            "as YYYY-MM-DD)",
+        ),
+        ('paths = ["a.xml", "{when}.xml"]', "sources.s.paths[1]: unknown placeholder {when}"),
+    ],
+)
+def test_an_unknown_placeholder_names_the_key_and_the_supported_ones(
+    tmp_path: Path, source: str, expected: str
+) -> None:
+    (tmp_path / "a.xml").write_text("", encoding="utf-8")
+    (tmp_path / "listings").mkdir()
+    text = f'{MINIMAL}[sources.s]\nkind = "feed"\n{source}\n'
+    assert error_for(tmp_path, text).startswith(expected)
+
+
+def test_date_and_braces_that_name_nothing_are_kept(tmp_path: Path) -> None:
+    urls = [
+        "https://api.biorxiv.org/details/biorxiv/{date}/{date}/0",
+        'https://a.org/q?filter={"a":1}&x={}&n={1}',  # braces around no name are not placeholders
+    ]
+    listed = ", ".join(f"'{u}'" for u in urls)
+    config = load_config(write(tmp_path, f'{MINIMAL}[sources.s]\nkind = "feed"\nurls = [{listed}]\n'))
+    assert config.source("s").urls == tuple(urls)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            'path = "missing/feed.xml"',
+            "sources.s.path: file not found: {tmp}/missing/feed.xml "
+            "(a relative path starts at the config file's folder)",
+        ),
+        ('path = "{tmp}/gone.xml"', "sources.s.path: file not found: {tmp}/gone.xml"),
+        (
+            'paths = ["here.xml", "../there.xml"]',
+            "sources.s.paths[1]: file not found: {parent}/there.xml "
+            "(a relative path starts at the config file's folder)",
+        ),
+        ('url = "file://{tmp}/gone%20too.xml"', "sources.s.url: file not found: {tmp}/gone too.xml"),
+        ('path = "."', "sources.s.path: expected a file, got the folder {tmp}"),
+        (
+            'path = "listings/{date}.xml"',
+            "sources.s.path: folder not found: {tmp}/listings "
+            "(a relative path starts at the config file's folder)",
+        ),
+    ],
+)
+def test_a_source_file_that_is_not_there_is_a_config_error(
+    tmp_path: Path, source: str, expected: str
+) -> None:
+    (tmp_path / "here.xml").write_text("", encoding="utf-8")
+    source = source.replace("{tmp}", str(tmp_path))
+    message = error_for(tmp_path, f'{MINIMAL}[sources.s]\nkind = "feed"\n{source}\n')
+    assert message == expected.format(tmp=tmp_path, parent=tmp_path.parent)
+
+
+def test_a_disabled_or_dated_source_file_may_be_missing_now(tmp_path: Path) -> None:
+    (tmp_path / "listings").mkdir()
+    sources = (
+        '[sources.later]\nkind = "feed"\npath = "later.xml"\nenabled = false\n'
+        '[sources.dated]\nkind = "feed"\npath = "listings/{date}.xml"\n'
+    )
+    config = load_config(write(tmp_path, MINIMAL + sources))
+    assert config.source("later").urls == ((tmp_path / "later.xml").as_uri(),)
+    # "{date}" stays for the run to fill in (as_uri() alone would give %7Bdate%7D).
+    assert config.source("dated").urls == (f"{(tmp_path / 'listings').as_uri()}/{{date}}.xml",)
+
+
+def test_a_dated_path_reads_the_days_file(tmp_path: Path) -> None:
+    listings = tmp_path / "listings"
+    listings.mkdir()
+    shutil.copy(sorted((FIXTURES / "hf").glob("0*.txt"))[0], listings / "2026-11-23.txt")
+    sources = '[sources.daily]\nkind = "hf-text"\npath = "listings/{date}.txt"\n'
+    config = write_config(tmp_path, sources, profiles="")
+    with freeze_time(MONDAY):  # 2026-11-23 in UTC
+        result = digest(config, "ingest")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^daily\s+ok\s+\d+\s+81\s+81\b", result.output, re.MULTILINE), result.output
+    with freeze_time(MONDAY.replace(day=24)):
+        tomorrow = digest(config, "ingest")
+    assert tomorrow.exit_code == 1 and "2026-11-24.txt" in tomorrow.output
+
+
+@pytest.mark.parametrize("command", ["ingest", "status", "subscribers"])
+@pytest.mark.parametrize(
+    ("sources", "profiles", "expected"),
+    [
+        (
+            f'[sources.a]\nkind = "hf-daily"\npath = "{FIXTURES}/hf/hf_api_daily_papers_2026-06-12_30items.json"\n',
+            '[profiles.ml]\nkeywords = "agent, diffusion"\n',
+            'profiles.ml.keywords: expected a list of strings like ["agent", "diffusion"], '
+            'got the string "agent, diffusion"',
+        ),
+        (
+            '[sources.hf]\nkind = "hf-daily"\n'
+            'url = "https://huggingface.co/api/daily_papers?date={data}"\n',
+            "",
+            "sources.hf.url: unknown placeholder {data} (supported: {date}, the run's date in UTC "
+            "as YYYY-MM-DD; a literal brace is written %7B or %7D)",
+        ),
+        (
+            '[sources.local]\nkind = "arxiv-rss"\npath = "feeds/cs.LG.xml"\n',
+            "",
+            "sources.local.path: file not found: {tmp}/feeds/cs.LG.xml "
+            "(a relative path starts at the config file's folder)",
+        ),
+    ],
+    ids=["string-for-list", "unknown-placeholder", "missing-path"],
+)
+def test_the_cli_exits_2_with_one_line_naming_the_key(
+    tmp_path: Path, command: str, sources: str, profiles: str, expected: str
+) -> None:
+    config = write_config(tmp_path, sources, profiles=profiles)
+    result = digest(config, command)
+    assert result.exit_code == 2
+    assert result.output == f"error: {config}: {expected.replace('{tmp}', str(tmp_path))}\n"
