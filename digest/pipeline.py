@@ -25,11 +25,12 @@ from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from digest import compose, feeds, logs, subscriptions
+from digest.calendars import expects_content
 from digest.config import Config, ProfileConfig, SourceConfig
 from digest.deliver import DeliveryReport, Sender, deliver_mail
-from digest.errors import DigestError, EmbeddingError, SourceError
+from digest.errors import DigestError, EmbeddingError, LayoutChanged, SourceError
 from digest.fetch import Fetcher, FetchPolicy, user_agent
-from digest.health import layout_problem, recent_median
+from digest.health import judge, layout_change, recent_median
 from digest.models import (
     DayRanking,
     Delivery,
@@ -124,7 +125,11 @@ def ingest_source(
 ) -> SourceRun:
     started = clock()
     began = time.monotonic()
-    usual = recent_median(store.source_runs(source.name))
+    history = store.source_runs(source.name)
+    usual = recent_median(history)
+    # Empty or broken? An answer's envelope and the kind's calendar tell (digest.health).
+    kind = SOURCE_KINDS[source.kind]
+    last_read = next((run.started for run in history if not run.failed), None)
     fetched = parsed = new = 0
     status, error = "ok", None
     try:
@@ -133,10 +138,14 @@ def ingest_source(
         if results and all(result.unchanged for result in results):
             status = "unchanged"  # HTTP 304: nothing new, which is not the same as empty
         else:
-            outcome = store.ingest(records, clock(), validators=results)
+            unread = 0 if records else sum(kind.entries_in(r.body) or 0 for r in results if r.body)
+            expected = expects_content(kind.calendar, started, last_read)
+            status, error = judge(parsed, usual, unread=unread, expected=expected)
+            # A layout run keeps no validators: the next run reads the page again, not a 304.
+            outcome = store.ingest(records, clock(), validators=results if not error else ())
             new = len(outcome.new_keys)
-            error = layout_problem(parsed, usual)
-            status = "layout" if error else "ok"
+    except LayoutChanged as exc:  # the markers the parser needs are missing
+        status, error = "layout", layout_change(str(exc))
     except DigestError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # a parser bug on odd input must not stop the other sources

@@ -2,8 +2,9 @@
 
 Per source, its last run and since when it fails; the next scheduled runs; today's digests (sent,
 failed, pending) per profile; the age of every feed file; a sentence model that cannot be loaded
-(the ranking then goes on with words alone). `problems` lists what needs a person:
-the command exits non-zero when there is any, so a health check or a monitor can call it.
+(the ranking then goes on with words alone). `problems` lists what needs a person, each said once:
+the command exits non-zero when there is any, so a health check or a monitor can call it. An
+`empty` source (a well-formed answer with nothing in it: a weekend, an arXiv holiday) is fine.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from digest import compose, subscriptions
 from digest.config import Config, ProfileConfig
+from digest.health import layout_change
 from digest.models import SourceRun
 from digest.schedule import DIGEST_GRACE_S, next_runs
 from digest.store import Store
@@ -22,7 +24,7 @@ from digest.store import Store
 @dataclass(frozen=True, slots=True)
 class SourceStatus:
     name: str
-    state: str  # ok | unchanged | failing | layout | never run | disabled
+    state: str  # ok | empty | unchanged | failing | layout | never run | disabled
     last_run: datetime | None = None
     since: datetime | None = None  # when the current failing streak began
     failed_runs: int = 0  # runs in that streak
@@ -68,8 +70,8 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
                 f"source {found.name} failing since {_when(found.since)} "
                 f"({found.failed_runs} runs): {found.error}"
             )
-        elif found.state == "layout":
-            problems.append(f"source {found.name}: probable layout change: {found.error}")
+        elif found.state == "layout":  # the error begins "probable layout change": said once
+            problems.append(f"source {found.name}: {layout_change(found.error or 'no reason')}")
 
     profiles: list[ProfileStatus] = []
     # People who subscribed on the web: counted together, each named only when in trouble.
