@@ -131,6 +131,10 @@ def _print_report(report: IngestReport) -> None:
         if run.error:
             label = "error" if run.failed else "warning"
             click.echo(f"{label}: {run.source}: {run.error}", err=True)
+    resolved = report.resolved
+    if resolved is not None and resolved.asked:
+        click.echo(f"title-only papers found on arXiv: {resolved.found} of {resolved.asked}"
+                   + (f" (the arXiv API could not be asked: {resolved.error})" if resolved.error else ""))
 
 
 @cli.command()

@@ -57,6 +57,8 @@ class FetchConfig:
     deadline_s: float = 120.0  # one URL's whole fetch, every attempt and wait included
     replay_dir: Path | None = None  # serve captured responses from here instead of the network
     host_intervals: Mapping[str, float] = field(default_factory=dict)
+    # Title-only papers (from text listings) looked up in the arXiv API per run; 0: never.
+    resolve_titles: int = 50
 
 
 FREQUENCIES = ("daily", "weekdays", "weekly")
@@ -469,6 +471,7 @@ class _Reader:
                 "deadline",
                 "replay_dir",
                 "host_intervals",
+                "resolve_titles",
             },
         )
         if "contact" not in table:
@@ -513,6 +516,9 @@ class _Reader:
             ),
             replay_dir=self.path(replay, f"{key}.replay_dir") if replay is not None else None,
             host_intervals=intervals,
+            resolve_titles=int(self.number(
+                table.get("resolve_titles", 50), f"{key}.resolve_titles", minimum=0, maximum=1000
+            )),
         )
 
     def source(self, name: str, raw: Any) -> SourceConfig:

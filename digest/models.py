@@ -146,7 +146,7 @@ class SourceRun:
     fetched: int  # responses received (a 304 counts)
     parsed: int  # records parsed
     new: int  # papers never seen before
-    status: str  # ok | unchanged | layout | failed
+    status: str  # ok | empty (a well-formed answer with nothing) | unchanged (304) | layout | failed
     error: str | None = None
     recent_median: float | None = None  # median parsed count of this source's recent good runs
 
@@ -156,14 +156,26 @@ class SourceRun:
 
 
 @dataclass(frozen=True, slots=True)
+class Resolved:
+    """What one pass of digest.resolve did."""
+
+    asked: int  # title-only papers looked up
+    found: int  # of them, found in the arXiv API with the same title
+    queries: int
+    error: str | None = None  # the first query that failed, in one line
+
+
+@dataclass(frozen=True, slots=True)
 class IngestReport:
     run_id: int
     started: datetime
     sources: tuple[SourceRun, ...] = field(default_factory=tuple)
+    resolved: Resolved | None = None  # title-only papers looked up in the arXiv API
 
     @property
     def all_failed(self) -> bool:
-        return bool(self.sources) and all(run.failed for run in self.sources)
+        """No source could be read (failed, or its page no longer has the parser's markers)."""
+        return bool(self.sources) and all(run.status in ("failed", "layout") for run in self.sources)
 
 
 FEEDBACK_MARKS = ("more", "less")
@@ -236,7 +248,7 @@ class SourceNote:
     """How one source fared during a digest's window: its last status and error, if any."""
 
     source: str
-    status: str  # ok | unchanged | layout | failed (as in SourceRun)
+    status: str  # ok | empty | unchanged | layout | failed (as in SourceRun)
     error: str | None = None
 
     @property

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -43,6 +44,7 @@ from digest.models import (
     Record,
     ScoredPaper,
     SourceRun,
+    skipped_of,
 )
 from digest.progress import Progress, no_progress
 from digest.render import (
@@ -55,6 +57,7 @@ from digest.render import (
     build_message,
     message_id,
 )
+from digest.resolve import resolve_titles
 from digest.sources import SOURCE_KINDS
 from digest.store import Store
 from digest.tokens import load_secrets, manage_token, unsubscribe_token
@@ -112,12 +115,18 @@ def ingest(
         progress("sources", done, len(sources), f"fetching {source.name}")
         runs.append(ingest_source(source, store, fetcher, clock, run_id))
         progress("sources", done + 1, len(sources), f"{source.name}: {runs[-1].status}")
+    resolved = None
+    # Not when replaying captures: they hold no answers of the arXiv API to these questions.
+    if config.fetch.resolve_titles and config.fetch.replay_dir is None and not STOPPING.is_set():
+        # Title-only papers (text listings) found in the arXiv API by their title: their ids,
+        # authors and links, before anything is embedded or ranked.
+        resolved = resolve_titles(store, fetcher, clock, config.fetch.resolve_titles)
     if any(run.new for run in runs) and not STOPPING.is_set():
         # By time, not by the keys the sources reported: a later source of the run may have
         # given one of those papers an arXiv id, and so a new key.
         embed_papers(config, store, clock, store.papers(since=started, limit=None))
     store.finish_run(run_id, clock())
-    return IngestReport(run_id=run_id, started=started, sources=tuple(runs))
+    return IngestReport(run_id=run_id, started=started, sources=tuple(runs), resolved=resolved)
 
 
 def ingest_source(
@@ -133,7 +142,7 @@ def ingest_source(
     fetched = parsed = new = 0
     status, error = "ok", None
     try:
-        results, records = _fetch_and_parse(source, store, fetcher, started)
+        results, records, skipped = _fetch_and_parse(source, store, fetcher, started)
         fetched, parsed = len(results), len(records)
         if results and all(result.unchanged for result in results):
             status = "unchanged"  # HTTP 304: nothing new, which is not the same as empty
@@ -144,6 +153,11 @@ def ingest_source(
             # A layout run keeps no validators: the next run reads the page again, not a 304.
             outcome = store.ingest(records, clock(), validators=results if not error else ())
             new = len(outcome.new_keys)
+            if skipped and not error:  # entries the parser left out (cut, unreadable): said
+                error = "left out " + ", ".join(
+                    f"{count} {'entry' if count == 1 else 'entries'} ({reason})"
+                    for reason, count in sorted(skipped.items())
+                )
     except LayoutChanged as exc:  # the markers the parser needs are missing
         status, error = "layout", layout_change(str(exc))
     except DigestError as exc:
@@ -181,11 +195,14 @@ def ingest_source(
 
 def _fetch_and_parse(
     source: SourceConfig, store: Store, fetcher: Fetcher, started: datetime
-) -> tuple[list[FetchResult], list[Record]]:
+) -> tuple[list[FetchResult], list[Record], dict[str, int]]:
+    """Every URL of the source fetched and parsed: the answers, the records, and the entries the
+    parser left out, by reason (models.Parsed)."""
     kind = SOURCE_KINDS[source.kind]
     parse = kind.parser()
     results: list[FetchResult] = []
     records: list[Record] = []
+    skipped: Counter[str] = Counter()
     for template in source.urls:
         url = template.replace("{date}", started.date().isoformat())
         etag, last_modified = store.validators(url)
@@ -196,10 +213,12 @@ def _fetch_and_parse(
         if result.unchanged or result.body is None:
             continue
         try:
-            records.extend(parse(result.body, Origin(source.name, url)))
+            parsed = parse(result.body, Origin(source.name, url))
         except SourceError as exc:
             raise type(exc)(f"{url}: {exc}") from None
-    return results, records
+        records.extend(parsed)
+        skipped.update(skipped_of(parsed))
+    return results, records, dict(skipped)
 
 
 # tf-idf is fitted on at most this many of the most recently seen papers: plenty for word

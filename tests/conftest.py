@@ -6,6 +6,7 @@ test modules import them from there, never from conftest or from one another.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,23 @@ from digest.store import Store
 # freezegun looks a few frames up the stack, and a test's own frames sit just below
 # _pytest.python's, so time.time() in a test's body would read the real clock.
 freezegun.configure(extend_ignore_list=["_pytest.timing"])
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "testserver", "testclient"}
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """No test reaches the network: a name other than the loopback's is unknown (as a machine
+    without DNS would say), so code that would go out fails fast and says so."""
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name not in _LOOPBACK and not name.startswith("127."):
+        raise socket.gaierror(socket.EAI_NONAME, f"tests reach no network: {name}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only)
 
 
 @pytest.fixture
