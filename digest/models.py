@@ -14,10 +14,13 @@ from datetime import date, datetime
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a record came from: the configured source's name and the listing (URL) it was read from."""
+    """Where a record came from: the configured source's name and the listing (URL) it was read
+    from, and the source's kind (config's `kind`), which says how far its values are trusted
+    (digest.identify.AUTHORITY)."""
 
     source: str
     listing: str
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +78,9 @@ def skipped_of(records: Sequence[Record]) -> dict[str, int]:
 
 
 # Fields a newer sighting may overwrite even when the stored paper has a value: they change over time.
+# (The version is not one: it goes with the title and abstract kept, digest.identify.merge.)
 VOLATILE_FIELDS = frozenset(
-    {"upvotes", "comment_count", "github_stars", "updated", "version", "announce_type"}
+    {"upvotes", "comment_count", "github_stars", "updated", "announce_type"}
 )
 # Paper fields copied from Record (everything but the origin).
 PAPER_DATA_FIELDS = tuple(f.name for f in fields(Record) if f.name != "origin")
@@ -118,6 +122,7 @@ class Paper:
     journal_ref: str | None = None
     organization: str | None = None
     sources: tuple[str, ...] = ()  # every source that has shown it, in order of first sighting
+    authority: str = ""  # the kind of source whose values it holds (digest.identify.merge)
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,7 +213,7 @@ def _fetch_and_parse(
         if result.unchanged or result.body is None:
             continue
         try:
-            parsed = parse(result.body, Origin(source.name, url))
+            parsed = parse(result.body, Origin(source.name, url, source.kind))
         except SourceError as exc:
             raise type(exc)(f"{url}: {exc}") from None
         records.extend(parsed)

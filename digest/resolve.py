@@ -80,7 +80,8 @@ def resolve_titles(
         asked += len(titles)
         try:
             result = fetcher.fetch(url, accept_error_body=True)
-            records = parse_api(result.body or b"", Origin(SOURCE, API))
+            # The arXiv API's kind: its title and abstract replace the text listing's (identify.merge).
+            records = parse_api(result.body or b"", Origin(SOURCE, API, "arxiv-api"))
         except DigestError as exc:
             error = error or str(exc)
             log.info("resolve: %s", exc)

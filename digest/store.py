@@ -1,8 +1,9 @@
 """The only place that talks SQL. One SQLite file in the data directory, WAL, schema versioned.
 
 What the store answers: which of these records are new (`ingest`), when and where each paper was first
-seen (`paper`, `papers`), and each source's run history (`source_runs`). Every write happens inside one
-transaction, so a run that fails half-way leaves the store exactly as it was.
+seen (`paper`, `papers`), what later sightings replaced in it (`paper_history`), and each source's run
+history (`source_runs`). Every write happens inside one transaction, so a run that fails half-way
+leaves the store exactly as it was.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from digest.identify import (
     paper_key,
 )
 from digest.models import (
+    PAPER_DATA_FIELDS,
+    VOLATILE_FIELDS,
     Delivery,
     Digest,
     Feedback,
@@ -236,6 +239,17 @@ MIGRATIONS: tuple[str, ...] = (
         created TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 8: the values a later, more trusted or more complete sighting replaced (identify.merge),
+    # so healing a paper loses nothing: one row per ingest that changed the paper.
+    """
+    CREATE TABLE paper_history (
+        key TEXT NOT NULL REFERENCES papers(key) ON UPDATE CASCADE ON DELETE CASCADE,
+        changed_at TEXT NOT NULL,
+        source TEXT NOT NULL,  -- the source whose sighting replaced them
+        fields TEXT NOT NULL  -- JSON: the replaced fields' values, as they were stored
+    );
+    CREATE INDEX paper_history_by_key ON paper_history(key, changed_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -263,6 +277,16 @@ _CHUNK = 500  # SQLite's limit on bound parameters is well above this
 class IngestOutcome:
     new_keys: tuple[str, ...]
     updated: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaperChange:
+    """Values of a paper that a later sighting replaced: when, by which source, and what they were
+    (field name -> the value stored before; tuples and datetimes as in Paper)."""
+
+    changed_at: datetime
+    source: str
+    fields: dict[str, Any]
 
 
 class Store:
@@ -365,6 +389,7 @@ class Store:
         stored_key = {key: key for key in original}  # current key -> key in the database
         new_keys: list[str] = []
         sightings: dict[str, set[str]] = {}  # paper key -> sources that showed it in this batch
+        changed_by: dict[str, str] = {}  # paper key -> the source of its last change in this batch
         for record in records:
             existing = known.find(record)
             if existing is None:
@@ -372,11 +397,14 @@ class Store:
                 new_keys.append(paper.key)
             else:
                 paper = merge(existing, record)
+                if paper is not existing:
+                    changed_by[paper.key] = record.origin.source
                 if paper.key != existing.key:  # an id learned for a paper known by title or DOI
                     known.forget(existing)
                     sightings.setdefault(paper.key, set()).update(
                         sightings.pop(existing.key, set())
                     )
+                    changed_by.pop(existing.key, None)
                     if existing.key in stored_key:
                         stored_key[paper.key] = stored_key.pop(existing.key)
                     else:
@@ -389,12 +417,16 @@ class Store:
             "UPDATE papers SET key = ? WHERE key = ?",
             [(current, stored) for current, stored in stored_key.items() if current != stored],
         )
-        inserts, updates = [], []
+        inserts, updates, history = [], [], []
+        stamp = seen_at.isoformat()
         for key, paper in known.by_key.items():
             if key not in stored_key:
                 inserts.append(_to_row(paper))
             elif original[stored_key[key]] is not paper and original[stored_key[key]] != paper:
                 updates.append(_to_row(paper))
+                replaced = _replaced(original[stored_key[key]], paper)
+                if replaced:  # healed: the values it had are kept (identify.merge says when)
+                    history.append((key, stamp, changed_by.get(key, ""), _JSON.encode(replaced)))
         self._db.executemany(f"INSERT INTO papers VALUES ({', '.join('?' * 12)})", inserts)
         # A vector is computed from title and abstract: when either changed, it is computed again.
         self._db.executemany(
@@ -414,7 +446,10 @@ class Store:
                WHERE key=?1""",
             updates,
         )
-        stamp = seen_at.isoformat()
+        self._db.executemany(
+            "INSERT INTO paper_history (key, changed_at, source, fields) VALUES (?, ?, ?, ?)",
+            history,
+        )
         self._db.executemany(
             """INSERT INTO sightings (key, source, first_seen, last_seen) VALUES (?, ?, ?, ?)
                ON CONFLICT (key, source) DO UPDATE SET last_seen = excluded.last_seen""",
@@ -434,6 +469,18 @@ class Store:
                 for row in self._db.execute(sql, chunk):
                     rows[row[0]] = row
         return [_from_row(row) for row in rows.values()]
+
+    def paper_history(self, key: str) -> list[PaperChange]:
+        """The values later sightings replaced in this paper, oldest first."""
+        rows = self._db.execute(
+            """SELECT changed_at, source, fields FROM paper_history WHERE key = ?
+               ORDER BY changed_at, rowid""",
+            (key,),
+        )
+        return [
+            PaperChange(datetime.fromisoformat(at), source, _typed(json.loads(values)))
+            for at, source, values in rows
+        ]
 
     def paper(self, key: str) -> Paper | None:
         row = self._db.execute("SELECT * FROM papers WHERE key = ?", (key,)).fetchone()
@@ -1205,6 +1252,41 @@ def _to_row(paper: Paper) -> tuple[Any, ...]:
         paper.abstract,
         _JSON.encode(data),
     )
+
+
+# What a paper's history keeps when a sighting replaces it: every stored fact but the volatile ones
+# (upvotes and the like change daily: they are no correction) and the bookkeeping (key, sources,
+# first sighting). The authority is kept with them: the kind of source the old values came from.
+_HISTORY_FIELDS = tuple(
+    name for name in (*PAPER_DATA_FIELDS, "authority") if name not in VOLATILE_FIELDS
+)
+_history_data = operator.attrgetter(*_HISTORY_FIELDS)
+
+
+def _replaced(before: Paper, after: Paper) -> dict[str, Any]:
+    """The stored values `after` replaced (empty fields filled in replace nothing), as JSON values;
+    nothing when only the authority moved (a more trusted source said the same)."""
+    replaced: dict[str, Any] = {}
+    for name, old, new in zip(
+        _HISTORY_FIELDS, _history_data(before), _history_data(after), strict=True
+    ):
+        if old != new and old is not None and old != "" and old != ():
+            replaced[name] = old.isoformat() if isinstance(old, date) else old
+    if replaced.keys() <= {"authority"}:
+        return {}
+    return replaced
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON values back as Paper holds them: lists as tuples, dates and datetimes parsed."""
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
+        elif name in _DATETIME_FIELDS:
+            values[name] = datetime.fromisoformat(value)
+        elif name == "listed":
+            values[name] = date.fromisoformat(value)
+    return values
 
 
 def _from_row(row: Sequence[Any]) -> Paper:

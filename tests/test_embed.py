@@ -223,9 +223,10 @@ def test_a_changed_abstract_drops_the_vector(store: Store) -> None:
     first = record("Sparse attention", arxiv_id="2601.00001", abstract="Cut short.")
     (key,) = store.ingest([first], T0).new_keys
     store.save_embeddings("m", {key: to_blob(np.ones(384))})
-    changed = record("Sparse attention", arxiv_id="2601.00001", abstract="The whole of it.")
+    # The whole abstract, which the stored one was cut from (identify.merge heals it).
+    changed = record("Sparse attention", arxiv_id="2601.00001", abstract="Cut short. The whole.")
     store.ingest([changed], T0 + timedelta(hours=1))
-    assert store.paper(key).abstract == "The whole of it."  # type: ignore[union-attr]
+    assert store.paper(key).abstract == "Cut short. The whole."  # type: ignore[union-attr]
     assert store.embeddings([key], "m") == {}
 
 

@@ -60,7 +60,7 @@ def test_merge_keeps_stable_facts_and_takes_newer_volatile_ones() -> None:
     assert later.version == 2, "an older version never replaces a newer one"
 
 
-def test_merge_keeps_the_longer_abstract() -> None:
+def test_merge_heals_a_cut_abstract_and_never_takes_a_cut_one() -> None:
     cut = record("P", arxiv_id="2501.00001", abstract="Identifying risky traders")
     full = record(
         "P", arxiv_id="2501.00001", abstract="Identifying risky traders with high profits."

@@ -32,7 +32,8 @@ def test_a_new_version_is_not_a_new_paper(store: Store) -> None:
     paper = store.paper("2501.00001")
     assert paper is not None
     assert paper.version == 2
-    assert paper.title == "A", "the title first seen stays"
+    assert paper.title == "A (revised)", "a newer version's title, from a source as trusted"
+    assert [h.fields for h in store.paper_history("2501.00001")] == [{"title": "A", "version": 1}]
 
 
 def test_duplicates_inside_one_listing_count_once(store: Store) -> None:
