@@ -41,7 +41,7 @@ def load_days(path: Path) -> dict[str, list[Record]]:
             listing = f"https://arxiv.org/list/cs/new#{item['listed']}"
             days[item["listed"]].append(
                 Record(
-                    origin=Origin("arxiv-cs", listing),
+                    origin=Origin("arxiv-cs", listing, "arxiv-listing"),
                     title=item["title"],
                     arxiv_id=item["id"],
                     abstract=item["abstract"],
