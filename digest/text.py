@@ -3,13 +3,16 @@
 Scraped titles, authors and links, form fields, uploaded file names, server replies in error
 messages: all of it passes through `one_line` before it is stored, shown or logged, and every
 link that reaches an email, a feed or a page passes `safe_url` (or is built by `doi_url` from a
-checked DOI).
+checked DOI). Text that was decoded with the wrong charset somewhere upstream ("PÃ¡l") is
+repaired by `repair` first.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 # White space of every kind (tabs, line and paragraph separators, NEL) becomes one space.
@@ -36,6 +39,38 @@ def one_line(value: object, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         return text[: max(0, limit - 1)].rstrip() + "…"
     return text
+
+
+def repair(text: str) -> str:
+    """Mojibake undone, nothing else: UTF-8 that was decoded as Latin-1 or Windows-1252 on its
+    way ("PÃ¡l" -> "Pál", "GarcÃ­a" -> "García", "donâ€™t" -> "don’t"), by ftfy, which changes
+    text only where its statistics say the bytes were decoded wrongly.
+
+    ftfy's other fixes are off: quotes stay curly, ligatures and full-width letters stay as the
+    source wrote them, entities stay as they are (a title about "&amp;" keeps it), and white
+    space, controls and normalisation are `one_line`'s. ASCII text is returned as it is.
+    """
+    if text.isascii():
+        return text
+    return _mojibake_fixer()(text)
+
+
+@functools.cache
+def _mojibake_fixer() -> Callable[[str], str]:
+    import ftfy  # on first use: `digest papers` and the web never need it
+
+    config = ftfy.TextFixerConfig(
+        unescape_html=False,
+        remove_terminal_escapes=False,
+        fix_latin_ligatures=False,
+        fix_character_width=False,
+        uncurl_quotes=False,
+        fix_line_breaks=False,
+        remove_control_chars=False,
+        normalization=None,
+        explain=False,
+    )
+    return functools.partial(ftfy.fix_text, config=config)
 
 
 def optional_line(value: object) -> str | None:
