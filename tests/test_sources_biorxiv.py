@@ -4,7 +4,7 @@ import pytest
 from helpers import FIXTURES
 
 from digest.errors import ParseError
-from digest.models import Origin
+from digest.models import Origin, skipped_of
 from digest.sources.biorxiv import parse
 
 ORIGIN = Origin("biorxiv", "https://api.biorxiv.org/details/biorxiv/2024-01-01/2024-12-31/0")
@@ -69,15 +69,58 @@ def test_no_posts_found_is_an_empty_listing() -> None:
     assert parse(body, ORIGIN) == []
 
 
+SMALL = (DATA / "biorxiv_api_details_2026-07-15_2026-07-18_TRIMMED_3items.json").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b'{"messages": [{"status": "ok"}], "collection": [{"title": "cut', "malformed JSON"),
-        (b'{"messages": [{"status": "ok"}]}', "with a 'collection' list"),
-        (b"[1, 2]", "got a JSON array"),
-        (b"<html><body>Service unavailable</body></html>", "got an HTML/XML page"),
+        (
+            b'{"messages": [{"status": "ok"}], "collection": [{"title": "cut',
+            "expected a bioRxiv details response, got JSON cut off after 62 characters (it ends mid-value)",
+        ),
+        (SMALL[: len(SMALL) // 2], "expected a bioRxiv details response, got JSON cut off after"),
+        (
+            SMALL[: SMALL.index(b'"published"')],
+            "expected a bioRxiv details response, got JSON cut off after",
+        ),
+        (b'{"messages": [{"status": "ok"}]}', "expected a bioRxiv details response with a 'collection' list"),
+        (b"[1, 2]", "expected a bioRxiv details response (a JSON object), got a JSON array"),
+        (
+            b"<html><body>Service unavailable</body></html>",
+            'expected a bioRxiv details response, got an HTML/XML page (starts with "<html><body>Service unavailable',
+        ),
+        (
+            b'{"messages": [{"status": "Error: invalid date format (2026-13-01); use YYYY-MM-DD"}]}',
+            "bioRxiv answered with an error: Error: invalid date format (2026-13-01); use YYYY-MM-DD",
+        ),
+        (b'{"error": "Service temporarily unavailable"}', "bioRxiv answered with an error: Service temporarily unavailable"),
+        (b"", "expected a bioRxiv details response, got an empty body"),
+        (b'{"a": ' * 200_000, "expected a bioRxiv details response, got JSON nested too deep to read"),
+        (
+            b'{"messages": [{"status": "ok", "count": ' + b"1" * 5001 + b"}], \"collection\": []}",
+            "expected a bioRxiv details response, got JSON holding a number of over 4,300 digits",
+        ),
+        (bytes(range(256)) * 8, "expected a bioRxiv details response, got malformed JSON at line 1 column 1"),
+    ],
+    ids=[
+        "cut-mid-string", "cut-at-half", "cut-mid-record", "no-collection", "array", "html",
+        "error-status", "error-object", "empty", "deep", "huge-int", "binary",
     ],
 )
-def test_bad_bodies_are_clear_errors(body: bytes, message: str) -> None:
-    with pytest.raises(ParseError, match=message):
+def test_bad_bodies_are_one_clear_error(body: bytes, message: str) -> None:
+    with pytest.raises(ParseError) as raised:
         parse(body, ORIGIN)
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_items_without_a_doi_or_title_are_left_out_and_said() -> None:
+    body = (
+        b'{"messages": [{"status": "ok"}], "collection": ['
+        b'{"doi": "10.1101/2026.01.01.000001", "title": "Kept", "version": "1"},'
+        b'{"doi": "not a doi", "title": "Bad DOI"}, {"doi": "10.1101/2026.01.01.000002"}, 7]}'
+    )
+    records = parse(body, ORIGIN)
+    assert [r.doi for r in records] == ["10.1101/2026.01.01.000001"]
+    assert skipped_of(records) == {"no DOI or no title": 3}

@@ -6,7 +6,8 @@ from bs4 import BeautifulSoup
 from helpers import FIXTURES
 
 from digest.errors import LayoutChanged, ParseError
-from digest.models import Origin
+from digest.models import Origin, skipped_of
+from digest.sources import Parser
 from digest.sources.hf import parse_daily_api, parse_listing_html, parse_paper_page
 
 ORIGIN = Origin("hf", "https://huggingface.co/api/daily_papers")
@@ -142,21 +143,88 @@ def test_the_paper_page() -> None:
         parse_paper_page(b"<html><body>Not found</body></html>", ORIGIN)
 
 
+WHOLE_API = (HF / "hf_api_daily_papers_2026-05-08_3items_pretty.json").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b'[{"paper": {"id": "2501.00001", "title": "Cut', "malformed JSON at line 1"),
+        (
+            b'[{"paper": {"id": "2501.00001", "title": "Cut',
+            "expected a JSON array of daily papers, got JSON cut off after 45 characters (it ends mid-value)",
+        ),
+        (
+            WHOLE_API[: len(WHOLE_API) // 2],
+            f"expected a JSON array of daily papers, got JSON cut off after {len(WHOLE_API) // 2:,} characters",
+        ),
+        (
+            WHOLE_API[: WHOLE_API.index(b'"upvotes"')],
+            "got JSON cut off after",
+        ),
+        (
+            b'[{"paper": {"id": "2501.00001"}} {"paper": {}}]',
+            "got malformed JSON at line 1 column 34 (Expecting ',' delimiter)",
+        ),
         (
             b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>",
-            "got an HTML/XML page",
+            'got an HTML/XML page (starts with "<!DOCTYPE html><html><body><h1>502 Bad Gateway',
         ),
-        (b'{"error": "Invalid date"}', "got a JSON dict"),
+        (b'{"error": "Invalid date"}', "^Hugging Face answered with an error: Invalid date$"),
+        (
+            b'{"error": {"message": "Rate limit reached", "code": 429}}',
+            "^Hugging Face answered with an error: Rate limit reached$",
+        ),
+        (
+            b'{"papers": [], "total": 0}',
+            '^expected a JSON array of daily papers, got a JSON object with keys "papers", "total"$',
+        ),
+        (b'"maintenance"', "got a JSON string$"),
         (b"", "got an empty body"),
+        (b" \n\t ", "got an empty body"),
+        (b"[" * 200_000, "^expected a JSON array of daily papers, got JSON nested too deep to read$"),
+        (
+            b'[{"paper": {"id": "2501.00001", "upvotes": ' + b"9" * 5001 + b"}}]",
+            "^expected a JSON array of daily papers, got JSON holding a number of over 4,300 digits$",
+        ),
+        (bytes(range(256)) * 8, "malformed JSON at line 1 column 1"),
+    ],
+    ids=[
+        "cut-mid-string", "cut-at-half", "cut-mid-record", "malformed", "html", "error-object",
+        "error-object-nested", "other-object", "string", "empty", "blank", "deep", "huge-int",
+        "binary",
     ],
 )
-def test_bad_api_bodies_are_clear_errors(body: bytes, message: str) -> None:
-    with pytest.raises(ParseError, match=message):
+def test_bad_api_bodies_are_one_clear_error(body: bytes, message: str) -> None:
+    """`message` is part of the error's text; with ^ or $, its start or its end."""
+    with pytest.raises(ParseError) as raised:
         parse_daily_api(body, ORIGIN)
+    text, core = str(raised.value), message.removeprefix("^").removesuffix("$")
+    assert core in text
+    assert text.startswith(core) or not message.startswith("^"), text
+    assert text.endswith(core) or not message.endswith("$"), text
+    assert "\n" not in text, "one line"
+
+
+def test_latin1_and_utf8_bodies_read_the_same() -> None:
+    item = '[{"paper": {"id": "2501.00001", "title": "Étude de réseaux", "authors": [{"name": "José Núñez"}]}}]'
+    utf8 = parse_daily_api(item.encode(), ORIGIN)
+    latin1 = parse_daily_api(item.encode("latin-1"), ORIGIN)
+    assert utf8 == latin1
+    assert (utf8[0].title, utf8[0].authors) == ("Étude de réseaux", ("José Núñez",))
+
+
+@pytest.mark.parametrize("parse", [parse_listing_html, parse_paper_page])
+def test_binary_data_where_a_page_was_expected(parse: Parser) -> None:
+    with pytest.raises(ParseError, match=r"^expected an HTML page, got binary data \(\d+% of the bytes"):
+        parse(bytes(range(256)) * 8, ORIGIN)
+
+
+def test_a_broken_embed_of_any_kind_falls_back_to_the_cards() -> None:
+    page = LISTING.read_bytes()
+    soup = BeautifulSoup(page, "lxml")
+    soup.find(attrs={"data-target": "DailyPapers"})["data-props"] = "[" * 100_000
+    from_cards = parse_listing_html(str(soup).encode(), ORIGIN)
+    assert [r.arxiv_id for r in from_cards] == [r.arxiv_id for r in parse_listing_html(page, ORIGIN)]
 
 
 def test_json_where_the_listing_page_was_expected() -> None:
@@ -166,8 +234,11 @@ def test_json_where_the_listing_page_was_expected() -> None:
 
 def test_an_empty_array_is_an_empty_listing_and_odd_items_are_skipped() -> None:
     assert parse_daily_api(b"[]", ORIGIN) == []
+    assert skipped_of(parse_daily_api(b"[]", ORIGIN)) == {}
     odd = b'[1, "x", {"paper": {"title": "No id"}}, {"paper": {"id": "2501.00001"}}, {"paper": {"id": "2501.00002", "title": "Kept"}}]'
-    assert [r.arxiv_id for r in parse_daily_api(odd, ORIGIN)] == ["2501.00002"]
+    records = parse_daily_api(odd, ORIGIN)
+    assert [r.arxiv_id for r in records] == ["2501.00002"]
+    assert skipped_of(records) == {"no arXiv id or no title": 4}, "left out, and said"
 
 
 def test_hostile_fields_stay_inert() -> None:

@@ -3,8 +3,8 @@ from datetime import UTC, datetime
 import pytest
 from helpers import FIXTURES
 
-from digest.errors import LayoutChanged
-from digest.models import Origin
+from digest.errors import LayoutChanged, ParseError
+from digest.models import Origin, skipped_of
 from digest.sources.hf_text import parse
 
 ORIGIN = Origin("hf-text", "file:///listing.txt")
@@ -73,15 +73,77 @@ def test_hostile_text_stays_plain_text() -> None:
     )
 
 
+def test_a_listing_without_entries_is_a_layout_change() -> None:
+    with pytest.raises(LayoutChanged, match="no paper entries"):
+        parse(b"new\n\nSubscribe\n\n", ORIGIN)
+
+
 @pytest.mark.parametrize(
-    "body",
-    [b"", b"new\n\nSubscribe\n\n", b"<!DOCTYPE html><html><body>502</body></html>", b'{"a": 1}'],
+    ("body", "message"),
+    [
+        (b"", "expected a plain-text listing, got an empty body"),
+        (b" \r\n\n\t", "expected a plain-text listing, got an empty body"),
+        (
+            b"<!DOCTYPE html><html><body>502</body></html>",
+            'expected a plain-text listing, got markup (starts with "<!DOCTYPE html><html><body>502</body></html>")',
+        ),
+        (b'{"a": 1}', 'expected a plain-text listing, got JSON (starts with "{"a": 1}")'),
+    ],
+    ids=["empty", "blank", "html", "json"],
 )
-def test_a_body_without_entries_is_a_layout_change(body: bytes) -> None:
-    with pytest.raises(LayoutChanged):
+def test_what_is_not_a_text_listing_is_one_clear_error(body: bytes, message: str) -> None:
+    with pytest.raises(ParseError) as raised:
         parse(body, ORIGIN)
+    assert str(raised.value) == message
+    assert not isinstance(raised.value, LayoutChanged), "a wrong body, not a changed page"
 
 
 def test_broken_utf8_never_crashes() -> None:
     (only,) = parse(b"Caf\xe9 Title\n\n" + b"x" * 200, ORIGIN)
     assert only.title == "Café Title"
+
+
+@pytest.mark.parametrize(
+    ("body", "share"),
+    [
+        (bytes(range(256)) * 40, 11),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01\x00\x08\x06\x00\x00\x00", 59),
+        ("Nov 20\n\nA Title\n\nAn abstract.".encode("utf-16-le"), 50),
+    ],
+    ids=["random", "png-header", "utf16-without-bom"],
+)
+def test_binary_is_refused_whole(body: bytes, share: int) -> None:
+    with pytest.raises(ParseError) as raised:
+        parse(body, ORIGIN)
+    assert str(raised.value) == f"not a text listing: {share}% of the bytes are control characters"
+
+
+def test_utf16_with_its_byte_order_mark_is_read() -> None:
+    text = "Nov 20\n\nÉtude des réseaux\n\n" + "Un résumé. " * 20
+    (only,) = parse(text.encode("utf-16"), ORIGIN)
+    assert only.title == "Étude des réseaux"
+
+
+def test_latin1_and_utf8_listings_read_the_same() -> None:
+    text = "Nov 20\n\nÉtude des réseaux\n\n" + "Un résumé naïf. " * 12
+    assert parse(text.encode("latin-1"), ORIGIN) == parse(text.encode(), ORIGIN)
+
+
+def test_a_title_longer_than_any_title_is_left_out_and_said() -> None:
+    run_on = "A paragraph the layout rules take for a title " * 12  # 552 characters, no full stop
+    text = f"Nov 20\n\nA Title\n\n{'An abstract. ' * 20}\n\n{run_on}\n\nNext Title\n\n{'Another. ' * 20}"
+    records = parse(text.encode(), ORIGIN)
+    assert [r.title for r in records] == ["A Title", "Next Title"]
+    assert skipped_of(records) == {"title over 500 characters": 1}
+    assert all(len(r.title) <= 500 for r in records)
+
+
+def test_a_listing_of_nothing_but_overlong_titles_is_a_layout_change() -> None:
+    with pytest.raises(LayoutChanged, match=r"\(1 with a title over 500 characters left out\)"):
+        parse(("x" * 600).encode(), ORIGIN)
+
+
+def test_one_stray_control_character_is_no_reason_to_refuse() -> None:
+    text = "Nov 20\n\nA Title\x07\n\n" + "An abstract. " * 20
+    (only,) = parse(text.encode(), ORIGIN)
+    assert only.title == "A Title"

@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from digest.errors import LayoutChanged, ParseError
-from digest.models import Origin, Record
-from digest.sources.common import load_json, parse_datetime, to_int
+from digest.models import Origin, Parsed, Record
+from digest.sources.common import api_error, load_json, parse_datetime, to_int
 from digest.text import doi as valid_doi
 from digest.text import one_line, optional_line
 
@@ -25,18 +25,24 @@ _SITES = {"biorxiv": "https://www.biorxiv.org", "medrxiv": "https://www.medrxiv.
 _JSON_KINDS = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
 
 
-def parse(body: bytes, origin: Origin) -> list[Record]:
+NO_DOI = "no DOI or no title"
+
+
+def parse(body: bytes, origin: Origin) -> Parsed:
     response = load_json(body, "a bioRxiv details response")
     if not isinstance(response, Mapping):
         kind = _JSON_KINDS.get(type(response), "null or boolean")
         raise ParseError(f"{EXPECTED} (a JSON object), got a JSON {kind}")
     collection = response.get("collection")
     status = _status(response)
-    if not collection and status not in (None, "ok"):
-        if status.startswith("no posts found"):
-            return []  # nothing was posted in the interval: an honest empty answer
-        raise ParseError(f"the bioRxiv API answered {status!r} instead of a collection")
+    if not collection and status and status.lower() != "ok":
+        if status.lower().startswith("no posts found"):
+            return Parsed()  # nothing was posted in the interval: an honest empty answer
+        raise ParseError(f"bioRxiv answered with an error: {status}")
     if not isinstance(collection, list):
+        error = api_error(response)
+        if error:
+            raise ParseError(f"bioRxiv answered with an error: {error}")
         raise ParseError(f"{EXPECTED} with a 'collection' list")
     records = [record for item in collection if (record := _record(item, origin)) is not None]
     if collection and not records:
@@ -44,15 +50,17 @@ def parse(body: bytes, origin: Origin) -> list[Record]:
         raise LayoutChanged(
             f"none of the {len(collection)} 'collection' items has a 'doi' and a 'title'"
         )
-    return records
+    left_out = len(collection) - len(records)
+    return Parsed(records, skipped={NO_DOI: left_out} if left_out else None)
 
 
 def _status(response: Mapping[str, Any]) -> str | None:
-    """messages[0].status, lower-cased ("ok", "no posts found for ..."), or None when absent."""
+    """messages[0].status as the API wrote it ("ok", "no posts found", an error's words), in one
+    line, or None when absent."""
     messages = response.get("messages")
     if not isinstance(messages, list) or not messages or not isinstance(messages[0], Mapping):
         return None
-    return one_line(messages[0].get("status")).lower() or None
+    return one_line(messages[0].get("status"), 200) or None
 
 
 def _record(item: object, origin: Origin) -> Record | None:

@@ -16,8 +16,10 @@ from typing import Any
 from bs4 import BeautifulSoup, Tag
 
 from digest.errors import LayoutChanged, ParseError
-from digest.models import Origin, Record
+from digest.models import Origin, Parsed, Record
 from digest.sources.common import (
+    api_error,
+    control_share,
     describe_start,
     load_json,
     parse_date,
@@ -35,23 +37,37 @@ _AUTHOR_COUNT = re.compile(r"(\d+)\s+authors?")
 # -- the JSON API -------------------------------------------------------------------------------
 
 
-def parse_daily_api(body: bytes, origin: Origin) -> list[Record]:
+def parse_daily_api(body: bytes, origin: Origin) -> Parsed:
     """GET /api/daily_papers: a JSON array of {paper: {...}, title, summary, numComments, ...}."""
     items = load_json(body, "a JSON array of daily papers")
     if not isinstance(items, list):
-        raise ParseError(
-            f"expected a JSON array of daily papers, got a JSON {type(items).__name__}"
-        )
+        error = api_error(items)
+        if error:  # {"error": "Invalid date"}: the API's own words
+            raise ParseError(f"Hugging Face answered with an error: {error}")
+        raise ParseError(f"expected a JSON array of daily papers, got {_json_kind(items)}")
     return _records_from_items(items, origin)
 
 
-def _records_from_items(items: list[Any], origin: Origin) -> list[Record]:
+def _json_kind(value: object) -> str:
+    """What came instead, in a few words: 'a JSON object with keys "a", "b"', 'a JSON string'."""
+    if isinstance(value, dict):
+        keys = ", ".join(f'"{one_line(key, 30)}"' for key in list(value)[:5])
+        return f"a JSON object with keys {keys}" if keys else "an empty JSON object"
+    kinds = {str: "a JSON string", bool: "a JSON boolean", int: "a JSON number"}
+    return kinds.get(type(value), "a JSON number" if isinstance(value, float) else "JSON null")
+
+
+NO_ID = "no arXiv id or no title"
+
+
+def _records_from_items(items: list[Any], origin: Origin) -> Parsed:
     records = []
     for item in items:
         record = _record_from_item(item, origin) if isinstance(item, Mapping) else None
         if record is not None:
             records.append(record)
-    return records
+    left_out = len(items) - len(records)
+    return Parsed(records, skipped={NO_ID: left_out} if left_out else None)
 
 
 def _record_from_item(item: Mapping[str, Any], origin: Origin) -> Record | None:
@@ -215,6 +231,11 @@ def _soup(body: bytes) -> BeautifulSoup:
         )
     if not head:
         raise ParseError("expected an HTML page, got an empty body")
+    share = control_share(body[:4096])
+    if share:
+        raise ParseError(
+            f"expected an HTML page, got binary data ({share}% of the bytes are control characters)"
+        )
     return BeautifulSoup(body, "lxml")
 
 
@@ -225,6 +246,6 @@ def _props(soup: BeautifulSoup, target: str) -> dict[str, Any] | None:
         return None
     try:
         props = json.loads(str(element["data-props"]))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # malformed, nested too deep, a huge number
         return None  # a broken embed falls back to the cards
     return props if isinstance(props, dict) else None

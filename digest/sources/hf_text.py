@@ -13,6 +13,10 @@ The text has no ids and no links, so records are keyed by title (see identify.py
     ...
 
 Paragraphs are separated by blank lines. An optional bare number is the entry's upvote count.
+
+What is not such a text is refused whole (a ParseError): binary data, markup, JSON. A "title"
+longer than any title (MAX_TITLE) is a paragraph the layout rules misread; its entry is left out
+and counted in the result's `skipped`, never stored.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from digest.errors import LayoutChanged
-from digest.models import Origin, Record
-from digest.sources.common import decode_text
+from digest.errors import LayoutChanged, ParseError
+from digest.models import Origin, Parsed, Record
+from digest.sources.common import MAX_TITLE, control_share, decode_text, describe_start
 from digest.text import one_line
 
 _HEADER_LINES = frozenset(
@@ -40,6 +44,7 @@ _AUTHORS = re.compile(r"^•\s*(?P<count>\d+)\s+authors?$")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 # A title is one short line; an abstract is long or ends like a sentence.
 _SHORTEST_ABSTRACT = 160
+TOO_LONG = f"title over {MAX_TITLE} characters"
 
 
 @dataclass
@@ -52,25 +57,41 @@ class _Entry:
     extra: list[str] = field(default_factory=list)
 
 
-def parse(body: bytes, origin: Origin) -> list[Record]:
+def parse(body: bytes, origin: Origin) -> Parsed:
+    share = control_share(body)
+    if share:  # an image, an archive, a UTF-16 file without its byte order mark
+        raise ParseError(f"not a text listing: {share}% of the bytes are control characters")
     text = decode_text(body).replace("\r\n", "\n").replace("\r", "\n")
     paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
-    if paragraphs and paragraphs[0].lstrip().startswith(("<", "{", "[")):
-        raise LayoutChanged("expected a plain-text listing, got markup or JSON")
-    entries = _entries(_skip_header(paragraphs))
-    if not entries:
-        raise LayoutChanged("no paper entries (title followed by abstract) in the text listing")
-    return [
-        Record(
-            origin=origin,
-            title=entry.title,
-            abstract=entry.abstract,
-            author_count=entry.author_count,
-            published=entry.published,
-            upvotes=entry.upvotes,
+    if not paragraphs:
+        raise ParseError("expected a plain-text listing, got an empty body")
+    if paragraphs[0].startswith(("<", "{", "[")):
+        what = "markup" if paragraphs[0].startswith("<") else "JSON"
+        raise ParseError(
+            f"expected a plain-text listing, got {what} ({describe_start(text.strip())})"
         )
-        for entry in entries
-    ]
+    entries = _entries(_skip_header(paragraphs))
+    kept = [entry for entry in entries if len(entry.title) <= MAX_TITLE]
+    skipped = {TOO_LONG: len(entries) - len(kept)} if len(kept) < len(entries) else {}
+    if not kept:
+        left_out = f" ({len(entries)} with a {TOO_LONG} left out)" if entries else ""
+        raise LayoutChanged(
+            f"no paper entries (title followed by abstract) in the text listing{left_out}"
+        )
+    return Parsed(
+        (
+            Record(
+                origin=origin,
+                title=entry.title,
+                abstract=entry.abstract,
+                author_count=entry.author_count,
+                published=entry.published,
+                upvotes=entry.upvotes,
+            )
+            for entry in kept
+        ),
+        skipped=skipped,
+    )
 
 
 def _skip_header(paragraphs: list[str]) -> list[str]:
