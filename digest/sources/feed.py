@@ -43,6 +43,7 @@ from bs4 import BeautifulSoup
 
 from digest.errors import ParseError
 from digest.models import Origin, Parsed, Record
+from digest.sources import arxiv
 from digest.sources.common import (
     MAX_TITLE,
     arxiv_id_from_link,
@@ -97,6 +98,8 @@ _PLACEHOLDER = re.compile(r"X{3,}\.?", re.IGNORECASE)
 
 def parse(body: bytes, origin: Origin) -> list[Record]:
     _refuse_non_feed(body)
+    if arxiv.is_legacy_rss(body):  # ids, marks and author links in markup: arXiv's parser reads them
+        return arxiv.parse_rss(body, origin)
     body = _utf8_declared_right(body)
     shape = _shape(body)
     # A stream, never bare bytes or a str: feedparser fetches a str that looks like a URL and
