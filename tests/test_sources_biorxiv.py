@@ -124,3 +124,17 @@ def test_items_without_a_doi_or_title_are_left_out_and_said() -> None:
     records = parse(body, ORIGIN)
     assert [r.doi for r in records] == ["10.1101/2026.01.01.000001"]
     assert skipped_of(records) == {"no DOI or no title": 3}
+
+
+def test_mojibake_in_the_api_is_repaired() -> None:
+    body = (
+        '{"messages": [{"status": "ok"}], "collection": [{"doi": "10.1101/2026.01.01.000001", '
+        '"title": "CaracterizaciÃ³n genÃ³mica", "authors": "GarcÃ­a, J.; MÃ¼ller, K.", '
+        '"abstract": "Ãšnico.", "version": "1"}]}'
+    ).encode()
+    (record,) = parse(body, ORIGIN)
+    assert (record.title, record.authors, record.abstract) == (
+        "Caracterización genómica",
+        ("García, J.", "Müller, K."),
+        "Único.",
+    )

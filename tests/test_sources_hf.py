@@ -258,3 +258,12 @@ def test_hostile_fields_stay_inert() -> None:
     assert (record.code_url, record.project_url, record.upvotes) == (None, None, None)
     assert record.authors == ("AB",)
     assert record.thumbnail_url == "https://cdn.example/x.png"
+
+
+def test_mojibake_in_the_api_is_repaired() -> None:
+    item = {"paper": {"id": "2501.00001", "title": "RÃ©sumÃ© of GarcÃ­a", "summary": "Ãœber.",
+                      "authors": [{"name": "JosÃ© RaÃºl Romero"}]}}
+    (record,) = parse_daily_api(json.dumps([item]).encode(), ORIGIN)
+    assert (record.title, record.abstract, record.authors) == (
+        "Résumé of García", "Über.", ("José Raúl Romero",)
+    )

@@ -147,3 +147,10 @@ def test_one_stray_control_character_is_no_reason_to_refuse() -> None:
     text = "Nov 20\n\nA Title\x07\n\n" + "An abstract. " * 20
     (only,) = parse(text.encode(), ORIGIN)
     assert only.title == "A Title"
+
+
+def test_mojibake_in_a_text_listing_is_repaired() -> None:
+    text = "Nov 20\n\nRÃ©seaux de GarcÃ­a\n\n" + "Un rÃ©sumÃ© de la mÃ©thode. " * 8
+    (only,) = parse(text.encode(), ORIGIN)
+    assert only.title == "Réseaux de García"
+    assert only.abstract.startswith("Un résumé de la méthode.")

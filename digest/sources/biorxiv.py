@@ -18,7 +18,7 @@ from digest.errors import LayoutChanged, ParseError
 from digest.models import Origin, Parsed, Record
 from digest.sources.common import api_error, load_json, parse_datetime, to_int
 from digest.text import doi as valid_doi
-from digest.text import one_line, optional_line
+from digest.text import one_line, optional_line, repair
 
 EXPECTED = "expected a bioRxiv details response"
 _SITES = {"biorxiv": "https://www.biorxiv.org", "medrxiv": "https://www.medrxiv.org"}
@@ -67,7 +67,7 @@ def _record(item: object, origin: Origin) -> Record | None:
     if not isinstance(item, Mapping):
         return None
     doi = (valid_doi(item.get("doi")) or "").lower()  # it becomes a link: checked first
-    title = one_line(item.get("title"))
+    title = one_line(repair(str(item.get("title") or "")))
     if not doi or not title:
         return None
     version = to_int(item.get("version"))
@@ -80,7 +80,7 @@ def _record(item: object, origin: Origin) -> Record | None:
         title=title,
         doi=doi,
         version=version,
-        abstract=one_line(item.get("abstract")),
+        abstract=one_line(repair(str(item.get("abstract") or ""))),
         authors=_authors(item.get("authors")),
         categories=(category,) if category else (),
         primary_category=category,
@@ -101,7 +101,7 @@ def _page_url(server: object, doi: str, version: int | None) -> str:
 
 def _authors(value: object) -> tuple[str, ...]:
     """'Wright, K. M.; Gaudinier, A.' -> ('Wright, K. M.', 'Gaudinier, A.'): kept as written."""
-    names = (one_line(name) for name in str(value or "").split(";"))
+    names = (one_line(name) for name in repair(str(value or "")).split(";"))
     return tuple(name for name in names if name)
 
 

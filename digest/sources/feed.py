@@ -11,8 +11,8 @@ here turn that into the project's contract:
   by expat itself rather than by feedparser's lenient re-parse, whose last entry may be half of one;
   the cut is reported in the result's `skipped`: {"cut off mid-entry": 1} for the entry it broke,
   {"missing after the cut": n} for entries an RSS 1.0 channel listed that never came, and
-  {"body cut off between entries, any after it lost": 1} when it broke between two entries of a
-  feed that lists none (how many followed is unknown);
+  {"body cut off between entries": 1} when it broke between two entries of a feed that lists
+  none (how many followed is unknown);
   if no complete entry is left the feed is a ParseError, never an empty day;
 - other damage mid-document (a stray "&", a wrong charset) is left to feedparser's recovery.
 
@@ -53,7 +53,7 @@ from digest.sources.common import (
     parse_datetime,
 )
 from digest.text import doi as valid_doi
-from digest.text import one_line, optional_line, safe_url
+from digest.text import one_line, optional_line, repair, safe_url
 
 EXPECTED = "expected an RSS or Atom feed"
 ARXIV_PDF = "https://arxiv.org/pdf/"
@@ -64,7 +64,7 @@ _PROLOGUE = re.compile(r"^(?:\s+|<\?xml[^>]*\?>|<!--.*?-->)*", re.DOTALL)
 # What `skipped` says about entries left out (see the module's docstring).
 CUT_ENTRY = "cut off mid-entry"
 CUT_MISSING = "missing after the cut"
-CUT_BETWEEN = "body cut off between entries, any after it lost"
+CUT_BETWEEN = "body cut off between entries"  # how many followed is unknown
 NO_TITLE = "no title"
 TOO_LONG = f"title over {MAX_TITLE} characters"
 # The local names of entries: RSS items (0.9x, 1.0, 2.0) and Atom entries.
@@ -376,8 +376,8 @@ def _plain(detail: object) -> str:
         return ""
     value = str(detail.get("value") or "")
     if "html" in str(detail.get("type") or ""):
-        return _html_to_text(value)
-    return one_line(_TAG.sub(" ", _SCRIPT.sub(" ", value)))
+        return _html_to_text(repair(value))
+    return one_line(repair(_TAG.sub(" ", _SCRIPT.sub(" ", value))))
 
 
 def _html_to_text(html: str) -> str:
@@ -402,7 +402,7 @@ def _abstract(entry: Mapping[str, Any]) -> tuple[str, str | None]:
 
 def _authors(entry: Mapping[str, Any]) -> tuple[str, ...]:
     authors = entry.get("authors") or []
-    names = [one_line(a.get("name")) for a in authors if isinstance(a, Mapping)]
+    names = [one_line(repair(str(a.get("name") or ""))) for a in authors if isinstance(a, Mapping)]
     names = [name for name in names if name]
     if len(names) == 1:
         return _split_names(names[0])  # dc:creator is often one "A, B and C" string

@@ -27,7 +27,7 @@ from digest.sources.common import (
     split_arxiv_id,
     to_int,
 )
-from digest.text import one_line, optional_line, safe_url
+from digest.text import one_line, optional_line, repair, safe_url
 
 HF = "https://huggingface.co"
 _PAPER_HREF = re.compile(r"^/papers/(?P<id>[^/#?]+)$")
@@ -76,7 +76,7 @@ def _record_from_item(item: Mapping[str, Any], origin: Origin) -> Record | None:
     if not isinstance(paper, Mapping):
         paper = item  # the paper page's props hold the paper itself
     arxiv_id, version = split_arxiv_id(one_line(paper.get("id")))
-    title = one_line(paper.get("title") or item.get("title"))
+    title = one_line(repair(str(paper.get("title") or item.get("title") or "")))
     if not arxiv_id or not title:
         return None
     featured = paper.get("submittedOnDailyAt") or item.get("publishedAt")
@@ -85,7 +85,7 @@ def _record_from_item(item: Mapping[str, Any], origin: Origin) -> Record | None:
         title=title,
         arxiv_id=arxiv_id,
         version=version,
-        abstract=one_line(paper.get("summary") or item.get("summary")),
+        abstract=one_line(repair(str(paper.get("summary") or item.get("summary") or ""))),
         authors=_authors(paper.get("authors")),
         published=parse_datetime(paper.get("publishedAt")),
         listed=parse_date(featured),
@@ -111,7 +111,7 @@ def _authors(value: object) -> tuple[str, ...]:
         if isinstance(author, Mapping) and not author.get("hidden"):
             # Some names reach the page escaped twice ("D&amp;#39;Mello"): one more unescape mends
             # them, and a real name never contains an HTML entity.
-            name = one_line(html.unescape(str(author.get("name") or "")))
+            name = one_line(repair(html.unescape(str(author.get("name") or ""))))
             if name:
                 names.append(name)
     return tuple(names)

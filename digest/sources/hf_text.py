@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from digest.errors import LayoutChanged, ParseError
 from digest.models import Origin, Parsed, Record
 from digest.sources.common import MAX_TITLE, control_share, decode_text, describe_start
-from digest.text import one_line
+from digest.text import one_line, repair
 
 _HEADER_LINES = frozenset(
     {
@@ -61,7 +61,7 @@ def parse(body: bytes, origin: Origin) -> Parsed:
     share = control_share(body)
     if share:  # an image, an archive, a UTF-16 file without its byte order mark
         raise ParseError(f"not a text listing: {share}% of the bytes are control characters")
-    text = decode_text(body).replace("\r\n", "\n").replace("\r", "\n")
+    text = repair(decode_text(body)).replace("\r\n", "\n").replace("\r", "\n")
     paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
     if not paragraphs:
         raise ParseError("expected a plain-text listing, got an empty body")
