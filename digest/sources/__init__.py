@@ -90,7 +90,7 @@ _KINDS = (
         "arxiv-rss",
         "digest.sources.arxiv",
         "parse_rss",
-        "arXiv RSS service, RSS 2.0 or Atom (rss.arxiv.org)",
+        "arXiv RSS service, RSS 2.0 or Atom (rss.arxiv.org), or a legacy RSS 1.0 feed",
         calendar=ARXIV,
         entries="feed_entries",
     ),
