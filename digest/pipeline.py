@@ -150,8 +150,11 @@ def ingest_source(
             unread = 0 if records else sum(kind.entries_in(r.body) or 0 for r in results if r.body)
             expected = expects_content(kind.calendar, started, last_read)
             status, error = judge(parsed, usual, unread=unread, expected=expected)
-            # A layout run keeps no validators: the next run reads the page again, not a 304.
-            outcome = store.ingest(records, clock(), validators=results if not error else ())
+            # A layout run, or a body cut short, keeps no validators: the next run reads the
+            # page again (and its missing entries) instead of getting a 304.
+            cut = any("cut" in reason for reason in skipped)
+            keep = results if not (error or cut) else ()
+            outcome = store.ingest(records, clock(), validators=keep)
             new = len(outcome.new_keys)
             if skipped and not error:  # entries the parser left out (cut, unreadable): said
                 error = "left out " + ", ".join(

@@ -103,7 +103,7 @@ def test_a_run_resolves_its_new_title_only_papers_and_says_what_its_parser_left_
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.host == "titles.example.org":
-            return httpx.Response(200, content=listing)
+            return httpx.Response(200, content=listing, headers={"etag": '"v1"'})
         assert request.url.host == "export.arxiv.org", request.url
         return httpx.Response(200, content=API_ANSWER)
 
@@ -114,7 +114,11 @@ def test_a_run_resolves_its_new_title_only_papers_and_says_what_its_parser_left_
     assert report.resolved is not None
     assert (report.resolved.asked, report.resolved.found) == (2, 1)
     assert store.paper("2606.13677") is not None
+    # A body cut short keeps no validators: the next run reads it whole, not a 304.
+    assert store.validators("https://titles.example.org/list") == (None, None)
     # Turned off, nothing is asked of the API.
     off = replace(config, fetch=replace(config.fetch, resolve_titles=0))
-    with fetcher(httpx.MockTransport(lambda request: httpx.Response(200, content=listing))) as polite:
+    whole = httpx.Response(200, content=listing.replace(b"cut mi...", b"whole"), headers={"etag": '"v2"'})
+    with fetcher(httpx.MockTransport(lambda request: whole)) as polite:
         assert ingest(off, store, polite, lambda: NOW + timedelta(days=1)).resolved is None
+    assert store.validators("https://titles.example.org/list")[0] == '"v2"'  # a whole body: kept
