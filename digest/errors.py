@@ -4,6 +4,7 @@ DigestError                  anything the tool reports to a person instead of a 
 ├── ConfigError              config.toml is missing, unreadable or wrong (file, key, what was expected)
 ├── SourceError              one source could not be read; the run goes on with the others
 │   ├── FetchError           the HTTP (or file) side: timeout, refused, 5xx, too large
+│   │   └── NotReplayed      a replayed run asked for a URL its captures do not hold
 │   ├── ParseError           the bytes are not what the source's format promises
 │   └── LayoutChanged        the page parsed but holds none of the markers we rely on
 ├── StoreError               the SQLite store cannot be opened or written
@@ -31,6 +32,10 @@ class SourceError(DigestError):
 
 class FetchError(SourceError):
     """The request failed: network error, timeout, bad status, body too large."""
+
+
+class NotReplayed(FetchError):
+    """A run replaying captured responses asked for a URL the captures do not hold."""
 
 
 class ParseError(SourceError):

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from digest import __version__
-from digest.errors import FetchError
+from digest.errors import FetchError, NotReplayed
 from digest.models import FetchResult
 
 PROJECT_URL = "https://github.com/paperdigest/paperdigest"
@@ -312,7 +312,7 @@ class ReplayTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         entry = self._entries.get(str(request.url))
         if entry is None:
-            raise FetchError(f"not in the replay index: {request.url}")
+            raise NotReplayed(f"not in the replay index: {request.url}")
         path, status, headers = entry
         try:
             body = path.read_bytes()

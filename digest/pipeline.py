@@ -116,8 +116,7 @@ def ingest(
         runs.append(ingest_source(source, store, fetcher, clock, run_id))
         progress("sources", done + 1, len(sources), f"{source.name}: {runs[-1].status}")
     resolved = None
-    # Not when replaying captures: they hold no answers of the arXiv API to these questions.
-    if config.fetch.resolve_titles and config.fetch.replay_dir is None and not STOPPING.is_set():
+    if config.fetch.resolve_titles and not STOPPING.is_set():
         # Title-only papers (text listings) found in the arXiv API by their title: their ids,
         # authors and links, before anything is embedded or ranked.
         resolved = resolve_titles(store, fetcher, clock, config.fetch.resolve_titles)

@@ -3,7 +3,8 @@
 A text listing (Hugging Face's plain-text pages) gives a title and an abstract, no id; such a
 paper is keyed by its normalised title (digest.identify). After the sources are read, the newest
 of these are looked up in the arXiv export API, a few titles per query, politely (the fetcher's
-per-host interval). A result whose normalised title is the paper's becomes an ordinary record of
+per-host interval; a replayed run answers from its captures, and is quiet about a query they do
+not hold). A result whose normalised title is the paper's becomes an ordinary record of
 the "arxiv-resolve" origin: the store merges it with the title-keyed paper, which takes the arXiv
 id as its key and the API's fields (authors, categories, dates, links). A title the API does not
 know stays as it is (it links to arXiv's search until then; digest.compose.title_search_url).
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from digest.errors import DigestError
+from digest.errors import DigestError, NotReplayed
 from digest.fetch import Fetcher
 from digest.identify import is_title_key, normalize_title
 from digest.models import Origin, Paper, Record, Resolved
@@ -82,6 +83,8 @@ def resolve_titles(
             result = fetcher.fetch(url, accept_error_body=True)
             # The arXiv API's kind: its title and abstract replace the text listing's (identify.merge).
             records = parse_api(result.body or b"", Origin(SOURCE, API, "arxiv-api"))
+        except NotReplayed:
+            break  # replaying captures that hold no answer to this: nothing to say
         except DigestError as exc:
             error = error or str(exc)
             log.info("resolve: %s", exc)

@@ -122,3 +122,21 @@ def test_a_run_resolves_its_new_title_only_papers_and_says_what_its_parser_left_
     with fetcher(httpx.MockTransport(lambda request: whole)) as polite:
         assert ingest(off, store, polite, lambda: NOW + timedelta(days=1)).resolved is None
     assert store.validators("https://titles.example.org/list")[0] == '"v2"'  # a whole body: kept
+
+
+def test_a_replayed_run_answers_from_its_captures_and_is_quiet_without_one(
+    tmp_path: Path, store: Store
+) -> None:
+    store.ingest([title_only(FOUND_TITLE)], NOW)
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    (replay / "index.json").write_text("[]", encoding="utf-8")
+    with Fetcher(FetchPolicy(retries=0), replay_dir=replay, sleep=lambda _: None) as replaying:
+        quiet = resolve_titles(store, replaying, lambda: NOW, limit=50)
+    assert (quiet.found, quiet.error) == (0, None)  # no capture of this query: nothing to say
+    url = query_url([FOUND_TITLE])
+    (replay / "api.xml").write_bytes(API_ANSWER)
+    (replay / "index.json").write_text(f'[{{"url": "{url}", "file": "api.xml"}}]', encoding="utf-8")
+    with Fetcher(FetchPolicy(retries=0), replay_dir=replay, sleep=lambda _: None) as replaying:
+        found = resolve_titles(store, replaying, lambda: NOW, limit=50)
+    assert (found.found, found.error) == (1, None) and store.paper("2606.13677") is not None
