@@ -84,7 +84,9 @@ def resolve_titles(
             # The arXiv API's kind: its title and abstract replace the text listing's (identify.merge).
             records = parse_api(result.body or b"", Origin(SOURCE, API, "arxiv-api"))
         except NotReplayed:
-            break  # replaying captures that hold no answer to this: nothing to say
+            asked -= len(titles)  # replaying captures that hold no answer: not asked, nothing to say
+            queries -= 1
+            break
         except DigestError as exc:
             error = error or str(exc)
             log.info("resolve: %s", exc)
@@ -93,6 +95,6 @@ def resolve_titles(
         if matched:
             store.ingest(matched, clock())
         found += len(matched)
-    if waiting:
+    if asked:
         log.info("resolve: %d of %d title-only papers found on arXiv", found, asked)
     return Resolved(asked, found, queries, error)

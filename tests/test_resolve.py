@@ -133,7 +133,7 @@ def test_a_replayed_run_answers_from_its_captures_and_is_quiet_without_one(
     (replay / "index.json").write_text("[]", encoding="utf-8")
     with Fetcher(FetchPolicy(retries=0), replay_dir=replay, sleep=lambda _: None) as replaying:
         quiet = resolve_titles(store, replaying, lambda: NOW, limit=50)
-    assert (quiet.found, quiet.error) == (0, None)  # no capture of this query: nothing to say
+    assert (quiet.asked, quiet.found, quiet.error) == (0, 0, None)  # no capture: nothing to say
     url = query_url([FOUND_TITLE])
     (replay / "api.xml").write_bytes(API_ANSWER)
     (replay / "index.json").write_text(f'[{{"url": "{url}", "file": "api.xml"}}]', encoding="utf-8")
