@@ -72,6 +72,14 @@ class Parsed(list[Record]):
         self.skipped: dict[str, int] = dict(skipped or {})
 
 
+# Why a parser left entries out of a body that was cut short (the pipeline then keeps no
+# validators, so the next run reads the whole body again).
+CUT_ENTRY = "cut off mid-entry"
+CUT_MISSING = "missing after the cut"  # entries the answer said it held that never came
+CUT_BETWEEN = "body cut off between entries"  # how many followed, nothing tells
+CUT_REASONS = frozenset({CUT_ENTRY, CUT_MISSING, CUT_BETWEEN})
+
+
 def skipped_of(records: Sequence[Record]) -> dict[str, int]:
     """The entries a parser left out, by reason (none for a plain list)."""
     return dict(getattr(records, "skipped", {}))

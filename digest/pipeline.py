@@ -33,6 +33,7 @@ from digest.errors import DigestError, EmbeddingError, LayoutChanged, SourceErro
 from digest.fetch import Fetcher, FetchPolicy, user_agent
 from digest.health import judge, layout_change, recent_median
 from digest.models import (
+    CUT_REASONS,
     DayRanking,
     Delivery,
     Digest,
@@ -151,7 +152,7 @@ def ingest_source(
             status, error = judge(parsed, usual, unread=unread, expected=expected)
             # A layout run, or a body cut short, keeps no validators: the next run reads the
             # page again (and its missing entries) instead of getting a 304.
-            cut = any("cut" in reason for reason in skipped)
+            cut = bool(CUT_REASONS & skipped.keys())
             keep = results if not (error or cut) else ()
             outcome = store.ingest(records, clock(), validators=keep)
             new = len(outcome.new_keys)

@@ -38,7 +38,7 @@ import lxml.html
 from lxml import etree
 
 from digest.errors import LayoutChanged, ParseError
-from digest.models import Origin, Parsed, Record
+from digest.models import CUT_BETWEEN, CUT_ENTRY, CUT_MISSING, Origin, Parsed, Record
 from digest.sources.common import describe_start, parse_datetime, split_arxiv_id
 from digest.text import doi as valid_doi
 from digest.text import one_line, repair
@@ -54,9 +54,6 @@ PDF = "https://arxiv.org/pdf/"
 
 # Why entries were left out (Parsed.skipped), as the source's run shows them; the cut reasons
 # are the feed kind's too (digest.sources.feed).
-CUT_ENTRY = "cut off mid-entry"
-CUT_MISSING = "missing after the cut"
-CUT_BETWEEN = "body cut off between entries"
 UNREADABLE = "no arXiv id or no title"
 
 # The elements that are entries: RSS items (1.0 and 2.0), Atom entries.

@@ -42,7 +42,7 @@ import feedparser
 from bs4 import BeautifulSoup
 
 from digest.errors import ParseError
-from digest.models import Origin, Parsed, Record
+from digest.models import CUT_BETWEEN, CUT_ENTRY, CUT_MISSING, Origin, Parsed, Record
 from digest.sources import arxiv
 from digest.sources.common import (
     MAX_TITLE,
@@ -62,9 +62,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What may precede the root element: white space, the XML declaration, comments.
 _PROLOGUE = re.compile(r"^(?:\s+|<\?xml[^>]*\?>|<!--.*?-->)*", re.DOTALL)
 # What `skipped` says about entries left out (see the module's docstring).
-CUT_ENTRY = "cut off mid-entry"
-CUT_MISSING = "missing after the cut"
-CUT_BETWEEN = "body cut off between entries"  # how many followed is unknown
 NO_TITLE = "no title"
 TOO_LONG = f"title over {MAX_TITLE} characters"
 # The local names of entries: RSS items (0.9x, 1.0, 2.0) and Atom entries.
