@@ -368,7 +368,8 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
 
     Safe to run from cron as often as you like: the delivery ledger makes sure each profile gets
     one digest per day, and a re-run after a crash only sends what is still open. Exit code 1 when
-    every source failed or a message could not be delivered.
+    every source failed, a message could not be delivered or the feed files could not be written
+    (the mail goes out all the same).
     """
     from digest.pipeline import make_fetcher, make_sender, run_cycle
     from digest.progress import TerminalProgress
@@ -432,7 +433,14 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
         )
     for problem in mail.problems:
         click.echo(f"error: {problem.profile}: {problem.address}: {problem.error}", err=True)
-    if (report.ingest is not None and report.ingest.all_failed) or mail.problems or mail.left:
+    if report.feeds_problem:
+        click.echo(f"error: feeds: {report.feeds_problem}", err=True)
+    if (
+        (report.ingest is not None and report.ingest.all_failed)
+        or mail.problems
+        or mail.left
+        or report.feeds_problem
+    ):
         sys.exit(1)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,45 @@ log = logging.getLogger(__name__)
 
 # When there is nothing at all to date a feed by: a fixed instant, never the clock.
 _NO_DATA = datetime(1970, 1, 1, tzinfo=UTC)
+
+# -- where the files go: the one place that knows (pipeline, status, web and the emails ask here) --
+
+ALL_RSS, ALL_ATOM = "all.rss", "all.atom"
+OPML_PATH = "feeds.opml"
+PROFILES_FOLDER = "profiles"
+SUFFIXES = (".rss", ".atom")
+URL_PATH = "/feeds"  # where feeds_dir is served, under the base URL
+PROBLEM_PART = "feeds"  # the part named in the store's problems when the files cannot be written
+
+
+def profile_feed_paths(profile: str) -> tuple[str, str]:
+    """Where a profile's RSS and Atom files go, relative to feeds_dir."""
+    return f"{PROFILES_FOLDER}/{profile}.rss", f"{PROFILES_FOLDER}/{profile}.atom"
+
+
+def published_paths(profiles: Iterable[str]) -> list[str]:
+    """Every file a cycle publishes for these profiles, relative to feeds_dir."""
+    return [ALL_RSS, ALL_ATOM, OPML_PATH] + [
+        path for profile in profiles for path in profile_feed_paths(profile)
+    ]
+
+
+def feeds_url(base_url: str) -> str:
+    """Where feeds_dir is served: the base of every feed's address."""
+    return f"{base_url}{URL_PATH}"
+
+
+def feed_url(base_url: str, relative: str) -> str:
+    """The public address of a feed file (`relative` to feeds_dir)."""
+    return f"{feeds_url(base_url)}/{relative}"
+
+
+def on_disk(feeds_dir: Path, paths: Iterable[str]) -> bool:
+    """Whether every one of these files is there (a folder that cannot be read: no)."""
+    try:
+        return all((feeds_dir / path).is_file() for path in paths)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +120,7 @@ def profile_feed(
         name=profile,
         title=profile_feed_title(profile),
         subtitle=f"New research papers chosen for the {profile} profile, with the reasons why.",
-        folder="profiles/",
+        paths=profile_feed_paths(profile),
         entries=entries,
         updated=newest,
         renderer=renderer,
@@ -100,7 +139,7 @@ def all_papers_feed(
         name="all",
         title="paperdigest · all new papers",
         subtitle="Every new paper paperdigest has seen in the last days, newest first.",
-        folder="",
+        paths=(ALL_RSS, ALL_ATOM),
         entries=entries,
         updated=max((p.first_seen for p in chosen), default=_NO_DATA),
         renderer=renderer,
@@ -114,14 +153,14 @@ def _feed_files(
     name: str,
     title: str,
     subtitle: str,
-    folder: str,
+    paths: tuple[str, str],
     entries: Sequence[tuple[ScoredPaper, datetime, int]],
     updated: datetime,
     renderer: Renderer,
     base_url: str,
     feedback: FeedbackLinks | None,
 ) -> FeedFiles:
-    rss_path, atom_path = f"{folder}{name}.rss", f"{folder}{name}.atom"
+    rss_path, atom_path = paths
     # One generator makes both formats: the entries are built once, only the self link differs.
     generator = _generator(name, title, subtitle, updated)
     for index, (item, when, position) in enumerate(entries):
@@ -210,11 +249,6 @@ def _drop_entry(generator: FeedGenerator, paper_key: str) -> None:
             generator.remove_entry(entry)
 
 
-def profile_feed_paths(profile: str) -> tuple[str, str]:
-    """Where a profile's RSS and Atom files go, relative to feeds_dir."""
-    return f"profiles/{profile}.rss", f"profiles/{profile}.atom"
-
-
 def profile_feed_title(profile: str) -> str:
     return f"paperdigest · {profile}"
 
@@ -242,12 +276,37 @@ def opml(feeds: Iterable[tuple[str, str]], base_url: str) -> bytes:
 # -- writing --------------------------------------------------------------------------------------
 
 
+class PublishError(DeliveryError):
+    """Some feed files could not be written (each was tried; the others were written).
+
+    The message names the first file and its OS error; `failed` maps each file (relative to
+    feeds_dir) to its error, `changed` lists the files that were written.
+    """
+
+    def __init__(self, failed: Mapping[str, str], changed: Sequence[str]) -> None:
+        first = next(iter(failed.values()))
+        more = f" (and {len(failed) - 1} more files)" if len(failed) > 1 else ""
+        super().__init__(first + more)
+        self.failed = dict(failed)
+        self.changed = list(changed)
+
+
 def publish(feeds_dir: Path, files: dict[str, bytes]) -> list[str]:
-    """Write each file (path relative to feeds_dir) atomically; return the paths that changed."""
+    """Write each file (path relative to feeds_dir) atomically; return the paths that changed.
+
+    A file that cannot be written does not stop the others: every one is tried, then
+    PublishError names the ones that failed.
+    """
     changed = []
+    failed: dict[str, str] = {}
     for relative, data in sorted(files.items()):
-        if write_atomic(feeds_dir / relative, data):
-            changed.append(relative)
+        try:
+            if write_atomic(feeds_dir / relative, data):
+                changed.append(relative)
+        except DeliveryError as exc:
+            failed[relative] = str(exc)
+    if failed:
+        raise PublishError(failed, changed)
     return changed
 
 

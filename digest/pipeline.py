@@ -445,6 +445,8 @@ class CycleReport:
     composed: tuple[Digest, ...]  # digests composed by this run
     feeds_written: tuple[str, ...]  # feed files that changed (paths relative to feeds_dir)
     mail: DeliveryReport
+    # Why feed files could not be written (the mail went on regardless), or None.
+    feeds_problem: str | None = None
 
 
 def run_id() -> str:
@@ -498,13 +500,19 @@ def _cycle(
         [] if STOPPING.is_set() else compose_due(config, store, chosen, clock, now_too=now_too)
     )
     renderer = renderer or Renderer()
-    written = (
-        []
-        if STOPPING.is_set()
-        else publish_feeds(config, store, renderer, clock, claimant=claimant)
-    )
+    written: list[str] = []
+    feeds_problem = None
+    if not STOPPING.is_set():
+        # Channels are independent: feeds that cannot be written (disk full, permissions) are
+        # recorded for `digest status` and reported, and the mail goes out all the same.
+        try:
+            written = publish_feeds(config, store, renderer, clock, claimant=claimant)
+        except feeds.PublishError as exc:
+            written, feeds_problem = exc.changed, str(exc)
     if STOPPING.is_set():
-        return CycleReport(report, tuple(composed), tuple(written), DeliveryReport())
+        return CycleReport(
+            report, tuple(composed), tuple(written), DeliveryReport(), feeds_problem
+        )
     mail = deliver_mail(
         store,
         sender,
@@ -515,7 +523,11 @@ def _cycle(
         progress=progress,
     )
     return CycleReport(
-        ingest=report, composed=tuple(composed), feeds_written=tuple(written), mail=mail
+        ingest=report,
+        composed=tuple(composed),
+        feeds_written=tuple(written),
+        mail=mail,
+        feeds_problem=feeds_problem,
     )
 
 
@@ -580,10 +592,6 @@ def compose_due(
     return composed
 
 
-def feed_url(base_url: str, relative: str) -> str:
-    return f"{base_url}/feeds/{relative}"
-
-
 def publish_feeds(
     config: Config, store: Store, renderer: Renderer, clock: Clock, *, claimant: str
 ) -> list[str]:
@@ -594,10 +602,15 @@ def publish_feeds(
     new costs next to nothing, whatever the number of profiles. The rolling window is counted back
     from the newest stored data, not from today, so a feed's bytes change only when its data does.
     A profile's items carry its feedback links, signed with the same keys as the emails'.
+
+    Files that cannot be written raise feeds.PublishError, once the others are written: the
+    problem is recorded (part "feeds", for `digest status`) and the "feed" rows of the profiles
+    whose files failed are deferred, so the next run writes them; a run that writes every file
+    clears the problem.
     """
     output = config.output
     keys = tuple(load_secrets(config.data_dir))
-    base = f"{output.base_url}/feeds"
+    base = feeds.feeds_url(output.base_url)
     open_rows = [
         row
         for row in store.deliveries(statuses=("pending", "deferred", "sending"))
@@ -620,8 +633,9 @@ def publish_feeds(
         rss_path, atom_path = feeds.profile_feed_paths(profile.name)
         if not subscriptions.is_web_profile(profile.name):  # a web subscriber's feed is private
             listing.append((feeds.profile_feed_title(profile.name), atom_path))
-        on_disk = all((output.feeds_dir / path).is_file() for path in (rss_path, atom_path))
-        if profile.name not in changed_profiles and on_disk:
+        if profile.name not in changed_profiles and feeds.on_disk(
+            output.feeds_dir, (rss_path, atom_path)
+        ):
             continue
         latest = store.digests(profile.name, limit=1)
         since_day = latest[0].day - timedelta(days=output.feed_days - 1) if latest else None
@@ -632,13 +646,28 @@ def publish_feeds(
         )
         files[built.rss_path] = built.rss
         files[built.atom_path] = built.atom
-    files["feeds.opml"] = feeds.opml(listing, base)
-    changed = feeds.publish(output.feeds_dir, files)
-    # Every digest now in its feed counts as delivered on the "feed" channel.
+    files[feeds.OPML_PATH] = feeds.opml(listing, base)
+    failure: feeds.PublishError | None = None
+    try:
+        changed = feeds.publish(output.feeds_dir, files)
+    except feeds.PublishError as exc:
+        failure, changed = exc, exc.changed
+    # Every digest now in its feed counts as delivered on the "feed" channel; one whose feed
+    # could not be written waits for the next run.
     now = clock()
     for row in open_rows:
         if store.claim(row, claimant, now, stale_before=now - timedelta(minutes=15)):
-            store.settle(row, claimant, "sent", now)
+            paths = feeds.profile_feed_paths(row.profile)
+            missed = [failure.failed[p] for p in sorted(paths) if p in failure.failed] if failure else []
+            if missed:
+                store.settle(row, claimant, "deferred", now, error=missed[0])
+            else:
+                store.settle(row, claimant, "sent", now)
+    if failure is not None:
+        log.error("feeds: %s", failure)
+        store.set_problem(feeds.PROBLEM_PART, str(failure), now)
+        raise failure
+    store.set_problem(feeds.PROBLEM_PART, None, now)
     return changed
 
 
@@ -646,12 +675,11 @@ def publish_first_feed(config: Config, profile: str) -> list[str]:
     """A new subscriber's feed, valid and empty, so its address works from the start (the
     first digest fills it); a feed already there is left as it is."""
     output = config.output
-    rss_path, atom_path = feeds.profile_feed_paths(profile)
-    if all((output.feeds_dir / path).is_file() for path in (rss_path, atom_path)):
+    if feeds.on_disk(output.feeds_dir, feeds.profile_feed_paths(profile)):
         return []
     links = FeedbackLinks(profile, output.base_url, tuple(load_secrets(config.data_dir)))
     built = feeds.profile_feed(
-        profile, [], Renderer(), f"{output.base_url}/feeds", output.feed_max_items, links
+        profile, [], Renderer(), feeds.feeds_url(output.base_url), output.feed_max_items, links
     )
     return feeds.publish(output.feeds_dir, {built.rss_path: built.rss, built.atom_path: built.atom})
 
@@ -722,9 +750,10 @@ class MailBuilder:
         base = self.config.output.base_url
         token = unsubscribe_token(self.keys, profile, address)
         mailto = self.config.email.unsubscribe_mailto or _bare(self.config.email.sender)
+        rss_path, atom_path = feeds.profile_feed_paths(profile)
         return EmailLinks(
-            feed_rss=feed_url(base, f"profiles/{profile}.rss"),
-            feed_atom=feed_url(base, f"profiles/{profile}.atom"),
+            feed_rss=feeds.feed_url(base, rss_path),
+            feed_atom=feeds.feed_url(base, atom_path),
             unsubscribe=f"{base}/unsubscribe/{token}",
             unsubscribe_mailto=f"mailto:{mailto}?subject={quote('unsubscribe ' + profile)}",
             manage=f"{base}/manage/{manage_token(self.keys, profile, address)}",

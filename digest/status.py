@@ -1,7 +1,8 @@
 """`digest status`: what a person (or a monitor) needs to know about a job nobody watches.
 
 Per source, its last run and since when it fails; the next scheduled runs; today's digests (sent,
-failed, pending) per profile; the age of every feed file; a sentence model that cannot be loaded
+failed, pending) per profile; the age of every feed file, and since when a run could not write
+them; a sentence model that cannot be loaded
 (the ranking then goes on with words alone). `problems` lists what needs a person, each said once:
 the command exits non-zero when there is any, so a health check or a monitor can call it. An
 `empty` source (a well-formed answer with nothing in it: a weekend, an arXiv holiday) is fine.
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from digest import compose, subscriptions
+from digest import feeds as feed_files
 from digest.config import Config, ProfileConfig
 from digest.health import layout_change
 from digest.models import SourceRun
@@ -57,6 +59,8 @@ class Status:
     web: tuple[ProfileStatus, ...]  # the active web subscribers
     feeds: tuple[FeedStatus, ...]
     problems: tuple[str, ...]
+    # "could not be written since ...: error" while the last run could not write feed files.
+    feeds_problem: str | None = None
 
 
 def gather(config: Config, store: Store, now: datetime) -> Status:
@@ -82,21 +86,28 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
         problems += trouble
 
     feeds = []
-    paths = ["all.rss", "all.atom", "feeds.opml"] + [
-        f"profiles/{p.name}.{kind}" for p in config.profiles for kind in ("rss", "atom")
-    ]
+    paths = feed_files.published_paths(p.name for p in config.profiles)
     feeds_expected = store.count_papers() > 0  # every cycle after the first ingest writes them
+    parts = store.problems()
+    # Feed files a run could not write (disk full, permissions): said once, with the error,
+    # until a run writes them all. The mail went out regardless.
+    unwritten = parts.pop(feed_files.PROBLEM_PART, None)
+    feeds_problem = (
+        f"could not be written since {_when(unwritten[1])}: {unwritten[0]}" if unwritten else None
+    )
+    if feeds_problem:
+        problems.append(f"feeds: {feeds_problem}")
     for relative in paths:
         path = config.feeds_dir / relative
-        if path.is_file():
+        if feed_files.on_disk(config.feeds_dir, [relative]):
             modified = datetime.fromtimestamp(path.stat().st_mtime, tz=now.tzinfo)
             feeds.append(FeedStatus(relative, max(now - modified, timedelta(0))))
         else:
             feeds.append(FeedStatus(relative, None))
-            if feeds_expected:
+            if feeds_expected and not feeds_problem:
                 problems.append(f"feed {relative} is missing (the next `digest run` writes it)")
     # Problems of parts that belong to no source, e.g. a sentence model that failed to load.
-    for part, (problem, since) in store.problems().items():
+    for part, (problem, since) in parts.items():
         problems.append(f"{part} since {_when(since)}: {problem}")
     return Status(
         now=now,
@@ -106,6 +117,7 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
         web=tuple(web),
         feeds=tuple(feeds),
         problems=tuple(problems),
+        feeds_problem=feeds_problem,
     )
 
 
@@ -135,6 +147,8 @@ def profile_status(
     )
     problems = []
     for row in rows:
+        if row.channel == "feed" and row.status == "deferred":
+            continue  # feed files that could not be written: the feeds line says it, once
         if row.status == "failed":
             problems.append(f"profile {profile.name}: {row.channel}: failed: {row.error}")
         elif row.status == "deferred":
@@ -196,6 +210,8 @@ def render(status: Status) -> str:
             + (f"; {sum(p.overdue for p in web)} OVERDUE" if any(p.overdue for p in web) else "")
         )
     lines.append("feeds:")
+    if status.feeds_problem:
+        lines.append(f"  {status.feeds_problem}")
     for feed in status.feeds:
         lines.append(f"  {feed.path}: " + (f"{_age(feed.age)} old" if feed.age is not None else "missing"))
     if status.problems:

@@ -10,11 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from digest import feeds
 from digest.feedfiles import FeedFiles
 from digest.web.pages import bind
 from digest.web.site import Site
 
-PUBLIC_FILES = ("all.atom", "all.rss", "feeds.opml")
+PUBLIC_FILES = (feeds.ALL_ATOM, feeds.ALL_RSS, feeds.OPML_PATH)
 
 
 def routes(site: Site) -> list[BaseRoute]:
@@ -30,14 +31,14 @@ async def feed_index(site: Site, request: Request) -> Response:
     is its address, and it is never listed."""
     folder = site.config.feeds_dir
     found = [name for name in PUBLIC_FILES if (folder / name).is_file()]
-    profiles = folder / "profiles"
+    profiles = folder / feeds.PROFILES_FOLDER
     if profiles.is_dir():
         found += sorted(
-            f"profiles/{path.name}" for path in profiles.iterdir()
-            if path.suffix in (".atom", ".rss") and not path.name.startswith("web-")
+            f"{feeds.PROFILES_FOLDER}/{path.name}" for path in profiles.iterdir()
+            if path.suffix in feeds.SUFFIXES and not path.name.startswith("web-")
         )
     if not found:
         return site.notice(200, "Feeds", "No feed is published yet: the next `digest run` writes them.")
     return site.notice(200, "Feeds", "Subscribe to one in your feed reader (Atom or RSS), or import "
                        "feeds.opml to have them all. New papers of every source are in all.atom.",
-                       links=tuple((name, f"{site.base}/feeds/{name}") for name in found))
+                       links=tuple((name, feeds.feed_url(site.base, name)) for name in found))

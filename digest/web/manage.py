@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest import compose, subscriptions
+from digest import compose, feeds, subscriptions
 from digest.config import ProfileConfig
 from digest.models import Subscriber
 from digest.pipeline import LibraryReport, import_library
@@ -139,7 +139,9 @@ async def _view(site: Site, request: Request, who: Reader, status: int = 200, sa
             ],
         }
     interests = subscriber.interests if subscriber else None
-    feed_rss, feed_atom = (f"{site.base}/feeds/profiles/{who.profile}.{kind}" for kind in ("rss", "atom"))
+    feed_rss, feed_atom = (
+        feeds.feed_url(site.base, path) for path in feeds.profile_feed_paths(who.profile)
+    )
     papers = compose.count(library, "paper")
     return site.html(
         "manage.html.j2", status, request, f"manage:{who.profile}",
