@@ -16,6 +16,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -109,6 +110,12 @@ class EmailConfig:
     unsubscribe_mailto: str | None = None  # default: the From address
     send_empty: bool = True  # on a day with nothing above the threshold, say so (or send nothing)
     thumbnails: bool = True  # the sources' pictures in the HTML part (never in the text part)
+    # A row a run claimed ('sending') longer ago than this was abandoned by a crashed run.
+    claim_lease: timedelta = timedelta(minutes=15)
+    # A message handed over without an answer ('uncertain') is sent again only after this.
+    uncertain_quarantine: timedelta = timedelta(hours=24)
+    # The mail step of one run stops after this; the rest stays pending for the next run.
+    mail_deadline: timedelta = timedelta(minutes=60)
 
 
 SMTP_SECURITY = ("starttls", "tls", "none")
@@ -125,6 +132,7 @@ class SmtpConfig:
     password_env: str | None = None  # the environment variable holding the password
     password_file: Path | None = None  # or a file holding it (Docker/Kubernetes secrets)
     timeout_s: float = 30.0
+    breaker: int = 3  # this many failures in a row to reach the server stop the run's mail
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +401,18 @@ class _Reader:
 
     def email(self, raw: Any, key: str) -> EmailConfig:
         table = self.table(
-            raw, key, {"from", "reply_to", "unsubscribe_mailto", "send_empty", "thumbnails"}
+            raw,
+            key,
+            {
+                "from",
+                "reply_to",
+                "unsubscribe_mailto",
+                "send_empty",
+                "thumbnails",
+                "claim_lease",
+                "uncertain_quarantine",
+                "mail_deadline",
+            },
         )
         return EmailConfig(
             sender=self.address(table["from"], f"{key}.from", named=True)
@@ -409,13 +428,40 @@ class _Reader:
             else None,
             send_empty=self.boolean(table.get("send_empty", True), f"{key}.send_empty"),
             thumbnails=self.boolean(table.get("thumbnails", True), f"{key}.thumbnails"),
+            claim_lease=timedelta(
+                minutes=self.number(
+                    table.get("claim_lease", 15), f"{key}.claim_lease", minimum=1, maximum=1440
+                )
+            ),
+            uncertain_quarantine=timedelta(
+                hours=self.number(
+                    table.get("uncertain_quarantine", 24),
+                    f"{key}.uncertain_quarantine",
+                    minimum=0,
+                    maximum=720,
+                )
+            ),
+            mail_deadline=timedelta(
+                minutes=self.number(
+                    table.get("mail_deadline", 60), f"{key}.mail_deadline", minimum=1, maximum=1440
+                )
+            ),
         )
 
     def smtp(self, raw: Any, key: str) -> SmtpConfig:
         table = self.table(
             raw,
             key,
-            {"host", "port", "security", "username", "password_env", "password_file", "timeout"},
+            {
+                "host",
+                "port",
+                "security",
+                "username",
+                "password_env",
+                "password_file",
+                "timeout",
+                "breaker",
+            },
         )
         if "host" not in table:
             raise self.fail(f"{key}.host", "missing: the SMTP server's host name")
@@ -451,6 +497,9 @@ class _Reader:
             else None,
             timeout_s=self.number(
                 table.get("timeout", 30), f"{key}.timeout", minimum=1, maximum=600
+            ),
+            breaker=int(
+                self.number(table.get("breaker", 3), f"{key}.breaker", minimum=1, maximum=100)
             ),
         )
 

@@ -1,8 +1,10 @@
 """The delivery edge: hand composed digests to a Maildir outbox or an SMTP server, led by the ledger.
 
     deliver_mail(store, sender, build, clock, claimant=...)
-        for each mail row of the ledger that is pending, deferred, or abandoned by a crashed run:
-            claim it (this run only) -> build(row) -> sender.send -> settle sent|deferred|failed|skipped
+        for each mail row of the ledger that is pending, deferred, abandoned by a crashed run (its
+        claim older than the lease), or uncertain and out of its quarantine:
+            claim it (this run only) -> build(row) -> sender.send
+            -> settle sent|deferred|failed|skipped|uncertain, or give it back pending
 
 Two senders, one `Sender` protocol:
     Outbox(path)           a Maildir any mail client opens; files written atomically, named by Message-ID
@@ -10,23 +12,35 @@ Two senders, one `Sender` protocol:
 Both take a `Mail`: an `email.message.EmailMessage`, or a message already written out as bytes
 (`digest.render.OutgoingMail`, any object with message_id, sender and data: see `RawMail`).
 
-How sure is "exactly once"? A row is claimed in a write transaction before its message is sent, so two
-overlapping runs never both send it, and a re-run never sends a row the ledger says is sent. The one gap
-is a crash after the server accepted a message but before the ledger recorded it: the row stays
-'sending', and once its lease runs out the next run sends it again (SMTP has no way to ask "did you get
-that one?"). The outbox closes even that gap: its file is named after the Message-ID, so `build` must
-give the same Message-ID each time it builds the same row.
+How sure is "exactly once"? By outcome, as sure as SMTP allows. A row is claimed in a write
+transaction before its message is sent, so two overlapping runs never both send it, and a re-run
+never sends a row the ledger says is sent. SmtpSender drives the conversation stage by stage, so it
+knows whether a failure came before the message was handed over (connect, EHLO, STARTTLS, AUTH,
+MAIL FROM, RCPT TO, DATA before its 354: the message provably did not go, so it is retried) or
+after the body's end-of-data line was written (a timeout or a lost connection before the final
+answer: the server may have stored it). The latter is 'uncertain': never re-sent by the run, and
+by a later run only after a quarantine; `digest status` shows it to a person. A crash after the
+server accepted a message but before the ledger recorded it leaves the row 'sending': once its
+lease runs out the next run sends it again, and until then `digest status` reports it. The outbox
+closes those gaps: its file is named after the Message-ID, so `build` must give the same Message-ID
+each time it builds the same row.
 
 Errors (see digest/errors.py): TransientDeliveryError is retried, now and in later runs;
-PermanentDeliveryError (a bounce) is recorded and never retried; a plain DeliveryError (login refused,
-outbox not writable) is a setup problem that would fail every message, so it stops the run's mail.
+PermanentDeliveryError (a bounce) is recorded and never retried; UncertainDeliveryError is recorded
+'uncertain'; a plain DeliveryError (login refused, outbox not writable) is a setup problem that would
+fail every message, so it stops the run's mail. Failures to reach the server (refused, timed out,
+no answer) are counted by a circuit breaker: after `breaker` of them in a row the run sends no more
+mail and leaves the rest pending. A deadline bounds the whole mail step the same way.
 """
 
 from __future__ import annotations
 
+import copy as copy_module
 import hashlib
+import io
 import logging
 import os
+import re
 import smtplib
 import ssl
 import tempfile
@@ -34,15 +48,22 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from email.utils import getaddresses
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
 from digest.config import SmtpConfig
-from digest.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from digest.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UncertainDeliveryError,
+)
 from digest.models import Delivery
 from digest.progress import Progress, no_progress
 from digest.store import Store
@@ -53,6 +74,7 @@ log = logging.getLogger(__name__)
 MAILDIR_SUFFIX = ".paperdigest"
 RECONNECT_PAUSE_S = 0.5  # give a server that just dropped us a moment before knocking again
 _MAX_ERROR = 300  # characters of an error kept in the ledger
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class RawMail(Protocol):
@@ -211,7 +233,16 @@ class _Secret:
 
 
 class _Unreachable(TransientDeliveryError):
-    """The server could not be reached (or would not talk to us): every message would fail alike."""
+    """The server could not be reached, or stopped answering before the message was handed over:
+    every message would likely fail alike (the circuit breaker counts these)."""
+
+
+class _Dropped(Exception):
+    """The server closed the connection before the message was handed over (`stage`)."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
 
 
 class SmtpSender:
@@ -257,50 +288,123 @@ class SmtpSender:
             connection.close()  # the server is gone already; just drop the socket
 
     def send(self, message: Mail, recipient: str) -> None:
+        """Hand one message to the server, for one recipient, stage by stage.
+
+        Up to the server's 354 answer to DATA, nothing was handed over: a refusal is transient (4xx)
+        or permanent (5xx), a timeout or a lost connection transient (`_Unreachable`: the breaker
+        counts those), and a connection the server dropped while idle is opened again, once. Once
+        the body is written, a timeout or a lost connection before the final answer is an
+        `UncertainDeliveryError`: the server may have stored the message, so it is never re-sent
+        here (smtplib's `sendmail` would not say at which stage it failed; hence the stages).
+        """
         if isinstance(message, EmailMessage):
             from_addr = _bare_address(message.get("From", ""))
         else:
             from_addr = message.sender
         for attempt in (1, 2):
+            reused = self._connection is not None
             connection = self._connect()
             try:
-                # One recipient per message: a refusal is about this address alone.
-                if isinstance(message, EmailMessage):
-                    connection.send_message(message, from_addr=from_addr, to_addrs=[recipient])
-                else:
-                    connection.sendmail(from_addr, [recipient], message.data)
+                self._send_on(connection, message, from_addr, recipient)
                 return
-            except smtplib.SMTPServerDisconnected as exc:
+            except _Dropped as exc:
                 # Servers close idle connections, or after so many messages: reconnect, once.
                 self._drop()
-                if attempt == 2:
-                    raise TransientDeliveryError(
-                        f"{self.where}: the server closed the connection: {one_line(str(exc), limit=_MAX_ERROR)}"
+                if attempt == 2 or not reused:
+                    raise _Unreachable(
+                        f"{self.where}: the server closed the connection at {exc.stage}"
                     ) from None
                 self._sleep(RECONNECT_PAUSE_S)
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, text = next(iter(exc.recipients.values()), (-1, b""))
-                raise self._refused(f"RCPT TO <{recipient}>", code, text) from None
-            except smtplib.SMTPSenderRefused as exc:
-                raise self._refused(
-                    f"MAIL FROM <{from_addr}>", exc.smtp_code, exc.smtp_error
-                ) from None
-            except smtplib.SMTPDataError as exc:
-                raise self._refused("DATA", exc.smtp_code, exc.smtp_error) from None
-            except smtplib.SMTPResponseException as exc:
-                raise self._refused("the message", exc.smtp_code, exc.smtp_error) from None
-            except smtplib.SMTPNotSupportedError as exc:
-                # e.g. a non-ASCII address and a server without SMTPUTF8: trying again will not help.
-                raise PermanentDeliveryError(f"{self.where}: {one_line(str(exc), limit=_MAX_ERROR)}") from None
-            except OSError as exc:  # timeout, connection reset, any other SMTPException
-                self._drop()
-                raise TransientDeliveryError(
-                    f"{self.where}: sending failed: {one_line(str(exc) or type(exc).__name__, limit=_MAX_ERROR)}"
-                ) from None
+            except (UncertainDeliveryError, _Unreachable):
+                self._drop()  # the conversation is in an unknown state: never reuse it
+                raise
             finally:
                 # smtplib closes the socket itself on a 421 answer; do not reuse it.
                 if self._connection is not None and self._connection.sock is None:
                     self._connection = None
+
+    def _send_on(
+        self, connection: smtplib.SMTP, message: Mail, from_addr: str, recipient: str
+    ) -> None:
+        """One try on an open connection: MAIL FROM, RCPT TO, DATA, the body, the final answer."""
+        options: list[str] = []
+        if isinstance(message, EmailMessage):
+            international = not (from_addr + recipient).isascii()
+            if international and not connection.has_extn("smtputf8"):
+                # trying again will not help
+                raise PermanentDeliveryError(
+                    f"{self.where}: the address needs SMTPUTF8, which the server does not offer"
+                )
+            if international:
+                options = ["SMTPUTF8", "BODY=8BITMIME"]
+            data = _flatten(message, international=international)
+        else:
+            data = message.data
+        # One recipient per message: a refusal is about this address alone.
+        stage = f"MAIL FROM <{from_addr}>"
+        code, text = self._ask(stage, lambda: connection.mail(from_addr, options))
+        if code != 250:
+            self._reset(connection)
+            raise self._refused(stage, code, text)
+        stage = f"RCPT TO <{recipient}>"
+        code, text = self._ask(stage, lambda: connection.rcpt(recipient))
+        if code not in (250, 251):
+            self._reset(connection)
+            raise self._refused(stage, code, text)
+
+        def data_command() -> tuple[int, bytes]:
+            connection.putcmd("data")
+            return connection.getreply()
+
+        code, text = self._ask("DATA", data_command)
+        if code != 354:
+            self._reset(connection)
+            raise self._refused("DATA", code, text)
+        # Handing over. A body that could not be written whole lacks its end-of-data line, so the
+        # server cannot have taken it: still safe to try again.
+
+        def write_body() -> tuple[int, bytes]:
+            connection.send(_dot_stuffed(data))
+            return 0, b""
+
+        self._ask("the message body", write_body)
+        try:
+            code, text = connection.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            waited = "no answer within the timeout" if _timed_out(exc) else "the connection was lost"
+            raise UncertainDeliveryError(
+                f"{self.where}: the message was handed over, then {waited} "
+                f"({self.settings.timeout_s:g} s) before the server's answer: it may have arrived"
+            ) from None
+        if not 200 <= code <= 299:
+            raise self._refused("DATA", code, text)
+
+    def _ask(self, stage: str, command: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
+        """One command before the message is handed over: a lost connection or a timeout is
+        reported as such, never as uncertain (the message cannot have gone)."""
+        try:
+            return command()
+        except smtplib.SMTPServerDisconnected as exc:
+            if _timed_out(exc):
+                raise _Unreachable(
+                    f"{self.where}: no answer to {stage} within {self.settings.timeout_s:g} s"
+                ) from None
+            raise _Dropped(stage) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise PermanentDeliveryError(f"{self.where}: {one_line(str(exc), limit=_MAX_ERROR)}") from None
+        except OSError as exc:  # a timeout, a reset, any other SMTPException
+            raise _Unreachable(
+                f"{self.where}: {stage} failed: "
+                f"{one_line(str(exc) or type(exc).__name__, limit=_MAX_ERROR)}"
+            ) from None
+
+    @staticmethod
+    def _reset(connection: smtplib.SMTP) -> None:
+        """After a refusal, RSET so the connection can carry the next message."""
+        try:
+            connection.rset()
+        except (smtplib.SMTPException, OSError):
+            connection.close()  # sock None: send() drops it
 
     def _refused(self, stage: str, code: int, text: bytes | str) -> DeliveryError:
         answer = _answer(code, text)
@@ -430,6 +534,30 @@ def _bare_address(header: str) -> str:
     raise ValueError(f"the message has no usable From address: {header!r}")
 
 
+def _flatten(message: EmailMessage, *, international: bool) -> bytes:
+    """The message as smtplib's send_message writes it: Bcc left out, CRLF line ends."""
+    copy = copy_module.copy(message)
+    del copy["Bcc"]
+    del copy["Resent-Bcc"]
+    with io.BytesIO() as out:
+        policy = SMTPUTF8_POLICY if international else message.policy
+        BytesGenerator(out, policy=policy).flatten(copy, linesep="\r\n")
+        return out.getvalue()
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The body as DATA carries it: a leading dot doubled, ending in CRLF '.' CRLF."""
+    quoted = _LEADING_DOT.sub(b"..", data)
+    if not quoted.endswith(b"\r\n"):
+        quoted += b"\r\n"
+    return quoted + b".\r\n"
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Is it (or what smtplib turned into 'Connection unexpectedly closed') a socket timeout?"""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+
+
 def _answer(code: int, text: bytes | str) -> str:
     """An SMTP answer as one safe line: '550 5.1.1 no such user'."""
     if isinstance(text, bytes):
@@ -450,7 +578,9 @@ class Problem(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReport:
-    """What one `deliver_mail` call did. `left`: not tried, the server was unreachable."""
+    """What one `deliver_mail` call did. `left`: not tried (or given back untried): the server
+    could not be reached, the circuit breaker opened, the run's deadline passed or it was stopped.
+    `uncertain`: handed over without an answer; a person should look (see `digest status`)."""
 
     sent: int = 0
     deferred: int = 0
@@ -458,6 +588,41 @@ class DeliveryReport:
     skipped: int = 0
     left: int = 0
     problems: tuple[Problem, ...] = ()
+    uncertain: int = 0
+
+
+class _Breaker:
+    """Counts consecutive failures to reach the server (refused, timed out, no answer); any
+    answer from it (even a refusal of one address) resets the count. Open at `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.strikes = 0
+
+    def answered(self) -> None:
+        self.strikes = 0
+
+    def strike(self) -> bool:
+        """Count one failure; True when that opens the breaker."""
+        self.strikes += 1
+        return self.strikes >= self.limit
+
+
+class _BreakerOpen(Exception):
+    def __init__(self, cause: DeliveryError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _OutOfTime(Exception):
+    def __init__(self, cause: DeliveryError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+DEFAULT_LEASE = timedelta(minutes=15)
+DEFAULT_QUARANTINE = timedelta(hours=24)
+DEFAULT_BREAKER = 3
 
 
 def deliver_mail(
@@ -469,7 +634,10 @@ def deliver_mail(
     claimant: str,
     retry_delays: Sequence[float] = (1.0, 4.0, 15.0),
     max_attempts: int = 5,
-    lease: timedelta = timedelta(minutes=15),
+    lease: timedelta = DEFAULT_LEASE,
+    quarantine: timedelta = DEFAULT_QUARANTINE,
+    breaker: int = DEFAULT_BREAKER,
+    deadline: timedelta | None = None,
     sleep: Callable[[float], None] = time.sleep,
     stopping: Callable[[], bool] = lambda: False,
     progress: Progress = no_progress,
@@ -478,20 +646,28 @@ def deliver_mail(
 
     `build(row)` makes the row's message (None: nothing to send, the row is 'skipped'); it must
     give the same Message-ID each time for the same row. `claimant` names this run in the ledger.
-    A transient error is retried after each of `retry_delays`, then the row is 'deferred' for the
-    next run, or 'failed' once it has had `max_attempts` tries over all runs. A bounce is 'failed'
-    at once. When the server cannot be reached at all, the row is deferred (never failed: it is
-    not the address's fault) and the rest are left for the next run. A setup problem (login
-    refused, outbox not writable) defers the row in hand and is raised: no message could go.
-    A 'sending' row claimed more than `lease` ago was abandoned by a crashed run and is taken over.
-    When `stopping()` turns true (SIGTERM), the run ends between two messages; the rest wait.
+    Only a failure that proves the message did not go is retried: a transient error is tried
+    again after each of `retry_delays`, then the row is 'deferred' for the next run, or 'failed'
+    once it has had `max_attempts` tries over all runs. A bounce is 'failed' at once. A message
+    handed over without an answer is 'uncertain': never re-sent by this run, and by a later run
+    only once `quarantine` has passed since. After `breaker` failures in a row to reach the server
+    (refused, timed out, no answer) the run stops sending: the row in hand and the rest stay
+    pending, no try counted (it is not the address's fault). So does a run past its `deadline`
+    (counted from its start). A setup problem (login refused, outbox not writable) defers the row
+    in hand and is raised: no message could go. A 'sending' row claimed more than `lease` ago was
+    abandoned by a crashed run and is taken over. When `stopping()` turns true (SIGTERM), the run
+    ends between two messages; the rest wait.
     """
-    counts = {"sent": 0, "deferred": 0, "failed": 0, "skipped": 0}
+    counts = {"sent": 0, "deferred": 0, "failed": 0, "skipped": 0, "uncertain": 0}
     problems: list[Problem] = []
+    started = clock()
+    ends = started + deadline if deadline is not None else None
+    trips = _Breaker(breaker)
     rows = [
         row
-        for row in store.deliveries(statuses=("pending", "deferred", "sending"))
+        for row in store.deliveries(statuses=("pending", "deferred", "sending", "uncertain"))
         if row.channel.startswith("mail:")
+        and (row.status != "uncertain" or _quarantined_until(row, quarantine) < started)
     ]
 
     def settle(
@@ -515,7 +691,16 @@ def deliver_mail(
             log.info("mail: stopping; %d deliveries left for the next run", left)
             return _report(counts, problems, left)
         now = clock()
-        if not store.claim(row, claimant, now, stale_before=now - lease):
+        if ends is not None and now >= ends:
+            left = len(rows) - index
+            log.warning(
+                "mail: the run's deadline (%s after its start) has passed; "
+                "%d deliveries left pending for the next run", deadline, left,
+            )
+            return _report(counts, problems, left)
+        if not store.claim(
+            row, claimant, now, stale_before=now - lease, quarantined_before=now - quarantine
+        ):
             continue  # sent or given up meanwhile, or another run is on it
         attempts = row.attempts + 1  # the claim counted this try
         address = row.address or ""
@@ -532,16 +717,31 @@ def deliver_mail(
             settle(row, "skipped")
             continue
         try:
-            _send_with_retries(sender, message, address, retry_delays, sleep)
+            _send_with_retries(sender, message, address, retry_delays, sleep, trips, clock, ends)
+        except UncertainDeliveryError as exc:
+            settle(row, "uncertain", one_line(str(exc), limit=_MAX_ERROR), message_id_of(message))
+            if trips.strikes >= trips.limit:
+                return _stop_channel(
+                    sender, counts, problems, len(rows) - index - 1, exc, trips.strikes
+                )
         except PermanentDeliveryError as exc:
             settle(row, "failed", one_line(str(exc), limit=_MAX_ERROR))
-        except _Unreachable as exc:
-            settle(row, "deferred", one_line(str(exc), limit=_MAX_ERROR))
-            left = len(rows) - index - 1
-            log.warning("mail: %s; %d more deliveries left for the next run", exc, left)
+        except (_BreakerOpen, _OutOfTime) as stop:
+            # The message did not go, and not for this address's fault: give the row back.
+            store.release(row, claimant, clock(), error=one_line(str(stop.cause), limit=_MAX_ERROR))
+            left = len(rows) - index
+            if isinstance(stop, _BreakerOpen):
+                return _stop_channel(sender, counts, problems, left, stop.cause, trips.strikes)
+            log.warning(
+                "mail: the run's deadline (%s after its start) has passed; "
+                "%d deliveries left pending for the next run", deadline, left,
+            )
             return _report(counts, problems, left)
         except TransientDeliveryError as exc:
-            if attempts >= max_attempts:
+            if isinstance(exc, _Unreachable):
+                # Not the address's fault: never 'failed' for it, however many runs it takes.
+                settle(row, "deferred", one_line(str(exc), limit=_MAX_ERROR))
+            elif attempts >= max_attempts:
                 settle(row, "failed", one_line(f"gave up after {attempts} tries: {exc}", limit=_MAX_ERROR))
             else:
                 settle(row, "deferred", one_line(str(exc), limit=_MAX_ERROR))
@@ -558,22 +758,73 @@ def deliver_mail(
     return _report(counts, problems, 0)
 
 
+def _quarantined_until(row: Delivery, quarantine: timedelta) -> datetime:
+    """When an 'uncertain' row may be sent again: its quarantine counted from the attempt."""
+    assert row.updated is not None
+    return row.updated + quarantine
+
+
+def _stop_channel(
+    sender: Sender,
+    counts: dict[str, int],
+    problems: list[Problem],
+    left: int,
+    cause: DeliveryError,
+    strikes: int,
+) -> DeliveryReport:
+    """The circuit breaker opened: said once, the rest left pending for the next run."""
+    where = getattr(sender, "where", "the mail server")
+    log.warning(
+        "mail: %s failed %d times in a row (last: %s); no more mail this run, "
+        "%d deliveries left pending for the next run",
+        where, strikes, cause, left,
+    )
+    return _report(counts, problems, left)
+
+
 def _send_with_retries(
     sender: Sender,
     message: Mail,
     address: str,
     delays: Sequence[float],
     sleep: Callable[[float], None],
+    trips: _Breaker,
+    clock: Callable[[], datetime],
+    ends: datetime | None,
 ) -> None:
-    """Send once, and again after each delay while the error is transient."""
-    for delay in delays:
+    """Send once, and again after each delay while the error proves the message did not go.
+
+    Raises _BreakerOpen when a failure to reach the server opens the breaker, _OutOfTime when
+    the run's deadline would pass before the next try; an uncertain send is never tried again.
+    """
+    tries = len(delays) + 1
+    for number in range(tries):
         try:
             sender.send(message, address)
+            trips.answered()
             return
-        except TransientDeliveryError as exc:
-            log.debug("mail to %s: %s; trying again in %.0f s", address, exc, delay)
-            sleep(delay)
-    sender.send(message, address)
+        except UncertainDeliveryError:
+            trips.strike()
+            raise
+        except _Unreachable as exc:
+            if trips.strike():
+                raise _BreakerOpen(exc) from None
+            failure: TransientDeliveryError = exc
+        except TransientDeliveryError as exc:  # the server answered: a 4xx
+            trips.answered()
+            failure = exc
+        except DeliveryError:
+            trips.answered()
+            raise
+        if number == tries - 1:
+            raise failure
+        delay = delays[number]
+        if ends is not None and clock() + timedelta(seconds=delay) >= ends:
+            if isinstance(failure, _Unreachable):
+                raise _OutOfTime(failure)
+            raise failure
+        log.debug("mail to %s: %s; trying again in %.0f s", address, failure, delay)
+        sleep(delay)
 
 
 def _report(counts: dict[str, int], problems: list[Problem], left: int) -> DeliveryReport:
@@ -584,4 +835,5 @@ def _report(counts: dict[str, int], problems: list[Problem], left: int) -> Deliv
         skipped=counts["skipped"],
         left=left,
         problems=tuple(problems),
+        uncertain=counts["uncertain"],
     )

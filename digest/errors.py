@@ -11,8 +11,11 @@ DigestError                  anything the tool reports to a person instead of a 
 ├── EmbeddingError           the sentence model is missing or damaged; ranking goes on lexically
 ├── LibraryError             a reference-manager export (BibTeX, RIS, CSL-JSON) cannot be read
 └── DeliveryError            a digest could not be handed over (outbox not writable, SMTP refused)
-    ├── TransientDeliveryError   worth trying again later: 4xx, connection lost, timeout
-    └── PermanentDeliveryError   never retried: 5xx, a bounced address
+    ├── TransientDeliveryError   worth trying again later: 4xx, connection lost, timeout before
+    │                            the message was handed over (it provably did not go)
+    ├── PermanentDeliveryError   never retried: 5xx, a bounced address
+    └── UncertainDeliveryError   the message was handed over but no answer came (a timeout after
+                                 SMTP's end-of-data): it may have arrived; not retried in the run
 """
 
 from __future__ import annotations
@@ -68,3 +71,11 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Do not try again: the server said 5xx (the address bounced, the message was refused)."""
+
+
+class UncertainDeliveryError(DeliveryError):
+    """The whole message was handed over, then the answer never came: it may well have arrived.
+
+    Sending it again could give the reader a second copy, so the ledger records 'uncertain' and
+    only a later run, after a quarantine, tries again (digest status shows it to a person).
+    """

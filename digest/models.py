@@ -291,10 +291,13 @@ class Digest:
         return tuple(note for note in self.sources if note.failed)
 
 
-# A delivery's life: pending -> sending (claimed by one run) -> sent | deferred | failed | skipped.
-# deferred: a transient error (4xx, connection); the next run tries again. failed: a permanent error
-# (5xx, a bounce) or too many tries; never retried. skipped: nothing to send (an empty digest).
-DELIVERY_STATUSES = ("pending", "sending", "sent", "deferred", "failed", "skipped")
+# A delivery's life: pending -> sending (claimed by one run) -> sent | deferred | failed | skipped
+# | uncertain. deferred: a transient error (4xx, connection); the next run tries again. failed: a
+# permanent error (5xx, a bounce) or too many tries; never retried. skipped: nothing to send (an
+# empty digest). uncertain: handed over, but no answer came (it may have arrived); a later run
+# sends it again only after a quarantine, and `digest status` shows it to a person. A run that
+# stops before a message could go (circuit breaker, deadline) gives its row back as pending.
+DELIVERY_STATUSES = ("pending", "sending", "sent", "deferred", "failed", "skipped", "uncertain")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from digest import compose, feeds, logs, subscriptions
 from digest.calendars import expects_content
 from digest.config import Config, ProfileConfig, SourceConfig
-from digest.deliver import DeliveryReport, Sender, deliver_mail
+from digest.deliver import DEFAULT_BREAKER, DeliveryReport, Sender, deliver_mail
 from digest.errors import DigestError, EmbeddingError, LayoutChanged, SourceError
 from digest.fetch import Fetcher, FetchPolicy, user_agent
 from digest.health import judge, layout_change, recent_median
@@ -519,6 +519,10 @@ def _cycle(
         MailBuilder(config, store, renderer),
         clock,
         claimant=claimant,
+        lease=config.email.claim_lease,
+        quarantine=config.email.uncertain_quarantine,
+        breaker=config.smtp.breaker if config.smtp else DEFAULT_BREAKER,
+        deadline=config.email.mail_deadline,
         stopping=STOPPING.is_set,
         progress=progress,
     )

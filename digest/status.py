@@ -84,6 +84,7 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
         digests, trouble = profile_status(profile, store, now)
         (web if subscriptions.is_web_profile(profile.name) else profiles).append(digests)
         problems += trouble
+    problems += ledger_problems(config, store, now)
 
     feeds = []
     paths = feed_files.published_paths(p.name for p in config.profiles)
@@ -156,6 +157,29 @@ def profile_status(
     if overdue:
         problems.append(f"profile {profile.name}: the digest due {_when(slot)} was not made")
     return status, problems
+
+
+def ledger_problems(config: Config, store: Store, now: datetime) -> list[str]:
+    """Deliveries of any day that need a person: a message handed over without an answer
+    ('uncertain': did the reader get it?), and a row still 'sending' past its claim lease (the
+    run that claimed it stopped; the next run takes it over)."""
+    problems = []
+    lease = config.email.claim_lease
+    for row in store.deliveries(statuses=("uncertain", "sending")):
+        whom = f"profile {row.profile}: {row.channel}: the digest of {row.day.isoformat()}"
+        if row.status == "uncertain":
+            again = (row.updated or now) + config.email.uncertain_quarantine
+            problems.append(
+                f"{whom}: uncertain since {_when(row.updated)}: handed over, but no answer came "
+                f"(it may have arrived; ask {row.address or 'the reader'}); "
+                f"sent again by the first run after {_when(again)}"
+            )
+        elif row.updated is not None and now - row.updated > lease:
+            problems.append(
+                f"{whom}: still sending since {_when(row.updated)}, past its {_age(lease)} claim "
+                "lease: the run that claimed it stopped; the next run sends it"
+            )
+    return problems
 
 
 def source_status(name: str, runs: list[SourceRun], enabled: bool = True) -> SourceStatus:

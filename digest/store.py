@@ -250,6 +250,31 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX paper_history_by_key ON paper_history(key, changed_at);
     """,
+    # 9: a delivery may be 'uncertain' (handed over, no answer: it may have arrived). SQLite
+    # cannot change a CHECK constraint, so the ledger is copied into a table that allows it.
+    """
+    CREATE TABLE deliveries_new (
+        profile TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        day TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('pending', 'sending', 'sent', 'deferred', 'failed', 'skipped',
+                              'uncertain')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated TEXT NOT NULL,
+        claimed_by TEXT,
+        error TEXT,
+        message_id TEXT,
+        PRIMARY KEY (profile, channel, day),
+        FOREIGN KEY (profile, day) REFERENCES digests(profile, day) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    INSERT INTO deliveries_new
+        SELECT profile, channel, day, status, attempts, updated, claimed_by, error, message_id
+        FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_new RENAME TO deliveries;
+    CREATE INDEX deliveries_by_status ON deliveries(status, day);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1115,11 +1140,19 @@ class Store:
         ]
 
     def claim(
-        self, delivery: Delivery, claimant: str, now: datetime, *, stale_before: datetime
+        self,
+        delivery: Delivery,
+        claimant: str,
+        now: datetime,
+        *,
+        stale_before: datetime,
+        quarantined_before: datetime | None = None,
     ) -> bool:
         """Take one delivery for this run; False when it is sent, given up, or another run has it.
 
         A row another run claimed before `stale_before` counts as abandoned (that run crashed).
+        An 'uncertain' row (handed over, no answer) is taken only when its last try was before
+        `quarantined_before`; without it, never.
         """
         with self._transaction():
             cursor = self._db.execute(
@@ -1127,7 +1160,8 @@ class Store:
                    attempts = attempts + 1
                    WHERE profile = ? AND channel = ? AND day = ?
                    AND (status IN ('pending', 'deferred')
-                        OR (status = 'sending' AND updated < ?))""",
+                        OR (status = 'sending' AND updated < ?)
+                        OR (status = 'uncertain' AND ? IS NOT NULL AND updated < ?))""",
                 (
                     claimant,
                     now.isoformat(),
@@ -1135,9 +1169,31 @@ class Store:
                     delivery.channel,
                     delivery.day.isoformat(),
                     stale_before.isoformat(),
+                    None if quarantined_before is None else quarantined_before.isoformat(),
+                    None if quarantined_before is None else quarantined_before.isoformat(),
                 ),
             )
         return cursor.rowcount == 1
+
+    def release(
+        self, delivery: Delivery, claimant: str, now: datetime, *, error: str | None = None
+    ) -> None:
+        """Give a claimed delivery back untried ('pending', its try not counted): the channel
+        stopped before its message could go (circuit breaker, deadline)."""
+        with self._transaction():
+            self._db.execute(
+                """UPDATE deliveries SET status = 'pending', updated = ?, error = ?,
+                   attempts = max(attempts - 1, 0), claimed_by = NULL
+                   WHERE profile = ? AND channel = ? AND day = ? AND claimed_by = ?""",
+                (
+                    now.isoformat(),
+                    error,
+                    delivery.profile,
+                    delivery.channel,
+                    delivery.day.isoformat(),
+                    claimant,
+                ),
+            )
 
     def settle(
         self,
@@ -1149,7 +1205,7 @@ class Store:
         error: str | None = None,
         message_id: str | None = None,
     ) -> None:
-        """Record how a claimed delivery ended: sent, deferred, failed or skipped."""
+        """Record how a claimed delivery ended: sent, deferred, failed, skipped or uncertain."""
         with self._transaction():
             self._db.execute(
                 """UPDATE deliveries SET status = ?, updated = ?, error = ?,

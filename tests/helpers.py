@@ -301,6 +301,8 @@ class Recorder:
     `rcpt_answers[address]` / `data_answers[address]` are lists of answers used in turn, the last
     one repeating: ["451 4.3.0 try later", "250 OK"] refuses once, then accepts. After accepting a
     message for an address in `drop_after`, the server closes the connection (as on an idle timeout).
+    For an address in `late`, the server stores the message, then waits that many seconds before
+    its "250" (a server that answers after the client's timeout).
     """
 
     def __init__(self) -> None:
@@ -312,6 +314,7 @@ class Recorder:
         self.data_answers: dict[str, list[str]] = {}
         self.logins: list[bytes] = []
         self.drop_after: set[str] = set()
+        self.late: dict[str, float] = {}
 
     @staticmethod
     def _next(script: dict[str, list[str]], address: str) -> str | None:
@@ -344,6 +347,9 @@ class Recorder:
         if self.drop_after.intersection(envelope.rcpt_tos):
             # Runs once the "250" below is written: the client learns of it at its next command.
             asyncio.get_running_loop().call_soon(server.transport.close)
+        delay = max((self.late.get(address, 0.0) for address in envelope.rcpt_tos), default=0.0)
+        if delay:
+            await asyncio.sleep(delay)
         return "250 2.0.0 accepted"
 
     def recipients(self) -> Counter[str]:

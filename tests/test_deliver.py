@@ -7,15 +7,13 @@ conversation.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mailbox
 import threading
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,14 +21,25 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from helpers import T0, Crash, Recorder, free_port, start_server
+from ledger import (
+    DAY,
+    Clock,
+    Sleeps,
+    addresses,
+    build,
+    message_id,
+    open_store,
+    owe,
+    prepared,
+    run,
+    statuses,
+)
 
 from digest.config import SmtpConfig
 from digest.deliver import RECONNECT_PAUSE_S, DeliveryReport, Outbox, SmtpSender, deliver_mail
 from digest.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from digest.models import Delivery, Digest
-from digest.store import Store
 
-DAY = date(2026, 11, 20)
 PASSWORD = "correct horse battery staple"
 WRONG_PASSWORD = "Tr0ub4dor&3-wrong"
 USER = "digest"
@@ -63,115 +72,6 @@ def smtp_auth() -> Iterator[tuple[Recorder, SmtpConfig]]:
     controller, recorder = start_server(authenticator=authenticator, auth_require_tls=False)
     yield recorder, SmtpConfig(host="127.0.0.1", port=controller.port, security="none", timeout_s=5)
     controller.stop()
-
-
-# -- ledger rows, messages, time --------------------------------------------------------------
-
-
-class Clock:
-    """The injected clock: stands still unless a test moves it."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, by: timedelta) -> None:
-        self.now += by
-
-
-def open_store(tmp_path: Path) -> Store:
-    return Store.open(tmp_path / "s.sqlite3")
-
-
-def owe(store: Store, addresses: list[str], profile: str = "alice") -> None:
-    """Store an (empty) digest with one pending mail row per address."""
-    store.save_digest(
-        Digest(
-            profile=profile,
-            day=DAY,
-            timezone="UTC",
-            since=T0 - timedelta(days=1),
-            until=T0,
-            scanned=0,
-            sources=(),
-            items=(),
-        ),
-        channels=[f"mail:{address}" for address in addresses],
-        now=T0,
-    )
-
-
-def addresses(count: int) -> list[str]:
-    return [f"reader{n:03}@example.org" for n in range(count)]
-
-
-def message_id(row: Delivery) -> str:
-    """The same row always gets the same Message-ID (the outbox relies on it)."""
-    token = hashlib.sha256(f"{row.profile}|{row.day}|{row.channel}".encode()).hexdigest()[:16]
-    return f"<{row.profile}.{row.day:%Y%m%d}.{token}@paperdigest.test>"
-
-
-def build(row: Delivery) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "paperdigest <digest@example.org>"
-    message["To"] = row.address or ""
-    message["Subject"] = f"Your papers for {row.day}"
-    message["Message-ID"] = message_id(row)
-    message.set_content(f"Hello {row.address},\nthree new papers today.\n")
-    message.add_alternative("<p>three new papers today</p>", subtype="html")
-    return message
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A message already written out as bytes, like digest.render.OutgoingMail (a RawMail)."""
-
-    message_id: str
-    sender: str
-    recipient: str
-    data: bytes
-
-
-def prepared(row: Delivery) -> Prepared:
-    address = row.address or ""
-    data = (
-        "From: paperdigest <digest@example.org>\r\n"
-        f"To: {address}\r\n"
-        f"Subject: Prepared papers for {row.day}\r\n"
-        f"Message-ID: {message_id(row)}\r\n"
-        "MIME-Version: 1.0\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n"
-        "\r\n"
-        ".a line that starts with a dot\r\n"
-        "three new papers today\r\n"
-    ).encode()
-    return Prepared(message_id(row), "digest@example.org", address, data)
-
-
-def statuses(store: Store) -> dict[str, str]:
-    return {row.channel.removeprefix("mail:"): row.status for row in store.deliveries()}
-
-
-class Sleeps(list[float]):
-    """An injected sleep that records the delays instead of waiting."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-def run(
-    store: Store,
-    sender: Any,
-    clock: Clock,
-    *,
-    claimant: str = "run-1",
-    make: Callable[[Delivery], EmailMessage | None] = build,
-    sleep: Callable[[float], None] = lambda s: None,
-    **options: Any,
-) -> DeliveryReport:
-    return deliver_mail(store, sender, make, clock, claimant=claimant, sleep=sleep, **options)
 
 
 # -- SMTP: one connection, retries, bounces -----------------------------------------------------
@@ -464,19 +364,21 @@ def test_one_info_line_per_delivery_with_profile_address_and_status(
 # -- an unreachable server, a wrong setup -----------------------------------------------------
 
 
-def test_an_unreachable_server_defers_one_row_and_leaves_the_rest(tmp_path: Path) -> None:
+def test_an_unreachable_server_opens_the_breaker_and_leaves_every_row_pending(
+    tmp_path: Path,
+) -> None:
     settings = SmtpConfig(host="127.0.0.1", port=free_port(), security="none", timeout_s=5)
     sleeps = Sleeps()
     with open_store(tmp_path) as store, SmtpSender(settings) as sender:
         owe(store, addresses(4))
         report = run(store, sender, Clock(), sleep=sleeps, max_attempts=1)
-        status = statuses(store)
-    assert sleeps == [1.0, 4.0, 15.0]
-    assert (report.deferred, report.failed, report.left) == (1, 0, 3)
-    assert "cannot connect" in report.problems[0].error
-    assert list(status.values()) == ["deferred", "pending", "pending", "pending"], (
-        "never 'failed' for the server's fault, even past max_attempts"
+        rows = store.deliveries()
+    assert sleeps == [1.0, 4.0], "three refusals in a row open the breaker"
+    assert (report.deferred, report.failed, report.left, report.problems) == (0, 0, 4, ())
+    assert [(row.status, row.attempts) for row in rows] == [("pending", 0)] * 4, (
+        "never 'deferred' or 'failed' for the server's fault, nor a try counted"
     )
+    assert rows[0].error is not None and "cannot connect" in rows[0].error
 
 
 def test_starttls_on_a_server_without_it_is_a_setup_error(

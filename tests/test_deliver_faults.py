@@ -1,0 +1,414 @@
+"""Exactly once by outcome (issue 15): SMTP servers that answer late, hang, refuse or stall.
+
+A send whose outcome is unknown (the timeout fell after the message was handed over) is
+'uncertain': never re-sent by the run, re-sent by a later run only after the quarantine, shown by
+`digest status`. Only a failure that proves the message did not go is retried; failures to reach
+the server open a circuit breaker that leaves the rest pending. Servers are real sockets on
+127.0.0.1 (aiosmtpd, or a scripted one for stalls at a chosen stage), with short timeouts; the
+clock is injected, never the wall clock's.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+from helpers import T0, Recorder, digest, free_port, make_config, start_server, write_config
+from ledger import DAY, Clock, Sleeps, addresses, build, open_store, owe, run, statuses
+
+from digest.config import EmailConfig, SmtpConfig, load_config
+from digest.deliver import DeliveryReport, SmtpSender
+from digest.errors import TransientDeliveryError, UncertainDeliveryError
+from digest.models import Delivery
+from digest.status import gather
+from digest.store import Store
+
+TIMEOUT_S = 0.3  # the client's; a late server answers after LATE_S
+LATE_S = 1.0
+
+
+def settings_for(port: int, **options: Any) -> SmtpConfig:
+    return SmtpConfig(host="127.0.0.1", port=port, security="none", timeout_s=TIMEOUT_S, **options)
+
+
+@pytest.fixture
+def late_server() -> Iterator[tuple[Recorder, SmtpConfig]]:
+    """aiosmtpd that stores every message, then answers its 250 after the client's timeout."""
+    controller, recorder = start_server()
+    yield recorder, settings_for(controller.port)
+    controller.stop()
+
+
+# -- a scripted server: stalls at a chosen stage of the conversation ---------------------------
+
+STAGES = ("greeting", "ehlo", "mail", "rcpt", "data", "end")
+
+
+class Scripted(socketserver.StreamRequestHandler):
+    """Speaks just enough SMTP; stays silent (until the client gives up) at `server.stall`.
+
+    Every message whose end-of-data line arrived is recorded in `server.received`, answered or not.
+    """
+
+    server: ScriptedServer
+
+    def handle(self) -> None:
+        server = self.server
+        server.connections += 1
+        if not self.say("greeting", b"220 scripted ESMTP"):
+            return
+        in_data = False
+        body: list[bytes] = []
+        while line := self.rfile.readline():
+            if in_data:
+                if line == b".\r\n":
+                    in_data = False
+                    server.received.append(b"".join(body))
+                    body = []
+                    if not self.say("end", b"250 2.0.0 accepted"):
+                        return
+                else:
+                    body.append(line)
+                continue
+            verb = line[:4].upper()
+            if verb == b"EHLO" or verb == b"HELO":
+                self.say("ehlo", b"250 scripted")
+            elif verb == b"MAIL":
+                self.say("mail", b"250 OK")
+            elif verb == b"RCPT":
+                self.say("rcpt", b"250 OK")
+            elif verb == b"DATA":
+                in_data = self.say("data", b"354 go ahead")
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"250 OK\r\n")
+
+    def say(self, stage: str, answer: bytes) -> bool:
+        """Answer, unless this is the stage to stall at: then wait for the client to hang up."""
+        if stage == self.server.stall:
+            self.rfile.read()  # until the client closes the connection
+            return False
+        self.wfile.write(answer + b"\r\n")
+        return True
+
+
+class ScriptedServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, stall: str) -> None:
+        super().__init__(("127.0.0.1", 0), Scripted)
+        self.stall = stall
+        self.connections = 0
+        self.received: list[bytes] = []
+
+
+@pytest.fixture
+def scripted() -> Iterator[Any]:
+    servers: list[ScriptedServer] = []
+
+    def start(stall: str) -> ScriptedServer:
+        server = ScriptedServer(stall)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def port_of(server: ScriptedServer) -> int:
+    return int(server.server_address[1])
+
+
+# -- the sender: where the failure happened decides what it means ------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_stall_before_the_handover_is_transient_after_it_uncertain(
+    scripted: Any, stage: str
+) -> None:
+    server = scripted(stage)
+    row = Delivery("alice", "mail:a@example.org", DAY, "sending")
+    expected = UncertainDeliveryError if stage == "end" else TransientDeliveryError
+    with (
+        SmtpSender(settings_for(port_of(server)), sleep=Sleeps()) as sender,
+        pytest.raises(expected) as caught,
+    ):
+        sender.send(build(row), "a@example.org")
+    assert not isinstance(caught.value, UncertainDeliveryError) or stage == "end"
+    assert server.connections == 1, "a timeout is never followed by a reconnect within the send"
+    assert len(server.received) == (1 if stage == "end" else 0)
+    if stage == "end":
+        assert "handed over" in str(caught.value) and "may have arrived" in str(caught.value)
+
+
+def test_a_server_that_answers_only_after_the_timeout_gets_each_message_once_over_three_runs(
+    tmp_path: Path, late_server: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = late_server
+    owed = addresses(3)
+    recorder.late = dict.fromkeys(owed, LATE_S)
+    clock, sleeps = Clock(), Sleeps()
+    reports = []
+    with open_store(tmp_path) as store:
+        owe(store, owed)
+        for number in range(3):
+            with SmtpSender(settings) as sender:
+                reports.append(run(store, sender, clock, claimant=f"run-{number}", sleep=sleeps))
+            clock.advance(timedelta(hours=1))
+        rows = store.deliveries()
+        config = make_config(tmp_path)
+        problems = gather(config, store, clock()).problems
+    assert recorder.recipients() == Counter(owed), "exactly one copy per recipient"
+    assert reports[0] == DeliveryReport(uncertain=3, problems=reports[0].problems)
+    assert reports[1:] == [DeliveryReport(), DeliveryReport()], "never re-sent in quarantine"
+    assert sleeps == [], "an uncertain send is never retried"
+    assert [row.status for row in rows] == ["uncertain"] * 3
+    assert all(row.attempts == 1 and row.message_id for row in rows)
+    for address in owed:
+        (line,) = [p for p in problems if address in p]
+        assert "uncertain since 2026-11-20 21:00 UTC" in line
+        assert "sent again by the first run after 2026-11-21 21:00 UTC" in line
+
+
+def test_after_the_quarantine_a_later_run_sends_it_again_once(
+    tmp_path: Path, late_server: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = late_server
+    recorder.late = {"a@example.org": LATE_S}
+    clock = Clock()
+    with open_store(tmp_path) as store:
+        owe(store, ["a@example.org"])
+        with SmtpSender(settings) as sender:
+            first = run(store, sender, clock, quarantine=timedelta(hours=6))
+        recorder.late = {}  # the server is mended
+        clock.advance(timedelta(hours=5, minutes=59))
+        with SmtpSender(settings) as sender:
+            early = run(store, sender, clock, claimant="run-2", quarantine=timedelta(hours=6))
+        clock.advance(timedelta(minutes=2))
+        with SmtpSender(settings) as sender:
+            later = run(store, sender, clock, claimant="run-3", quarantine=timedelta(hours=6))
+        (row,) = store.deliveries()
+    assert (first.uncertain, early, later.sent) == (1, DeliveryReport(), 1)
+    assert (row.status, row.attempts, row.error) == ("sent", 2, None)
+    assert recorder.recipients() == Counter({"a@example.org": 2}), (
+        "the quarantine's price: one more copy, a day later, instead of eight per run"
+    )
+
+
+def test_digest_status_exits_1_naming_an_uncertain_digest(
+    tmp_path: Path, late_server: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = late_server
+    recorder.late = {"a@example.org": LATE_S}
+    path = write_config(tmp_path, profiles="", extra="uncertain_quarantine = 12")
+    config = load_config(path)
+    with Store.open(config.store_path) as store:
+        owe(store, ["a@example.org"])
+        with freeze_time(T0 + timedelta(hours=1)):
+            quiet = digest(path, "status")
+        with SmtpSender(settings) as sender:
+            run(store, sender, Clock(), quarantine=config.email.uncertain_quarantine)
+    with freeze_time(T0 + timedelta(hours=1)):
+        shown = digest(path, "status")
+    assert quiet.exit_code == 0, quiet.output
+    assert shown.exit_code == 1, shown.output
+    assert (
+        "profile alice: mail:a@example.org: the digest of 2026-11-20: uncertain since "
+        "2026-11-20 21:00 UTC"
+    ) in shown.output
+    assert "sent again by the first run after 2026-11-21 09:00 UTC" in shown.output
+
+
+# -- a server that hangs, refuses, or answers 4xx ------------------------------------------------
+
+
+def test_a_hung_server_stops_the_channel_after_three_timeouts_leaving_every_row_pending(
+    tmp_path: Path,
+) -> None:
+    # Listening, never accepting: the kernel completes the handshake, nobody ever says 220.
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(50)
+        settings = settings_for(hung.getsockname()[1])
+        sleeps = Sleeps()
+        with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+            owe(store, addresses(20))
+            started = time.monotonic()
+            report = run(store, sender, Clock(), sleep=sleeps)
+            took = time.monotonic() - started
+            rows = store.deliveries()
+        hung.setblocking(False)
+        knocks = 0
+        while True:
+            try:
+                hung.accept()[0].close()
+            except BlockingIOError:
+                break
+            knocks += 1
+    assert knocks == 3, "three connection attempts in all, for 20 messages"
+    assert sleeps == [1.0, 4.0]
+    assert took < 3 * TIMEOUT_S + 2, f"{took:.1f} s: bounded by three timeouts"
+    assert (report.left, report.deferred, report.problems) == (20, 0, ())
+    assert {(row.status, row.attempts) for row in rows} == {("pending", 0)}
+    assert rows[0].error is not None and "cannot connect" in rows[0].error
+
+
+def test_a_server_that_stalls_after_the_greeting_is_not_sent_anything_twice(
+    tmp_path: Path, scripted: Any
+) -> None:
+    server = scripted("mail")
+    with open_store(tmp_path) as store, SmtpSender(settings_for(port_of(server))) as sender:
+        owe(store, addresses(5))
+        report = run(store, sender, Clock())
+        status = statuses(store)
+    assert server.connections == 3
+    assert report.left == 5
+    assert set(status.values()) == {"pending"}
+
+
+def test_a_refused_connection_opens_the_breaker_once_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(free_port())
+    sleeps = Sleeps()
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, addresses(4))
+        report = run(store, sender, Clock(), sleep=sleeps, breaker=2)
+        rows = store.deliveries()
+    assert sleeps == [1.0]
+    assert (report.left, report.deferred, report.failed) == (4, 0, 0)
+    assert {(row.status, row.attempts) for row in rows} == {("pending", 0)}
+    said = [r.getMessage() for r in caplog.records if "in a row" in r.getMessage()]
+    assert len(said) == 1
+    assert "failed 2 times in a row" in said[0] and "4 deliveries left pending" in said[0]
+
+
+def test_a_451_then_250_is_retried_and_arrives_once(
+    tmp_path: Path, late_server: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = late_server
+    recorder.data_answers["x@example.org"] = ["451 4.3.0 try later", "250 OK"]
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, ["x@example.org", "y@example.org"])
+        report = run(store, sender, Clock())
+    assert report == DeliveryReport(sent=2)
+    assert recorder.recipients() == Counter(["x@example.org", "y@example.org"])
+
+
+def test_a_550_fails_and_is_never_sent_again(
+    tmp_path: Path, late_server: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = late_server
+    recorder.data_answers["x@example.org"] = ["550 5.7.1 refused"]
+    clock = Clock()
+    with open_store(tmp_path) as store:
+        owe(store, ["x@example.org"])
+        for number in range(3):
+            with SmtpSender(settings) as sender:
+                run(store, sender, clock, claimant=f"run-{number}")
+            clock.advance(timedelta(days=2))
+        (row,) = store.deliveries()
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert recorder.received == []
+
+
+def test_the_run_deadline_leaves_the_rest_pending(
+    tmp_path: Path, late_server: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = late_server
+    owed = addresses(4)
+    recorder.rcpt_answers[owed[1]] = ["451 4.3.0 try later"]
+    clock = Clock()
+
+    class Slow(SmtpSender):
+        """Each conversation takes 3 s of the injected clock."""
+
+        def send(self, message: Any, recipient: str) -> None:
+            clock.advance(timedelta(seconds=3))
+            super().send(message, recipient)
+
+    def sleep(seconds: float) -> None:
+        clock.advance(timedelta(seconds=seconds))
+
+    with open_store(tmp_path) as store, Slow(settings) as sender:
+        owe(store, owed)
+        report = run(store, sender, clock, sleep=sleep, deadline=timedelta(seconds=10))
+        status = statuses(store)
+    # The first goes at 3 s. The second is refused at 6 s, tried again at 10 s: its next pause
+    # would pass the deadline, so it is deferred there and then, and the rest wait.
+    assert (report.sent, report.deferred, report.left) == (1, 1, 2)
+    assert list(status.values()) == ["sent", "deferred", "pending", "pending"]
+    assert recorder.recipients() == Counter([owed[0]])
+
+
+# -- the claim lease ---------------------------------------------------------------------------
+
+
+def test_a_row_still_sending_past_its_lease_is_a_problem_then_taken_over(
+    tmp_path: Path, late_server: tuple[Recorder, SmtpConfig]
+) -> None:
+    recorder, settings = late_server
+    lease = timedelta(minutes=5)
+    config = make_config(tmp_path)
+    config = type(config)(**{**_fields(config), "email": EmailConfig(claim_lease=lease)})
+    clock = Clock()
+    with open_store(tmp_path) as store:
+        owe(store, ["a@example.org"])
+        (row,) = store.deliveries()
+        assert store.claim(row, "crashed-run", clock(), stale_before=clock() - lease)
+        clock.advance(timedelta(minutes=4))
+        within = gather(config, store, clock()).problems
+        with SmtpSender(settings) as sender:
+            early = run(store, sender, clock, lease=lease)
+        clock.advance(timedelta(minutes=2))
+        past = gather(config, store, clock()).problems
+        with SmtpSender(settings) as sender:
+            later = run(store, sender, clock, lease=lease)
+        after = gather(config, store, clock()).problems
+    assert within == () and after == ()
+    assert past == (
+        "profile alice: mail:a@example.org: the digest of 2026-11-20: still sending since "
+        "2026-11-20 21:00 UTC, past its 5 min claim lease: the run that claimed it stopped; "
+        "the next run sends it",
+    )
+    assert (early, later.sent) == (DeliveryReport(), 1)
+    assert recorder.recipients() == Counter(["a@example.org"])
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+def test_the_config_keys_and_their_defaults(tmp_path: Path) -> None:
+    default = load_config(write_config(tmp_path, profiles="", smtp_port=2525))
+    assert default.email.claim_lease == timedelta(minutes=15)
+    assert default.email.uncertain_quarantine == timedelta(hours=24)
+    assert default.email.mail_deadline == timedelta(minutes=60)
+    assert default.smtp is not None and default.smtp.breaker == 3
+    path = write_config(
+        tmp_path,
+        profiles="",
+        extra="claim_lease = 5\nuncertain_quarantine = 0.5\nmail_deadline = 10",
+        smtp_port=2525,
+    )
+    path.write_text(path.read_text() + "breaker = 5\n")
+    chosen = load_config(path)
+    assert chosen.email.claim_lease == timedelta(minutes=5)
+    assert chosen.email.uncertain_quarantine == timedelta(minutes=30)
+    assert chosen.email.mail_deadline == timedelta(minutes=10)
+    assert chosen.smtp is not None and chosen.smtp.breaker == 5
