@@ -10,6 +10,12 @@ Politeness and robustness, in the order a request meets them:
 `file://` URLs are read from disk under the same cap, and a replay folder of captured responses
 stands in for the network (see ReplayTransport), so the whole pipeline runs offline.
 
+POST (and PUT) for webhooks go through the same client, timeouts, User-Agent and per-host interval,
+but a delivery must happen once: a request is sent again only when it provably never reached the
+server (refused or unreachable, a connect or pool timeout, a 429 or 503 answer). Once the body may
+have been read (a read timeout, a dropped connection, a 5xx other than 503), UncertainPostError says
+so and nothing is retried; a 4xx is a RejectedPostError with the server's words.
+
 A Fetcher is sequential by design (one request at a time); do not share one between threads.
 """
 
@@ -31,11 +37,16 @@ import httpx
 from digest import __version__
 from digest.errors import FetchError, NotReplayed
 from digest.models import FetchResult
+from digest.text import one_line
 
 PROJECT_URL = "https://github.com/paperdigest/paperdigest"
 ARXIV_HOSTS = ("arxiv.org", "export.arxiv.org", "rss.arxiv.org")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
+# A POST is sent again only on an answer that says it was not taken: too many requests, or the
+# service is down for now. A 500, 502 or 504 may come after the message was posted.
+POST_RETRY_STATUSES = frozenset({429, 503})
+POST_REPLY_BYTES = 256 * 1024  # a webhook's answer ("ok", an event id) is small; more is cut
 
 
 def user_agent(contact: str) -> str:
@@ -145,6 +156,99 @@ class Fetcher:
                     ) from None
                 self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def post(
+        self,
+        url: str,
+        body: Mapping[str, object] | list[object] | bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        method: str = "POST",
+    ) -> PostResult:
+        """POST (or PUT: Matrix sends a message with PUT and a transaction id) one body, once.
+
+        A mapping or list is sent as JSON (Content-Type application/json, UTF-8); bytes as they are,
+        with the caller's Content-Type. Retried, with the GET's backoff and Retry-After, only when
+        the request provably did not reach the server; see the module docstring. Raises
+        RejectedPostError (4xx: never again), UncertainPostError (it may have arrived), or a plain
+        FetchError (it did not go: retries used up, the host not found, not http(s)).
+        """
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise RejectedPostError(f"cannot {method} to {_shown(url)}: only http(s) URLs", 0)
+        sent_headers = dict(headers or {})
+        if isinstance(body, bytes):
+            content = body
+        else:
+            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            if not any(name.lower() == "content-type" for name in sent_headers):
+                sent_headers["Content-Type"] = "application/json; charset=utf-8"
+        attempts = self.policy.retries + 1
+        began = self._monotonic()
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._post_attempt(method, url, content, sent_headers)
+            except _Retryable as retry:
+                if attempt == attempts:
+                    raise FetchError(f"{retry.reason} after {attempts} attempts") from None
+                wait = retry.wait_s if retry.wait_s is not None else self._backoff(attempt)
+                spent = self._monotonic() - began
+                if spent + wait > self.policy.deadline_s:
+                    raise FetchError(
+                        f"{retry.reason}; gave up after {attempt} attempts and {spent:.0f} s"
+                        f" (the fetch deadline is {self.policy.deadline_s:.0f} s)"
+                    ) from None
+                self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _post_attempt(
+        self, method: str, url: str, content: bytes, headers: dict[str, str]
+    ) -> PostResult:
+        shown = _shown(url)
+        self._wait_for_turn(url)
+        try:
+            with self._client.stream(method, url, content=content, headers=headers) as response:
+                status = response.status_code
+                if status in POST_RETRY_STATUSES:
+                    raise _Retryable(
+                        f"HTTP {status} {response.reason_phrase} from {shown}",
+                        self._retry_after(response),
+                    )
+                if 200 <= status < 300:
+                    # Delivered: an answer cut short changes nothing about that.
+                    return PostResult(url, status, _read_some(response), dict(response.headers))
+                said = _said(response)
+                if 300 <= status < 400:
+                    where = one_line(response.headers.get("Location", ""), 200) or "nowhere"
+                    raise RejectedPostError(
+                        f"HTTP {status} {response.reason_phrase} from {shown}: a webhook is not"
+                        f" redirected (it points to {where})",
+                        status,
+                    )
+                if 400 <= status < 500:
+                    raise RejectedPostError(
+                        f"HTTP {status} {response.reason_phrase} from {shown}{said}", status
+                    )
+                raise UncertainPostError(
+                    f"HTTP {status} {response.reason_phrase} from {shown}{said}: the message may"
+                    " have been posted"
+                )
+        except (httpx.ConnectTimeout, httpx.PoolTimeout):
+            raise _Retryable(f"timed out connecting to {shown}") from None
+        except httpx.ConnectError as exc:
+            if _unknown_host(exc):
+                raise FetchError(
+                    f"{shown}: the host {httpx.URL(url).host} is not found (DNS)"
+                ) from None
+            raise _Retryable(f"connection failed for {shown}: {exc or type(exc).__name__}") from None
+        except httpx.TimeoutException as exc:  # read or write: the body went, or part of it
+            raise UncertainPostError(
+                f"{type(exc).__name__} waiting for {shown}: the message may have been posted"
+            ) from None
+        except httpx.TransportError as exc:  # the connection dropped after the request was sent
+            raise UncertainPostError(
+                f"connection lost with {shown} ({one_line(exc, 120) or type(exc).__name__}):"
+                " the message may have been posted"
+            ) from None
 
     def _backoff(self, attempt: int) -> float:
         return float(min(self.policy.backoff_s * 2 ** (attempt - 1), self.policy.max_backoff_s))
@@ -276,6 +380,38 @@ class Fetcher:
             raise FetchError(f"cannot read {path}: {exc.strerror}") from None
 
 
+class UncertainPostError(FetchError):
+    """The request (its whole body, or part of it) may have reached the server, and no answer
+    said what became of it: a read or write timeout, a dropped connection, a 500, 502 or 504.
+    The message may have been posted, so it is not sent again here.
+
+    For now here, beside the POST that raises it; the delivery side maps it to
+    digest.errors.UncertainDeliveryError."""
+
+
+class RejectedPostError(FetchError):
+    """The server refused the request for good (a 4xx other than 429, a redirect): sending the same
+    again gets the same answer. `status` is the HTTP status, the message holds the server's words."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    """A POST's (or PUT's) answer: a 2xx status, the start of its body, and its headers."""
+
+    url: str
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+    def json(self) -> object:
+        """The body as JSON (Matrix answers its event id, Discord with ?wait=true its message)."""
+        return json.loads(self.body)
+
+
 class _Retryable(Exception):
     """A failure worth another attempt: timeouts, refused connections, 429 and 5xx."""
 
@@ -325,6 +461,39 @@ class ReplayTransport(httpx.BaseTransport):
 
 def _size(limit: int) -> str:
     return f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+
+
+def _shown(url: str) -> str:
+    """A webhook URL as errors and logs may show it: scheme, host and port only. Its path is
+    often the secret (Slack and Discord put the token there), its query may hold a token."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+def _read_some(response: httpx.Response) -> bytes:
+    """Up to POST_REPLY_BYTES of a 2xx answer's body; what could not be read is left unread."""
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= POST_REPLY_BYTES:
+                break
+    except httpx.HTTPError:
+        pass
+    return b"".join(chunks)[:POST_REPLY_BYTES]
+
+
+def _said(response: httpx.Response) -> str:
+    """The server's reason in a refusal, as one line cut to 200 characters: ': <words>', or ''."""
+    try:
+        text = _read_some(response)[:4096].decode("utf-8", "replace")
+    except httpx.HTTPError:  # pragma: no cover - _read_some keeps what it has
+        return ""
+    words = one_line(text, 200)
+    return f": {words}" if words else ""
 
 
 def _unknown_host(exc: BaseException) -> bool:

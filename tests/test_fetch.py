@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from digest.errors import FetchError
-from digest.fetch import Fetcher, FetchPolicy, user_agent
+from digest.fetch import (
+    POST_REPLY_BYTES,
+    Fetcher,
+    FetchPolicy,
+    RejectedPostError,
+    UncertainPostError,
+    user_agent,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -347,3 +354,146 @@ def test_replay_folder_answers_without_network(tmp_path: Path, clock: FakeClock)
 def test_a_replay_folder_without_index_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="replay folder has no index.json"):
         Fetcher(FetchPolicy(), replay_dir=tmp_path)
+
+
+# -- POST: webhooks, where a message must go once ------------------------------------------------
+
+HOOK = "https://hooks.example.org/services/T000/B000/SECRET"
+
+
+def test_a_post_sends_json_with_the_user_agent_and_gives_the_answer(
+    fetcher_for: Callable[..., Fetcher],
+) -> None:
+    handler, seen = answers(httpx.Response(200, content=b"ok", headers={"X-Id": "7"}))
+    result = fetcher_for(handler).post(HOOK, {"text": "héllo"}, {"X-Extra": "1"})
+    assert (result.status, result.body, result.headers["x-id"]) == (200, b"ok", "7")
+    (request,) = seen
+    assert request.method == "POST" and str(request.url) == HOOK
+    assert request.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert request.headers["User-Agent"].startswith("paperdigest/")
+    assert request.headers["X-Extra"] == "1"
+    assert json.loads(request.content) == {"text": "héllo"}
+
+
+def test_a_put_with_bytes_sends_them_as_they_are(fetcher_for: Callable[..., Fetcher]) -> None:
+    handler, seen = answers(httpx.Response(200, json={"event_id": "$e1"}))
+    result = fetcher_for(handler).post(
+        "https://matrix.example.org/send/1", b"<x/>", {"Content-Type": "text/xml"}, method="PUT"
+    )
+    assert result.json() == {"event_id": "$e1"}
+    assert seen[0].method == "PUT" and seen[0].content == b"<x/>"
+    assert seen[0].headers["Content-Type"] == "text/xml"
+
+
+def test_a_post_keeps_the_per_host_interval(
+    fetcher_for: Callable[..., Fetcher], clock: FakeClock
+) -> None:
+    handler, _ = answers(httpx.Response(204))
+    fetcher = fetcher_for(handler, default_interval_s=1.5)
+    fetcher.post(HOOK, {"a": 1})
+    fetcher.post(HOOK, {"a": 2})
+    assert clock.sleeps == [1.5]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_429_or_503_is_retried_after_what_the_server_asks(
+    fetcher_for: Callable[..., Fetcher], clock: FakeClock, status: int
+) -> None:
+    handler, seen = answers(
+        httpx.Response(status, headers={"Retry-After": "7"}), httpx.Response(200, content=b"ok")
+    )
+    assert fetcher_for(handler, default_interval_s=0).post(HOOK, {"a": 1}).status == 200
+    assert len(seen) == 2 and clock.sleeps == [7.0]
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout])
+def test_a_post_that_never_reached_the_server_is_retried(
+    fetcher_for: Callable[..., Fetcher], clock: FakeClock, error: type[Exception]
+) -> None:
+    handler, seen = answers(error, httpx.Response(200))
+    assert fetcher_for(handler, default_interval_s=0).post(HOOK, {"a": 1}).status == 200
+    assert len(seen) == 2 and clock.sleeps == [2.0]
+
+
+def test_a_post_that_never_went_says_so_after_its_retries_without_the_secret_path(
+    fetcher_for: Callable[..., Fetcher],
+) -> None:
+    handler, seen = answers(httpx.ConnectError)
+    with pytest.raises(FetchError) as caught:
+        fetcher_for(handler, retries=2, default_interval_s=0).post(HOOK, {"a": 1})
+    assert not isinstance(caught.value, (UncertainPostError, RejectedPostError))
+    assert str(caught.value) == (
+        "connection failed for https://hooks.example.org/…: simulated after 3 attempts"
+    )
+    assert "SECRET" not in str(caught.value) and len(seen) == 3
+
+
+def test_a_post_to_a_host_dns_does_not_know_fails_at_once(
+    fetcher_for: Callable[..., Fetcher],
+) -> None:
+    import socket
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reason = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        raise httpx.ConnectError("no such name") from reason
+
+    with pytest.raises(FetchError, match=r"the host hooks.example.org is not found \(DNS\)$"):
+        fetcher_for(handler, retries=3).post(HOOK, {"a": 1})
+
+
+@pytest.mark.parametrize(
+    "error", [httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError]
+)
+def test_a_post_that_may_have_arrived_is_never_sent_again(
+    fetcher_for: Callable[..., Fetcher], clock: FakeClock, error: type[Exception]
+) -> None:
+    handler, seen = answers(error, httpx.Response(200))
+    with pytest.raises(UncertainPostError, match="the message may have been posted$"):
+        fetcher_for(handler, retries=3).post(HOOK, {"a": 1})
+    assert len(seen) == 1 and clock.sleeps == []
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_server_error_after_the_post_is_uncertain_not_retried(
+    fetcher_for: Callable[..., Fetcher], status: int
+) -> None:
+    handler, seen = answers(httpx.Response(status, text="upstream hiccup"))
+    with pytest.raises(UncertainPostError, match=f"HTTP {status} .*: upstream hiccup: the message"):
+        fetcher_for(handler, retries=3).post(HOOK, {"a": 1})
+    assert len(seen) == 1
+
+
+def test_a_4xx_is_rejected_for_good_with_the_servers_words_on_one_short_line(
+    fetcher_for: Callable[..., Fetcher],
+) -> None:
+    words = "invalid_payload\r\n<b>no</b>\x00 " + "x" * 5000
+    handler, seen = answers(httpx.Response(400, text=words))
+    with pytest.raises(RejectedPostError) as caught:
+        fetcher_for(handler, retries=3).post(HOOK, {"a": 1})
+    message = str(caught.value)
+    assert caught.value.status == 400 and len(seen) == 1
+    assert message.startswith("HTTP 400 Bad Request from https://hooks.example.org/…: invalid_payload <b>no</b> xxx")
+    assert "\n" not in message and "\x00" not in message and message.endswith("…")
+    assert len(message) < 300
+    gone, _ = answers(httpx.Response(404, text=""))
+    with pytest.raises(RejectedPostError, match=r"^HTTP 404 Not Found from https://hooks.example.org/…$"):
+        fetcher_for(gone).post(HOOK, {"a": 1})
+
+
+def test_a_redirected_post_is_not_followed(fetcher_for: Callable[..., Fetcher]) -> None:
+    handler, seen = answers(httpx.Response(301, headers={"Location": "https://new.example/h"}))
+    with pytest.raises(RejectedPostError, match="not redirected \\(it points to https://new.example/h\\)"):
+        fetcher_for(handler).post(HOOK, {"a": 1})
+    assert len(seen) == 1
+
+
+def test_a_post_to_another_scheme_is_refused(fetcher_for: Callable[..., Fetcher]) -> None:
+    handler, seen = answers(httpx.Response(200))
+    with pytest.raises(RejectedPostError, match="only http"):
+        fetcher_for(handler).post("file:///etc/passwd", {"a": 1})
+    assert seen == []
+
+
+def test_a_long_answer_to_a_post_is_cut(fetcher_for: Callable[..., Fetcher]) -> None:
+    handler, _ = answers(httpx.Response(200, content=b"x" * (POST_REPLY_BYTES * 3)))
+    assert len(fetcher_for(handler).post(HOOK, {"a": 1}).body) == POST_REPLY_BYTES
