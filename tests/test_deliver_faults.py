@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import socketserver
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -30,7 +31,7 @@ from digest.deliver import DeliveryReport, SmtpSender
 from digest.errors import TransientDeliveryError, UncertainDeliveryError
 from digest.models import Delivery
 from digest.status import gather
-from digest.store import Store
+from digest.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 TIMEOUT_S = 0.3  # the client's; a late server answers after LATE_S
 LATE_S = 1.0
@@ -95,9 +96,11 @@ class Scripted(socketserver.StreamRequestHandler):
                 self.wfile.write(b"250 OK\r\n")
 
     def say(self, stage: str, answer: bytes) -> bool:
-        """Answer, unless this is the stage to stall at: then wait for the client to hang up."""
+        """Answer, unless this is the stage to stall at: then wait for the client to hang up (or,
+        with `server.hang_up`, close the connection at once, without a word)."""
         if stage == self.server.stall:
-            self.rfile.read()  # until the client closes the connection
+            if not self.server.hang_up:
+                self.rfile.read()  # until the client closes the connection
             return False
         self.wfile.write(answer + b"\r\n")
         return True
@@ -107,9 +110,10 @@ class ScriptedServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, stall: str) -> None:
+    def __init__(self, stall: str, hang_up: bool = False) -> None:
         super().__init__(("127.0.0.1", 0), Scripted)
         self.stall = stall
+        self.hang_up = hang_up
         self.connections = 0
         self.received: list[bytes] = []
 
@@ -118,8 +122,8 @@ class ScriptedServer(socketserver.ThreadingTCPServer):
 def scripted() -> Iterator[Any]:
     servers: list[ScriptedServer] = []
 
-    def start(stall: str) -> ScriptedServer:
-        server = ScriptedServer(stall)
+    def start(stall: str, hang_up: bool = False) -> ScriptedServer:
+        server = ScriptedServer(stall, hang_up)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return server
@@ -154,6 +158,23 @@ def test_a_stall_before_the_handover_is_transient_after_it_uncertain(
     assert len(server.received) == (1 if stage == "end" else 0)
     if stage == "end":
         assert "handed over" in str(caught.value) and "may have arrived" in str(caught.value)
+
+
+def test_a_connection_closed_after_the_end_of_data_is_uncertain_too(
+    tmp_path: Path, scripted: Any
+) -> None:
+    server = scripted("end", hang_up=True)
+    sleeps = Sleeps()
+    with (
+        open_store(tmp_path) as store,
+        SmtpSender(settings_for(port_of(server)), sleep=sleeps) as sender,
+    ):
+        owe(store, ["a@example.org"])
+        report = run(store, sender, Clock(), sleep=sleeps)
+        (row,) = store.deliveries()
+    assert (report.uncertain, row.status, row.attempts) == (1, "uncertain", 1)
+    assert row.error is not None and "the connection was lost" in row.error
+    assert (len(server.received), server.connections, sleeps) == (1, 1, [])
 
 
 def test_a_server_that_answers_only_after_the_timeout_gets_each_message_once_over_three_runs(
@@ -412,3 +433,33 @@ def test_the_config_keys_and_their_defaults(tmp_path: Path) -> None:
     assert chosen.email.uncertain_quarantine == timedelta(minutes=30)
     assert chosen.email.mail_deadline == timedelta(minutes=10)
     assert chosen.smtp is not None and chosen.smtp.breaker == 5
+
+
+def test_a_store_at_schema_8_keeps_its_ledger_and_takes_uncertain(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    db = sqlite3.connect(path)
+    for migration in MIGRATIONS[:8]:
+        db.executescript(migration)
+    db.execute(
+        "INSERT INTO digests VALUES ('alice', '2026-11-20', 'UTC', 'a', 'b', 0, '[]')"
+    )
+    db.execute(
+        "INSERT INTO deliveries VALUES ('alice', 'mail:a@example.org', '2026-11-20', 'sent', 1,"
+        " '2026-11-20T21:00:00+00:00', NULL, NULL, '<m@x>')"
+    )
+    db.execute(
+        "INSERT INTO deliveries VALUES ('alice', 'mail:b@example.org', '2026-11-20', 'pending', 0,"
+        " '2026-11-20T21:00:00+00:00', NULL, NULL, NULL)"
+    )
+    db.execute("PRAGMA user_version = 8")
+    db.commit()
+    db.close()
+    with Store.open(path) as store:
+        before = [(row.address, row.status, row.message_id) for row in store.deliveries()]
+        pending = store.deliveries(statuses=("pending",))[0]
+        assert store.claim(pending, "run-1", T0, stale_before=T0)
+        store.settle(pending, "run-1", "uncertain", T0, error="no answer")
+        after = statuses(store)
+    assert before == [("a@example.org", "sent", "<m@x>"), ("b@example.org", "pending", None)]
+    assert after == {"a@example.org": "sent", "b@example.org": "uncertain"}
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
