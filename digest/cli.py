@@ -424,6 +424,9 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
         f"mail: {mail.sent} sent, {mail.deferred} deferred, {mail.failed} failed, "
         f"{mail.skipped} skipped, through {where}"
     )
+    if mail.uncertain:
+        click.echo(f"mail: {mail.uncertain} handed over with no answer from the server: not sent "
+                   "again until their quarantine ends; `digest status` lists them")
     if mail.left:
         click.echo(f"mail: {mail.left} left for the next run (the server could not be reached)")
     if mail.sent and not config.smtp:

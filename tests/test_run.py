@@ -268,3 +268,20 @@ def test_an_unsubscribe_during_a_run_is_honoured_before_the_next_message(
     with Store.open(config.store_path) as store:
         tuesday = {row.channel for row in store.deliveries(profile="ml", day=MONDAY.date() + timedelta(days=1))}
     assert tuesday == {"mail:a@example.org", "feed"}
+
+
+def test_digest_run_says_how_many_mails_were_handed_over_without_an_answer(
+    tmp_path: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    """A server that stores each message but answers after the client's timeout: the run says
+    the outcome is unknown, and how to see them, instead of counting them deferred."""
+    recorder, port = smtp_server
+    path = write_config(tmp_path, smtp_port=port)
+    path.write_text(path.read_text(encoding="utf-8") + "timeout = 1\n", encoding="utf-8")
+    recorder.late = dict.fromkeys(("a@example.org", "b@example.org", "c@example.org"), 1.5)
+    ingest_before_monday(path)
+    with freeze_time(MONDAY, auto_tick_seconds=1):
+        result = digest(path, "run")
+    assert "mail: 3 handed over with no answer from the server" in result.output, result.output
+    assert "`digest status` lists them" in result.output
+    assert sum(recorder.recipients().values()) == 3  # each stored once, none sent again
