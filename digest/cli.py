@@ -585,6 +585,36 @@ def subscribers(obj: _Context, only: str | None) -> None:
 
 
 @cli.command()
+@click.argument("profile", required=False)
+@click.option("--arrived", "verdict", flag_value="sent",
+              help="They did arrive: mark them sent (nothing is sent again).")
+@click.option("--resend", "verdict", flag_value="pending",
+              help="They did not arrive: the next run sends them, without waiting.")
+@click.pass_obj
+def uncertain(obj: _Context, profile: str | None, verdict: str | None) -> None:
+    """List the mails handed over with no answer from the server (of PROFILE, or all); with
+    --arrived or --resend, settle them."""
+    with _reported_errors():
+        config = obj.config()
+        with Store.open(config.store_path) as store:
+            rows = store.deliveries(profile=profile, statuses=["uncertain"])
+            changed = store.settle_uncertain(verdict, obj.clock(), profile) if verdict else 0
+    if not rows:
+        click.echo("no uncertain deliveries" + (f" for {profile}" if profile else ""))
+        return
+    for row in rows:
+        when = f"{row.updated:%Y-%m-%d %H:%M} UTC" if row.updated else "?"
+        click.echo(f"{row.profile}  {row.channel}  digest of {row.day}  uncertain since {when}"
+                   + (f"  ({one_line(row.error, 100)})" if row.error else ""))
+    if verdict == "sent":
+        click.echo(f"{changed} marked sent: they will not be sent again")
+    elif verdict == "pending":
+        click.echo(f"{changed} to be sent again by the next run")
+    else:
+        click.echo("check with the recipients, then: digest uncertain --arrived, or --resend")
+
+
+@cli.command()
 @click.option("-q", "--quiet", is_flag=True, help="Print only what needs a person.")
 @click.pass_obj
 def status(obj: _Context, quiet: bool) -> None:

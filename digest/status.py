@@ -172,7 +172,8 @@ def ledger_problems(config: Config, store: Store, now: datetime) -> list[str]:
             problems.append(
                 f"{whom}: uncertain since {_when(row.updated)}: handed over, but no answer came "
                 f"(it may have arrived; ask {row.address or 'the reader'}); "
-                f"sent again by the first run after {_when(again)}"
+                f"sent again by the first run after {_when(again)} "
+                "(or settle it: digest uncertain --arrived | --resend)"
             )
         elif row.updated is not None and now - row.updated > lease:
             problems.append(

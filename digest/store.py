@@ -1224,6 +1224,23 @@ class Store:
             )
 
 
+    def settle_uncertain(self, status: str, now: datetime, profile: str | None = None) -> int:
+        """A person's word on the uncertain deliveries (of `profile`, or all): "sent" (it
+        arrived) or "pending" (it did not: the next run sends it). How many rows changed."""
+        if status not in ("sent", "pending"):
+            raise ValueError(f"an uncertain delivery becomes sent or pending, not {status!r}")
+        said = "a person said it arrived" if status == "sent" else "a person asked to send it again"
+        where, parameters = "status = 'uncertain'", []
+        if profile is not None:
+            where, parameters = where + " AND profile = ?", [profile]
+        with self._transaction():
+            cursor = self._db.execute(
+                f"UPDATE deliveries SET status = ?, updated = ?, error = ? WHERE {where}",
+                [status, now.isoformat(), said, *parameters],
+            )
+        return cursor.rowcount
+
+
 def _while_locked(statement: Callable[[], object], patience_s: float = 30.0) -> None:
     """Run a statement SQLite's busy timeout does not cover (switching to WAL), retrying while
     another process holds the file: two runs starting at once on a new store both get in."""

@@ -463,3 +463,32 @@ def test_a_store_at_schema_8_keeps_its_ledger_and_takes_uncertain(tmp_path: Path
     assert before == [("a@example.org", "sent", "<m@x>"), ("b@example.org", "pending", None)]
     assert after == {"a@example.org": "sent", "b@example.org": "uncertain"}
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_person_settles_uncertain_mails_with_digest_uncertain(
+    tmp_path: Path, late_server: tuple[Recorder, SmtpConfig]
+) -> None:
+    """After checking with the recipients: --resend sends at the next run without waiting for the
+    quarantine; --arrived marks the rest sent, never to be sent again."""
+    recorder, settings = late_server
+    recorder.late = {"a@example.org": LATE_S, "b@example.org": LATE_S}
+    path = write_config(tmp_path, profiles="")
+    config = load_config(path)
+    clock = Clock()
+    with Store.open(config.store_path) as store:
+        owe(store, ["a@example.org"], profile="alice")
+        owe(store, ["b@example.org"], profile="bob")
+        with SmtpSender(settings) as sender:
+            assert run(store, sender, clock).uncertain == 2
+    listed = digest(path, "uncertain")
+    assert "alice  mail:a@example.org  digest of 2026-11-20  uncertain since" in listed.output
+    assert "bob  mail:b@example.org" in listed.output and "--arrived, or --resend" in listed.output
+    assert "1 to be sent again" in digest(path, "uncertain", "alice", "--resend").output
+    assert "1 marked sent" in digest(path, "uncertain", "--arrived").output
+    assert digest(path, "uncertain").output.strip() == "no uncertain deliveries"
+    recorder.late = {}
+    with Store.open(config.store_path) as store, SmtpSender(settings) as sender:
+        again = run(store, sender, clock, claimant="run-2")  # within the quarantine
+        statuses = {row.channel: row.status for row in store.deliveries()}
+    assert again.sent == 1 and statuses == {"mail:a@example.org": "sent", "mail:b@example.org": "sent"}
+    assert recorder.recipients() == Counter({"a@example.org": 2, "b@example.org": 1})
