@@ -19,11 +19,13 @@ knows whether a failure came before the message was handed over (connect, EHLO, 
 MAIL FROM, RCPT TO, DATA before its 354: the message provably did not go, so it is retried) or
 after the body's end-of-data line was written (a timeout or a lost connection before the final
 answer: the server may have stored it). The latter is 'uncertain': never re-sent by the run, and
-by a later run only after a quarantine; `digest status` shows it to a person. A crash after the
-server accepted a message but before the ledger recorded it leaves the row 'sending': once its
-lease runs out the next run sends it again, and until then `digest status` reports it. The outbox
-closes those gaps: its file is named after the Message-ID, so `build` must give the same Message-ID
-each time it builds the same row.
+by a later run only after a quarantine; `digest status` shows it to a person. The ledger records
+the hand-over as it starts (after the server's 354, `Store.handing_over`), so a run killed after
+that (the server may have accepted the message before the ledger recorded it) leaves a row
+'sending' with its Message-ID: once its lease runs out the next run makes it 'uncertain' instead
+of sending it again, and a row killed before it (claimed, not handed over) is simply sent. The
+outbox closes those gaps itself: its file is named after the Message-ID, so `build` must give the
+same Message-ID each time it builds the same row, and its crashed claims are sent again.
 
 Errors (see digest/errors.py): TransientDeliveryError is retried, now and in later runs;
 PermanentDeliveryError (a bounce) is recorded and never retried; UncertainDeliveryError is recorded
@@ -266,6 +268,9 @@ class SmtpSender:
         self._connection: smtplib.SMTP | None = None
         self.where = f"{settings.host}:{settings.port}"
         self.connections = 0  # how many connections were opened (the benchmark and tests read it)
+        # Called after the server's 354, just before the body goes: from then on the message may
+        # arrive. deliver_mail records it in the ledger, for a run killed mid-send.
+        self.on_hand_over: Callable[[], None] | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -360,6 +365,12 @@ class SmtpSender:
         if code != 354:
             self._reset(connection)
             raise self._refused("DATA", code, text)
+        if self.on_hand_over is not None:
+            try:
+                self.on_hand_over()
+            except BaseException:
+                self._drop()  # mid-DATA: never reuse this conversation
+                raise
         # Handing over. A body that could not be written whole lacks its end-of-data line, so the
         # server cannot have taken it: still safe to try again.
 
@@ -620,6 +631,11 @@ class _OutOfTime(Exception):
         self.cause = cause
 
 
+_ABANDONED = (
+    "the run sending it stopped (killed?) while handing it over, and never recorded how it went: "
+    "it may have arrived"
+)
+
 DEFAULT_LEASE = timedelta(minutes=15)
 DEFAULT_QUARANTINE = timedelta(hours=24)
 DEFAULT_BREAKER = 3
@@ -655,14 +671,27 @@ def deliver_mail(
     pending, no try counted (it is not the address's fault). So does a run past its `deadline`
     (counted from its start). A setup problem (login refused, outbox not writable) defers the row
     in hand and is raised: no message could go. A 'sending' row claimed more than `lease` ago was
-    abandoned by a crashed run and is taken over. When `stopping()` turns true (SIGTERM), the run
-    ends between two messages; the rest wait.
+    abandoned by a crashed run: taken over, or made 'uncertain' when that run had begun handing
+    its message over (a sender with `on_hand_over`, as SmtpSender, says when: after the server's
+    354). When `stopping()` turns true (SIGTERM), the run ends between two messages; the rest wait.
     """
     counts = {"sent": 0, "deferred": 0, "failed": 0, "skipped": 0, "uncertain": 0}
     problems: list[Problem] = []
     started = clock()
     ends = started + deadline if deadline is not None else None
     trips = _Breaker(breaker)
+    # A run killed while handing a message over (its claim is past the lease) may have sent it:
+    # 'uncertain', as a send with no answer is, not sent again. Only a sender that says when it
+    # hands over (SmtpSender's on_hand_over) marks it; the outbox's second copy is harmless.
+    marks = sender if isinstance(sender, SmtpSender) else None
+    if marks is not None:
+        for row in store.abandoned_hand_overs(started - lease, _ABANDONED):
+            counts["uncertain"] += 1
+            problems.append(Problem(row.profile, row.address or row.channel, _ABANDONED))
+            log.warning(
+                "mail %s %s to %s: uncertain (%s)", row.profile, row.day, row.address,
+                _ABANDONED, extra={"profile": row.profile},
+            )
     rows = [
         row
         for row in store.deliveries(statuses=("pending", "deferred", "sending", "uncertain"))
@@ -716,6 +745,8 @@ def deliver_mail(
         if message is None:
             settle(row, "skipped")
             continue
+        if marks is not None:
+            marks.on_hand_over = _marker(store, row, claimant, clock, message)
         try:
             _send_with_retries(sender, message, address, retry_delays, sleep, trips, clock, ends)
         except UncertainDeliveryError as exc:
@@ -754,8 +785,22 @@ def deliver_mail(
             settle(row, "failed" if attempts >= max_attempts else "deferred", error)
         else:
             settle(row, "sent", message_id=message_id_of(message))
+        finally:
+            if marks is not None:
+                marks.on_hand_over = None
     progress("mail", len(rows), len(rows), f"{counts['sent']} sent")
     return _report(counts, problems, 0)
+
+
+def _marker(
+    store: Store, row: Delivery, claimant: str, clock: Callable[[], datetime], message: Mail
+) -> Callable[[], None]:
+    """What the sender calls as it hands `row`'s message over: the ledger records it."""
+
+    def handing_over() -> None:
+        store.handing_over(row, claimant, clock(), message_id_of(message) or "")
+
+    return handing_over
 
 
 def _quarantined_until(row: Delivery, quarantine: timedelta) -> datetime:

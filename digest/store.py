@@ -1152,12 +1152,13 @@ class Store:
 
         A row another run claimed before `stale_before` counts as abandoned (that run crashed).
         An 'uncertain' row (handed over, no answer) is taken only when its last try was before
-        `quarantined_before`; without it, never.
+        `quarantined_before`; without it, never. The claim clears the row's Message-ID: it is
+        written again by `handing_over`, just before this try's message goes.
         """
         with self._transaction():
             cursor = self._db.execute(
                 """UPDATE deliveries SET status = 'sending', claimed_by = ?, updated = ?,
-                   attempts = attempts + 1
+                   attempts = attempts + 1, message_id = NULL
                    WHERE profile = ? AND channel = ? AND day = ?
                    AND (status IN ('pending', 'deferred')
                         OR (status = 'sending' AND updated < ?)
@@ -1174,6 +1175,49 @@ class Store:
                 ),
             )
         return cursor.rowcount == 1
+
+    def handing_over(
+        self, delivery: Delivery, claimant: str, now: datetime, message_id: str
+    ) -> None:
+        """Record, before a claimed delivery's message goes, that it is going: a run killed from
+        here on may have handed it over (see `abandoned_hand_overs`)."""
+        with self._transaction():
+            self._db.execute(
+                """UPDATE deliveries SET updated = ?, message_id = ?
+                   WHERE profile = ? AND channel = ? AND day = ? AND claimed_by = ?
+                   AND status = 'sending'""",
+                (
+                    now.isoformat(),
+                    message_id,
+                    delivery.profile,
+                    delivery.channel,
+                    delivery.day.isoformat(),
+                    claimant,
+                ),
+            )
+
+    def abandoned_hand_overs(self, stale_before: datetime, error: str) -> list[Delivery]:
+        """Rows a run claimed before `stale_before` and stopped with (killed) while handing
+        their message over (`handing_over`): it may have arrived, so they become 'uncertain',
+        dated from the hand-over, instead of being sent again. The rows, as they are now."""
+        with self._transaction():
+            found = self._db.execute(
+                """SELECT profile, channel, day FROM deliveries
+                   WHERE status = 'sending' AND message_id IS NOT NULL AND updated < ?
+                   AND channel LIKE 'mail:%'""",
+                (stale_before.isoformat(),),
+            ).fetchall()
+            self._db.executemany(
+                """UPDATE deliveries SET status = 'uncertain', error = ?, claimed_by = NULL
+                   WHERE profile = ? AND channel = ? AND day = ? AND status = 'sending'""",
+                [(error, *row) for row in found],
+            )
+        keys = set(map(tuple, found))
+        return [
+            row
+            for row in self.deliveries(statuses=["uncertain"])
+            if (row.profile, row.channel, row.day.isoformat()) in keys
+        ]
 
     def release(
         self, delivery: Delivery, claimant: str, now: datetime, *, error: str | None = None

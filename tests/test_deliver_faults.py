@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from freezegun import freeze_time
-from helpers import T0, Recorder, digest, free_port, make_config, start_server, write_config
+from helpers import T0, Crash, Recorder, digest, free_port, make_config, start_server, write_config
 from ledger import DAY, Clock, Sleeps, addresses, build, open_store, owe, run, statuses
 
 from digest.config import EmailConfig, SmtpConfig, load_config
@@ -409,6 +409,70 @@ def test_a_row_still_sending_past_its_lease_is_a_problem_then_taken_over(
     )
     assert (early, later.sent) == (DeliveryReport(), 1)
     assert recorder.recipients() == Counter(["a@example.org"])
+
+
+class KilledAfterTheServerAnswered(SmtpSender):
+    """The process dies after the server took the message, before the ledger recorded it."""
+
+    def send(self, message: Any, recipient: str) -> None:
+        super().send(message, recipient)
+        raise Crash
+
+
+def test_a_run_killed_after_handing_a_message_over_leaves_it_uncertain_not_sent_twice(
+    tmp_path: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    """The next run past the lease cannot know whether the server got it (the ledger recorded the
+    hand-over, after the server's 354): 'uncertain', named and quarantined, not re-sent. A run
+    killed before the hand-over (claimed, not yet going) is simply sent again (test_run.py)."""
+    recorder, port = smtp_server
+    lease = timedelta(minutes=5)
+    config = make_config(tmp_path)
+    config = type(config)(**{**_fields(config), "email": EmailConfig(claim_lease=lease)})
+    clock = Clock()
+    with open_store(tmp_path) as store:
+        owe(store, ["a@example.org", "b@example.org"])
+        with pytest.raises(Crash), KilledAfterTheServerAnswered(settings_for(port)) as killed:
+            run(store, killed, clock, lease=lease)
+        clock.advance(timedelta(minutes=4))
+        with SmtpSender(settings_for(port)) as sender:
+            early = run(store, sender, clock, lease=lease)  # within the lease: a is not touched
+            clock.advance(timedelta(minutes=2))
+            report = run(store, sender, clock, lease=lease)
+            again = run(store, sender, clock, lease=lease)
+        rows = {row.address: row for row in store.deliveries()}
+        problems = gather(config, store, clock()).problems
+    assert (early.sent, early.uncertain) == (1, 0)
+    assert (report.sent, report.uncertain, again) == (0, 1, DeliveryReport())
+    assert report.problems[0].address == "a@example.org"
+    assert "it may have arrived" in report.problems[0].error
+    assert (rows["a@example.org"].status, rows["b@example.org"].status) == ("uncertain", "sent")
+    assert rows["a@example.org"].updated == T0  # quarantined from the hand-over
+    assert rows["a@example.org"].message_id == build(rows["a@example.org"])["Message-ID"]
+    assert recorder.recipients() == Counter(["a@example.org", "b@example.org"])
+    assert len(problems) == 1 and "uncertain since 2026-11-20 21:00 UTC" in problems[0]
+
+
+def test_the_outbox_sends_a_killed_runs_hand_over_again_its_copy_is_the_same_file(
+    tmp_path: Path,
+) -> None:
+    from digest.deliver import Outbox
+
+    lease = timedelta(minutes=5)
+    clock = Clock()
+    with open_store(tmp_path) as store:
+        owe(store, ["a@example.org"])
+        (row,) = store.deliveries()
+        assert store.claim(row, "killed-run", clock(), stale_before=clock() - lease)
+        message = build(row)
+        store.handing_over(row, "killed-run", clock(), str(message["Message-ID"]))
+        Outbox(tmp_path / "outbox").send(message, "a@example.org")  # then the kill
+        clock.advance(timedelta(minutes=6))
+        report = run(store, Outbox(tmp_path / "outbox"), clock, lease=lease)
+        status = statuses(store)
+    assert (report.sent, report.uncertain) == (1, 0)
+    assert status == {"a@example.org": "sent"}
+    assert len(list((tmp_path / "outbox" / "new").iterdir())) == 1
 
 
 def _fields(config: Any) -> dict[str, Any]:
