@@ -660,7 +660,7 @@ def publish_feeds(
     # could not be written waits for the next run.
     now = clock()
     for row in open_rows:
-        if store.claim(row, claimant, now, stale_before=now - timedelta(minutes=15)):
+        if store.claim(row, claimant, now, stale_before=now - config.email.claim_lease):
             paths = feeds.profile_feed_paths(row.profile)
             missed = [failure.failed[p] for p in sorted(paths) if p in failure.failed] if failure else []
             if missed:

@@ -178,7 +178,9 @@ def ledger_problems(config: Config, store: Store, now: datetime) -> list[str]:
         elif row.updated is not None and now - row.updated > lease:
             problems.append(
                 f"{whom}: still sending since {_when(row.updated)}, past its {_age(lease)} claim "
-                "lease: the run that claimed it stopped; the next run sends it"
+                "lease: the run that claimed it stopped; the next run "
+                + ("marks it uncertain: it was being handed over" if row.message_id and row.address
+                   else "sends it")
             )
     return problems
 

@@ -556,3 +556,22 @@ def test_a_person_settles_uncertain_mails_with_digest_uncertain(
         statuses = {row.channel: row.status for row in store.deliveries()}
     assert again.sent == 1 and statuses == {"mail:a@example.org": "sent", "mail:b@example.org": "sent"}
     assert recorder.recipients() == Counter({"a@example.org": 2, "b@example.org": 1})
+
+
+def test_a_row_killed_during_its_hand_over_is_said_to_become_uncertain(tmp_path: Path) -> None:
+    lease = timedelta(minutes=5)
+    config = make_config(tmp_path)
+    config = type(config)(**{**_fields(config), "email": EmailConfig(claim_lease=lease)})
+    clock = Clock()
+    with open_store(tmp_path) as store:
+        owe(store, ["a@example.org"])
+        (row,) = store.deliveries()
+        assert store.claim(row, "killed-run", clock(), stale_before=clock() - lease)
+        store.handing_over(row, "killed-run", clock(), "<m1@example.org>")
+        clock.advance(timedelta(minutes=6))
+        past = gather(config, store, clock()).problems
+    assert past == (
+        "profile alice: mail:a@example.org: the digest of 2026-11-20: still sending since "
+        "2026-11-20 21:00 UTC, past its 5 min claim lease: the run that claimed it stopped; "
+        "the next run marks it uncertain: it was being handed over",
+    )
