@@ -31,6 +31,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import pipeline, subscriptions
 from digest.config import Config, ProfileConfig, SourceConfig
+from digest.errors import DigestError
+from digest.feeds import PublishError
 from digest.lock import ProcessLock
 from digest.render import Renderer
 from digest.store import Store
@@ -209,7 +211,11 @@ class Service:
                         pipeline.run_cycle(
                             self.config, store, self.clock, sender, profiles=chosen
                         )
-        except Exception:  # one failed job must not stop the service; the next one tries again
+        except PublishError:
+            pass  # publish_feeds said it once and recorded it for `digest status`
+        except DigestError as exc:  # one line, no traceback: the next job tries again
+            log.error("job failed: %s", exc, extra={"source": source or "", "profile": profile or ""})
+        except Exception:  # a bug: one failed job must not stop the service; the next one tries again
             log.exception(
                 "job failed", extra={"source": source or "", "profile": profile or ""}
             )

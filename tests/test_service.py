@@ -7,6 +7,7 @@ date; mail goes to aiosmtpd on 127.0.0.1.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from helpers import MONDAY, ROOT, Recorder, write_config
 
 from digest.cli import cli
 from digest.lock import AlreadyRunning, ProcessLock
+from digest.store import Store
 
 
 def digest_process(config: Path, *args: str, at: datetime = MONDAY) -> subprocess.Popen[str]:
@@ -183,3 +185,21 @@ def test_a_fetch_job_ingests_its_source_and_refreshes_the_all_papers_feed(tmp_pa
     jobs = {job.id for job in service.scheduler.get_jobs()}
     assert jobs == {"fetch:arxiv-api", "fetch:hf-daily", "digest:ml", "digest:quiet", "catch-up",
                     "subscribers"}
+
+
+def test_a_fetch_job_whose_feeds_cannot_be_written_says_so_once_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from digest.config import load_config
+    from digest.schedule import Service
+
+    config = load_config(write_config(tmp_path))
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "feeds").write_text("a file where the feeds folder should be")
+    caplog.set_level(logging.INFO)
+    Service(config, lambda: MONDAY)._job(source="hf-daily")
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([r for r in said if "cannot write the feed file" in r.getMessage()]) == 1, said
+    assert not any(r.exc_info for r in said)  # one line, not a traceback
+    with Store.open(config.store_path) as store:
+        assert "feeds" in store.problems()  # and `digest status` says it
