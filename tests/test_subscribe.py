@@ -73,7 +73,11 @@ class Site:
         return self.client.post(path, data={"csrf": self.csrf(form_page or path), **data})
 
     def subscribe(self, address: str = "new@example.org", **changes: str):  # type: ignore[no-untyped-def]
-        return self.submit("/subscribe", {"email": address, **INTERESTS, **changes}, form_page="/")
+        """POST the form; back once the sign-up worker has handled it (as a person reading their
+        mail a moment later would find it)."""
+        page = self.submit("/subscribe", {"email": address, **INTERESTS, **changes}, form_page="/")
+        self.settle()
+        return page
 
     def mails(self, to: str | None = None) -> list[str]:
         self.settle()
@@ -585,8 +589,10 @@ def upload(site: Site, path: str, data: dict[str, str], name: str, content: byte
            *, form_page: str | None = None, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     """POST the form as a browser sends a form with a file input: multipart/form-data."""
     fields = {"csrf": site.csrf(form_page or path), **data}
-    return site.client.post(path, data=fields, files={"library": (name, content, "application/octet-stream")},
+    page = site.client.post(path, data=fields, files={"library": (name, content, "application/octet-stream")},
                             headers=headers or {})
+    site.settle()  # a sign-up is handled by the worker, after the answer
+    return page
 
 
 def subscribe_with(site: Site, name: str, content: bytes, address: str = "new@example.org", **changes: str):  # type: ignore[no-untyped-def]
