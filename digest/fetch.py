@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -52,6 +53,9 @@ POST_REPLY_BYTES = 256 * 1024  # a webhook's answer ("ok", an event id) is small
 def user_agent(contact: str) -> str:
     """Identify the tool and who runs it, as arXiv and most sites ask of automated clients."""
     return f"paperdigest/{__version__} (+{PROJECT_URL}; mailto:{contact})"
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +143,16 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        return self._retrying(lambda began: self._attempt(url, headers, accept_error_body, began))
+
+    def _retrying(self, attempt_once: Callable[[float], T]) -> T:
+        """`attempt_once(began)` until it answers, retried with backoff (or the server's
+        Retry-After) while it raises _Retryable, within the retries and the fetch deadline."""
         attempts = self.policy.retries + 1
         began = self._monotonic()
         for attempt in range(1, attempts + 1):
             try:
-                return self._attempt(url, headers, accept_error_body, began)
+                return attempt_once(began)
             except _Retryable as retry:
                 if attempt == attempts:
                     raise FetchError(f"{retry.reason} after {attempts} attempts") from None
@@ -182,23 +191,7 @@ class Fetcher:
             content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             if not any(name.lower() == "content-type" for name in sent_headers):
                 sent_headers["Content-Type"] = "application/json; charset=utf-8"
-        attempts = self.policy.retries + 1
-        began = self._monotonic()
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._post_attempt(method, url, content, sent_headers)
-            except _Retryable as retry:
-                if attempt == attempts:
-                    raise FetchError(f"{retry.reason} after {attempts} attempts") from None
-                wait = retry.wait_s if retry.wait_s is not None else self._backoff(attempt)
-                spent = self._monotonic() - began
-                if spent + wait > self.policy.deadline_s:
-                    raise FetchError(
-                        f"{retry.reason}; gave up after {attempt} attempts and {spent:.0f} s"
-                        f" (the fetch deadline is {self.policy.deadline_s:.0f} s)"
-                    ) from None
-                self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._retrying(lambda began: self._post_attempt(method, url, content, sent_headers))
 
     def _post_attempt(
         self, method: str, url: str, content: bytes, headers: dict[str, str]
