@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -385,8 +386,7 @@ def test_a_row_still_sending_past_its_lease_is_a_problem_then_taken_over(
 ) -> None:
     recorder, settings = late_server
     lease = timedelta(minutes=5)
-    config = make_config(tmp_path)
-    config = type(config)(**{**_fields(config), "email": EmailConfig(claim_lease=lease)})
+    config = replace(make_config(tmp_path), email=EmailConfig(claim_lease=lease))
     clock = Clock()
     with open_store(tmp_path) as store:
         owe(store, ["a@example.org"])
@@ -427,8 +427,7 @@ def test_a_run_killed_after_handing_a_message_over_leaves_it_uncertain_not_sent_
     killed before the hand-over (claimed, not yet going) is simply sent again (test_run.py)."""
     recorder, port = smtp_server
     lease = timedelta(minutes=5)
-    config = make_config(tmp_path)
-    config = type(config)(**{**_fields(config), "email": EmailConfig(claim_lease=lease)})
+    config = replace(make_config(tmp_path), email=EmailConfig(claim_lease=lease))
     clock = Clock()
     with open_store(tmp_path) as store:
         owe(store, ["a@example.org", "b@example.org"])
@@ -473,10 +472,6 @@ def test_the_outbox_sends_a_killed_runs_hand_over_again_its_copy_is_the_same_fil
     assert (report.sent, report.uncertain) == (1, 0)
     assert status == {"a@example.org": "sent"}
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 1
-
-
-def _fields(config: Any) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in config.__dataclass_fields__}
 
 
 def test_the_config_keys_and_their_defaults(tmp_path: Path) -> None:
@@ -560,8 +555,7 @@ def test_a_person_settles_uncertain_mails_with_digest_uncertain(
 
 def test_a_row_killed_during_its_hand_over_is_said_to_become_uncertain(tmp_path: Path) -> None:
     lease = timedelta(minutes=5)
-    config = make_config(tmp_path)
-    config = type(config)(**{**_fields(config), "email": EmailConfig(claim_lease=lease)})
+    config = replace(make_config(tmp_path), email=EmailConfig(claim_lease=lease))
     clock = Clock()
     with open_store(tmp_path) as store:
         owe(store, ["a@example.org"])
