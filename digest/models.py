@@ -305,13 +305,24 @@ class Delivery:
     """One row of the delivery ledger: one digest (profile, day) over one channel."""
 
     profile: str
-    channel: str  # "mail:<address>" or "feed"
+    # "mail:<address>", "feed", or a team chat's "<kind>:<name>" ("slack:lab", "matrix:group")
+    channel: str
     day: date
     status: str  # one of DELIVERY_STATUSES
     attempts: int = 0
     updated: datetime | None = None
     error: str | None = None
     message_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The channel kind: "mail", "feed", "slack", "discord", "matrix" or "webhook"."""
+        return self.channel.partition(":")[0]
+
+    @property
+    def target(self) -> str:
+        """Whom the kind delivers to: the address of a mail row, the chat's name; "" for feed."""
+        return self.channel.partition(":")[2]
 
     @property
     def address(self) -> str | None:
