@@ -3,22 +3,26 @@
 Per source, its last run and since when it fails; the next scheduled runs; today's digests (sent,
 failed, pending) per profile; the age of every feed file, and since when a run could not write
 them; a sentence model that cannot be loaded
-(the ranking then goes on with words alone). `problems` lists what needs a person, each said once:
+(the ranking then goes on with words alone); a line per delivery channel (mail, feeds, each team
+chat): what its rows of today did, and since when it is stopped, if it is. `problems` lists what
+needs a person, each said once:
 the command exits non-zero when there is any, so a health check or a monitor can call it. An
 `empty` source (a well-formed answer with nothing in it: a weekend, an arXiv holiday) is fine.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from digest import compose, subscriptions
 from digest import feeds as feed_files
 from digest.config import Config, ProfileConfig
 from digest.health import layout_change
-from digest.models import SourceRun
+from digest.models import Delivery, SourceRun
 from digest.schedule import DIGEST_GRACE_S, next_runs
 from digest.store import Store
 
@@ -44,6 +48,28 @@ class ProfileStatus:
     overdue: bool  # a due digest is missing well past its time
 
 
+# A team chat's ledger rows are "<kind>:<name>" ("slack:lab"), and so is the store's problem part
+# of a chat stopped for a run (circuit breaker open, deadline passed, a setup error).
+CHAT_KINDS = ("slack", "discord", "matrix", "webhook")
+MAIL_PART = "mail"  # the problem part of the mail channel (every address) while it is stopped
+# The feeds' part is feeds.PROBLEM_PART ("feeds"); "feed", as its ledger rows are named, too.
+FEED_PARTS = (feed_files.PROBLEM_PART, "feed")
+# The order a channel's line counts its rows in: how it went, then what is still owed.
+COUNTED = ("sent", "skipped", "pending", "sending", "deferred", "failed", "uncertain")
+OWED = ("pending", "sending", "deferred", "uncertain")  # a run still delivers them, whatever day
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    """One delivery channel: "mail" (every address), "feeds", or a team chat ("slack:lab")."""
+
+    name: str
+    counts: tuple[tuple[str, int], ...]  # (status, rows) in COUNTED order, none of them 0
+    state: str  # ok | idle (no rows) | needs a person | stopped (its problem is stored)
+    problem: str | None = None  # while stopped: why, on one line
+    since: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class FeedStatus:
     path: str  # relative to feeds_dir
@@ -61,6 +87,7 @@ class Status:
     problems: tuple[str, ...]
     # "could not be written since ...: error" while the last run could not write feed files.
     feeds_problem: str | None = None
+    channels: tuple[ChannelStatus, ...] = ()
 
 
 def gather(config: Config, store: Store, now: datetime) -> Status:
@@ -80,10 +107,12 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
     profiles: list[ProfileStatus] = []
     # People who subscribed on the web: counted together, each named only when in trouble.
     web: list[ProfileStatus] = []
+    today: list[Delivery] = []  # every profile's rows of its local day, for the channel lines
     for profile in (*config.profiles, *subscriptions.active_profiles(store)):
         digests, trouble = profile_status(profile, store, now)
         (web if subscriptions.is_web_profile(profile.name) else profiles).append(digests)
         problems += trouble
+        today += store.deliveries(profile=profile.name, day=date.fromisoformat(digests.day))
     problems += ledger_problems(config, store, now)
 
     feeds = []
@@ -92,7 +121,8 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
     parts = store.problems()
     # Feed files a run could not write (disk full, permissions): said once, with the error,
     # until a run writes them all. The mail went out regardless.
-    unwritten = parts.pop(feed_files.PROBLEM_PART, None)
+    found_parts = [parts.pop(part) for part in FEED_PARTS if part in parts]
+    unwritten = found_parts[0] if found_parts else None
     feeds_problem = (
         f"could not be written since {_when(unwritten[1])}: {unwritten[0]}" if unwritten else None
     )
@@ -107,6 +137,13 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
             feeds.append(FeedStatus(relative, None))
             if feeds_expected and not feeds_problem:
                 problems.append(f"feed {relative} is missing (the next `digest run` writes it)")
+    # A channel stopped for a run: said once, on its line and here, until it delivers again.
+    stopped = {part: parts.pop(part) for part in list(parts) if _is_channel(part)}
+    for part, (problem, since) in stopped.items():
+        problems.append(f"{part}: stopped since {_when(since)}: {_one_line(problem)}")
+    if unwritten:
+        stopped["feeds"] = unwritten
+    channels = channel_status(config, store, now, today, stopped)
     # Problems of parts that belong to no source, e.g. a sentence model that failed to load.
     for part, (problem, since) in parts.items():
         problems.append(f"{part} since {_when(since)}: {problem}")
@@ -119,6 +156,7 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
         feeds=tuple(feeds),
         problems=tuple(problems),
         feeds_problem=feeds_problem,
+        channels=tuple(channels),
     )
 
 
@@ -185,6 +223,72 @@ def ledger_problems(config: Config, store: Store, now: datetime) -> list[str]:
     return problems
 
 
+def channel_status(
+    config: Config,
+    store: Store,
+    now: datetime,
+    today: Iterable[Delivery],
+    stopped: Mapping[str, tuple[str, datetime]],
+) -> list[ChannelStatus]:
+    """A line per channel: mail and feeds always, a chat when configured, stopped or in the ledger.
+
+    Its window is the one the profile lines use: the rows of each profile's local day (`today`,
+    so its numbers add up to theirs), and the rows of earlier days a run still owes (pending,
+    sending, deferred, uncertain), as `digest run` delivers those too. A channel needs a person
+    for the very rows "needs a person" names (so neither says "all well" without the other):
+    today's failed ones and deferred ones (a feed row's deferral is the feeds' problem instead),
+    and any day's uncertain ones and ones still sending past their claim lease."""
+    lease = config.email.claim_lease
+    rows: dict[tuple[str, str, date], tuple[Delivery, bool]] = {
+        (row.profile, row.channel, row.day): (row, False) for row in store.deliveries(statuses=OWED)
+    }
+    rows.update({(row.profile, row.channel, row.day): (row, True) for row in today})
+    configured = [f"{chat.kind}:{chat.name}" for chat in getattr(config, "chats", ())]
+    found: dict[str, list[tuple[Delivery, bool]]] = {
+        name: [] for name in ("mail", "feeds", *configured)
+    }
+    named = list(found)  # in this order; the others (chats no longer configured) by name
+    for row, of_today in rows.values():
+        found.setdefault(_channel_of(row), []).append((row, of_today))
+    for part in stopped:
+        found.setdefault(part, [])
+    channels = []
+    for name in named + sorted(set(found) - set(named)):
+        counted = Counter(row.status for row, _ in found[name])
+        if name in stopped:
+            problem, since = stopped[name]
+            state, why, when = "stopped", _one_line(problem), since
+        else:
+            troubled = any(_needs_a_person(row, of_today, lease, now) for row, of_today in found[name])
+            state = "needs a person" if troubled else "ok" if found[name] else "idle"
+            why, when = None, None
+        counts = tuple((status, counted[status]) for status in COUNTED if counted[status])
+        channels.append(ChannelStatus(name, counts, state, why, when))
+    return channels
+
+
+def _channel_of(row: Delivery) -> str:
+    """The channel line a ledger row is counted on: every address's on "mail"."""
+    return {"mail": "mail", "feed": "feeds"}.get(row.kind, row.channel)
+
+
+def _is_channel(part: str) -> bool:
+    """A problem part named after a channel: "mail", or a chat's "<kind>:<name>"."""
+    kind, _, name = part.partition(":")
+    return part == MAIL_PART or (kind in CHAT_KINDS and bool(name))
+
+
+def _needs_a_person(row: Delivery, of_today: bool, lease: timedelta, now: datetime) -> bool:
+    """Whether `profile_status` or `ledger_problems` names this row."""
+    if row.status == "uncertain":
+        return True
+    if row.status == "sending":
+        return row.updated is not None and now - row.updated > lease
+    return of_today and (
+        row.status == "failed" or (row.status == "deferred" and row.channel != "feed")
+    )
+
+
 def source_status(name: str, runs: list[SourceRun], enabled: bool = True) -> SourceStatus:
     """A source's state from its run history (newest first)."""
     if not enabled:
@@ -241,12 +345,29 @@ def render(status: Status) -> str:
         lines.append(f"  {status.feeds_problem}")
     for feed in status.feeds:
         lines.append(f"  {feed.path}: " + (f"{_age(feed.age)} old" if feed.age is not None else "missing"))
+    lines.append("channels (today's digests, and what earlier days still owe):")
+    for channel in status.channels:
+        lines.append(f"  {channel_line(channel)}")
     if status.problems:
         lines.append("needs a person:")
         lines += [f"  - {problem}" for problem in status.problems]
     else:
         lines.append("all well")
     return "\n".join(lines)
+
+
+def channel_line(channel: ChannelStatus) -> str:
+    """ "mail: 198 sent, 2 pending, 1 failed — needs a person", "feeds: 2 sent — ok",
+    "matrix:room: nothing today — idle", "slack:lab: 1 pending — stopped since WHEN: WHY"."""
+    counts = ", ".join(f"{rows} {status}" for status, rows in channel.counts) or "nothing today"
+    state = channel.state
+    if state == "stopped":
+        state = f"stopped since {_when(channel.since)}: {channel.problem}"
+    return f"{channel.name}: {counts} — {state}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _when(moment: datetime | None) -> str:
