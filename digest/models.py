@@ -341,6 +341,7 @@ class Interests:
     weekday: str = "monday"
     timezone: str = "UTC"
     deliver_at: str = "07:00"
+    email: bool = True  # False: feed only (no digest by email; the personal feed still gets it)
 
 
 @dataclass(frozen=True, slots=True)

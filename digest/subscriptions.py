@@ -32,6 +32,9 @@ WEB_PREFIX = "web-"
 MAX_TERMS = 30  # per field
 MAX_TERM_CHARS = 120
 MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a path
+# How the digest reaches a web subscriber (the manage form's `channels`): "email" (by email and
+# in the personal feed, the default) or "feed" (the feed only: no digest mails).
+CHANNELS = ("email", "feed")
 # At most this many confirmation mails to one address a day, and to anyone an hour: a form that
 # sends mail must not become a way to flood someone's inbox, or to burn the sender's reputation.
 # Past the hourly budget a mail waits its turn (digest.web.signups); it is not dropped.
@@ -178,6 +181,9 @@ def read_form(form: Mapping[str, str], *, with_address: bool) -> FormResult:
         errors["deliver_at"] = "Give a time of day like 07:30."
     else:
         deliver_at = f"{int(clock.group(1)):02d}:{clock.group(2)}"
+    channels = values["channels"] or "email"  # the subscribe form has no choice: email and feed
+    if channels not in CHANNELS:
+        errors["channels"] = "Choose email and feed, or feed only."
 
     interests = None
     if not errors:
@@ -190,6 +196,7 @@ def read_form(form: Mapping[str, str], *, with_address: bool) -> FormResult:
             weekday=weekday,
             timezone=timezone,
             deliver_at=deliver_at,
+            email=channels == "email",
         )
     return FormResult(values=values, address=address, interests=interests, errors=errors)
 
@@ -204,6 +211,7 @@ FORM_FIELDS = (
     "weekday",
     "timezone",
     "deliver_at",
+    "channels",
 )
 
 
@@ -219,14 +227,17 @@ def form_values(interests: Interests, address: str = "") -> dict[str, str]:
         "weekday": interests.weekday,
         "timezone": interests.timezone,
         "deliver_at": interests.deliver_at,
+        "channels": "email" if interests.email else "feed",
     }
 
 
 def to_profile(subscriber: Subscriber) -> ProfileConfig:
+    """The subscriber as a profile of the job. Feed only: no address, so no digest mail is made,
+    and one made before the switch is not sent (the mail builder sends only to profile.emails)."""
     interests = subscriber.interests
     return ProfileConfig(
         name=subscriber.profile,
-        emails=(subscriber.address,),
+        emails=(subscriber.address,) if interests.email else (),
         keywords=interests.keywords,
         authors=interests.authors,
         categories=interests.categories,

@@ -2,9 +2,11 @@
 
     GET  /manage/TOKEN        interests, pause, feed    POST /manage/TOKEN    save, pause, resume
 
-A web subscriber edits everything; a config.toml profile's reader sees its interests (the people
-who run the service set them) and can unsubscribe or subscribe again. The form may carry a library
-file (BibTeX, RIS or CSL-JSON) whose papers count as liked.
+A web subscriber edits everything, and chooses how the digest reaches them: by email and in
+their feed, or in the feed only (no emails; the page then shows the feed's addresses first). A
+config.toml profile's reader sees its interests (the people who run the service set them) and can
+unsubscribe or subscribe again. The form may carry a library file (BibTeX, RIS or CSL-JSON) whose
+papers count as liked.
 """
 
 from __future__ import annotations
@@ -65,7 +67,10 @@ async def manage(site: Site, request: Request) -> Response:
     if action == "save" and subscriber is not None:
         checked, errors, library = await site.checked_interests(form, with_address=False)
         if errors or checked.interests is None:
-            return await _view(site, request, who, 400, values=dict(checked.values), errors=errors,
+            values = dict(checked.values)
+            if values["channels"] not in subscriptions.CHANNELS:  # not a choice: show the stored one
+                values["channels"] = subscriptions.form_values(subscriber.interests)["channels"]
+            return await _view(site, request, who, 400, values=values, errors=errors,
                                library_again=form.upload is not None and "library" not in errors)
         interests, upload = checked.interests, form.upload
 
@@ -76,7 +81,7 @@ async def manage(site: Site, request: Request) -> Response:
 
         changed, report = await site.db(save)
         return await _view(site, request, Reader(who.profile, who.address, changed, None),
-                           saved="Saved. The next digest uses these interests.",
+                           saved=_saved(subscriber.interests.email, interests.email),
                            imported=_import_summary(report, upload))
     if action == "resubscribe":
         await site.db(lambda db: db.resubscribe(who.profile, who.address))
@@ -90,6 +95,15 @@ async def manage(site: Site, request: Request) -> Response:
     saved = ("Paused: no digest until you resume." if action == "pause"
              else "Resumed: the digest comes again.")
     return await _view(site, request, Reader(who.profile, who.address, paused, None), saved=saved)
+
+
+def _saved(had_email: bool, has_email: bool) -> str:
+    """What the page says after a save: the channel change, when there was one."""
+    if had_email and not has_email:
+        return "Saved. No more emails: your feed, below, gets each digest."
+    if has_email and not had_email:
+        return "Saved. The digest comes by email again, and to your feed."
+    return "Saved. The next digest uses these interests."
 
 
 async def _reader(site: Site, token: str) -> Reader | Response:
@@ -126,6 +140,9 @@ async def _view(site: Site, request: Request, who: Reader, status: int = 200, sa
                  "paused": "paused"}[subscriber.status]
     else:
         state = "active"
+    feed_only = subscriber is not None and not subscriber.interests.email
+    if feed_only and state in ("active", "paused"):
+        state += ", feed only"
     last = None
     if latest:
         digest = latest[0]
@@ -147,7 +164,7 @@ async def _view(site: Site, request: Request, who: Reader, status: int = 200, sa
         "manage.html.j2", status, request, f"manage:{who.profile}",
         title="Your digest", address=who.address, state=state, saved=saved,
         unsubscribed=unsubscribed, editable=subscriber is not None,
-        paused=subscriber is not None and subscriber.status == "paused",
+        paused=subscriber is not None and subscriber.status == "paused", feed_only=feed_only,
         values=values or (subscriptions.form_values(interests) if interests else {}),
         errors=errors or {}, summary=summary(who.configured) if who.configured else [],
         feed_rss=feed_rss, feed_atom=feed_atom, last=last, imported=imported,
