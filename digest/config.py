@@ -110,12 +110,26 @@ class EmailConfig:
     unsubscribe_mailto: str | None = None  # default: the From address
     send_empty: bool = True  # on a day with nothing above the threshold, say so (or send nothing)
     thumbnails: bool = True  # the sources' pictures in the HTML part (never in the text part)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """What every channel's delivery (mail, feeds, team chats) shares: the ledger's rules."""
+
     # A row a run claimed ('sending') longer ago than this was abandoned by a crashed run.
     claim_lease: timedelta = timedelta(minutes=15)
     # A message handed over without an answer ('uncertain') is sent again only after this.
     uncertain_quarantine: timedelta = timedelta(hours=24)
-    # The mail step of one run stops after this; the rest stays pending for the next run.
-    mail_deadline: timedelta = timedelta(minutes=60)
+    # Each channel's delivery step in one run stops after this; the rest waits for the next run.
+    deadline: timedelta = timedelta(minutes=60)
+
+
+# [email] keys of an unreleased version, now [delivery]'s: old -> new name.
+_MOVED_TO_DELIVERY = {
+    "claim_lease": "claim_lease",
+    "uncertain_quarantine": "uncertain_quarantine",
+    "mail_deadline": "deadline",
+}
 
 
 SMTP_SECURITY = ("starttls", "tls", "none")
@@ -159,6 +173,7 @@ class Config:
     smtp: SmtpConfig | None = None  # None: digests go to the Maildir outbox
     log: LogConfig = LogConfig()
     rank: RankConfig = RankConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
 
     @property
     def feeds_dir(self) -> Path:
@@ -313,7 +328,18 @@ class _Reader:
         top = self.table(
             raw,
             "",
-            {"data_dir", "output", "fetch", "sources", "profiles", "email", "smtp", "log", "rank"},
+            {
+                "data_dir",
+                "output",
+                "fetch",
+                "sources",
+                "profiles",
+                "email",
+                "smtp",
+                "log",
+                "rank",
+                "delivery",
+            },
         )
         data_dir = self.path(top.get("data_dir", "data"), "data_dir")
         sources_raw = top.get("sources", {})
@@ -338,6 +364,30 @@ class _Reader:
             smtp=self.smtp(top["smtp"], "smtp") if "smtp" in top else None,
             log=self.log(top.get("log", {}), "log"),
             rank=self.rank(top.get("rank", {}), "rank"),
+            delivery=self.delivery(top.get("delivery", {}), "delivery"),
+        )
+
+    def delivery(self, raw: Any, key: str) -> DeliveryConfig:
+        table = self.table(raw, key, {"claim_lease", "uncertain_quarantine", "deadline"})
+        return DeliveryConfig(
+            claim_lease=timedelta(
+                minutes=self.number(
+                    table.get("claim_lease", 15), f"{key}.claim_lease", minimum=1, maximum=1440
+                )
+            ),
+            uncertain_quarantine=timedelta(
+                hours=self.number(
+                    table.get("uncertain_quarantine", 24),
+                    f"{key}.uncertain_quarantine",
+                    minimum=0,
+                    maximum=720,
+                )
+            ),
+            deadline=timedelta(
+                minutes=self.number(
+                    table.get("deadline", 60), f"{key}.deadline", minimum=1, maximum=1440
+                )
+            ),
         )
 
     def rank(self, raw: Any, key: str) -> RankConfig:
@@ -400,20 +450,17 @@ class _Reader:
         return text
 
     def email(self, raw: Any, key: str) -> EmailConfig:
-        table = self.table(
-            raw,
-            key,
-            {
-                "from",
-                "reply_to",
-                "unsubscribe_mailto",
-                "send_empty",
-                "thumbnails",
-                "claim_lease",
-                "uncertain_quarantine",
-                "mail_deadline",
-            },
-        )
+        allowed = {"from", "reply_to", "unsubscribe_mailto", "send_empty", "thumbnails"}
+        if isinstance(raw, dict):
+            for old, new in _MOVED_TO_DELIVERY.items():
+                if old in raw:
+                    choices = ", ".join(sorted(allowed))
+                    raise self.fail(
+                        f"{key}.{old}",
+                        f"unknown key (expected one of: {choices}); "
+                        f"it moved to [delivery] as {new}",
+                    )
+        table = self.table(raw, key, allowed)
         return EmailConfig(
             sender=self.address(table["from"], f"{key}.from", named=True)
             if "from" in table
@@ -428,24 +475,6 @@ class _Reader:
             else None,
             send_empty=self.boolean(table.get("send_empty", True), f"{key}.send_empty"),
             thumbnails=self.boolean(table.get("thumbnails", True), f"{key}.thumbnails"),
-            claim_lease=timedelta(
-                minutes=self.number(
-                    table.get("claim_lease", 15), f"{key}.claim_lease", minimum=1, maximum=1440
-                )
-            ),
-            uncertain_quarantine=timedelta(
-                hours=self.number(
-                    table.get("uncertain_quarantine", 24),
-                    f"{key}.uncertain_quarantine",
-                    minimum=0,
-                    maximum=720,
-                )
-            ),
-            mail_deadline=timedelta(
-                minutes=self.number(
-                    table.get("mail_deadline", 60), f"{key}.mail_deadline", minimum=1, maximum=1440
-                )
-            ),
         )
 
     def smtp(self, raw: Any, key: str) -> SmtpConfig:

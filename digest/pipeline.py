@@ -519,10 +519,10 @@ def _cycle(
         MailBuilder(config, store, renderer),
         clock,
         claimant=claimant,
-        lease=config.email.claim_lease,
-        quarantine=config.email.uncertain_quarantine,
+        lease=config.delivery.claim_lease,
+        quarantine=config.delivery.uncertain_quarantine,
         breaker=config.smtp.breaker if config.smtp else DEFAULT_BREAKER,
-        deadline=config.email.mail_deadline,
+        deadline=config.delivery.deadline,
         stopping=STOPPING.is_set,
         progress=progress,
     )
@@ -660,7 +660,7 @@ def publish_feeds(
     # could not be written waits for the next run.
     now = clock()
     for row in open_rows:
-        if store.claim(row, claimant, now, stale_before=now - config.email.claim_lease):
+        if store.claim(row, claimant, now, stale_before=now - config.delivery.claim_lease):
             paths = feeds.profile_feed_paths(row.profile)
             missed = [failure.failed[p] for p in sorted(paths) if p in failure.failed] if failure else []
             if missed:

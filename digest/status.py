@@ -202,11 +202,11 @@ def ledger_problems(config: Config, store: Store, now: datetime) -> list[str]:
     ('uncertain': did the reader get it?), and a row still 'sending' past its claim lease (the
     run that claimed it stopped; the next run takes it over)."""
     problems = []
-    lease = config.email.claim_lease
+    lease = config.delivery.claim_lease
     for row in store.deliveries(statuses=("uncertain", "sending")):
         whom = f"profile {row.profile}: {row.channel}: the digest of {row.day.isoformat()}"
         if row.status == "uncertain":
-            again = (row.updated or now) + config.email.uncertain_quarantine
+            again = (row.updated or now) + config.delivery.uncertain_quarantine
             problems.append(
                 f"{whom}: uncertain since {_when(row.updated)}: handed over, but no answer came "
                 f"(it may have arrived; ask {row.address or 'the reader'}); "
@@ -238,7 +238,7 @@ def channel_status(
     for the very rows "needs a person" names (so neither says "all well" without the other):
     today's failed ones and deferred ones (a feed row's deferral is the feeds' problem instead),
     and any day's uncertain ones and ones still sending past their claim lease."""
-    lease = config.email.claim_lease
+    lease = config.delivery.claim_lease
     rows: dict[tuple[str, str, date], tuple[Delivery, bool]] = {
         (row.profile, row.channel, row.day): (row, False) for row in store.deliveries(statuses=OWED)
     }

@@ -1,11 +1,12 @@
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from freezegun import freeze_time
 
-from digest.config import cron_problem, load_config
+from digest.config import DeliveryConfig, cron_problem, load_config
 from digest.errors import ConfigError
 from tests.helpers import FIXTURES, MONDAY, digest, write_config
 
@@ -257,10 +258,67 @@ password_file = "secrets/smtp"
         ('[email]\nfrom = "not an address"', "email.from: expected an email address"),
         ('[output]\nbase_url = "ftp://x"', "output.base_url: expected an http(s) URL"),
         ("[output]\nfeed_days = 0", "output.feed_days: expected a number from 1 to 90"),
+        ("[delivery]\ndeadline = 0", "delivery.deadline: expected a number from 1 to 1440, got 0"),
+        (
+            "[delivery]\nclaim_lease = 1441",
+            "delivery.claim_lease: expected a number from 1 to 1440, got 1441",
+        ),
+        (
+            "[delivery]\nuncertain_quarantine = -1",
+            "delivery.uncertain_quarantine: expected a number from 0 to 720, got -1",
+        ),
+        (
+            "[delivery]\nmail_deadline = 10",
+            "delivery.mail_deadline: unknown key (expected one of: claim_lease, deadline, "
+            "uncertain_quarantine)",
+        ),
     ],
 )
 def test_delivery_mistakes_name_the_key(tmp_path: Path, extra: str, expected: str) -> None:
     assert error_for(tmp_path, MINIMAL + extra).startswith(expected)
+
+
+def test_the_delivery_table_is_read(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            MINIMAL + "[delivery]\nclaim_lease = 5\nuncertain_quarantine = 0.5\ndeadline = 10\n",
+        )
+    )
+    assert config.delivery == DeliveryConfig(
+        claim_lease=timedelta(minutes=5),
+        uncertain_quarantine=timedelta(minutes=30),
+        deadline=timedelta(minutes=10),
+    )
+    assert load_config(write(tmp_path, MINIMAL)).delivery == DeliveryConfig(
+        claim_lease=timedelta(minutes=15),
+        uncertain_quarantine=timedelta(hours=24),
+        deadline=timedelta(minutes=60),
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "new"),
+    [
+        ("claim_lease = 5", "claim_lease"),
+        ("uncertain_quarantine = 12", "uncertain_quarantine"),
+        ("mail_deadline = 10", "deadline"),
+    ],
+)
+def test_an_email_key_that_moved_to_delivery_says_so(tmp_path: Path, key: str, new: str) -> None:
+    """[email] claim_lease, uncertain_quarantine and mail_deadline were never released."""
+    name = key.split(" ")[0]
+    assert error_for(tmp_path, MINIMAL + f"[email]\n{key}\n") == (
+        f"email.{name}: unknown key (expected one of: from, reply_to, send_empty, thumbnails, "
+        f"unsubscribe_mailto); it moved to [delivery] as {new}"
+    )
+    config = write_config(tmp_path, profiles="", extra=key)  # the CLI: exit 2, one line
+    result = digest(config, "status")
+    assert result.exit_code == 2
+    assert result.output == f"error: {config}: email.{name}: unknown key (" + (
+        "expected one of: from, reply_to, send_empty, thumbnails, unsubscribe_mailto); "
+        f"it moved to [delivery] as {new}\n"
+    )
 
 
 def test_log_format_and_level(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ named by `digest status`, and every profile's feed files well-formed.
 
 The clock: each run gets its own through the CLI's context object, starting a claim lease and a
 half after the run before and ticking at the wall clock's pace, so a claim a killed run left
-'sending' is stale for the next run without waiting out a real lease ([email] claim_lease is one
+'sending' is stale for the next run without waiting out a real lease ([delivery] claim_lease is one
 minute at least). The quarantine is longer than the loop's days: after it, by design, an
 uncertain mail is sent again. The papers are ingested once, in-process, under freezegun.
 bench/crash_loop.py runs 200 profiles x 20 kills and prints the figures; the test a smaller loop.
@@ -36,7 +36,7 @@ from helpers import MONDAY, ROOT, Recorder, digest, start_server, write_config
 
 from digest.store import Store
 
-LEASE = timedelta(minutes=1)  # [email] claim_lease's minimum
+LEASE = timedelta(minutes=1)  # [delivery] claim_lease's minimum
 STEP = LEASE + timedelta(seconds=30)  # each run starts this long after the one before
 # Longer than the loop's days: an uncertain mail is not sent again (after the default 24 h it
 # would be, a second copy by design, unless a person settles it first).
@@ -137,7 +137,7 @@ def _loop(
         profiles=profiles_toml(profiles),
         smtp_port=port,
         extra=(
-            f"claim_lease = {LEASE.seconds // 60}\n"
+            f"[delivery]\nclaim_lease = {LEASE.seconds // 60}\n"
             f"uncertain_quarantine = {QUARANTINE_HOURS}\n\n[rank]\nembeddings = false\n"
         ),
     )

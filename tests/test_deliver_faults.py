@@ -27,7 +27,7 @@ from freezegun import freeze_time
 from helpers import T0, Crash, Recorder, digest, free_port, make_config, start_server, write_config
 from ledger import DAY, Clock, Sleeps, addresses, build, open_store, owe, run, statuses
 
-from digest.config import EmailConfig, SmtpConfig, load_config
+from digest.config import DeliveryConfig, SmtpConfig, load_config
 from digest.deliver import DeliveryReport, SmtpSender
 from digest.errors import TransientDeliveryError, UncertainDeliveryError
 from digest.models import Delivery
@@ -237,14 +237,14 @@ def test_digest_status_exits_1_naming_an_uncertain_digest(
 ) -> None:
     recorder, settings = late_server
     recorder.late = {"a@example.org": LATE_S}
-    path = write_config(tmp_path, profiles="", extra="uncertain_quarantine = 12")
+    path = write_config(tmp_path, profiles="", extra="[delivery]\nuncertain_quarantine = 12")
     config = load_config(path)
     with Store.open(config.store_path) as store:
         owe(store, ["a@example.org"])
         with freeze_time(T0 + timedelta(hours=1)):
             quiet = digest(path, "status")
         with SmtpSender(settings) as sender:
-            run(store, sender, Clock(), quarantine=config.email.uncertain_quarantine)
+            run(store, sender, Clock(), quarantine=config.delivery.uncertain_quarantine)
     with freeze_time(T0 + timedelta(hours=1)):
         shown = digest(path, "status")
     assert quiet.exit_code == 0, quiet.output
@@ -386,7 +386,7 @@ def test_a_row_still_sending_past_its_lease_is_a_problem_then_taken_over(
 ) -> None:
     recorder, settings = late_server
     lease = timedelta(minutes=5)
-    config = replace(make_config(tmp_path), email=EmailConfig(claim_lease=lease))
+    config = replace(make_config(tmp_path), delivery=DeliveryConfig(claim_lease=lease))
     clock = Clock()
     with open_store(tmp_path) as store:
         owe(store, ["a@example.org"])
@@ -427,7 +427,7 @@ def test_a_run_killed_after_handing_a_message_over_leaves_it_uncertain_not_sent_
     killed before the hand-over (claimed, not yet going) is simply sent again (test_run.py)."""
     recorder, port = smtp_server
     lease = timedelta(minutes=5)
-    config = replace(make_config(tmp_path), email=EmailConfig(claim_lease=lease))
+    config = replace(make_config(tmp_path), delivery=DeliveryConfig(claim_lease=lease))
     clock = Clock()
     with open_store(tmp_path) as store:
         owe(store, ["a@example.org", "b@example.org"])
@@ -476,21 +476,21 @@ def test_the_outbox_sends_a_killed_runs_hand_over_again_its_copy_is_the_same_fil
 
 def test_the_config_keys_and_their_defaults(tmp_path: Path) -> None:
     default = load_config(write_config(tmp_path, profiles="", smtp_port=2525))
-    assert default.email.claim_lease == timedelta(minutes=15)
-    assert default.email.uncertain_quarantine == timedelta(hours=24)
-    assert default.email.mail_deadline == timedelta(minutes=60)
+    assert default.delivery.claim_lease == timedelta(minutes=15)
+    assert default.delivery.uncertain_quarantine == timedelta(hours=24)
+    assert default.delivery.deadline == timedelta(minutes=60)
     assert default.smtp is not None and default.smtp.breaker == 3
     path = write_config(
         tmp_path,
         profiles="",
-        extra="claim_lease = 5\nuncertain_quarantine = 0.5\nmail_deadline = 10",
+        extra="[delivery]\nclaim_lease = 5\nuncertain_quarantine = 0.5\ndeadline = 10",
         smtp_port=2525,
     )
     path.write_text(path.read_text() + "breaker = 5\n")
     chosen = load_config(path)
-    assert chosen.email.claim_lease == timedelta(minutes=5)
-    assert chosen.email.uncertain_quarantine == timedelta(minutes=30)
-    assert chosen.email.mail_deadline == timedelta(minutes=10)
+    assert chosen.delivery.claim_lease == timedelta(minutes=5)
+    assert chosen.delivery.uncertain_quarantine == timedelta(minutes=30)
+    assert chosen.delivery.deadline == timedelta(minutes=10)
     assert chosen.smtp is not None and chosen.smtp.breaker == 5
 
 
@@ -555,7 +555,7 @@ def test_a_person_settles_uncertain_mails_with_digest_uncertain(
 
 def test_a_row_killed_during_its_hand_over_is_said_to_become_uncertain(tmp_path: Path) -> None:
     lease = timedelta(minutes=5)
-    config = replace(make_config(tmp_path), email=EmailConfig(claim_lease=lease))
+    config = replace(make_config(tmp_path), delivery=DeliveryConfig(claim_lease=lease))
     clock = Clock()
     with open_store(tmp_path) as store:
         owe(store, ["a@example.org"])
