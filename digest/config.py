@@ -85,6 +85,7 @@ class ProfileConfig:
     weekday: str = "monday"  # the day of a weekly digest
     community_signal: bool = True  # let Hugging Face upvotes nudge the ranking
     deliver_at: str = "07:00"  # local time (HH:MM) the digest is composed and sent, on due days
+    chats: tuple[str, ...] = ()  # the [chat.NAME] tables the digest is posted to, by name
 
 
 DEFAULT_BASE_URL = "http://localhost:8080"
@@ -132,6 +133,115 @@ _MOVED_TO_DELIVERY = {
 }
 
 
+CHAT_KINDS = ("slack", "discord", "matrix", "webhook")
+# The kinds whose one credential is a webhook URL (Matrix has a homeserver, a room and a token).
+WEBHOOK_CHAT_KINDS = ("slack", "discord", "webhook")
+CHAT_MAX_ITEMS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ChatConfig:
+    """A team chat a digest is posted to, [chat.NAME]. Its credential (a webhook URL, a Matrix
+    access token) is named here and read only when sending, by chat_secret; an inline `url` is
+    kept but never shown (repr)."""
+
+    name: str
+    kind: str  # one of CHAT_KINDS
+    # slack, discord, webhook: the webhook URL, from exactly one of these.
+    url_env: str | None = None  # the environment variable holding it
+    url_file: Path | None = None  # or a file holding it (Docker/Kubernetes secrets)
+    url: str | None = field(default=None, repr=False)  # or the URL itself, in config.toml
+    # matrix: the homeserver's https URL, the room's id ("!abc:example.org") and the access token
+    # from exactly one of token_env or token_file (never inline).
+    homeserver: str | None = None
+    room: str | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+    max_items: int = 25  # papers shown in one message; the rest behind "… and N more"
+
+    @property
+    def secret_key(self) -> str:
+        """The key that holds or names the credential: url_env, url_file, url, token_env or
+        token_file (load_config sees to it that exactly one is set)."""
+        for key in _SECRET_KEYS:
+            if getattr(self, key) is not None:
+                return key
+        raise ConfigError(f"[chat.{self.name}]: no {_secret_what(self.kind)} is configured")
+
+
+_SECRET_KEYS = ("url_env", "url_file", "url", "token_env", "token_file")
+# An environment variable's name; anything else (a URL pasted into url_env) is never echoed.
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A chat's name is part of its ledger rows ("slack:lab"): no dots, no colons.
+_CHAT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def chat_secret(chat: ChatConfig, environ: Mapping[str, str] | None = None) -> str:
+    """The chat's credential (a webhook URL, or a Matrix access token), read now from the
+    environment variable or the file its config names, surrounding whitespace stripped; a webhook
+    URL must be http(s). A problem is a ConfigError of one line naming [chat.NAME] and the key,
+    which never holds the secret or any part of it."""
+    key = chat.secret_key
+    place = f"[chat.{chat.name}] {key}"
+    what = _secret_what(chat.kind)
+    if key == "url":
+        value = chat.url or ""
+    elif key in ("url_env", "token_env"):
+        variable = getattr(chat, key)
+        env = os.environ if environ is None else environ
+        if variable not in env:
+            raise ConfigError(
+                f"{place}: the environment variable {variable} is not set (it should hold {what})"
+            )
+        value = env[variable].strip()
+        if not value:
+            raise ConfigError(f"{place}: the environment variable {variable} is empty")
+    else:
+        path: Path = getattr(chat, key)
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{place}: cannot read {path}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        except UnicodeDecodeError:  # its message would quote a byte of the secret
+            raise ConfigError(f"{place}: {path} is not UTF-8 text") from None
+        if not value:
+            raise ConfigError(f"{place}: {path} is empty (it should hold {what})")
+    problem = _secret_problem(value, url=chat.kind in WEBHOOK_CHAT_KINDS)
+    if problem:
+        if key == "url":
+            held = "the URL"
+        elif key.endswith("_env"):
+            held = f"the value of {getattr(chat, key)}"
+        else:
+            held = f"the text in {getattr(chat, key)}"
+        raise ConfigError(f"{place}: {held} {problem} (not shown: it is a secret)")
+    return value
+
+
+def _secret_what(kind: str) -> str:
+    return {
+        "slack": "the Slack webhook URL",
+        "discord": "the Discord webhook URL",
+        "matrix": "the Matrix access token",
+    }.get(kind, "the webhook URL")
+
+
+def _secret_problem(value: str, *, url: bool) -> str | None:
+    """What is wrong with a secret's value, in words that never quote it; None when it is fine."""
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "holds a space, a line break or a control character"
+    if url:
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            return "is not an http(s) URL"
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return "is not an http(s) URL"
+    return None
+
+
 SMTP_SECURITY = ("starttls", "tls", "none")
 
 
@@ -174,6 +284,7 @@ class Config:
     log: LogConfig = LogConfig()
     rank: RankConfig = RankConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    chats: tuple[ChatConfig, ...] = ()
 
     @property
     def feeds_dir(self) -> Path:
@@ -193,6 +304,13 @@ class Config:
                 return profile
         known = ", ".join(p.name for p in self.profiles) or "none"
         raise ConfigError(f"{self.path}: no profile named {name!r} (profiles: {known})")
+
+    def chat(self, name: str) -> ChatConfig:
+        for chat in self.chats:
+            if chat.name == name:
+                return chat
+        known = ", ".join(c.name for c in self.chats) or "none"
+        raise ConfigError(f"{self.path}: no [chat.{name}] table (chats: {known})")
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -339,6 +457,7 @@ class _Reader:
                 "log",
                 "rank",
                 "delivery",
+                "chat",
             },
         )
         data_dir = self.path(top.get("data_dir", "data"), "data_dir")
@@ -353,18 +472,26 @@ class _Reader:
         sources = tuple(self.source(name, value) for name, value in sources_table.items())
         if not sources:
             raise self.fail("sources", "expected at least one [sources.NAME] table")
+        chats_raw = top.get("chat", {})
+        chats_table = self.table(
+            chats_raw, "chat", set(chats_raw) if isinstance(chats_raw, dict) else set()
+        )
+        chats = tuple(self.chat(name, value) for name, value in chats_table.items())
         return Config(
             path=path,
             data_dir=data_dir,
             fetch=self.fetch(top.get("fetch"), "fetch"),
             sources=sources,
             output=self.output(top.get("output", {}), "output", data_dir),
-            profiles=tuple(self.profile(name, value) for name, value in profiles_table.items()),
+            profiles=tuple(
+                self.profile(name, value, chats) for name, value in profiles_table.items()
+            ),
             email=self.email(top.get("email", {}), "email"),
             smtp=self.smtp(top["smtp"], "smtp") if "smtp" in top else None,
             log=self.log(top.get("log", {}), "log"),
             rank=self.rank(top.get("rank", {}), "rank"),
             delivery=self.delivery(top.get("delivery", {}), "delivery"),
+            chats=chats,
         )
 
     def delivery(self, raw: Any, key: str) -> DeliveryConfig:
@@ -388,6 +515,110 @@ class _Reader:
                     table.get("deadline", 60), f"{key}.deadline", minimum=1, maximum=1440
                 )
             ),
+        )
+
+    def chat(self, name: str, raw: Any) -> ChatConfig:
+        key = f"chat.{name}"
+        if not _CHAT_NAME_RE.match(name):
+            raise self.fail(key, "expected a name of letters, digits, '-' or '_'")
+        if not isinstance(raw, dict):
+            raise self.fail(key, f"expected a table, got {_describe(raw)}")
+        if "kind" not in raw:
+            raise self.fail(f"{key}.kind", f"missing (expected one of: {', '.join(CHAT_KINDS)})")
+        kind = self.string(raw["kind"], f"{key}.kind")
+        if kind not in CHAT_KINDS:
+            raise self.fail(
+                f"{key}.kind",
+                f"unknown chat kind {kind!r} (expected one of: {', '.join(CHAT_KINDS)})",
+            )
+        if kind == "matrix":
+            if "token" in raw:
+                raise self.fail(
+                    f"{key}.token",
+                    "the access token never goes into config.toml: name an environment "
+                    "variable (token_env) or a file holding it (token_file)",
+                )
+            sources: tuple[str, ...] = ("token_env", "token_file")
+            allowed = {"kind", "max_items", "homeserver", "room", *sources}
+        else:
+            sources = ("url_env", "url_file", "url")
+            allowed = {"kind", "max_items", *sources}
+        table = self.table(raw, key, allowed)
+        given = [source for source in sources if source in table]
+        what = _secret_what(kind)
+        if not given:
+            options = " or ".join(sources) if kind == "matrix" else "url_env, url_file or url"
+            raise self.fail(key, f"missing {what}: expected one of {options}")
+        if len(given) > 1:
+            raise self.fail(
+                key, f"expected one of {' or '.join(sources)} for {what}, got {' and '.join(given)}"
+            )
+        (source,) = given
+        named: dict[str, Any] = {}
+        if source.endswith("_env"):
+            # A pasted URL or token is never echoed: the name alone is checked.
+            variable = table[source]
+            if not isinstance(variable, str) or not _ENV_NAME_RE.match(variable.strip()):
+                raise self.fail(
+                    f"{key}.{source}",
+                    "expected the name of an environment variable (letters, digits and '_'), "
+                    f"not {what} itself",
+                )
+            named[source] = variable.strip()
+        elif source.endswith("_file"):
+            named[source] = self.path(table[source], f"{key}.{source}")
+        else:  # an inline webhook URL: checked, never quoted
+            url = table["url"]
+            if not isinstance(url, str):
+                raise self.fail(f"{key}.url", f"expected {what} as a string, got {_describe(url)}")
+            url = url.strip()
+            problem = _secret_problem(url, url=True) if url else "is empty"
+            if problem:
+                raise self.fail(f"{key}.url", f"the URL {problem} (not shown: it is a secret)")
+            named["url"] = url
+        if kind == "matrix":
+            for needed in ("homeserver", "room"):
+                if needed not in table:
+                    example = (
+                        "the homeserver's URL like 'https://matrix.example.org'"
+                        if needed == "homeserver"
+                        else "the room's id like '!abc:example.org'"
+                    )
+                    raise self.fail(f"{key}.{needed}", f"missing: expected {example}")
+            homeserver = self.string(table["homeserver"], f"{key}.homeserver")
+            parts = urlsplit(homeserver)
+            if parts.scheme != "https" or not parts.netloc or parts.query or parts.fragment:
+                raise self.fail(
+                    f"{key}.homeserver",
+                    f"expected an https URL like 'https://matrix.example.org', got {homeserver!r}",
+                )
+            room = self.string(table["room"], f"{key}.room")
+            local, colon, server = room[1:].partition(":")
+            if not (room.startswith("!") and local and colon and server) or any(
+                ch.isspace() for ch in room
+            ):
+                hint = (
+                    " (an alias: give the room's id, shown in its settings under Advanced)"
+                    if room.startswith("#")
+                    else ""
+                )
+                raise self.fail(
+                    f"{key}.room", f"expected a room id like '!abc:example.org', got {room!r}{hint}"
+                )
+            named["homeserver"] = homeserver.rstrip("/")
+            named["room"] = room
+        return ChatConfig(
+            name=name,
+            kind=kind,
+            max_items=int(
+                self.number(
+                    table.get("max_items", 25),
+                    f"{key}.max_items",
+                    minimum=1,
+                    maximum=CHAT_MAX_ITEMS,
+                )
+            ),
+            **named,
         )
 
     def rank(self, raw: Any, key: str) -> RankConfig:
@@ -654,7 +885,7 @@ class _Reader:
             enabled=enabled,
         )
 
-    def profile(self, name: str, raw: Any) -> ProfileConfig:
+    def profile(self, name: str, raw: Any, chats: tuple[ChatConfig, ...] = ()) -> ProfileConfig:
         key = f"profiles.{name}"
         if not _NAME_RE.match(name):
             raise self.fail(key, "expected a name of letters, digits, '-', '_' or '.'")
@@ -676,9 +907,20 @@ class _Reader:
                 "weekday",
                 "community_signal",
                 "deliver_at",
+                "chat",
             },
         )
         emails = self.strings(table.get("email", []), f"{key}.email")
+        defined = [chat.name for chat in chats]
+        chat_names: dict[str, None] = {}  # in order, each once
+        for i, chat_name in enumerate(self.strings(table.get("chat", []), f"{key}.chat")):
+            if chat_name not in defined:
+                known = ", ".join(defined) or "none"
+                raise self.fail(
+                    f"{key}.chat[{i}]",
+                    f"no [chat.{chat_name}] table for profile {name!r} (defined chats: {known})",
+                )
+            chat_names[chat_name] = None
         for i, email in enumerate(emails):
             if not _EMAIL_RE.match(email):
                 raise self.fail(f"{key}.email[{i}]", f"expected an email address, got {email!r}")
@@ -712,6 +954,7 @@ class _Reader:
                 table.get("community_signal", True), f"{key}.community_signal"
             ),
             deliver_at=self.clock_time(table.get("deliver_at", "07:00"), f"{key}.deliver_at"),
+            chats=tuple(chat_names),
         )
 
     def terms(
