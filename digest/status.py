@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from digest import compose, subscriptions
 from digest import feeds as feed_files
-from digest.config import Config, ProfileConfig
+from digest.config import CHAT_KINDS, Config, ProfileConfig
 from digest.health import layout_change
 from digest.models import Delivery, SourceRun
 from digest.schedule import DIGEST_GRACE_S, next_runs
@@ -48,9 +48,9 @@ class ProfileStatus:
     overdue: bool  # a due digest is missing well past its time
 
 
-# A team chat's ledger rows are "<kind>:<name>" ("slack:lab"), and so is the store's problem part
-# of a chat stopped for a run (circuit breaker open, deadline passed, a setup error).
-CHAT_KINDS = ("slack", "discord", "matrix", "webhook")
+# A team chat's ledger rows are "<kind>:<name>" ("slack:lab", its kind one of CHAT_KINDS), and so
+# is the store's problem part of a chat stopped for a run (circuit breaker open, deadline passed,
+# a setup error).
 MAIL_PART = "mail"  # the problem part of the mail channel (every address) while it is stopped
 # The feeds' part is feeds.PROBLEM_PART ("feeds"); "feed", as its ledger rows are named, too.
 FEED_PARTS = (feed_files.PROBLEM_PART, "feed")
@@ -243,7 +243,7 @@ def channel_status(
         (row.profile, row.channel, row.day): (row, False) for row in store.deliveries(statuses=OWED)
     }
     rows.update({(row.profile, row.channel, row.day): (row, True) for row in today})
-    configured = [f"{chat.kind}:{chat.name}" for chat in getattr(config, "chats", ())]
+    configured = [f"{chat.kind}:{chat.name}" for chat in config.chats]
     found: dict[str, list[tuple[Delivery, bool]]] = {
         name: [] for name in ("mail", "feeds", *configured)
     }

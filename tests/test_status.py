@@ -12,6 +12,7 @@ real ledger written through the store's own claim and settle, and a channel stop
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -20,7 +21,7 @@ from pathlib import Path
 from freezegun import freeze_time
 from helpers import FIXTURES, digest, make_config, outbox, profile, text_of, write_config
 
-from digest.config import Config, load_config
+from digest.config import ChatConfig, Config, load_config
 from digest.models import Digest
 from digest.status import gather, render
 from digest.store import Store
@@ -341,6 +342,30 @@ def test_a_clean_ledger_shows_every_channel_ok(tmp_path: Path, store: Store) -> 
         "  webhook:ops: 1 sending — ok",  # within its claim lease: a run is at it
     ]
     assert found.problems == () and output.endswith("\nall well")
+
+
+def test_configured_chats_come_first_and_one_not_used_yet_is_idle(
+    tmp_path: Path, store: Store
+) -> None:
+    config = dataclasses.replace(
+        make_config(tmp_path, profiles=PEOPLE[:1]),
+        chats=(
+            ChatConfig("team", "discord", url="https://discord.example.org/api/webhooks/1/x"),
+            ChatConfig("lab", "slack", url="https://hooks.slack.example.org/services/x"),
+        ),
+    )
+    # "matrix:old" is in the ledger but no longer configured: still counted, after the others.
+    ledger(store, "alice", TODAY, {"mail:a@example.org": "sent", "feed": "sent",
+                                   "slack:lab": "sent", "matrix:old": "sent"}, NOW.replace(hour=7))
+    found = gather(config, store, NOW)
+    assert channel_lines(render(found)) == [
+        "  mail: 1 sent — ok",
+        "  feeds: 1 sent — ok",
+        "  discord:team: nothing today — idle",
+        "  slack:lab: 1 sent — ok",
+        "  matrix:old: 1 sent — ok",
+    ]
+    assert found.problems == ()
 
 
 def test_nothing_delivered_yet_is_idle_not_a_problem(tmp_path: Path, store: Store) -> None:
