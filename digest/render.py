@@ -44,6 +44,10 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
+    # The HTML in pieces, "".join(html_parts) == html: the odd ones are the papers' cards, the
+    # same string objects for every reader, so build_message encodes each once a run (empty: the
+    # HTML is encoded whole).
+    html_parts: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,21 +231,8 @@ class Renderer:
         position: int,
         feedback: tuple[str, str] | None,
     ) -> Markup:
-        # Plain concatenation, with the untrusted parts escaped: Markup.format is ten times
-        # slower, and this runs for every item of every reader.
-        why = compose.reasons_line(item.reasons)
-        why_html = f"{tags.why_open}Why: {escape(why)}{tags.why_close}" if why else ""
-        if feedback:
-            more, less = feedback
-            feedback_html = (
-                f"{tags.feedback_open}{escape(more)}{tags.feedback_between}{escape(less)}"
-                f"{tags.feedback_close}"
-            )
-        else:
-            feedback_html = ""
-        return Markup(
-            f"{tags.open}{position}{tags.after_rank}{card}{why_html}{feedback_html}{tags.close}"
-        )
+        before, after = _item_around(tags, item, position, feedback)
+        return Markup(f"{before}{card}{after}")
 
     def _item_text(self, item: ScoredPaper, position: int, feedback: tuple[str, str] | None) -> str:
         why = compose.reasons_line(item.reasons)
@@ -288,11 +279,17 @@ class Renderer:
             (n, item, self.feedback_urls(feedback, item.paper.key) if feedback else None)
             for n, item in enumerate(digest.items, 1)
         ]
-        items_html = "\n".join(
-            self._item(self._inlined_item, self._email_card(item.paper, thumbnails), item, n, urls)
-            for n, item, urls in items
-        )
-        html = self._inliner.inline(shell).replace(_ITEMS_MARK, items_html, 1)
+        # The HTML in pieces: each card (the same object for every reader) between the reader's
+        # own words, so build_message can reuse each card's encoded bytes.
+        head, _, tail = self._inliner.inline(shell).partition(_ITEMS_MARK)
+        parts: list[str] = []
+        between = head
+        for n, item, urls in items:
+            before, after = _item_around(self._inlined_item, item, n, urls)
+            parts += (f"{between}{before}", self._email_card(item.paper, thumbnails))
+            between = f"{after}\n"
+        parts.append(f"{between[:-1] if items else between}{tail}")
+        html = "".join(parts)
         # The text part takes the short form of the action links: a terminal has 78 columns.
         short = links.shorten or _unchanged
         text_items = [
@@ -308,7 +305,7 @@ class Renderer:
             ),
         )
         text = self._text.render(items=text_items, **common)
-        return RenderedEmail(subject=common["subject"], text=text, html=html)
+        return RenderedEmail(subject=common["subject"], text=text, html=html, html_parts=tuple(parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +331,25 @@ _ITEM_SAMPLE = (
     f'<p class="feedback"><a href="@@more@@">{_MORE}</a> · <a href="@@less@@">{_LESS}</a></p>'
     "@@end@@</div>\n"
 )
+
+
+def _item_around(
+    tags: _ItemTags, item: ScoredPaper, position: int, feedback: tuple[str, str] | None
+) -> tuple[str, str]:
+    """What goes before an item's card (its position) and after it (why it was chosen, the
+    feedback links), as HTML. Plain concatenation, with the untrusted parts escaped:
+    Markup.format is ten times slower, and this runs for every item of every reader."""
+    why = compose.reasons_line(item.reasons)
+    why_html = f"{tags.why_open}Why: {escape(why)}{tags.why_close}" if why else ""
+    if feedback:
+        more, less = feedback
+        feedback_html = (
+            f"{tags.feedback_open}{escape(more)}{tags.feedback_between}{escape(less)}"
+            f"{tags.feedback_close}"
+        )
+    else:
+        feedback_html = ""
+    return f"{tags.open}{position}{tags.after_rank}", f"{why_html}{feedback_html}{tags.close}"
 
 
 def _item_tags(html: str) -> _ItemTags:
@@ -487,8 +503,14 @@ def build_message(
     parts = b"".join(
         f"\r\n--{boundary}\r\nContent-Type: text/{subtype}; charset=utf-8\r\n"
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode("ascii")
-        + _quoted_printable(body)
-        for subtype, body in (("plain", rendered.text), ("html", rendered.html))
+        + body
+        for subtype, body in (
+            ("plain", _quoted_printable(rendered.text)),
+            # (A CR, which none of our HTML has, would change how a piece's lines are read.)
+            ("html", _quoted_printable_parts(rendered.html_parts)
+             if rendered.html_parts and "\r" not in rendered.html
+             else _quoted_printable(rendered.html)),
+        )
     )
     data = head + b"\r\n\r\nThis is a multipart message in MIME format.\r\n" + parts
     data += f"\r\n--{boundary}--\r\n".encode("ascii")
@@ -503,6 +525,40 @@ def _quoted_printable(text: str) -> bytes:
     # asks; lone surrogates (broken UTF-8 read with surrogateescape) become U+FFFD, never a crash.
     canonical = text.replace("\r\n", "\n").encode("utf-8", "replace")
     return binascii.b2a_qp(canonical, istext=True).replace(b"\n", b"\r\n")
+
+
+def _quoted_printable_parts(parts: tuple[str, ...]) -> bytes:
+    """The HTML's pieces (RenderedEmail.html_parts) quoted-printable, each odd one (a paper's
+    card, the same for every reader) encoded once a run. The pieces are joined by soft line
+    breaks ("=" at a line's end), which decoding removes: the HTML read back is the same."""
+    return _soft_joined([
+        _shared_quoted_printable(part) if index % 2 else _quoted_printable(part)
+        for index, part in enumerate(parts)
+        if part
+    ])
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_quoted_printable(text: str) -> bytes:
+    return _quoted_printable(text)
+
+
+def _soft_joined(pieces: list[bytes]) -> bytes:
+    """Encoded pieces as one body: a piece that ends mid-line is continued on the next line
+    after a soft line break, and every line still keeps to 76 characters."""
+    joined: list[bytes] = []
+    for piece in pieces[:-1]:
+        if piece.endswith(b"\n"):
+            joined.append(piece)
+            continue
+        if len(piece) - piece.rfind(b"\n") - 1 < 76:
+            joined += (piece, b"=\r\n")
+            continue
+        # A full last line: its last character (or =XX) goes to a line of its own, then the break.
+        cut = len(piece) - (3 if piece[-3:-2] == b"=" else 1)
+        joined += (piece[:cut], b"=\r\n", piece[cut:], b"=\r\n")
+    joined.extend(pieces[-1:])
+    return b"".join(joined)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import re
@@ -112,6 +113,41 @@ def test_message_ids_differ_per_recipient_and_day_and_repeat_for_the_same_digest
     assert one != message_id(digest, "b@example.org", SENDER)
     assert one != message_id(replace(digest, day=digest.day.replace(day=24)), "a@example.org", SENDER)
     assert mail(digest, "a@example.org") == mail(digest, "a@example.org")  # byte-identical re-send
+
+
+def test_the_html_part_encodes_each_card_once_and_reads_back_as_if_encoded_whole() -> None:
+    # The cards, the same for every reader, are quoted-printable once a run; the pieces are joined
+    # by soft line breaks, which a mail client removes.
+    rendered = Renderer().email(sample_digest(), recipient="r@example.org", links=LINKS)
+    assert "".join(rendered.html_parts) == rendered.html and len(rendered.html_parts) == 7
+    options = {
+        "sender": SENDER, "recipient": "r@example.org", "message_id": "<m@example.org>",
+        "date": sample_digest().until, "list_id": "<l.example.org>", "links": LINKS,
+    }
+    pieces = build_message(rendered, **options).data
+    whole = build_message(replace(rendered, html_parts=()), **options).data
+    assert pieces != whole and html_of(pieces) == html_of(whole)
+    assert text_of(pieces) == text_of(whole)
+    html_body = pieces.partition(b"Content-Type: text/html")[2]
+    assert max(len(line) for line in html_body.split(b"\r\n")) <= 76
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("a" * 75, "b" * 80, "=" * 40),  # full last lines, with and without an escape at the end
+        ("x \t", "é" * 30 + " ", "\n.\n", "end"),  # trailing white space, a lone dot
+        ("line\n", "card\n", "\nafter"),  # pieces that end and start with a line end
+        ("", "only a card", ""),
+    ],
+)
+def test_quoted_printable_in_pieces_reads_back_as_the_whole(parts: tuple[str, ...]) -> None:
+    from digest.render import _quoted_printable, _quoted_printable_parts
+
+    encoded = _quoted_printable_parts(parts)
+    assert binascii.a2b_qp(encoded) == binascii.a2b_qp(_quoted_printable("".join(parts)))
+    assert b"\n" not in encoded.replace(b"\r\n", b"")
+    assert max(len(line) for line in encoded.split(b"\r\n")) <= 76
 
 
 def test_the_html_has_its_css_inlined_and_keeps_only_the_media_queries() -> None:
