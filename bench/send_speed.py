@@ -38,8 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from digest.channels.mail import Mail, Outbox, Sender, SmtpSender, deliver_mail, wire_bytes
 from digest.config import SmtpConfig
-from digest.deliver import Mail, Outbox, Sender, SmtpSender, deliver_mail, wire_bytes
 from digest.models import Delivery, Digest
 from digest.store import Store
 

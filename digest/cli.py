@@ -371,7 +371,8 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
     every source failed, a message could not be delivered or the feed files could not be written
     (the mail goes out all the same).
     """
-    from digest.pipeline import make_fetcher, make_sender, run_cycle
+    from digest.channels.mail import make_sender
+    from digest.pipeline import make_fetcher, open_poster, run_cycle
     from digest.progress import TerminalProgress
 
     with _reported_errors():
@@ -379,7 +380,11 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
         obj.service_logging(config)
         # A bar per step on a terminal; elsewhere the log already has a line per source and mail.
         progress = TerminalProgress(sys.stderr, plain_lines=False)
-        with Store.open(config.store_path) as store, make_sender(config) as sender:
+        with (
+            Store.open(config.store_path) as store,
+            make_sender(config) as sender,
+            open_poster(config) as poster,
+        ):
             profiles = [_profile(config, store, name) for name in only] if only else None
             if no_fetch:
                 report = run_cycle(
@@ -387,6 +392,7 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
                     store,
                     obj.clock,
                     sender,
+                    poster=poster,
                     profiles=profiles,
                     now_too=now_too,
                     progress=progress,
@@ -399,6 +405,7 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
                         obj.clock,
                         sender,
                         fetcher=fetcher,
+                        poster=poster,
                         profiles=profiles,
                         now_too=now_too,
                         progress=progress,
@@ -418,31 +425,34 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
         for line in upcoming:
             click.echo(line)
     click.echo(f"feeds: {len(report.feeds_written)} files changed in {config.feeds_dir}")
-    mail = report.mail
     where = f"SMTP {config.smtp.host}" if config.smtp else f"the outbox {config.outbox_dir}"
-    click.echo(
-        f"mail: {mail.sent} sent, {mail.deferred} deferred, {mail.failed} failed, "
-        f"{mail.skipped} skipped, through {where}"
-    )
-    if mail.uncertain:
-        click.echo(f"mail: {mail.uncertain} handed over with no answer from the server: not sent "
-                   "again until their quarantine ends; `digest status` lists them")
-    if mail.left:
-        click.echo(f"mail: {mail.left} left for the next run (the server could not be reached)")
-    if mail.sent and not config.smtp:
+    for name, delivered in report.channels.items():
+        if name == "feeds":
+            if delivered.stopped:
+                click.echo(f"error: feeds: {delivered.stopped}", err=True)
+            continue
+        through = f", through {where}" if name == "mail" else ""
+        click.echo(
+            f"{name}: {delivered.sent} sent, {delivered.deferred} deferred, "
+            f"{delivered.failed} failed, {delivered.skipped} skipped{through}"
+        )
+        if delivered.uncertain:
+            click.echo(f"{name}: {delivered.uncertain} handed over with no answer: not sent again "
+                       "until their quarantine ends; `digest status` lists them")
+        if delivered.left:
+            click.echo(f"{name}: {delivered.left} left for the next run")
+        for problem in delivered.problems:
+            click.echo(f"error: {problem.profile}: {name}: {problem.address}: {problem.error}",
+                       err=True)
+        if delivered.stopped:
+            click.echo(f"error: {name}: {delivered.stopped}", err=True)
+    if report.mail.sent and not config.smtp:
         click.echo(
             f"read them: any mail client opens the Maildir {config.outbox_dir}"
             f" (mutt -f {config.outbox_dir}); `digest preview PROFILE` writes one as a web page"
         )
-    for problem in mail.problems:
-        click.echo(f"error: {problem.profile}: {problem.address}: {problem.error}", err=True)
-    if report.feeds_problem:
-        click.echo(f"error: feeds: {report.feeds_problem}", err=True)
-    if (
-        (report.ingest is not None and report.ingest.all_failed)
-        or mail.problems
-        or mail.left
-        or report.feeds_problem
+    if (report.ingest is not None and report.ingest.all_failed) or any(
+        delivered.needs_attention for delivered in report.channels.values()
     ):
         sys.exit(1)
 
@@ -494,7 +504,7 @@ def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> N
     """
     from pathlib import Path
 
-    from digest.pipeline import MailBuilder
+    from digest.channels.mail import MailBuilder
     from digest.pipeline import preview as compose_preview
     from digest.render import Renderer
 

@@ -12,7 +12,8 @@ DigestError                  anything the tool reports to a person instead of a 
 ├── LibraryError             a reference-manager export (BibTeX, RIS, CSL-JSON) cannot be read
 └── DeliveryError            a digest could not be handed over (outbox not writable, SMTP refused)
     ├── TransientDeliveryError   worth trying again later: 4xx, connection lost, timeout before
-    │                            the message was handed over (it provably did not go)
+    │   │                        the message was handed over (it provably did not go)
+    │   └── UnreachableError     the server could not be reached at all (a circuit breaker counts it)
     ├── PermanentDeliveryError   never retried: 5xx, a bounced address
     └── UncertainDeliveryError   the message was handed over but no answer came (a timeout after
                                  SMTP's end-of-data): it may have arrived; not retried in the run
@@ -67,6 +68,12 @@ class DeliveryError(DigestError):
 
 class TransientDeliveryError(DeliveryError):
     """Try again later: the server said 4xx, or the connection failed."""
+
+
+class UnreachableError(TransientDeliveryError):
+    """The server could not be reached, or stopped answering before the message was handed over:
+    the message did not go, and every message would likely fail alike (a circuit breaker counts
+    these; they are never the recipient's fault)."""
 
 
 class PermanentDeliveryError(DeliveryError):

@@ -1,7 +1,8 @@
 """Wires the steps together, nothing else lives here:
 
     ingest:     sources -> fetch -> parse -> identify -> store
-    run_cycle:  ingest -> rank -> compose -> store the digests -> feeds -> mail (ledger)
+    run_cycle:  ingest -> rank -> compose -> store the digests and their ledger rows
+                -> every channel (digest/channels/: feeds, mail, team chats), each on its own
 
 I/O is passed in (a Store, a Fetcher, a Sender, a clock), so a whole cycle runs in tests on captured
 pages, a temporary folder and a local SMTP server.
@@ -17,25 +18,26 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
-from digest import compose, feeds, logs, subscriptions
+from digest import channels, compose, logs, subscriptions
 from digest.calendars import expects_content
+from digest.channels.feed import FeedChannel
+from digest.channels.mail import Sender
 from digest.config import Config, ProfileConfig, SourceConfig
-from digest.deliver import DEFAULT_BREAKER, DeliveryReport, Sender, deliver_mail
+from digest.deliver import DeliveryReport
 from digest.errors import DigestError, EmbeddingError, LayoutChanged, SourceError
 from digest.fetch import Fetcher, FetchPolicy, user_agent
 from digest.health import judge, layout_change, recent_median
 from digest.models import (
     CUT_REASONS,
     DayRanking,
-    Delivery,
     Digest,
     Feedback,
     FetchResult,
@@ -49,19 +51,11 @@ from digest.models import (
 )
 from digest.progress import Progress, no_progress
 from digest.render import (
-    EmailLinks,
-    FeedbackLinks,
-    LinkShortener,
-    OutgoingMail,
-    RenderedEmail,
     Renderer,
-    build_message,
-    message_id,
 )
 from digest.resolve import resolve_titles
 from digest.sources import SOURCE_KINDS
 from digest.store import Store
-from digest.tokens import load_secrets, manage_token, unsubscribe_token
 
 if TYPE_CHECKING:
     from digest.embed import PaperVectors
@@ -427,16 +421,18 @@ def rank_day(
     return rankings
 
 
-# -- one full cycle: ingest, rank, compose, feeds, mail --------------------------------------------
+# -- one full cycle: ingest, rank, compose, then every channel ------------------------------------
 
 
-def make_sender(config: Config) -> Sender:
-    """SMTP when [smtp] is configured, else the Maildir outbox in the data directory."""
-    from digest.deliver import Outbox, SmtpSender
-
-    if config.smtp is not None:
-        return SmtpSender(config.smtp)
-    return Outbox(config.outbox_dir)
+@contextmanager
+def open_poster(config: Config) -> Iterator[Fetcher | None]:
+    """The HTTP client team chats are posted with, closed after the run; None when no chat is
+    configured or the run replays captured pages (a replayed run must never post to a real chat)."""
+    if config.fetch.replay_dir is not None or not config.chats:
+        yield None
+        return
+    with make_fetcher(config) as poster:
+        yield poster
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,9 +440,18 @@ class CycleReport:
     ingest: IngestReport | None  # None when the run did not fetch
     composed: tuple[Digest, ...]  # digests composed by this run
     feeds_written: tuple[str, ...]  # feed files that changed (paths relative to feeds_dir)
-    mail: DeliveryReport
-    # Why feed files could not be written (the mail went on regardless), or None.
-    feeds_problem: str | None = None
+    # What each channel did, by its name ("feeds", "mail", "slack:lab"), in delivery order.
+    channels: Mapping[str, DeliveryReport] = dataclasses.field(default_factory=dict)
+
+    @property
+    def mail(self) -> DeliveryReport:
+        return self.channels.get("mail", DeliveryReport())
+
+    @property
+    def feeds_problem(self) -> str | None:
+        """Why feed files could not be written (the other channels went on regardless)."""
+        feed = self.channels.get("feeds")
+        return feed.stopped if feed is not None else None
 
 
 def run_id() -> str:
@@ -461,6 +466,7 @@ def run_cycle(
     sender: Sender,
     *,
     fetcher: Fetcher | None = None,
+    poster: Fetcher | None = None,
     profiles: Sequence[ProfileConfig] | None = None,
     claimant: str | None = None,
     renderer: Renderer | None = None,
@@ -469,74 +475,35 @@ def run_cycle(
 ) -> CycleReport:
     """One cycle for every profile whose digest is due; safe to re-run and to run twice at once.
 
-    The ledger decides what is left to do: a digest is composed once per (profile, day), and each
-    of its deliveries is claimed by one run, so a re-run after a crash only finishes what is open.
+    `sender` takes the mail, `poster` posts to team chats (None: chats wait for a run that has
+    one). The ledger decides what is left to do: a digest is composed once per (profile, day), and
+    each of its deliveries is claimed by one run, so a re-run after a crash only finishes what is
+    open.
     """
     claimant = claimant or run_id()
     with logs.context(run_id=claimant):
-        return _cycle(
-            config, store, clock, sender, fetcher, profiles, claimant, renderer, now_too, progress
+        report = (
+            ingest(config, store, fetcher, clock, progress=progress) if fetcher is not None else None
         )
-
-
-def _cycle(
-    config: Config,
-    store: Store,
-    clock: Clock,
-    sender: Sender,
-    fetcher: Fetcher | None,
-    profiles: Sequence[ProfileConfig] | None,
-    claimant: str,
-    renderer: Renderer | None,
-    now_too: bool = False,
-    progress: Progress = no_progress,
-) -> CycleReport:
-    report = ingest(config, store, fetcher, clock, progress=progress) if fetcher is not None else None
-    # People who subscribed on the web are profiles too; read fresh each cycle, since they
-    # sign up, pause and edit their interests while the job runs.
-    config = subscriptions.with_subscribers(config, store)
-    chosen = list(config.profiles if profiles is None else profiles)
-    composed = (
-        [] if STOPPING.is_set() else compose_due(config, store, chosen, clock, now_too=now_too)
-    )
-    renderer = renderer or Renderer()
-    written: list[str] = []
-    feeds_problem = None
-    if not STOPPING.is_set():
-        # Channels are independent: feeds that cannot be written (disk full, permissions) are
-        # recorded for `digest status` and reported, and the mail goes out all the same.
-        try:
-            written = publish_feeds(config, store, renderer, clock, claimant=claimant)
-        except feeds.PublishError as exc:
-            written, feeds_problem = exc.changed, str(exc)
-    if STOPPING.is_set():
-        return CycleReport(
-            report, tuple(composed), tuple(written), DeliveryReport(), feeds_problem
+        # People who subscribed on the web are profiles too; read fresh each cycle, since they
+        # sign up, pause and edit their interests while the job runs.
+        config = subscriptions.with_subscribers(config, store)
+        renderer = renderer or Renderer()
+        parts = channels.Parts(config, store, renderer, sender, poster)
+        opened = channels.open_channels(parts)
+        chosen = list(config.profiles if profiles is None else profiles)
+        composed = (
+            []
+            if STOPPING.is_set()
+            else compose_due(
+                config, store, chosen, clock, now_too=now_too,
+                targets=lambda profile: channels.targets(opened, profile),
+            )
         )
-    mail = deliver_mail(
-        store,
-        sender,
-        MailBuilder(config, store, renderer),
-        clock,
-        claimant=claimant,
-        lease=config.delivery.claim_lease,
-        quarantine=config.delivery.uncertain_quarantine,
-        breaker=config.smtp.breaker if config.smtp else DEFAULT_BREAKER,
-        deadline=config.delivery.deadline,
-        stopping=STOPPING.is_set,
-        progress=progress,
-    )
-    return CycleReport(
-        ingest=report,
-        composed=tuple(composed),
-        feeds_written=tuple(written),
-        mail=mail,
-        feeds_problem=feeds_problem,
-    )
-
-
-def mail_channel(address: str) -> str:
-    return f"mail:{address}"
+        run = channels.RunContext(clock, claimant, config.delivery, STOPPING.is_set, progress)
+        delivered = channels.deliver_all(opened, store, run)
+        written = next((c.written for c in opened if isinstance(c, FeedChannel)), [])
+        return CycleReport(report, tuple(composed), tuple(written), delivered)
 
 
 def compose_due(
@@ -545,10 +512,12 @@ def compose_due(
     profiles: Sequence[ProfileConfig],
     clock: Clock,
     *,
+    targets: Callable[[ProfileConfig], list[str]],
     now_too: bool = False,
 ) -> list[Digest]:
     """Compose and store the digest of every profile that is due and has none for its day yet
-    (with `now_too`, also of those not due yet that have none for their day)."""
+    (with `now_too`, also of those not due yet that have none for their day), each with a
+    pending ledger row per channel `targets(profile)` names."""
     now = clock()
     window_of = compose.now_window if now_too else compose.due_window
     due: dict[tuple[datetime, datetime], list[tuple[ProfileConfig, date]]] = {}
@@ -578,12 +547,7 @@ def compose_due(
                 items=ranked[profile.name],
                 runs=runs,
             )
-            channels = [
-                mail_channel(address)
-                for address in profile.emails
-                if not store.is_unsubscribed(profile.name, address)
-            ] + ["feed"]
-            saved = store.save_digest(digest, channels, now)
+            saved = store.save_digest(digest, targets(profile), now)
             if saved is digest:
                 composed.append(digest)
                 with logs.context(profile=profile.name):
@@ -594,182 +558,6 @@ def compose_due(
                         len(candidates),
                     )
     return composed
-
-
-def publish_feeds(
-    config: Config, store: Store, renderer: Renderer, clock: Clock, *, claimant: str
-) -> list[str]:
-    """Rebuild the feeds whose data changed and write the files that changed.
-
-    A profile's feed changes only when it gets a new digest (its "feed" row in the ledger is then
-    open) or when its files are missing; the others are left as they are, so a run with nothing
-    new costs next to nothing, whatever the number of profiles. The rolling window is counted back
-    from the newest stored data, not from today, so a feed's bytes change only when its data does.
-    A profile's items carry its feedback links, signed with the same keys as the emails'.
-
-    Files that cannot be written raise feeds.PublishError, once the others are written: the
-    problem is recorded (part "feeds", for `digest status`) and the "feed" rows of the profiles
-    whose files failed are deferred, so the next run writes them; a run that writes every file
-    clears the problem.
-    """
-    output = config.output
-    keys = tuple(load_secrets(config.data_dir))
-    base = feeds.feeds_url(output.base_url)
-    open_rows = [
-        row
-        for row in store.deliveries(statuses=("pending", "deferred", "sending"))
-        if row.channel == "feed"
-    ]
-    changed_profiles = {row.profile for row in open_rows}
-    recent = store.papers(limit=1)
-    papers = (
-        store.papers(
-            since=recent[0].first_seen - timedelta(days=output.feed_days),
-            limit=output.feed_max_items,
-        )
-        if recent
-        else []
-    )
-    everything = feeds.all_papers_feed(papers, renderer, base, output.feed_max_items)
-    files = {everything.rss_path: everything.rss, everything.atom_path: everything.atom}
-    listing = [(everything.title, everything.atom_path)]
-    for profile in config.profiles:
-        rss_path, atom_path = feeds.profile_feed_paths(profile.name)
-        if not subscriptions.is_web_profile(profile.name):  # a web subscriber's feed is private
-            listing.append((feeds.profile_feed_title(profile.name), atom_path))
-        if profile.name not in changed_profiles and feeds.on_disk(
-            output.feeds_dir, (rss_path, atom_path)
-        ):
-            continue
-        latest = store.digests(profile.name, limit=1)
-        since_day = latest[0].day - timedelta(days=output.feed_days - 1) if latest else None
-        digests = store.digests(profile.name, since_day=since_day) if latest else []
-        feedback = FeedbackLinks(profile.name, output.base_url, keys)
-        built = feeds.profile_feed(
-            profile.name, digests, renderer, base, output.feed_max_items, feedback
-        )
-        files[built.rss_path] = built.rss
-        files[built.atom_path] = built.atom
-    files[feeds.OPML_PATH] = feeds.opml(listing, base)
-    failure: feeds.PublishError | None = None
-    try:
-        changed = feeds.publish(output.feeds_dir, files)
-    except feeds.PublishError as exc:
-        failure, changed = exc, exc.changed
-    # Every digest now in its feed counts as delivered on the "feed" channel; one whose feed
-    # could not be written waits for the next run.
-    now = clock()
-    for row in open_rows:
-        if store.claim(row, claimant, now, stale_before=now - config.delivery.claim_lease):
-            paths = feeds.profile_feed_paths(row.profile)
-            missed = [failure.failed[p] for p in sorted(paths) if p in failure.failed] if failure else []
-            if missed:
-                store.settle(row, claimant, "deferred", now, error=missed[0])
-            else:
-                store.settle(row, claimant, "sent", now)
-    if failure is not None:
-        log.error("feeds: %s", failure)
-        store.set_problem(feeds.PROBLEM_PART, str(failure), now)
-        raise failure
-    store.set_problem(feeds.PROBLEM_PART, None, now)
-    return changed
-
-
-def publish_first_feed(config: Config, profile: str) -> list[str]:
-    """A new subscriber's feed, valid and empty, so its address works from the start (the
-    first digest fills it); a feed already there is left as it is."""
-    output = config.output
-    if feeds.on_disk(output.feeds_dir, feeds.profile_feed_paths(profile)):
-        return []
-    links = FeedbackLinks(profile, output.base_url, tuple(load_secrets(config.data_dir)))
-    built = feeds.profile_feed(
-        profile, [], Renderer(), feeds.feeds_url(output.base_url), output.feed_max_items, links
-    )
-    return feeds.publish(output.feeds_dir, {built.rss_path: built.rss, built.atom_path: built.atom})
-
-
-class MailBuilder:
-    """Turns a ledger row into the message for its recipient (None: nothing to send)."""
-
-    def __init__(self, config: Config, store: Store, renderer: Renderer) -> None:
-        self.config = config
-        self.store = store
-        self.renderer = renderer
-        self.keys = load_secrets(config.data_dir)
-        self.profiles = {p.name: p for p in config.profiles}
-        self._digests: dict[tuple[str, date], Digest | None] = {}
-        host = urlsplit(config.output.base_url).hostname or "localhost"
-        self.host = host
-        self.shorten = LinkShortener(config.output.base_url, tuple(self.keys))
-
-    def __call__(self, delivery: Delivery) -> OutgoingMail | None:
-        address = delivery.address
-        profile = self.profiles.get(delivery.profile)
-        if (
-            address is None
-            or profile is None
-            or address not in profile.emails
-            or self.store.is_unsubscribed(profile.name, address)
-        ):
-            # The profile or the address left since the digest was made, or it unsubscribed:
-            # checked for every message, so an unsubscribe during a run counts at once.
-            log.info("%s: %s no longer subscribed; not sent", delivery.profile, address)
-            return None
-        key = (delivery.profile, delivery.day)
-        if key not in self._digests:
-            self._digests[key] = self.store.digest(delivery.profile, delivery.day)
-        digest = self._digests[key]
-        if digest is None:
-            return None
-        if not digest.items and not self.config.email.send_empty:
-            return None
-        return self.message(digest, address)
-
-    def render(self, digest: Digest, address: str) -> tuple[RenderedEmail, EmailLinks]:
-        """The reader's email, and its links; the text part's short links are kept in the store
-        first, so each works when the mail arrives."""
-        links = self.links(digest.profile, address)
-        rendered = self.renderer.email(digest, recipient=address, links=links,
-                                       thumbnails=self.config.email.thumbnails)
-        made = self.shorten.take()
-        if made:
-            self.store.save_short_links(made, digest.until)
-        return rendered, links
-
-    def message(self, digest: Digest, address: str) -> OutgoingMail:
-        rendered, links = self.render(digest, address)
-        email = self.config.email
-        return build_message(
-            rendered,
-            sender=email.sender,
-            recipient=address,
-            message_id=message_id(digest, address, email.sender),
-            date=digest.until,
-            list_id=f"paperdigest {digest.profile} <{digest.profile}.paperdigest.{self.host}>",
-            links=links,
-            reply_to=email.reply_to,
-        )
-
-    def links(self, profile: str, address: str) -> EmailLinks:
-        base = self.config.output.base_url
-        token = unsubscribe_token(self.keys, profile, address)
-        mailto = self.config.email.unsubscribe_mailto or _bare(self.config.email.sender)
-        rss_path, atom_path = feeds.profile_feed_paths(profile)
-        return EmailLinks(
-            feed_rss=feeds.feed_url(base, rss_path),
-            feed_atom=feeds.feed_url(base, atom_path),
-            unsubscribe=f"{base}/unsubscribe/{token}",
-            unsubscribe_mailto=f"mailto:{mailto}?subject={quote('unsubscribe ' + profile)}",
-            manage=f"{base}/manage/{manage_token(self.keys, profile, address)}",
-            feedback=FeedbackLinks(profile, base, tuple(self.keys)),
-            shorten=self.shorten,
-        )
-
-
-def _bare(address: str) -> str:
-    from email.utils import parseaddr
-
-    return parseaddr(address)[1]
 
 
 def preview(config: Config, store: Store, profile: ProfileConfig, clock: Clock) -> Digest:

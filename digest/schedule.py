@@ -30,6 +30,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import pipeline, subscriptions
+from digest.channels.feed import publish_feeds
+from digest.channels.mail import make_sender
 from digest.config import Config, ProfileConfig, SourceConfig
 from digest.errors import DigestError
 from digest.feeds import PublishError
@@ -190,8 +192,9 @@ class Service:
                     with pipeline.make_fetcher(self.config) as fetcher:
                         pipeline.ingest(self.config, store, fetcher, self.clock, only=[source])
                     # The all-papers feed follows every fetch, not only the digest times.
-                    pipeline.publish_feeds(
-                        self.config, store, Renderer(), self.clock, claimant=pipeline.run_id()
+                    publish_feeds(
+                        self.config, store, Renderer(), self.clock, claimant=pipeline.run_id(),
+                        lease=self.config.delivery.claim_lease,
                     )
                     return
                 chosen: list[ProfileConfig] | None
@@ -201,15 +204,19 @@ class Service:
                         return
                 else:
                     chosen = None if everything else [self.config.profile(profile or "")]
-                with pipeline.make_sender(self.config) as sender:
+                with (
+                    make_sender(self.config) as sender,
+                    pipeline.open_poster(self.config) as poster,
+                ):
                     if everything:
                         with pipeline.make_fetcher(self.config) as fetcher:
                             pipeline.run_cycle(
-                                self.config, store, self.clock, sender, fetcher=fetcher
+                                self.config, store, self.clock, sender, fetcher=fetcher,
+                                poster=poster,
                             )
                     else:
                         pipeline.run_cycle(
-                            self.config, store, self.clock, sender, profiles=chosen
+                            self.config, store, self.clock, sender, profiles=chosen, poster=poster
                         )
         except PublishError:
             pass  # publish_feeds said it once and recorded it for `digest status`

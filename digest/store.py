@@ -1196,16 +1196,19 @@ class Store:
                 ),
             )
 
-    def abandoned_hand_overs(self, stale_before: datetime, error: str) -> list[Delivery]:
-        """Rows a run claimed before `stale_before` and stopped with (killed) while handing
-        their message over (`handing_over`): it may have arrived, so they become 'uncertain',
-        dated from the hand-over, instead of being sent again. The rows, as they are now."""
+    def abandoned_hand_overs(
+        self, stale_before: datetime, error: str, *, kind: str = "mail"
+    ) -> list[Delivery]:
+        """Rows of a channel `kind` ("mail", "slack", ...) a run claimed before `stale_before` and
+        stopped with (killed) while handing their message over (`handing_over`): it may have
+        arrived, so they become 'uncertain', dated from the hand-over, instead of being sent
+        again. The rows, as they are now."""
         with self._transaction():
             found = self._db.execute(
                 """SELECT profile, channel, day FROM deliveries
                    WHERE status = 'sending' AND message_id IS NOT NULL AND updated < ?
-                   AND channel LIKE 'mail:%'""",
-                (stale_before.isoformat(),),
+                   AND substr(channel, 1, ?) = ?""",
+                (stale_before.isoformat(), len(kind) + 1, kind + ":"),
             ).fetchall()
             self._db.executemany(
                 """UPDATE deliveries SET status = 'uncertain', error = ?, claimed_by = NULL

@@ -15,7 +15,8 @@ from typing import Any
 
 from helpers import T0
 
-from digest.deliver import DeliveryReport, deliver_mail
+from digest.channels.mail import deliver_mail
+from digest.deliver import DeliveryReport
 from digest.models import Delivery, Digest
 from digest.store import Store
 

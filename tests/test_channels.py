@@ -187,7 +187,9 @@ def test_smtp_down_stops_no_feed(tmp_path: Path, frozen: object) -> None:
     result = digest(config, "run")
     assert result.exit_code == 1
     assert "mail: 0 sent" in result.output
-    assert "left for the next run (the server could not be reached)" in result.output
+    assert "mail: 3 left for the next run" in result.output
+    assert "error: mail: the mail server 127.0.0.1:" in result.output
+    assert "failed 3 times in a row" in result.output
     assert "error: feeds" not in result.output
     feeds_dir = tmp_path / "data" / "feeds"
     assert published(feeds_dir) == PUBLISHED
@@ -230,7 +232,7 @@ def test_every_module_takes_the_feed_paths_from_digest_feeds(tmp_path: Path) -> 
     ]
     assert feeds.feed_url("https://x.org", "all.atom") == "https://x.org/feeds/all.atom"
     config = load_config(write_config(tmp_path))
-    from digest.pipeline import MailBuilder
+    from digest.channels.mail import MailBuilder
     from digest.render import Renderer
 
     with Store.open(config.store_path) as store:

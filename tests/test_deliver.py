@@ -35,8 +35,9 @@ from ledger import (
     statuses,
 )
 
+from digest.channels.mail import RECONNECT_PAUSE_S, Outbox, SmtpSender, deliver_mail
 from digest.config import SmtpConfig
-from digest.deliver import RECONNECT_PAUSE_S, DeliveryReport, Outbox, SmtpSender, deliver_mail
+from digest.deliver import DeliveryReport
 from digest.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from digest.models import Delivery, Digest
 

@@ -27,8 +27,9 @@ from freezegun import freeze_time
 from helpers import T0, Crash, Recorder, digest, free_port, make_config, start_server, write_config
 from ledger import DAY, Clock, Sleeps, addresses, build, open_store, owe, run, statuses
 
+from digest.channels.mail import SmtpSender
 from digest.config import DeliveryConfig, SmtpConfig, load_config
-from digest.deliver import DeliveryReport, SmtpSender
+from digest.deliver import DeliveryReport
 from digest.errors import TransientDeliveryError, UncertainDeliveryError
 from digest.models import Delivery
 from digest.status import gather
@@ -455,7 +456,7 @@ def test_a_run_killed_after_handing_a_message_over_leaves_it_uncertain_not_sent_
 def test_the_outbox_sends_a_killed_runs_hand_over_again_its_copy_is_the_same_file(
     tmp_path: Path,
 ) -> None:
-    from digest.deliver import Outbox
+    from digest.channels.mail import Outbox
 
     lease = timedelta(minutes=5)
     clock = Clock()

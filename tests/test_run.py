@@ -17,8 +17,8 @@ import pytest
 from freezegun import freeze_time
 from helpers import MONDAY, Crash, Recorder, digest, outbox, text_of, write_config
 
+from digest.channels.mail import SmtpSender
 from digest.config import load_config
-from digest.deliver import SmtpSender
 from digest.pipeline import run_cycle
 from digest.store import Store
 from digest.tokens import BadToken, load_secrets, read_unsubscribe_token, unsubscribe_token
@@ -244,7 +244,7 @@ def test_unsubscribe_tokens_name_one_subscriber_and_refuse_tampering(tmp_path: P
 def test_an_unsubscribe_during_a_run_is_honoured_before_the_next_message(
     tmp_path: Path, frozen: object
 ) -> None:
-    from digest.deliver import Outbox
+    from digest.channels.mail import Outbox
 
     config = load_config(write_config(tmp_path))
 
@@ -282,6 +282,6 @@ def test_digest_run_says_how_many_mails_were_handed_over_without_an_answer(
     ingest_before_monday(path)
     with freeze_time(MONDAY, auto_tick_seconds=1):
         result = digest(path, "run")
-    assert "mail: 3 handed over with no answer from the server" in result.output, result.output
+    assert "mail: 3 handed over with no answer: not sent again" in result.output, result.output
     assert "`digest status` lists them" in result.output
     assert sum(recorder.recipients().values()) == 3  # each stored once, none sent again

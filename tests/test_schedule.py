@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from helpers import make_config, record
 
+from digest.channels.mail import Outbox
 from digest.config import ProfileConfig, SourceConfig
-from digest.deliver import Outbox
 from digest.pipeline import run_cycle
 from digest.schedule import crontab_trigger, plan, profile_trigger
 from digest.store import Store

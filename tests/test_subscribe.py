@@ -21,8 +21,8 @@ from helpers import digest, outbox, start_server, text_of, write_config
 from starlette.testclient import TestClient
 
 from digest import subscriptions
+from digest.channels.mail import Outbox
 from digest.config import Config, load_config
-from digest.deliver import Outbox
 from digest.pipeline import run_cycle
 from digest.store import Store
 from digest.tokens import feedback_token, load_secrets, manage_token

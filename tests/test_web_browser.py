@@ -37,9 +37,9 @@ from helpers import (
     write_config,
 )
 
+from digest.channels.mail import Outbox
 from digest.compose import one_line
 from digest.config import Config, load_config
-from digest.deliver import Outbox
 from digest.pipeline import run_cycle
 from digest.store import Store
 from digest.web import create_app, server

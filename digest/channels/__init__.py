@@ -1,11 +1,140 @@
-"""Delivery channels: where a composed Digest goes, each kind in a module of its own.
+"""Delivery channels: where a composed digest goes, each kind in a module of its own.
 
-The package is where delivery is heading (see ARCHITECTURE.md): a Channel protocol and a registry
-of kinds, as digest/sources/__init__.py has SOURCE_KINDS, with mail.py (outbox, SMTP), feed.py
-(RSS/Atom files) and chat.py. So far it holds only:
+    feed.py   the RSS and Atom files (and the OPML list), rebuilt together once per run
+    mail.py   each reader's email, into the Maildir outbox or over SMTP
+    chat.py   a team chat: a Slack or Discord webhook, a Matrix room, a generic JSON webhook
 
-  chat.py   pure builders of the message a team chat takes for a digest: a Slack incoming
-            webhook (Block Kit), a Discord webhook (embeds), a Matrix room message (plain body and
-            HTML) and a generic JSON webhook. They are sent with digest.fetch.Fetcher.post; they
-            are not yet channels in the delivery ledger (digest/deliver.py does mail and feeds).
+A `Channel` says which ledger rows a new digest of a profile gets (`targets`) and delivers the
+rows the ledger still owes (`deliver`). Mail and chat send one message per row through the shared
+ledger loop (digest.deliver.deliver_rows: claim, build, send, settle, uncertain, breaker, deadline);
+feeds write their files together. `open_channels` makes a run's channels from config.toml through
+the registry CHANNEL_KINDS (as digest.sources has SOURCE_KINDS), and `deliver_all` runs them one
+after the other, each on its own: one that fails (a full disk, a webhook's 500, SMTP down) is
+recorded for `digest status` and never stops the next.
 """
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from digest.channels.chat import ChatChannel
+from digest.channels.feed import FeedChannel
+from digest.channels.mail import MailChannel, Sender
+from digest.config import Config, DeliveryConfig, ProfileConfig
+from digest.deliver import DeliveryReport
+from digest.errors import DeliveryError
+from digest.fetch import Fetcher
+from digest.progress import Progress, no_progress
+from digest.render import Renderer
+from digest.store import Store
+from digest.text import one_line
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What every channel's delivery in one run shares."""
+
+    clock: Callable[[], datetime]
+    claimant: str  # this run, as the ledger names it
+    settings: DeliveryConfig  # [delivery]: claim lease, quarantine, deadline
+    stopping: Callable[[], bool] = lambda: False  # SIGTERM: stop between two messages
+    progress: Progress = no_progress
+
+
+class Channel(Protocol):
+    """One way a digest reaches people."""
+
+    # Its line in `digest run` and `digest status`, and its part in the store's problems:
+    # "feeds", "mail", "slack:lab".
+    @property
+    def name(self) -> str: ...
+
+    def targets(self, profile: ProfileConfig) -> list[str]:
+        """The ledger rows ("mail:ADDRESS", "feed", "slack:lab") a new digest of `profile` gets."""
+        ...
+
+    def deliver(self, run: RunContext) -> DeliveryReport:
+        """Deliver what the ledger still owes on this channel; raise DeliveryError for a setup
+        problem that stops it (the rows wait for the next run)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What channels are made of: the run's config, store, renderer, mail sender and HTTP client
+    (None when the run replays captured pages: chats are then not posted)."""
+
+    config: Config
+    store: Store
+    renderer: Renderer
+    sender: Sender
+    poster: Fetcher | None
+
+
+def _feeds(parts: Parts) -> list[Channel]:
+    return [FeedChannel(parts.config, parts.store, parts.renderer)]
+
+
+def _mail(parts: Parts) -> list[Channel]:
+    return [MailChannel(parts.config, parts.store, parts.renderer, parts.sender)]
+
+
+def _chats(kind: str) -> Callable[[Parts], list[Channel]]:
+    def make(parts: Parts) -> list[Channel]:
+        return [
+            ChatChannel(chat, parts.config, parts.store, parts.poster)
+            for chat in parts.config.chats
+            if chat.kind == kind
+        ]
+
+    return make
+
+
+# Every kind of channel, by the ledger rows' prefix, in the order a run delivers them: the feeds
+# first (cheap, local), then mail, then the chats.
+CHANNEL_KINDS: dict[str, Callable[[Parts], list[Channel]]] = {
+    "feed": _feeds,
+    "mail": _mail,
+    "slack": _chats("slack"),
+    "discord": _chats("discord"),
+    "matrix": _chats("matrix"),
+    "webhook": _chats("webhook"),
+}
+
+
+def open_channels(parts: Parts) -> list[Channel]:
+    """Every channel of this run, from config.toml."""
+    return [channel for make in CHANNEL_KINDS.values() for channel in make(parts)]
+
+
+def targets(channels: list[Channel], profile: ProfileConfig) -> list[str]:
+    """The ledger rows a new digest of `profile` gets, over every channel."""
+    return [target for channel in channels for target in channel.targets(profile)]
+
+
+def deliver_all(
+    channels: list[Channel], store: Store, run: RunContext
+) -> dict[str, DeliveryReport]:
+    """Each channel delivers on its own; one that stops (a setup problem, its breaker, its
+    deadline) is recorded in the store's problems under its name and the next goes on. A channel
+    that gets through clears its problem. Stops between channels when `run.stopping()`."""
+    reports: dict[str, DeliveryReport] = {}
+    for channel in channels:
+        if run.stopping():
+            break
+        try:
+            report = channel.deliver(run)
+        except DeliveryError as exc:  # login refused, outbox not writable, a webhook gone
+            said = one_line(str(exc), limit=300)
+            log.error("%s: %s; nothing more on this channel this run", channel.name, said)
+            report = DeliveryReport(stopped=said)
+        reports[channel.name] = report
+        if channel.name != "feeds":  # the feed step records its own problem (part "feeds")
+            store.set_problem(channel.name, report.stopped, run.clock())
+    return reports

@@ -21,23 +21,53 @@ Everything scraped is untrusted (digest.text.one_line first, then the service's 
 - In every one, a zero-width space follows each "@" of scraped text, so `@everyone`, `@here`,
   `@channel` and `@room` are never written (one_line drops zero-width spaces, so none is faked).
 
-Not yet a channel: sending (digest.fetch.Fetcher.post; Matrix with PUT to `matrix_send_url`),
-the ledger rows and the config of webhooks and Matrix tokens are the next step.
+Sending (ChatChannel, at the end): one ledger row "<kind>:<name>" per digest of a profile that
+names the chat (`[[profile]] chat = ["lab"]`, `[chat.lab]` in config.toml), posted through the
+run's one HTTP client (digest.fetch.Fetcher.post: its timeouts, politeness and Retry-After). How
+a post's outcome maps onto the ledger:
+- 2xx: sent.
+- it provably did not arrive (refused, a connect timeout, 429 or 503 after the client's retries):
+  UnreachableError, so the row waits for the next run and the circuit breaker counts it.
+- 401, 403, 404, 410: the webhook or the token is wrong or gone; every message would fail alike, so
+  the chat stops for this run (a setup problem, shown by `digest status`).
+- another 4xx (400, 413, ...): this message was refused; not sent again.
+- a timeout after the request went, a dropped connection, 500/502/504: uncertain, as SMTP's are.
+  Matrix alone can do better: its PUT carries a transaction id that the server answers once, so an
+  uncertain PUT is repeated at once and only a second uncertain answer is left 'uncertain'.
+The webhook URL and the Matrix token are secrets: read when the first message goes, never logged
+(errors show the scheme and host only).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import date
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from digest import compose
-from digest.models import Digest
+from digest import compose, feeds
+from digest.config import ChatConfig, Config, ProfileConfig, chat_secret
+from digest.deliver import DeliveryReport, deliver_rows
+from digest.errors import (
+    ConfigError,
+    DeliveryError,
+    FetchError,
+    PermanentDeliveryError,
+    UncertainDeliveryError,
+    UnreachableError,
+)
+from digest.fetch import Fetcher, RejectedPostError, UncertainPostError
+from digest.models import Delivery, Digest
+from digest.store import Store
 from digest.text import one_line, safe_url
+
+if TYPE_CHECKING:  # the package's __init__ imports this module
+    from digest.channels import RunContext
 
 # What chat readers read in one message; more goes behind the "… and N more" link.
 MAX_ITEMS = 25
@@ -67,6 +97,8 @@ DISCORD_COLOUR = 0xB31B1B
 MATRIX_MAX_BYTES = 48_000
 
 _ZWSP = "\u200b"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,3 +508,146 @@ def _how_many(
             return shown
         used = after
     return len(costs)
+
+
+# -- the channel -----------------------------------------------------------------------------
+
+KIND_NAMES = {"slack": "Slack", "discord": "Discord", "matrix": "Matrix", "webhook": "webhook"}
+# The webhook or token is wrong or gone: every message to this chat would be refused alike.
+_SETUP_STATUSES = (401, 403, 404, 410)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One post: the JSON body, how it goes (POST, or Matrix's PUT) and its id in the ledger."""
+
+    message_id: str  # the same for every sending of one digest to one chat
+    body: dict[str, Any]
+    method: str = "POST"
+
+
+def chat_message(chat: ChatConfig, digest: Digest, full_url: str) -> ChatMessage:
+    """The message `chat` takes for `digest`, in its app's own format. Pure."""
+    message_id = matrix_txn_id(digest)
+    if chat.kind == "slack":
+        return ChatMessage(message_id, slack_payload(digest, full_url, max_items=chat.max_items))
+    if chat.kind == "discord":
+        return ChatMessage(message_id, discord_payload(digest, full_url, max_items=chat.max_items))
+    if chat.kind == "matrix":
+        return ChatMessage(
+            message_id, matrix_payload(digest, full_url, max_items=chat.max_items), "PUT"
+        )
+    return ChatMessage(message_id, webhook_payload(digest, full_url, max_items=chat.max_items))
+
+
+class ChatChannel:
+    """One team chat of config.toml ([chat.NAME]): a profile that names it gets a row
+    "<kind>:<name>" per digest, posted by `send`. `poster` is the run's HTTP client; None (a
+    run replaying captured pages) posts nothing and leaves the rows for a live run."""
+
+    def __init__(
+        self, chat: ChatConfig, config: Config, store: Store, poster: Fetcher | None
+    ) -> None:
+        self.chat = chat
+        self.config = config
+        self.store = store
+        self.poster = poster
+        self.name = f"{chat.kind}:{chat.name}"
+        self.kind = chat.kind
+        self._digests: dict[tuple[str, date], Digest | None] = {}
+
+    @property
+    def where(self) -> str:
+        return f"the {KIND_NAMES.get(self.kind, self.kind)} chat {self.chat.name!r}"
+
+    @property
+    def marks_hand_over(self) -> bool:
+        return True
+
+    def targets(self, profile: ProfileConfig) -> list[str]:
+        return [self.name] if self.chat.name in profile.chats else []
+
+    def deliver(self, run: RunContext) -> DeliveryReport:
+        if self.poster is None:
+            waiting = sum(
+                row.channel == self.name
+                for row in self.store.deliveries(statuses=("pending", "deferred"))
+            )
+            said = "not posted: this run replays captured responses ([fetch] replay)"
+            if waiting:
+                log.info("%s: %s; %d messages wait for a live run", self.name, said, waiting)
+            return DeliveryReport(left=waiting)
+        return deliver_rows(
+            self.store,
+            self,
+            run.clock,
+            claimant=run.claimant,
+            retry_delays=(),  # the HTTP client retried already, as far as it is safe
+            lease=run.settings.claim_lease,
+            quarantine=run.settings.uncertain_quarantine,
+            deadline=run.settings.deadline,
+            stopping=run.stopping,
+            progress=run.progress,
+        )
+
+    def build(self, row: Delivery) -> ChatMessage | None:
+        profile = next((p for p in self.config.profiles if p.name == row.profile), None)
+        if profile is None or self.chat.name not in profile.chats:
+            log.info("%s: %s no longer posts to this chat; not sent", self.name, row.profile)
+            return None
+        key = (row.profile, row.day)
+        if key not in self._digests:
+            self._digests[key] = self.store.digest(row.profile, row.day)
+        digest = self._digests[key]
+        if digest is None or (not digest.items and not self.config.email.send_empty):
+            return None
+        _, atom_path = feeds.profile_feed_paths(row.profile)
+        full_url = feeds.feed_url(self.config.output.base_url, atom_path)
+        return chat_message(self.chat, digest, full_url)
+
+    def message_id(self, message: object) -> str | None:
+        return message.message_id if isinstance(message, ChatMessage) else None
+
+    def send(self, message: object, row: Delivery, handing_over: Callable[[], None]) -> None:
+        assert isinstance(message, ChatMessage) and self.poster is not None
+        url, headers = self._address(message)
+        handing_over()
+        try:
+            self.poster.post(url, message.body, headers, method=message.method)
+        except UncertainPostError as exc:
+            if self.kind != "matrix":
+                raise UncertainDeliveryError(f"{self.where}: {exc}") from None
+            # The same transaction id again: a Matrix server answers it with the first event,
+            # so this is never a second message.
+            try:
+                self.poster.post(url, message.body, headers, method=message.method)
+            except UncertainPostError as again:
+                raise UncertainDeliveryError(f"{self.where}: {again}") from None
+            except FetchError as again:
+                raise self._failure(again) from None
+        except FetchError as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: FetchError) -> DeliveryError:
+        if isinstance(exc, RejectedPostError):
+            if exc.status in _SETUP_STATUSES:
+                return DeliveryError(
+                    f"{self.where}: {exc} (is [chat.{self.chat.name}] still right? a webhook or "
+                    "token that was deleted or revoked answers so)"
+                )
+            return PermanentDeliveryError(f"{self.where}: {exc}")
+        return UnreachableError(f"{self.where}: {exc}")
+
+    def _address(self, message: ChatMessage) -> tuple[str, dict[str, str]]:
+        """Where the message goes and its headers; the secret is read when a message goes."""
+        try:
+            secret = chat_secret(self.chat)
+        except ConfigError as exc:
+            raise DeliveryError(str(exc)) from None
+        if self.kind == "matrix":
+            assert self.chat.homeserver is not None and self.chat.room is not None
+            url = matrix_send_url(self.chat.homeserver, self.chat.room, message.message_id)
+            return url, {"Authorization": f"Bearer {secret}"}
+        if self.kind == "webhook":
+            return secret, {"Idempotency-Key": message.message_id}
+        return secret, {}

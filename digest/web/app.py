@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Mount, Route
 
+from digest.channels.mail import Sender
 from digest.config import Config
-from digest.deliver import Sender
 from digest.web import feedback, feeds, manage, subscribe, unsubscribe
 from digest.web.links import ShortLinks
 from digest.web.middleware import AccessLog, SecureHeaders
@@ -35,7 +35,7 @@ def create_app(
 ) -> Starlette:
     """The app. `sender` makes the mail sender for confirmation mails (default: as the job does).
     Its Site is `app.state.site`."""
-    from digest.pipeline import make_sender
+    from digest.channels.mail import make_sender
 
     site = Site(config, clock, sender or (lambda: make_sender(config)))
 

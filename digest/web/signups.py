@@ -21,8 +21,8 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from digest.channels.mail import Sender
 from digest.config import Config
-from digest.deliver import Sender
 from digest.errors import DigestError, LibraryError, PermanentDeliveryError
 from digest.library import read_library
 from digest.models import SignupRequest

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from digest import subscriptions
+from digest.channels.mail import Sender
 from digest.config import WEEKDAYS, Config
-from digest.deliver import Sender
 from digest.errors import LibraryError
 from digest.library import LibraryImport, read_library
 from digest.render import default_templates_dir

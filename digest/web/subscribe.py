@@ -19,9 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest import compose, subscriptions
+from digest.channels.feed import publish_first_feed
 from digest.errors import DigestError
 from digest.models import SignupRequest
-from digest.pipeline import publish_first_feed
 from digest.store import Store
 from digest.tokens import BadToken, read_confirm_token
 from digest.web.pages import bind, describe, manage_link, when, zone_script
