@@ -2,11 +2,11 @@
 
     python bench/crash_loop.py [--profiles 200] [--kills 20] [--seed 15] [--waits 0.05 1.5]
 
-Each profile has two mail addresses (aiosmtpd on 127.0.0.1, in this process) and its feed files:
-today's channels (the chat channels do not exist yet). A run is a real `digest run --no-fetch
+Each profile has three channels: two mail addresses (aiosmtpd on 127.0.0.1, in this process), a
+team chat all profiles share (a JSON webhook received on 127.0.0.1) and its feed files. A run is a real `digest run --no-fetch
 --now` process killed after a seeded-random wait; one that ends first is a clean run, and the next
 runs a day later (new digests, new ledger rows), so every kill lands on work. Then one run to the
-end. Prints the copies the server got against the ledger: lost, duplicates, uncertain per kill.
+end. Prints the copies the servers got against the ledger: lost, duplicates, uncertain per kill.
 The loop itself is tests/test_crash_loop.py's `crash_loop` (the test runs a smaller one).
 """
 

@@ -1,12 +1,14 @@
 """A crash loop (issue 15): `digest run` killed with SIGKILL at random moments, re-run after each.
 
-Many profiles, two mail addresses each, and the feed files: today's channels (the chat channels do
-not exist yet). Each run is a real `digest run --no-fetch --now` process mailing aiosmtpd on
-127.0.0.1, killed after a seeded-random wait. A run that ends first is a clean run, and the next
+Many profiles over three channels: two mail addresses each (aiosmtpd on 127.0.0.1), the feed files,
+and one team chat all profiles share (a generic JSON webhook, a small HTTP receiver on 127.0.0.1
+that counts what it got by the digest's id). Each run is a real `digest run --no-fetch --now`
+process, killed after a seeded-random wait. A run that ends first is a clean run, and the next
 one runs a day later (new digests, new ledger rows), so every kill lands on work. Then one run to
-the end. From the server's copies (by Message-ID) and the ledger: no mail lost, none twice, at
-most one 'uncertain' per kill (a run killed after the server's 354: it may have arrived), each
-named by `digest status`, and every profile's feed files well-formed.
+the end. From the servers' copies (mail by Message-ID, chat posts by digest id) and the ledger: no message
+lost, none twice, at most one 'uncertain' per kill (a run killed after the server's 354 or as a
+post starts: it may have arrived), each named by `digest status`, and every profile's feed files
+well-formed.
 
 The clock: each run gets its own through the CLI's context object, starting a claim lease and a
 half after the run before and ticking at the wall clock's pace, so a claim a killed run left
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import random
 import signal
 import subprocess
@@ -28,7 +31,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Lock, Thread
 
 import feedparser
 from freezegun import freeze_time
@@ -60,18 +65,54 @@ PROFILES, KILLS = 100, 10
 KEYWORDS = ("language model", "reinforcement learning", "agent", "diffusion", "graph")
 
 
-def profiles_toml(count: int) -> str:
-    """`count` profiles in Berlin, two readers each, keywords the captured papers match."""
-    tables = []
+CHAT = "webhook:team"  # the chat every profile posts to, as the ledger names it
+
+
+def profiles_toml(count: int, webhook_port: int) -> str:
+    """`count` profiles in Berlin, two readers each and the team chat, keywords the captured
+    papers match."""
+    tables = [
+        f'[chat.team]\nkind = "webhook"\nurl = "http://127.0.0.1:{webhook_port}/hook"\n'
+    ]
     for number in range(count):
         keywords = ", ".join(f'"{KEYWORDS[(number + i) % len(KEYWORDS)]}"' for i in range(2))
         tables.append(
             f"[profiles.p{number:03}]\n"
             f'email = ["a{number:03}@example.org", "b{number:03}@example.org"]\n'
             f"keywords = [{keywords}]\n"
+            'chat = ["team"]\n'
             'timezone = "Europe/Berlin"\n'
         )
     return "\n" + "\n".join(tables)
+
+
+class WebhookRecorder:
+    """An HTTP receiver on 127.0.0.1 that keeps the id of every digest posted to it."""
+
+    def __init__(self) -> None:
+        self.ids: Counter[str] = Counter()
+        lock, ids = Lock(), self.ids
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    ids[json.loads(body)["id"]] += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @dataclass
@@ -80,10 +121,11 @@ class Figures:
     kills: int = 0  # runs killed before they ended
     clean: int = 0  # runs that ended before their kill (the next run is a day later)
     days: int = 0  # days of digests: two mails per profile each
-    rows: int = 0  # mail rows in the ledger
-    copies: int = 0  # messages the server got
+    rows: int = 0  # mail and chat rows in the ledger
+    chat_rows: int = 0  # of them, the chat's
+    copies: int = 0  # messages the servers got
     strays: int = 0  # of them, with a Message-ID no ledger row records
-    statuses: Counter[str] = field(default_factory=Counter)  # the ledger's mail rows, at the end
+    statuses: Counter[str] = field(default_factory=Counter)  # the ledger's mail and chat rows
     feed_rows: Counter[str] = field(default_factory=Counter)  # and its feed rows
     lost: list[str] = field(default_factory=list)  # no copy, and the ledger does not say why
     duplicates: list[str] = field(default_factory=list)  # more than one copy
@@ -98,9 +140,10 @@ class Figures:
 
     def summary(self) -> str:
         return (
-            f"{self.profiles} profiles x (2 addresses + feeds), {self.kills} kills, "
+            f"{self.profiles} profiles x (2 addresses + a chat + feeds), {self.kills} kills, "
             f"{self.clean} runs ended first, {self.days} days: {self.copies} copies for "
-            f"{self.rows} mails ({self.strays} unknown to the ledger), {len(self.lost)} lost, "
+            f"{self.rows} messages ({self.chat_rows} chat posts; {self.strays} unknown to the "
+            f"ledger), {len(self.lost)} lost, "
             f"{len(self.duplicates)} duplicates, {len(self.uncertain)} uncertain "
             f"({self.uncertain_copies} of them arrived, {len(self.unnamed)} not named by "
             "`digest status`), "
@@ -116,16 +159,21 @@ def crash_loop(
     """Kill `digest run` `kills` times at seeded-random moments, run it once more to the end,
     and count what the server got against what the ledger says."""
     controller, recorder = start_server()
+    webhook = WebhookRecorder()
     try:
-        return _loop(folder, recorder, controller.port, profiles, kills, random.Random(seed), waits)
+        return _loop(
+            folder, recorder, controller.port, webhook, profiles, kills, random.Random(seed), waits
+        )
     finally:
         controller.stop()
+        webhook.stop()
 
 
 def _loop(
     folder: Path,
     recorder: Recorder,
     port: int,
+    webhook: WebhookRecorder,
     profiles: int,
     kills: int,
     chance: random.Random,
@@ -134,7 +182,7 @@ def _loop(
     started = time.monotonic()
     config = write_config(
         folder,
-        profiles=profiles_toml(profiles),
+        profiles=profiles_toml(profiles, webhook.port),
         smtp_port=port,
         extra=(
             f"[delivery]\nclaim_lease = {LEASE.seconds // 60}\n"
@@ -179,20 +227,29 @@ def _loop(
 
     with Store.open(folder / "data" / "paperdigest.sqlite3") as store:
         every = store.deliveries()
-    rows = [row for row in every if row.channel.startswith("mail:")]
+    rows = [row for row in every if row.channel.startswith("mail:") or row.channel == CHAT]
     figures.feed_rows = Counter(row.status for row in every if row.channel == "feed")
     figures.rows = len(rows)
+    figures.chat_rows = sum(row.channel == CHAT for row in rows)
     figures.statuses = Counter(row.status for row in rows)
     copies = Counter(
         str(email.message_from_bytes(data, policy=email.policy.default)["Message-ID"])
         for _, data in recorder.received
     )
-    known = {row.message_id for row in rows}
-    figures.strays = sum(n for message_id, n in copies.items() if message_id not in known)
-    figures.copies = sum(copies.values())
+    posts = webhook.ids  # by the digest's id, "PROFILE/DAY"
+    known = {row.message_id for row in rows if row.address}
+    known_posts = {f"{row.profile}/{row.day.isoformat()}" for row in rows if row.channel == CHAT}
+    figures.strays = sum(n for message_id, n in copies.items() if message_id not in known) + sum(
+        n for post, n in posts.items() if post not in known_posts
+    )
+    figures.copies = sum(copies.values()) + sum(posts.values())
     for row in rows:
-        who = f"{row.address} {row.day}"
-        found = copies[row.message_id] if row.message_id else 0
+        if row.channel == CHAT:
+            who = f"{row.channel} {row.day} {row.profile}"
+            found = posts[f"{row.profile}/{row.day.isoformat()}"]
+        else:
+            who = f"{row.address} {row.day}"
+            found = copies[row.message_id] if row.message_id else 0
         if row.status == "uncertain":
             figures.uncertain.append(who)
             figures.uncertain_copies += found
@@ -204,8 +261,7 @@ def _loop(
         status = digest(config, "status").output
     lines = status.splitlines()
     figures.unnamed = [
-        who for who in figures.uncertain
-        if not any(f"ask {who.split()[0]}" in line and who.split()[1] in line for line in lines)
+        who for who in figures.uncertain if not any(_names(line, who) for line in lines)
     ]
     feeds_dir = folder / "data" / "feeds" / "profiles"
     for number in range(profiles):
@@ -220,6 +276,14 @@ def _loop(
     return figures
 
 
+def _names(line: str, who: str) -> bool:
+    """Does a `digest status` line name this uncertain row ("ADDRESS DAY" or "CHAT DAY PROFILE")?"""
+    parts = who.split()
+    if parts[0] == CHAT:
+        return f"profile {parts[2]}: {CHAT}: the digest of {parts[1]}" in line
+    return f"ask {parts[0]}" in line and parts[1] in line
+
+
 def test_a_run_killed_again_and_again_loses_nothing_and_sends_nothing_twice(
     tmp_path: Path,
 ) -> None:
@@ -230,7 +294,7 @@ def test_a_run_killed_again_and_again_loses_nothing_and_sends_nothing_twice(
     assert all("it may have arrived" in line for line in said), figures.final_output
     assert figures.final_exit == (1 if said else 0), figures.final_output
     assert (figures.lost, figures.duplicates, figures.strays) == ([], [], 0), figures.summary()
-    assert figures.rows == 2 * PROFILES * figures.days
+    assert figures.rows == 3 * PROFILES * figures.days  # two addresses and the chat
     assert set(figures.statuses) <= {"sent", "uncertain"}, figures.summary()
     assert len(figures.uncertain) <= figures.kills, figures.summary()
     assert figures.unnamed == [], figures.summary()
