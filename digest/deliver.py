@@ -117,6 +117,15 @@ class DeliveryReport:
         return bool(self.problems or self.left or self.stopped)
 
 
+class ChannelStopped(DeliveryError):
+    """A setup problem stopped the channel (login refused, an outbox not writable, a webhook
+    gone): the error's message, and what the channel had done until then."""
+
+    def __init__(self, message: str, report: DeliveryReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class _Breaker:
     """Counts consecutive failures to reach the server (refused, timed out, no answer); any
     answer from it (even a refusal of one address) resets the count. Open at `limit`."""
@@ -289,8 +298,9 @@ def deliver_rows(
             else:
                 settle(row, "deferred", one_line(str(exc), limit=MAX_ERROR))
         except DeliveryError as exc:  # login refused, outbox not writable: no message could go
-            settle(row, "deferred", one_line(str(exc), limit=MAX_ERROR))
-            raise
+            said = one_line(str(exc), limit=MAX_ERROR)
+            settle(row, "deferred", said)
+            raise ChannelStopped(said, report(len(rows) - index - 1, said)) from exc
         except Exception as exc:  # a bug on the sending side; the next run may do better
             log.exception("%s %s %s to %s: unexpected error", kind, row.profile, row.day, _whom(row))
             error = one_line(f"{type(exc).__name__}: {exc}", limit=MAX_ERROR)

@@ -238,9 +238,9 @@ def test_a_full_url_that_is_not_http_is_not_linked() -> None:
 
 def test_matrix_sends_to_the_room_with_one_transaction_id_per_digest() -> None:
     url = chat.matrix_send_url(
-        "https://matrix.example.org/", "!abc:example.org", chat.matrix_txn_id(sample_digest())
+        "https://matrix.example.org/", "!abc:example.org", chat.matrix_txn_id("lab", sample_digest())
     )
     assert url == (
         "https://matrix.example.org/_matrix/client/v3/rooms/%21abc%3Aexample.org"
-        "/send/m.room.message/paperdigest-me-2026-11-23"
+        "/send/m.room.message/paperdigest-lab.me-2026-11-23"
     )

@@ -134,7 +134,8 @@ def whose(request: Seen) -> str:
     """Which reader's digest a stored message is, whatever the chat's kind."""
     body = request.body
     if "/_matrix/" in request.path:
-        return request.path.rsplit("/", 1)[1].split("-")[1]  # paperdigest-<profile>-<day>
+        # paperdigest-<chat>.<profile>-<day>
+        return request.path.rsplit("/", 1)[1].split("-")[1].partition(".")[2]
     if "blocks" in body:  # Slack: the summary line starts with the profile's name
         return str(body["blocks"][1]["elements"][0]["text"]).split(" · ")[0]
     if "embeds" in body:  # Discord: the content's second line is the summary
@@ -247,7 +248,7 @@ def test_each_fault_leaves_the_ledger_right_and_a_mended_receiver_gets_only_what
     assert fault.says in said, said
     for row in rows:  # an uncertain row keeps the message id it was handed over with
         if row.status in ("sent", "uncertain"):
-            assert row.message_id == f"paperdigest-{row.profile}-2026-11-20"
+            assert row.message_id == f"paperdigest-lab.{row.profile}-2026-11-20"
         assert row.attempts == (0 if row.status == "pending" else 1), "a breaker's row: no try"
     assert SECRET not in said + shown + "".join(row.error or "" for row in rows)
 
@@ -339,7 +340,7 @@ def matrix_setup(
 
 
 # As it went on the wire: the room id quoted, the transaction id last.
-TXN_PATH = "/_matrix/client/v3/rooms/%21abc%3Aexample.org/send/m.room.message/paperdigest-reader0-2026-11-20"
+TXN_PATH = "/_matrix/client/v3/rooms/%21abc%3Aexample.org/send/m.room.message/paperdigest-room.reader0-2026-11-20"
 
 
 def test_an_uncertain_matrix_put_is_repeated_once_with_its_transaction_id_and_is_sent(
@@ -355,7 +356,7 @@ def test_an_uncertain_matrix_put_is_repeated_once_with_its_transaction_id_and_is
     assert [s.headers["authorization"] for s in receiver.seen] == ["Bearer syt_room_token"] * 2
     assert len(receiver.stored) == 1, "the homeserver answered the repeat with the first event"
     assert (report.sent, report.uncertain) == (1, 0)
-    assert (row.status, row.attempts, row.message_id) == ("sent", 1, "paperdigest-reader0-2026-11-20")
+    assert (row.status, row.attempts, row.message_id) == ("sent", 1, "paperdigest-room.reader0-2026-11-20")
 
 
 def test_a_matrix_put_uncertain_twice_is_left_uncertain_never_put_a_third_time(
@@ -417,7 +418,7 @@ def test_every_kind_of_chat_gets_one_copy_of_each_digest_defused(
     })
     by_kind = {(whose(s), s.path.split("/")[1]): s for s in receiver.stored}
     hook = by_kind[("reader1", "webhook")]
-    assert hook.method == "POST" and hook.headers["idempotency-key"] == "paperdigest-reader1-2026-11-20"
+    assert hook.method == "POST" and hook.headers["idempotency-key"] == "paperdigest-ops.reader1-2026-11-20"
     assert hook.body["id"] == "reader1/2026-11-20"
     assert by_kind[("reader0", "discord")].body["allowed_mentions"] == {"parse": []}
     assert by_kind[("reader0", "_matrix")].method == "PUT"

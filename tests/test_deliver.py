@@ -654,3 +654,38 @@ def test_each_mail_is_reported_as_it_goes_out(tmp_path: Path) -> None:
         ("mail", 0, 3), ("mail", 1, 3), ("mail", 2, 3), ("mail", 3, 3)
     ]
     assert seen[-1][3] == "3 sent"
+
+
+def test_a_channel_stopped_by_a_setup_problem_keeps_its_counts(tmp_path: Path) -> None:
+    """deliver_all records why a channel stopped, and what it did and left until then."""
+    from digest import channels
+    from digest.channels.mail import SenderRows
+    from digest.config import DeliveryConfig
+    from digest.deliver import deliver_rows
+
+    class Rows:  # the mail rows of an outbox that cannot be written, as a channel
+        name = "mail"
+
+        def __init__(self, outbox: Outbox) -> None:
+            self.rows = SenderRows(outbox, build)
+
+        def targets(self, profile: object) -> list[str]:
+            return []
+
+        def deliver(self, run: channels.RunContext) -> DeliveryReport:
+            return deliver_rows(store, self.rows, run.clock, claimant=run.claimant)
+
+    (tmp_path / "not-a-dir").write_text("x")
+    with open_store(tmp_path) as store:
+        owe(store, addresses(3))
+        clock = Clock()
+        reports = channels.deliver_all(
+            [Rows(Outbox(tmp_path / "not-a-dir" / "outbox"))], store,
+            channels.RunContext(clock, "run-1", DeliveryConfig()),
+        )
+        problems = store.problems()
+    report = reports["mail"]
+    assert (report.deferred, report.left) == (1, 2)
+    assert report.stopped is not None and "cannot write to the outbox" in report.stopped
+    assert report.needs_attention
+    assert "cannot write to the outbox" in problems["mail"][0]

@@ -15,6 +15,7 @@ recorded for `digest status` and never stops the next.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from digest.channels.chat import ChatChannel
 from digest.channels.feed import FeedChannel
 from digest.channels.mail import MailChannel, Sender
 from digest.config import Config, DeliveryConfig, ProfileConfig
-from digest.deliver import DeliveryReport
+from digest.deliver import ChannelStopped, DeliveryReport
 from digest.errors import DeliveryError
 from digest.fetch import Fetcher
 from digest.progress import Progress, no_progress
@@ -133,7 +134,8 @@ def deliver_all(
         except DeliveryError as exc:  # login refused, outbox not writable, a webhook gone
             said = one_line(str(exc), limit=300)
             log.error("%s: %s; nothing more on this channel this run", channel.name, said)
-            report = DeliveryReport(stopped=said)
+            done = exc.report if isinstance(exc, ChannelStopped) else DeliveryReport()
+            report = dataclasses.replace(done, stopped=said)
         reports[channel.name] = report
         if channel.name != "feeds":  # the feed step records its own problem (part "feeds")
             store.set_problem(channel.name, report.stopped, run.clock())

@@ -401,9 +401,11 @@ def matrix_send_url(homeserver: str, room_id: str, txn_id: str) -> str:
     return f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{quote(txn_id, safe='')}"
 
 
-def matrix_txn_id(digest: Digest) -> str:
-    """One transaction id per digest: 'paperdigest-<profile>-<day>'."""
-    return f"paperdigest-{digest.profile}-{digest.day.isoformat()}"
+def matrix_txn_id(chat_name: str, digest: Digest) -> str:
+    """One transaction id per digest and chat: 'paperdigest-<chat>.<profile>-<day>' (a chat's
+    name has no "."). The chat is in it because a server may key ids on the token alone: two
+    rooms posted to with one token must not share an id, or the second PUT returns the first."""
+    return f"paperdigest-{chat_name}.{digest.profile}-{digest.day.isoformat()}"
 
 
 # -- a generic JSON webhook -------------------------------------------------------------------
@@ -528,7 +530,7 @@ class ChatMessage:
 
 def chat_message(chat: ChatConfig, digest: Digest, full_url: str) -> ChatMessage:
     """The message `chat` takes for `digest`, in its app's own format. Pure."""
-    message_id = matrix_txn_id(digest)
+    message_id = matrix_txn_id(chat.name, digest)  # the ledger's id for every kind
     if chat.kind == "slack":
         return ChatMessage(message_id, slack_payload(digest, full_url, max_items=chat.max_items))
     if chat.kind == "discord":
