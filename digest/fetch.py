@@ -173,6 +173,7 @@ class Fetcher:
         headers: Mapping[str, str] | None = None,
         *,
         method: str = "POST",
+        on_hand_over: Callable[[], None] | None = None,
     ) -> PostResult:
         """POST (or PUT: Matrix sends a message with PUT and a transaction id) one body, once.
 
@@ -181,6 +182,11 @@ class Fetcher:
         the request provably did not reach the server; see the module docstring. Raises
         RejectedPostError (4xx: never again), UncertainPostError (it may have arrived), or a plain
         FetchError (it did not go: retries used up, the host not found, not http(s)).
+
+        `on_hand_over()` is called as a request starts to go out on an open connection (httpcore's
+        trace: its headers are being sent), before each attempt's first byte: from then on the
+        server may get it. A ledger records it there, so a run killed later leaves the message
+        'uncertain', and one killed while connecting or waiting to retry does not.
         """
         if urlsplit(url).scheme not in ("http", "https"):
             raise RejectedPostError(f"cannot {method} to {_shown(url)}: only http(s) URLs", 0)
@@ -191,15 +197,25 @@ class Fetcher:
             content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             if not any(name.lower() == "content-type" for name in sent_headers):
                 sent_headers["Content-Type"] = "application/json; charset=utf-8"
-        return self._retrying(lambda began: self._post_attempt(method, url, content, sent_headers))
+        return self._retrying(
+            lambda began: self._post_attempt(method, url, content, sent_headers, on_hand_over)
+        )
 
     def _post_attempt(
-        self, method: str, url: str, content: bytes, headers: dict[str, str]
+        self,
+        method: str,
+        url: str,
+        content: bytes,
+        headers: dict[str, str],
+        on_hand_over: Callable[[], None] | None,
     ) -> PostResult:
         shown = _shown(url)
         self._wait_for_turn(url)
+        extensions = {"trace": _hand_over_trace(on_hand_over)} if on_hand_over else None
         try:
-            with self._client.stream(method, url, content=content, headers=headers) as response:
+            with self._client.stream(
+                method, url, content=content, headers=headers, extensions=extensions
+            ) as response:
                 status = response.status_code
                 if status in POST_RETRY_STATUSES:
                     raise _Retryable(
@@ -454,6 +470,20 @@ class ReplayTransport(httpx.BaseTransport):
 
 def _size(limit: int) -> str:
     return f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+
+
+def _hand_over_trace(on_hand_over: Callable[[], None]) -> Callable[[str, object], None]:
+    """An httpcore trace callback that calls `on_hand_over` once, as the request's headers start
+    to go (HTTP/1.1 or HTTP/2): the connection is open, and from here the server may get it."""
+    called = False
+
+    def trace(event: str, info: object) -> None:
+        nonlocal called
+        if not called and event.endswith(".send_request_headers.started"):
+            called = True
+            on_hand_over()
+
+    return trace
 
 
 def _shown(url: str) -> str:

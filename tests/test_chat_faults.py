@@ -40,6 +40,7 @@ from digest import channels
 from digest.channels.chat import ChatChannel
 from digest.config import ChatConfig, Config
 from digest.deliver import DeliveryReport
+from digest.errors import FetchError
 from digest.fetch import Fetcher, FetchPolicy
 from digest.models import Digest, Reasons, ScoredPaper
 from digest.status import channel_line, gather, render
@@ -326,6 +327,20 @@ def test_a_400_is_never_posted_again_and_says_the_servers_words(
 
 
 # -- Matrix: a transaction id makes a repeated PUT safe ------------------------------------------
+
+
+def test_the_hand_over_is_marked_as_a_request_goes_out_not_while_connecting(
+    receiver: Receiver, poster: Fetcher
+) -> None:
+    marks: list[str] = []
+    poster.post(hook_url(receiver), {"a": 1}, on_hand_over=lambda: marks.append("posted"))
+    assert marks == ["posted"], "once, for the request that reached the receiver"
+    with pytest.raises(FetchError):  # refused on every retry: it never went, nothing marked
+        poster.post(
+            f"http://127.0.0.1:{free_port()}/hook", {"a": 1},
+            on_hand_over=lambda: marks.append("refused"),
+        )
+    assert marks == ["posted"]
 
 
 def matrix_setup(

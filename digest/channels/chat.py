@@ -613,16 +613,20 @@ class ChatChannel:
     def send(self, message: object, row: Delivery, handing_over: Callable[[], None]) -> None:
         assert isinstance(message, ChatMessage) and self.poster is not None
         url, headers = self._address(message)
-        handing_over()
         try:
-            self.poster.post(url, message.body, headers, method=message.method)
+            # The ledger records the hand-over as the request starts on an open connection.
+            self.poster.post(
+                url, message.body, headers, method=message.method, on_hand_over=handing_over
+            )
         except UncertainPostError as exc:
             if self.kind != "matrix":
                 raise UncertainDeliveryError(f"{self.where}: {exc}") from None
             # The same transaction id again: a Matrix server answers it with the first event,
             # so this is never a second message.
             try:
-                self.poster.post(url, message.body, headers, method=message.method)
+                self.poster.post(
+                    url, message.body, headers, method=message.method, on_hand_over=handing_over
+                )
             except UncertainPostError as again:
                 raise UncertainDeliveryError(f"{self.where}: {again}") from None
             except FetchError as again:
