@@ -231,11 +231,12 @@ class Renderer:
         position: int,
         feedback: tuple[str, str] | None,
     ) -> Markup:
-        before, after = _item_around(tags, item, position, feedback)
+        before, after = _item_around(tags, compose.reasons_line(item.reasons), position, feedback)
         return Markup(f"{before}{card}{after}")
 
-    def _item_text(self, item: ScoredPaper, position: int, feedback: tuple[str, str] | None) -> str:
-        why = compose.reasons_line(item.reasons)
+    def _item_text(
+        self, item: ScoredPaper, why: str, position: int, feedback: tuple[str, str] | None
+    ) -> str:
         line = f"{_TEXT_INDENT}Why: {why}"
         if not why:
             wrapped = ""
@@ -273,10 +274,16 @@ class Renderer:
             items=digest.items,
             **common,
         )
-        # Each paper's feedback links, signed once for the HTML and the text part.
+        # Each paper's feedback links, signed once for the HTML and the text part; so is why it
+        # was chosen.
         feedback = links.feedback
         items = [
-            (n, item, self.feedback_urls(feedback, item.paper.key) if feedback else None)
+            (
+                n,
+                item,
+                self.feedback_urls(feedback, item.paper.key) if feedback else None,
+                compose.reasons_line(item.reasons),
+            )
             for n, item in enumerate(digest.items, 1)
         ]
         # The HTML in pieces: each card (the same object for every reader) between the reader's
@@ -284,8 +291,8 @@ class Renderer:
         head, _, tail = self._inliner.inline(shell).partition(_ITEMS_MARK)
         parts: list[str] = []
         between = head
-        for n, item, urls in items:
-            before, after = _item_around(self._inlined_item, item, n, urls)
+        for n, item, urls, why in items:
+            before, after = _item_around(self._inlined_item, why, n, urls)
             parts += (f"{between}{before}", self._email_card(item.paper, thumbnails))
             between = f"{after}\n"
         parts.append(f"{between[:-1] if items else between}{tail}")
@@ -293,8 +300,8 @@ class Renderer:
         # The text part takes the short form of the action links: a terminal has 78 columns.
         short = links.shorten or _unchanged
         text_items = [
-            self._item_text(item, n, (short(urls[0]), short(urls[1])) if urls else None)
-            for n, item, urls in items
+            self._item_text(item, why, n, (short(urls[0]), short(urls[1])) if urls else None)
+            for n, item, urls, why in items
         ]
         common.update(
             unsubscribe_url=short(links.unsubscribe),
@@ -334,12 +341,11 @@ _ITEM_SAMPLE = (
 
 
 def _item_around(
-    tags: _ItemTags, item: ScoredPaper, position: int, feedback: tuple[str, str] | None
+    tags: _ItemTags, why: str, position: int, feedback: tuple[str, str] | None
 ) -> tuple[str, str]:
-    """What goes before an item's card (its position) and after it (why it was chosen, the
+    """What goes before an item's card (its position) and after it (`why` it was chosen, the
     feedback links), as HTML. Plain concatenation, with the untrusted parts escaped:
     Markup.format is ten times slower, and this runs for every item of every reader."""
-    why = compose.reasons_line(item.reasons)
     why_html = f"{tags.why_open}Why: {escape(why)}{tags.why_close}" if why else ""
     if feedback:
         more, less = feedback
@@ -441,7 +447,7 @@ def _header_fields(digest: Digest) -> dict[str, Any]:
 def message_id(digest: Digest, recipient: str, sender: str) -> str:
     """Stable for a (profile, day, recipient): a re-sent digest is recognisably the same message."""
     digest_of_address = hashlib.sha256(recipient.lower().encode()).hexdigest()[:12]
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "paperdigest.invalid"
+    domain = _bare(sender).rpartition("@")[2] or "paperdigest.invalid"
     return f"<{digest.day.isoformat()}.{digest.profile}.{digest_of_address}@{domain}>"
 
 
@@ -515,7 +521,7 @@ def build_message(
     data = head + b"\r\n\r\nThis is a multipart message in MIME format.\r\n" + parts
     data += f"\r\n--{boundary}--\r\n".encode("ascii")
     return OutgoingMail(
-        message_id=message_id, sender=parseaddr(sender)[1], recipient=recipient, data=data
+        message_id=message_id, sender=_bare(sender), recipient=recipient, data=data
     )
 
 
@@ -567,6 +573,14 @@ def _encoded_word(value: str) -> str:
     return Header(value, "utf-8").encode(linesep="\r\n", maxlinelen=76)
 
 
+# Parsing an address takes longer than writing the rest of the headers; the sender is the same
+# in every message of a run.
+@functools.lru_cache(maxsize=256)
+def _bare(address: str) -> str:
+    return parseaddr(address)[1]
+
+
+@functools.lru_cache(maxsize=256)
 def _address(text: str) -> str:
     name, address = parseaddr(text)
     return formataddr((name, address), charset="utf-8") if name else address
