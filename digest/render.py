@@ -12,6 +12,7 @@ import binascii
 import functools
 import hashlib
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
@@ -104,6 +105,11 @@ class LinkShortener:
             self._kept.clear()
         self._kept.update(made)
         return made
+
+    def forget(self, codes: Mapping[str, str]) -> None:
+        """Codes take() gave that could not be kept after all: the next take() gives them again."""
+        self._kept.difference_update(codes)
+        self._made.update(codes)
 
 
 @dataclass(frozen=True, slots=True)

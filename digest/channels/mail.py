@@ -76,6 +76,9 @@ if TYPE_CHECKING:  # the package's __init__ imports this module
 log = logging.getLogger(__name__)
 
 MAILDIR_SUFFIX = ".paperdigest"
+# Messages built at a time, their short links kept in one transaction: a transaction for each
+# message's ~40 links (random keys, a page each) took longer than rendering it.
+BUILD_AHEAD = 100
 RECONNECT_PAUSE_S = 0.5  # give a server that just dropped us a moment before knocking again
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -596,6 +599,11 @@ class MailBuilder:
         host = urlsplit(config.output.base_url).hostname or "localhost"
         self.host = host
         self.shorten = LinkShortener(config.output.base_url, tuple(self.keys))
+        # The run's open mail rows in the ledger's order (read at the first message), and the
+        # messages built ahead for the next of them (or why one could not be built).
+        self._upcoming: dict[tuple[str, str, date], int] | None = None
+        self._rows: list[Delivery] = []
+        self._ahead: dict[tuple[str, str, date], OutgoingMail | Exception | None] = {}
 
     def __call__(self, delivery: Delivery) -> OutgoingMail | None:
         address = delivery.address
@@ -610,15 +618,61 @@ class MailBuilder:
             # checked for every message, so an unsubscribe during a run counts at once.
             log.info("%s: %s no longer subscribed; not sent", delivery.profile, address)
             return None
-        key = (delivery.profile, delivery.day)
+        key = _row_key(delivery)
+        if key not in self._ahead:
+            self._build_ahead(delivery)
+        built = self._ahead.pop(key)
+        if isinstance(built, Exception):
+            raise built
+        return built
+
+    def _build_ahead(self, delivery: Delivery) -> None:
+        """This row's message and those of the next open rows, BUILD_AHEAD in all, with the short
+        links of them all kept in one transaction (one a message cost more than rendering it).
+        Whether a row's address is still subscribed is checked when it is sent, not here; a
+        message built for a row another run sends, or that is not sent, is dropped."""
+        if self._upcoming is None:
+            self._rows = [
+                row
+                for row in self.store.deliveries(statuses=("pending", "deferred", "sending", "uncertain"))
+                if row.kind == "mail"
+            ]
+            self._upcoming = {_row_key(row): index for index, row in enumerate(self._rows)}
+        start = self._upcoming.get(_row_key(delivery))
+        rows = [delivery] if start is None else [delivery, *self._rows[start + 1:start + BUILD_AHEAD]]
+        self._ahead.clear()
+        for row in rows:
+            try:
+                self._ahead[_row_key(row)] = self._built(row)
+            except Exception as exc:  # this row's alone: raised when it is asked for
+                self._ahead[_row_key(row)] = exc
+        made = self.shorten.take()
+        if made:
+            untils = [
+                digest.until
+                for row in rows
+                if (digest := self._digests.get((row.profile, row.day))) is not None
+            ]
+            try:
+                self.store.save_short_links(made, max(untils))
+            except BaseException:
+                self.shorten.forget(made)
+                self._ahead.clear()  # none of them may go: their links would not work
+                raise
+
+    def _built(self, row: Delivery) -> OutgoingMail | None:
+        key = (row.profile, row.day)
         if key not in self._digests:
-            self._digests[key] = self.store.digest(delivery.profile, delivery.day)
+            self._digests[key] = self.store.digest(row.profile, row.day)
         digest = self._digests[key]
-        if digest is None:
+        if digest is None or row.address is None:
             return None
         if not digest.items and not self.config.email.send_empty:
             return None
-        return self.message(digest, address)
+        links = self.links(digest.profile, row.address)
+        rendered = self.renderer.email(digest, recipient=row.address, links=links,
+                                       thumbnails=self.config.email.thumbnails)
+        return self._message(digest, row.address, rendered, links)
 
     def render(self, digest: Digest, address: str) -> tuple[RenderedEmail, EmailLinks]:
         """The reader's email, and its links; the text part's short links are kept in the store
@@ -633,6 +687,11 @@ class MailBuilder:
 
     def message(self, digest: Digest, address: str) -> OutgoingMail:
         rendered, links = self.render(digest, address)
+        return self._message(digest, address, rendered, links)
+
+    def _message(
+        self, digest: Digest, address: str, rendered: RenderedEmail, links: EmailLinks
+    ) -> OutgoingMail:
         email = self.config.email
         return build_message(
             rendered,
@@ -659,6 +718,10 @@ class MailBuilder:
             feedback=FeedbackLinks(profile, base, tuple(self.keys)),
             shorten=self.shorten,
         )
+
+
+def _row_key(row: Delivery) -> tuple[str, str, date]:
+    return row.profile, row.channel, row.day
 
 
 # -- the channel --------------------------------------------------------------------------------

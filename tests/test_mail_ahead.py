@@ -1,0 +1,49 @@
+"""The mail channel builds messages a batch ahead and keeps their short links in one transaction;
+an address that unsubscribes after its message was built is still not sent to."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+from helpers import MONDAY, digest, outbox, text_of, write_config
+
+from digest.channels import mail
+from digest.store import Store
+
+
+def profiles(count: int) -> str:
+    return "".join(
+        f'\n[profiles.p{n:03}]\nemail = ["r{n:03}@example.org"]\nkeywords = ["language model"]\n'
+        f'timezone = "Europe/Berlin"\n'
+        for n in range(count)
+    )
+
+
+def test_a_batch_of_messages_keeps_its_short_links_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mail, "BUILD_AHEAD", 2)
+    config = write_config(tmp_path, profiles=profiles(5))
+    saves: list[int] = []
+    real_save = Store.save_short_links
+
+    def save(store: Store, links: dict[str, str], at: object) -> None:
+        saves.append(len(links))
+        if len(saves) == 1:  # p001's message is built by now: its reader leaves before it goes
+            store.unsubscribe("p001", "r001@example.org", MONDAY)
+        real_save(store, links, at)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "save_short_links", save)
+    with freeze_time(MONDAY, auto_tick_seconds=1):
+        assert digest(config, "ingest").exit_code == 0
+        assert digest(config, "run").exit_code == 0
+    sent = outbox(tmp_path)
+    assert [str(m["To"]) for m in sent] == [f"r{n:03}@example.org" for n in (0, 2, 3, 4)]
+    assert len(saves) == 3  # (p000, p001), (p002, p003), (p004)
+    with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as store:
+        for message in sent:
+            codes = re.findall(r"/l/(\S+)$", text_of(message).replace("\r\n", "\n"), re.MULTILINE)
+            assert codes and all(store.short_link(code) for code in codes)
