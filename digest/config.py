@@ -121,8 +121,9 @@ class DeliveryConfig:
     claim_lease: timedelta = timedelta(minutes=15)
     # A message handed over without an answer ('uncertain') is sent again only after this.
     uncertain_quarantine: timedelta = timedelta(hours=24)
-    # Each channel's delivery step in one run stops after this; the rest waits for the next run.
-    deadline: timedelta = timedelta(minutes=60)
+    # A run delivers nothing more this long after it started; the rest waits for the next run.
+    # 40 minutes: an hourly job ends before the next starts, and before deploy/'s 45-minute kill.
+    deadline: timedelta = timedelta(minutes=40)
 
 
 # [email] keys of an unreleased version, now [delivery]'s: old -> new name.
@@ -512,7 +513,7 @@ class _Reader:
             ),
             deadline=timedelta(
                 minutes=self.number(
-                    table.get("deadline", 60), f"{key}.deadline", minimum=1, maximum=1440
+                    table.get("deadline", 40), f"{key}.deadline", minimum=1, maximum=1440
                 )
             ),
         )

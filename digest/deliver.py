@@ -191,7 +191,8 @@ def deliver_rows(
     never re-sent by this run, and by a later run only once `quarantine` has passed since. After
     `breaker` failures in a row to reach the server (UnreachableError, or an uncertain send) the
     channel stops: the row in hand and the rest stay pending, no try counted (it is not the
-    recipient's fault). So does a run past its `deadline` (counted from its start). A setup problem
+    recipient's fault). So does a run past its `deadline` (counted from this call; a run's
+    channels pass what is left of the run's own). A setup problem
     (a plain DeliveryError) defers the row in hand and is raised: no message could go. A 'sending'
     row claimed more than `lease` ago was abandoned by a crashed run: taken over, or made
     'uncertain' when that run had begun handing its message over. When `stopping()` turns true
@@ -239,7 +240,7 @@ def deliver_rows(
 
     def out_of_time(left: int) -> DeliveryReport:
         said = (
-            f"the run's deadline ({_minutes(deadline)} after its start) passed; "
+            "the run's deadline ([delivery] deadline, counted from its start) passed; "
             f"{left} deliveries left pending for the next run"
         )
         log.warning("%s: %s", kind, said)
@@ -314,10 +315,6 @@ def deliver_rows(
 def _whom(row: Delivery) -> str:
     """Whom a row delivers to, as messages say it: the address, the chat's name, "feed"."""
     return row.target or row.channel
-
-
-def _minutes(deadline: timedelta | None) -> str:
-    return f"{deadline.total_seconds() / 60:g} min" if deadline is not None else "none"
 
 
 def _marker(

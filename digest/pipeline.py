@@ -481,6 +481,7 @@ def run_cycle(
     open.
     """
     claimant = claimant or run_id()
+    started = clock()
     with logs.context(run_id=claimant):
         report = (
             ingest(config, store, fetcher, clock, progress=progress) if fetcher is not None else None
@@ -500,7 +501,9 @@ def run_cycle(
                 targets=lambda profile: channels.targets(opened, profile),
             )
         )
-        run = channels.RunContext(clock, claimant, config.delivery, STOPPING.is_set, progress)
+        run = channels.RunContext(
+            clock, claimant, config.delivery, STOPPING.is_set, progress, started=started
+        )
         delivered = channels.deliver_all(opened, store, run)
         written = next((c.written for c in opened if isinstance(c, FeedChannel)), [])
         return CycleReport(report, tuple(composed), tuple(written), delivered)

@@ -293,7 +293,7 @@ def test_the_delivery_table_is_read(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL)).delivery == DeliveryConfig(
         claim_lease=timedelta(minutes=15),
         uncertain_quarantine=timedelta(hours=24),
-        deadline=timedelta(minutes=60),
+        deadline=timedelta(minutes=40),
     )
 
 

@@ -350,6 +350,29 @@ def test_a_550_fails_and_is_never_sent_again(
     assert recorder.received == []
 
 
+def test_the_deadline_counts_from_the_runs_start_over_every_channel(tmp_path: Path) -> None:
+    """A run whose ingest and ranking used up its [delivery] deadline sends nothing more: the
+    deadline bounds the whole job, not each channel anew."""
+    from digest import channels
+    from digest.channels.mail import MailChannel, Outbox
+    from digest.render import Renderer
+
+    config = replace(make_config(tmp_path), delivery=DeliveryConfig(deadline=timedelta(minutes=40)))
+    clock = Clock()
+    with open_store(tmp_path) as store, Outbox(tmp_path / "outbox") as outbox:
+        owe(store, addresses(3))
+        mail = MailChannel(config, store, Renderer(), outbox)
+        late = channels.RunContext(
+            clock, "run-1", config.delivery, started=clock() - timedelta(minutes=41)
+        )
+        reports = channels.deliver_all([mail], store, late)
+        assert list(statuses(store).values()) == ["pending"] * 3
+        in_time = replace(late, started=clock() - timedelta(minutes=39))
+        assert channels.deliver_all([mail], store, in_time)["mail"].left == 0
+    assert (reports["mail"].sent, reports["mail"].left) == (0, 3)
+    assert "deadline" in (reports["mail"].stopped or "")
+
+
 def test_the_run_deadline_leaves_the_rest_pending(
     tmp_path: Path, late_server: tuple[Recorder, SmtpConfig]
 ) -> None:
@@ -479,7 +502,7 @@ def test_the_config_keys_and_their_defaults(tmp_path: Path) -> None:
     default = load_config(write_config(tmp_path, profiles="", smtp_port=2525))
     assert default.delivery.claim_lease == timedelta(minutes=15)
     assert default.delivery.uncertain_quarantine == timedelta(hours=24)
-    assert default.delivery.deadline == timedelta(minutes=60)
+    assert default.delivery.deadline == timedelta(minutes=40)
     assert default.smtp is not None and default.smtp.breaker == 3
     path = write_config(
         tmp_path,

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from digest.channels.chat import ChatChannel
@@ -46,6 +46,13 @@ class RunContext:
     settings: DeliveryConfig  # [delivery]: claim lease, quarantine, deadline
     stopping: Callable[[], bool] = lambda: False  # SIGTERM: stop between two messages
     progress: Progress = no_progress
+    started: datetime | None = None  # when the run began (None: when the first channel does)
+
+    def time_left(self, first_started: datetime) -> timedelta:
+        """What is left of the run's [delivery] deadline: it bounds the whole run, all channels
+        together, counted from the run's start."""
+        began = self.started or first_started
+        return max(began + self.settings.deadline - self.clock(), timedelta(0))
 
 
 class Channel(Protocol):
@@ -126,6 +133,8 @@ def deliver_all(
     deadline) is recorded in the store's problems under its name and the next goes on. A channel
     that gets through clears its problem. Stops between channels when `run.stopping()`."""
     reports: dict[str, DeliveryReport] = {}
+    if run.started is None:
+        run = dataclasses.replace(run, started=run.clock())
     for channel in channels:
         if run.stopping():
             break

@@ -587,7 +587,7 @@ class ChatChannel:
             retry_delays=(),  # the HTTP client retried already, as far as it is safe
             lease=run.settings.claim_lease,
             quarantine=run.settings.uncertain_quarantine,
-            deadline=run.settings.deadline,
+            deadline=run.time_left(run.clock()),
             stopping=run.stopping,
             progress=run.progress,
         )

@@ -814,7 +814,7 @@ class MailChannel:
             lease=run.settings.claim_lease,
             quarantine=run.settings.uncertain_quarantine,
             breaker=config.smtp.breaker if config.smtp else 3,
-            deadline=run.settings.deadline,
+            deadline=run.time_left(run.clock()),
             stopping=run.stopping,
             progress=run.progress,
         )
