@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from helpers import T0, Crash, Recorder, free_port, start_server
 from ledger import (
@@ -61,9 +62,23 @@ def authenticator(
     return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[Recorder, SmtpConfig]]:
-    controller, recorder = start_server()
+class Pipelining(Recorder):
+    """A server that offers PIPELINING (RFC 2920), as postfix does: the client then sends MAIL
+    FROM, RCPT TO and DATA in one write (aiosmtpd reads them in turn; it does not offer it)."""
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+@pytest.fixture(params=["one command at a time", "pipelining"])
+def smtp(request: pytest.FixtureRequest) -> Iterator[tuple[Recorder, SmtpConfig]]:
+    """aiosmtpd on 127.0.0.1, every test run against it twice: offering PIPELINING and not."""
+    recorder = Pipelining() if request.param == "pipelining" else Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
+    controller.start()
     yield recorder, SmtpConfig(host="127.0.0.1", port=controller.port, security="none", timeout_s=5)
     controller.stop()
 

@@ -42,7 +42,7 @@ from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 from digest import feeds
@@ -79,6 +79,7 @@ MAILDIR_SUFFIX = ".paperdigest"
 # Messages built at a time, their short links kept in one transaction: a transaction for each
 # message's ~40 links (random keys, a page each) took longer than rendering it.
 BUILD_AHEAD = 100
+_Answer = TypeVar("_Answer")
 RECONNECT_PAUSE_S = 0.5  # give a server that just dropped us a moment before knocking again
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -345,25 +346,10 @@ class SmtpSender:
         else:
             data = message.data
         # One recipient per message: a refusal is about this address alone.
-        stage = f"MAIL FROM <{from_addr}>"
-        code, text = self._ask(stage, lambda: connection.mail(from_addr, options))
-        if code != 250:
-            self._reset(connection)
-            raise self._refused(stage, code, text)
-        stage = f"RCPT TO <{recipient}>"
-        code, text = self._ask(stage, lambda: connection.rcpt(recipient))
-        if code not in (250, 251):
-            self._reset(connection)
-            raise self._refused(stage, code, text)
-
-        def data_command() -> tuple[int, bytes]:
-            connection.putcmd("data")
-            return connection.getreply()
-
-        code, text = self._ask("DATA", data_command)
-        if code != 354:
-            self._reset(connection)
-            raise self._refused("DATA", code, text)
+        if not options and connection.has_extn("pipelining") and (from_addr + recipient).isascii():
+            self._envelope_pipelined(connection, from_addr, recipient)
+        else:
+            self._envelope(connection, from_addr, options, recipient)
         if self.on_hand_over is not None:
             try:
                 self.on_hand_over()
@@ -389,7 +375,64 @@ class SmtpSender:
         if not 200 <= code <= 299:
             raise self._refused("DATA", code, text)
 
-    def _ask(self, stage: str, command: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
+    def _envelope(
+        self, connection: smtplib.SMTP, from_addr: str, options: list[str], recipient: str
+    ) -> None:
+        """MAIL FROM, RCPT TO and DATA, each answered before the next goes; back at the 354."""
+        stage = f"MAIL FROM <{from_addr}>"
+        code, text = self._ask(stage, lambda: connection.mail(from_addr, options))
+        if code != 250:
+            self._reset(connection)
+            raise self._refused(stage, code, text)
+        stage = f"RCPT TO <{recipient}>"
+        code, text = self._ask(stage, lambda: connection.rcpt(recipient))
+        if code not in (250, 251):
+            self._reset(connection)
+            raise self._refused(stage, code, text)
+
+        def data_command() -> tuple[int, bytes]:
+            connection.putcmd("data")
+            return connection.getreply()
+
+        code, text = self._ask("DATA", data_command)
+        if code != 354:
+            self._reset(connection)
+            raise self._refused("DATA", code, text)
+
+    def _envelope_pipelined(self, connection: smtplib.SMTP, from_addr: str, recipient: str) -> None:
+        """The same three commands in one write to a server that offers PIPELINING (RFC 2920),
+        their answers read after: two round trips fewer a message. Each answer is judged as if
+        it had come alone, the first refusal named; nothing is handed over before the 354."""
+        stages = (
+            (f"MAIL FROM <{from_addr}>", (250,)),
+            (f"RCPT TO <{recipient}>", (250, 251)),
+            ("DATA", (354,)),
+        )
+
+        def commands() -> list[tuple[int, bytes]]:
+            connection.send(
+                f"mail FROM:{smtplib.quoteaddr(from_addr)}\r\n"
+                f"rcpt TO:{smtplib.quoteaddr(recipient)}\r\ndata\r\n"
+            )
+            answers = []
+            for _ in stages:
+                answers.append(connection.getreply())
+                if answers[-1][0] == 421:  # closing: no more answers come
+                    break
+            return answers
+
+        answers = self._ask(stages[0][0], commands)
+        for (stage, wanted), (code, text) in zip(stages, answers, strict=False):
+            if code in wanted:
+                continue
+            if code == 421 or answers[-1][0] == 354:
+                # Closing, or a server in DATA after a refusal: this conversation is over.
+                connection.close()  # sock None: send() drops it
+            else:
+                self._reset(connection)
+            raise self._refused(stage, code, text)
+
+    def _ask(self, stage: str, command: Callable[[], _Answer]) -> _Answer:
         """One command before the message is handed over: a lost connection or a timeout is
         reported as such, never as uncertain (the message cannot have gone)."""
         try:
