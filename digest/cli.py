@@ -644,6 +644,53 @@ def status(obj: _Context, quiet: bool) -> None:
         sys.exit(1)
 
 
+@cli.group(name="store")
+def store_group() -> None:
+    """Look after the SQLite store (data_dir/paperdigest.sqlite3)."""
+
+
+@store_group.command(name="vacuum")
+@click.pass_obj
+def store_vacuum(obj: _Context) -> None:
+    """Prune what [store] keep_days no longer keeps (now, not waiting for the day's run), then
+    give the freed space back to the disk (SQLite VACUUM) and empty the -wal.
+
+    Run it while no job is running: it rewrites the whole file, and needs as much free disk
+    space again as the store takes.
+    """
+    from digest import retention
+    from digest.lock import AlreadyRunning, ProcessLock
+    from digest.schedule import LOCK_FILE
+
+    with _reported_errors():
+        config = obj.config()
+        now = obj.clock()
+        try:  # only asked: held, it would make a scheduler starting meanwhile give up
+            with ProcessLock(config.data_dir / LOCK_FILE):
+                pass
+        except AlreadyRunning:
+            raise DigestError(
+                f"{config.store_path}: `digest schedule` is running on this store; stop it "
+                "first (vacuum rewrites the whole file)"
+            ) from None
+        with Store.open(config.store_path) as store:
+            started = store.unfinished_runs(now - config.delivery.deadline)
+            if started:
+                raise DigestError(
+                    f"{config.store_path}: a run that started {started[-1]:%Y-%m-%d %H:%M} UTC "
+                    "has not finished; try again when it is done"
+                )
+            before = store.size()
+            report = retention.prune(config, store, now)
+            store.vacuum()
+            after = store.size()
+    click.echo(report.line())
+    click.echo(
+        f"store: {retention.human_bytes(before.total_bytes)} before, "
+        f"{retention.human_bytes(after.total_bytes)} after ({config.store_path})"
+    )
+
+
 @cli.command("sources")
 def list_kinds() -> None:
     """List the kinds of source a config can use."""

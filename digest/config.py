@@ -273,6 +273,15 @@ class RankConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """[store]: how long the SQLite store keeps what it no longer needs (digest.store.prune)."""
+
+    # Digests (with their items and ledger rows), runs and HTTP validators older than this many
+    # days go, once a day, at the end of a run; a digest a delivery still owes stays.
+    keep_days: int = 90
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     data_dir: Path
@@ -286,6 +295,7 @@ class Config:
     rank: RankConfig = RankConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     chats: tuple[ChatConfig, ...] = ()
+    store: StoreConfig = StoreConfig()
 
     @property
     def feeds_dir(self) -> Path:
@@ -459,6 +469,7 @@ class _Reader:
                 "rank",
                 "delivery",
                 "chat",
+                "store",
             },
         )
         data_dir = self.path(top.get("data_dir", "data"), "data_dir")
@@ -493,7 +504,26 @@ class _Reader:
             rank=self.rank(top.get("rank", {}), "rank"),
             delivery=self.delivery(top.get("delivery", {}), "delivery"),
             chats=chats,
+            # output (read above, so well-formed) says how many days of digests its feeds show
+            store=self.store(
+                top.get("store", {}), "store", int(top.get("output", {}).get("feed_days", 7))
+            ),
         )
+
+    def store(self, raw: Any, key: str, feed_days: int) -> StoreConfig:
+        """[store]; keep_days may not be shorter than the feeds' window (feed_days)."""
+        table = self.table(raw, key, {"keep_days"})
+        keep_days = table.get("keep_days", 90)
+        if isinstance(keep_days, bool) or not isinstance(keep_days, int):
+            raise self.fail(f"{key}.keep_days", f"expected a whole number of days, got {_describe(keep_days)}")
+        self.number(keep_days, f"{key}.keep_days", minimum=7, maximum=3650)
+        if keep_days < feed_days:
+            raise self.fail(
+                f"{key}.keep_days",
+                f"expected at least output.feed_days ({feed_days}): a feed shows the digests of "
+                f"that many days, got {keep_days}",
+            )
+        return StoreConfig(keep_days=keep_days)
 
     def delivery(self, raw: Any, key: str) -> DeliveryConfig:
         table = self.table(raw, key, {"claim_lease", "uncertain_quarantine", "deadline"})

@@ -506,6 +506,10 @@ def run_cycle(
         )
         delivered = channels.deliver_all(opened, store, run)
         written = next((c.written for c in opened if isinstance(c, FeedChannel)), [])
+        if not STOPPING.is_set():  # [store] keep_days: once a day, after the delivery
+            from digest.retention import after_run
+
+            after_run(config, store, started)
         return CycleReport(report, tuple(composed), tuple(written), delivered)
 
 

@@ -23,6 +23,7 @@ from digest import feeds as feed_files
 from digest.config import CHAT_KINDS, Config, ProfileConfig
 from digest.health import layout_change
 from digest.models import Delivery, SourceRun
+from digest.retention import StoreStatus, store_status
 from digest.schedule import DIGEST_GRACE_S, next_runs
 from digest.store import Store
 
@@ -88,6 +89,7 @@ class Status:
     # "could not be written since ...: error" while the last run could not write feed files.
     feeds_problem: str | None = None
     channels: tuple[ChannelStatus, ...] = ()
+    store: StoreStatus | None = None  # its size, what it keeps, how fast it grows
 
 
 def gather(config: Config, store: Store, now: datetime) -> Status:
@@ -157,6 +159,7 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
         problems=tuple(problems),
         feeds_problem=feeds_problem,
         channels=tuple(channels),
+        store=store_status(config, store, now),
     )
 
 
@@ -348,6 +351,8 @@ def render(status: Status) -> str:
     lines.append("channels (today's digests, and what earlier days still owe):")
     for channel in status.channels:
         lines.append(f"  {channel_line(channel)}")
+    if status.store is not None:
+        lines.append(status.store.line())
     if status.problems:
         lines.append("needs a person:")
         lines += [f"  - {problem}" for problem in status.problems]

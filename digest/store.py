@@ -275,6 +275,27 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE deliveries_new RENAME TO deliveries;
     CREATE INDEX deliveries_by_status ON deliveries(status, day);
     """,
+    # 10: retention ([store] keep_days, Store.prune): the digests of a day found by their day;
+    # a digest's ledger rows found by (profile, day), which deleting a digest also needs (its
+    # foreign key would otherwise scan the whole ledger for each digest); short links found by
+    # age; small facts about the store (when it was last pruned) and a daily sample of its size
+    # (for `digest status`'s growth).
+    """
+    CREATE INDEX digests_by_day ON digests(day);
+    CREATE INDEX deliveries_by_digest ON deliveries(profile, day);
+    CREATE INDEX short_links_by_created ON short_links(created);
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE store_sizes (
+        day TEXT PRIMARY KEY,  -- UTC
+        used_bytes INTEGER NOT NULL,  -- pages in use (not free) times the page size
+        file_bytes INTEGER NOT NULL,  -- the file and its -wal
+        digests INTEGER NOT NULL,
+        deliveries INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1286,6 +1307,250 @@ class Store:
                 [status, now.isoformat(), said, *parameters],
             )
         return cursor.rowcount
+
+    # -- retention ------------------------------------------------------------------------------
+
+    def prune(self, before: datetime | date, now: datetime) -> PruneReport:
+        """Delete what is older than `before`, in one transaction: the digests of earlier days
+        with their items and ledger rows, runs and their source runs, HTTP validators not renewed
+        since, and short links made for mails of earlier days. Idempotent.
+
+        Never what an unfinished delivery needs: a digest with a ledger row still pending,
+        sending, deferred or uncertain is kept, items and rows, however old. Papers (and their
+        history, marks and vectors) are never pruned: identifying a new sighting compares it with
+        every paper ever seen, so a paper forgotten would come back as new. Each source keeps its
+        newest KEEP_SOURCE_RUNS runs, however old, for its health (digest.health) and status.
+        """
+        from datetime import UTC
+        cutoff = (
+            before.astimezone(UTC)
+            if isinstance(before, datetime)
+            else datetime.combine(before, datetime.min.time(), tzinfo=UTC)
+        )
+        cutoff_day, cutoff_at = cutoff.date().isoformat(), cutoff.isoformat()
+        try:
+            with self._transaction():
+                old = self._db.execute(
+                    f"""SELECT d.profile, d.day, EXISTS (SELECT 1 FROM deliveries l
+                            WHERE l.profile = d.profile AND l.day = d.day
+                            AND l.status IN ({", ".join("?" * len(UNFINISHED_DELIVERIES))}))
+                        FROM digests d WHERE d.day < ?""",
+                    (*UNFINISHED_DELIVERIES, cutoff_day),
+                ).fetchall()
+                doomed = [(profile, day) for profile, day, unfinished in old if not unfinished]
+                # Children first (for the counts); deleting the digest would cascade to them.
+                items = self._db.executemany(
+                    "DELETE FROM digest_items WHERE profile = ? AND day = ?", doomed
+                ).rowcount
+                ledger = self._db.executemany(
+                    "DELETE FROM deliveries WHERE profile = ? AND day = ?", doomed
+                ).rowcount
+                digests = self._db.executemany(
+                    "DELETE FROM digests WHERE profile = ? AND day = ?", doomed
+                ).rowcount
+                source_runs = 0
+                sources = [row[0] for row in self._db.execute("SELECT DISTINCT source FROM source_runs")]
+                for source in sources:
+                    kept = self._db.execute(
+                        """SELECT started FROM source_runs WHERE source = ?
+                           ORDER BY started DESC LIMIT 1 OFFSET ?""",
+                        (source, KEEP_SOURCE_RUNS - 1),
+                    ).fetchone()
+                    if kept is not None:
+                        source_runs += self._db.execute(
+                            "DELETE FROM source_runs WHERE source = ? AND started < ?",
+                            (source, min(kept[0], cutoff_at)),
+                        ).rowcount
+                runs = self._db.execute(
+                    """DELETE FROM runs WHERE started < ?
+                       AND NOT EXISTS (SELECT 1 FROM source_runs s WHERE s.run_id = runs.id)""",
+                    (cutoff_at,),
+                ).rowcount
+                # A URL's validators are renewed when it answers with new content; one that has
+                # not for this long is fetched in full once, then remembered again.
+                validators = self._db.execute(
+                    "DELETE FROM http_cache WHERE updated < ?", (cutoff_at,)
+                ).rowcount
+                # A short link is kept from the mail that first carried it (digest.until). A
+                # feedback link names one paper of one profile's digest, so it is carried by
+                # that digest's mail alone; manage and unsubscribe links are the same in every
+                # mail to an address, so their first mail's date says nothing: they are kept
+                # (one of each per address), and an old mail's unsubscribe link always works.
+                links = self._db.execute(
+                    """DELETE FROM short_links WHERE created < ?
+                       AND substr(target, 1, 10) = '/feedback/'""",
+                    (cutoff_at,),
+                ).rowcount
+                self._db.execute("DELETE FROM store_sizes WHERE day < ?", (cutoff_day,))
+                self._set_meta("pruned_at", now.isoformat())
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: could not prune the store: {_locked_hint(exc)}") from None
+        return PruneReport(
+            before=cutoff.date(),
+            digests=digests,
+            digest_items=items,
+            deliveries=ledger,
+            runs=runs,
+            source_runs=source_runs,
+            http_validators=validators,
+            short_links=links,
+            kept_unfinished=len(old) - len(doomed),
+        )
+
+    def meta(self, key: str) -> str | None:
+        """A small fact about the store itself (e.g. "pruned_at"), or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def size(self) -> StoreSize:
+        """The store's size now: its file and -wal on disk, and the bytes of the pages in use."""
+        page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return StoreSize(
+            file_bytes=_file_size(self.path),
+            wal_bytes=_file_size(self.path.with_name(self.path.name + "-wal")),
+            used_bytes=(pages - free) * page_size,
+        )
+
+    def kept_counts(self) -> tuple[int, int]:
+        """How many digests and ledger rows the store holds (a count over each: not cheap)."""
+        digests = self._db.execute("SELECT count(*) FROM digests").fetchone()[0]
+        ledger = self._db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+        return int(digests), int(ledger)
+
+    def record_size(self, now: datetime) -> SizeSample:
+        """Keep today's (UTC) sample of the store's size and counts, for its growth."""
+        from datetime import UTC
+
+        size = self.size()
+        digests, ledger = self.kept_counts()
+        sample = SizeSample(
+            day=now.astimezone(UTC).date(),
+            used_bytes=size.used_bytes,
+            file_bytes=size.file_bytes + size.wal_bytes,
+            digests=digests,
+            deliveries=ledger,
+        )
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO store_sizes VALUES (?, ?, ?, ?, ?)",
+                (sample.day.isoformat(), sample.used_bytes, sample.file_bytes, digests, ledger),
+            )
+        return sample
+
+    def size_samples(self, since: date) -> list[SizeSample]:
+        """The daily size samples from `since` on, oldest first."""
+        rows = self._db.execute(
+            "SELECT day, used_bytes, file_bytes, digests, deliveries FROM store_sizes "
+            "WHERE day >= ? ORDER BY day",
+            (since.isoformat(),),
+        )
+        return [SizeSample(date.fromisoformat(row[0]), *row[1:]) for row in rows]
+
+    def unfinished_runs(self, since: datetime) -> list[datetime]:
+        """When the runs that started since `since` and have not finished started (a run still
+        going, or one that was killed)."""
+        from datetime import UTC
+
+        rows = self._db.execute(
+            "SELECT started FROM runs WHERE finished IS NULL AND started >= ? ORDER BY started",
+            (since.astimezone(UTC).isoformat(),),
+        )
+        return [datetime.fromisoformat(row[0]) for row in rows]
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages (SQLite VACUUM), then fold the -wal back into
+        it and truncate it. Waits a few seconds at most for a job writing to the store."""
+        try:
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: could not vacuum the store: {_locked_hint(exc)}") from None
+        finally:
+            self._db.execute("PRAGMA busy_timeout = 30000")
+
+
+# What a delivery still owes: retention keeps its digest, items and ledger rows, whatever its age.
+UNFINISHED_DELIVERIES = ("pending", "sending", "deferred", "uncertain")
+# Each source's newest runs, kept however old: its health and `digest status` read this many.
+KEEP_SOURCE_RUNS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What one `Store.prune` deleted, per table, and the old digests it kept."""
+
+    before: date
+    digests: int = 0
+    digest_items: int = 0
+    deliveries: int = 0
+    runs: int = 0
+    source_runs: int = 0
+    http_validators: int = 0
+    short_links: int = 0
+    kept_unfinished: int = 0  # digests older than `before` an unfinished delivery still needs
+
+    @property
+    def removed(self) -> int:
+        return (
+            self.digests + self.digest_items + self.deliveries + self.runs + self.source_runs
+            + self.http_validators + self.short_links
+        )
+
+    def line(self) -> str:
+        """One line for the log and the terminal."""
+        text = (
+            f"pruned what is older than {self.before.isoformat()}: {self.digests} digests "
+            f"({self.digest_items} items, {self.deliveries} ledger rows), {self.runs} runs "
+            f"({self.source_runs} source runs), {self.http_validators} HTTP validators, "
+            f"{self.short_links} short links"
+        )
+        if self.kept_unfinished:
+            text += f"; kept {self.kept_unfinished} older digests an unfinished delivery needs"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSize:
+    file_bytes: int  # the database file
+    wal_bytes: int  # its -wal beside it
+    used_bytes: int  # pages in use, free pages not counted
+
+    @property
+    def total_bytes(self) -> int:
+        return self.file_bytes + self.wal_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SizeSample:
+    day: date  # UTC
+    used_bytes: int
+    file_bytes: int
+    digests: int
+    deliveries: int
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _locked_hint(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"{text} (a running `digest run` or `digest schedule` is using it: try again when it is done)"
+    return text
 
 
 def _while_locked(statement: Callable[[], object], patience_s: float = 30.0) -> None:
