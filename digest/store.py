@@ -1311,43 +1311,59 @@ class Store:
     # -- retention ------------------------------------------------------------------------------
 
     def prune(self, before: datetime | date, now: datetime) -> PruneReport:
-        """Delete what is older than `before`, in one transaction: the digests of earlier days
-        with their items and ledger rows, runs and their source runs, HTTP validators not renewed
-        since, and short links made for mails of earlier days. Idempotent.
+        """Delete what is older than `before`: the digests of earlier days with their items and
+        ledger rows, runs and their source runs, HTTP validators not renewed since, and short
+        links made for mails of earlier days. Idempotent.
 
         Never what an unfinished delivery needs: a digest with a ledger row still pending,
-        sending, deferred or uncertain is kept, items and rows, however old. Papers (and their
-        history, marks and vectors) are never pruned: identifying a new sighting compares it with
-        every paper ever seen, so a paper forgotten would come back as new. Each source keeps its
-        newest KEEP_SOURCE_RUNS runs, however old, for its health (digest.health) and status.
+        sending, deferred or uncertain is kept, items and rows, however old (checked again in
+        each batch's transaction, so a row that changed meanwhile counts as it is then). Papers
+        (and their history, marks and vectors) are never pruned: identifying a new sighting
+        compares it with every paper ever seen, so a paper forgotten would come back as new. Each
+        source keeps its newest KEEP_SOURCE_RUNS runs, however old, for its health and status.
+
+        Digests go PRUNE_BATCH at a time, each batch in one transaction, so a first prune of a
+        large store never holds the write lock for long; runs, validators and links go in the
+        last one, with the time of this prune.
         """
         from datetime import UTC
+
         cutoff = (
             before.astimezone(UTC)
             if isinstance(before, datetime)
             else datetime.combine(before, datetime.min.time(), tzinfo=UTC)
         )
         cutoff_day, cutoff_at = cutoff.date().isoformat(), cutoff.isoformat()
+        unfinished = ", ".join("?" * len(UNFINISHED_DELIVERIES))
+        counts = dict.fromkeys(("digests", "items", "ledger", "kept"), 0)
+        after: tuple[str, str] = ("", "")  # (day, profile) of the last digest looked at
         try:
+            while True:
+                with self._transaction():
+                    old = self._db.execute(
+                        f"""SELECT d.day, d.profile, EXISTS (SELECT 1 FROM deliveries l
+                                WHERE l.profile = d.profile AND l.day = d.day
+                                AND l.status IN ({unfinished}))
+                            FROM digests d WHERE d.day < ? AND (d.day, d.profile) > (?, ?)
+                            ORDER BY d.day, d.profile LIMIT ?""",
+                        (*UNFINISHED_DELIVERIES, cutoff_day, *after, PRUNE_BATCH),
+                    ).fetchall()
+                    doomed = [(profile, day) for day, profile, owed in old if not owed]
+                    # Children first (for the counts); deleting a digest would cascade to them.
+                    counts["items"] += self._db.executemany(
+                        "DELETE FROM digest_items WHERE profile = ? AND day = ?", doomed
+                    ).rowcount
+                    counts["ledger"] += self._db.executemany(
+                        "DELETE FROM deliveries WHERE profile = ? AND day = ?", doomed
+                    ).rowcount
+                    counts["digests"] += self._db.executemany(
+                        "DELETE FROM digests WHERE profile = ? AND day = ?", doomed
+                    ).rowcount
+                    counts["kept"] += len(old) - len(doomed)
+                if len(old) < PRUNE_BATCH:
+                    break
+                after = (old[-1][0], old[-1][1])
             with self._transaction():
-                old = self._db.execute(
-                    f"""SELECT d.profile, d.day, EXISTS (SELECT 1 FROM deliveries l
-                            WHERE l.profile = d.profile AND l.day = d.day
-                            AND l.status IN ({", ".join("?" * len(UNFINISHED_DELIVERIES))}))
-                        FROM digests d WHERE d.day < ?""",
-                    (*UNFINISHED_DELIVERIES, cutoff_day),
-                ).fetchall()
-                doomed = [(profile, day) for profile, day, unfinished in old if not unfinished]
-                # Children first (for the counts); deleting the digest would cascade to them.
-                items = self._db.executemany(
-                    "DELETE FROM digest_items WHERE profile = ? AND day = ?", doomed
-                ).rowcount
-                ledger = self._db.executemany(
-                    "DELETE FROM deliveries WHERE profile = ? AND day = ?", doomed
-                ).rowcount
-                digests = self._db.executemany(
-                    "DELETE FROM digests WHERE profile = ? AND day = ?", doomed
-                ).rowcount
                 source_runs = 0
                 sources = [row[0] for row in self._db.execute("SELECT DISTINCT source FROM source_runs")]
                 for source in sources:
@@ -1371,30 +1387,39 @@ class Store:
                 validators = self._db.execute(
                     "DELETE FROM http_cache WHERE updated < ?", (cutoff_at,)
                 ).rowcount
-                # A short link is kept from the mail that first carried it (digest.until). A
-                # feedback link names one paper of one profile's digest, so it is carried by
-                # that digest's mail alone; manage and unsubscribe links are the same in every
-                # mail to an address, so their first mail's date says nothing: they are kept
-                # (one of each per address), and an old mail's unsubscribe link always works.
-                links = self._db.execute(
-                    """DELETE FROM short_links WHERE created < ?
-                       AND substr(target, 1, 10) = '/feedback/'""",
-                    (cutoff_at,),
-                ).rowcount
+            # A short link is kept from the mail that first carried it (digest.until). A
+            # feedback link names one paper of one profile's digest, so it is carried by that
+            # digest's mail alone; manage and unsubscribe links are the same in every mail to an
+            # address, so their first mail's date says nothing: they are kept (one of each per
+            # address), and an old mail's unsubscribe link always works. In batches as well: a
+            # busy day's mails hold a million links.
+            links, batch = 0, PRUNE_BATCH * 20
+            while True:
+                with self._transaction():
+                    deleted = self._db.execute(
+                        """DELETE FROM short_links WHERE code IN (
+                               SELECT code FROM short_links WHERE created < ?
+                               AND substr(target, 1, 10) = '/feedback/' LIMIT ?)""",
+                        (cutoff_at, batch),
+                    ).rowcount
+                links += deleted
+                if deleted < batch:
+                    break
+            with self._transaction():
                 self._db.execute("DELETE FROM store_sizes WHERE day < ?", (cutoff_day,))
                 self._set_meta("pruned_at", now.isoformat())
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: could not prune the store: {_locked_hint(exc)}") from None
         return PruneReport(
             before=cutoff.date(),
-            digests=digests,
-            digest_items=items,
-            deliveries=ledger,
+            digests=counts["digests"],
+            digest_items=counts["items"],
+            deliveries=counts["ledger"],
             runs=runs,
             source_runs=source_runs,
             http_validators=validators,
             short_links=links,
-            kept_unfinished=len(old) - len(doomed),
+            kept_unfinished=counts["kept"],
         )
 
     def meta(self, key: str) -> str | None:
@@ -1483,6 +1508,7 @@ class Store:
 UNFINISHED_DELIVERIES = ("pending", "sending", "deferred", "uncertain")
 # Each source's newest runs, kept however old: its health and `digest status` read this many.
 KEEP_SOURCE_RUNS = 50
+PRUNE_BATCH = 5000  # digests looked at in one transaction of a prune
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,6 +154,24 @@ def test_prune_keeps_an_old_digest_a_delivery_still_owes(store: Store, status: s
     assert "kept 1 older digests an unfinished delivery needs" in report.line()
 
 
+def test_prune_goes_in_batches_and_misses_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("digest.store.PRUNE_BATCH", 2)
+    keys = papers(store, 1)
+    for age in range(100, 110):
+        for profile in ("ann", "bob", "cy"):
+            owed = profile == "bob" and age % 3 == 0
+            save(store, profile, TODAY - timedelta(days=age), keys, ("sent", "pending" if owed else "sent"))
+    save(store, "ann", RECENT, keys)
+    store.save_short_links({f"feedback{i:04d}": f"/feedback/{i}" for i in range(85)}, NOW - timedelta(days=100))
+    report = store.prune(CUTOFF, NOW)
+    assert (report.digests, report.kept_unfinished, report.deliveries) == (27, 3, 54)
+    assert report.short_links == 85 and table_rows(store, "short_links") == 0
+    assert [d.day for d in store.digests("ann")] == [RECENT]
+    assert [d.day for d in store.digests("bob")] == [TODAY - timedelta(days=age) for age in (102, 105, 108)]
+
+
 def test_prune_is_idempotent(store: Store) -> None:
     keys = papers(store)
     save(store, "ann", OLD, keys)
