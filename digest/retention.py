@@ -72,7 +72,8 @@ class StoreStatus:
         text = (
             f"store: {human_bytes(self.file_bytes)}"
             + (f" ({human_bytes(self.wal_bytes)} of it -wal)" if self.wal_bytes else "")
-            + f", {self.digests:,} digests and {self.deliveries:,} ledger rows"
+            + f", {self.digests:,} digest{'' if self.digests == 1 else 's'} and "
+            + f"{self.deliveries:,} ledger row{'' if self.deliveries == 1 else 's'}"
             + f" kept ({self.keep_days} days; "
             + (f"pruned {self.pruned_at:%Y-%m-%d %H:%M %Z})" if self.pruned_at else "not pruned yet)")
         )
@@ -89,9 +90,9 @@ def store_status(config: Config, store: Store, now: datetime) -> StoreStatus:
     if len(samples) >= 2 and samples[-1].day > samples[0].day:
         days = (samples[-1].day - samples[0].day).days
         growth = (samples[-1].used_bytes - samples[0].used_bytes) / days
-    # Counting a large ledger takes seconds: the counts of today's sample (taken by the day's
-    # prune) when there is one; counted now only before the first.
-    if samples and samples[-1].day == now.astimezone(UTC).date():
+    # Counting a large ledger takes seconds, and a health check calls this often: the counts
+    # of the newest sample (taken by the day's prune); counted now only when there is none.
+    if samples:
         digests, deliveries = samples[-1].digests, samples[-1].deliveries
     else:
         digests, deliveries = store.kept_counts()

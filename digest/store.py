@@ -1535,14 +1535,23 @@ class PruneReport:
     def line(self) -> str:
         """One line for the log and the terminal."""
         text = (
-            f"pruned what is older than {self.before.isoformat()}: {self.digests} digests "
-            f"({self.digest_items} items, {self.deliveries} ledger rows), {self.runs} runs "
-            f"({self.source_runs} source runs), {self.http_validators} HTTP validators, "
-            f"{self.short_links} short links"
+            f"pruned what is older than {self.before.isoformat()}: "
+            f"{_counted(self.digests, 'digest')} ({_counted(self.digest_items, 'item')}, "
+            f"{_counted(self.deliveries, 'ledger row')}), {_counted(self.runs, 'run')} "
+            f"({_counted(self.source_runs, 'source run')}), "
+            f"{_counted(self.http_validators, 'HTTP validator')}, "
+            f"{_counted(self.short_links, 'short link')}"
         )
         if self.kept_unfinished:
-            text += f"; kept {self.kept_unfinished} older digests an unfinished delivery needs"
+            text += (
+                f"; kept {_counted(self.kept_unfinished, 'older digest')} an unfinished "
+                "delivery needs"
+            )
         return text
+
+
+def _counted(count: int, thing: str) -> str:
+    return f"{count:,} {thing}" + ("" if count == 1 else "s")
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,7 +151,7 @@ def test_prune_keeps_an_old_digest_a_delivery_still_owes(store: Store, status: s
     assert kept is not None and [item.paper.key for item in kept.items] == keys
     assert sorted(row.status for row in store.deliveries(profile="ann")) == sorted(("sent", status))
     assert store.digest("bob", OLD) is None
-    assert "kept 1 older digests an unfinished delivery needs" in report.line()
+    assert "kept 1 older digest an unfinished delivery needs" in report.line()
 
 
 def test_prune_goes_in_batches_and_misses_nothing(
@@ -228,7 +228,7 @@ def test_after_run_logs_one_line_when_something_went(
     assert report is not None and report.digests == 1
     lines = [r.getMessage() for r in caplog.records if r.name == "digest.retention"]
     assert lines == [report.line()]
-    assert lines[0].startswith(f"pruned what is older than {(TODAY - timedelta(days=30)).isoformat()}: 1 digests")
+    assert lines[0].startswith(f"pruned what is older than {(TODAY - timedelta(days=30)).isoformat()}: 1 digest (")
 
 
 # -- digest store vacuum ---------------------------------------------------------------------------
@@ -252,7 +252,7 @@ def test_store_vacuum_prunes_and_shrinks_the_file(tmp_path: Path) -> None:
     after = path.stat().st_size + (Path(f"{path}-wal").stat().st_size if Path(f"{path}-wal").exists() else 0)
     assert after < before / 4
     lines = result.output.splitlines()
-    assert lines[0].startswith("pruned what is older than 2026-08-28: 1 digests (20 items, 2 ledger rows)")
+    assert lines[0].startswith("pruned what is older than 2026-08-28: 1 digest (20 items, 2 ledger rows)")
     assert lines[1].startswith("store: ") and " before, " in lines[1] and lines[1].endswith(f"after ({path})")
     with Store.open(path) as store:
         assert [d.day for d in store.digests("ann")] == [RECENT]
