@@ -1491,17 +1491,25 @@ class Store:
         )
         return [datetime.fromisoformat(row[0]) for row in rows]
 
+    @contextmanager
+    def patience(self, seconds: float) -> Iterator[None]:
+        """Within it, wait at most `seconds` for another process holding the write lock (30 s,
+        the store's own patience, otherwise): a command a person waits for says so sooner."""
+        self._db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA busy_timeout = 30000")
+
     def vacuum(self) -> None:
         """Rewrite the file without its free pages (SQLite VACUUM), then fold the -wal back into
         it and truncate it. Waits a few seconds at most for a job writing to the store."""
         try:
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("VACUUM")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            with self.patience(5):
+                self._db.execute("VACUUM")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: could not vacuum the store: {_locked_hint(exc)}") from None
-        finally:
-            self._db.execute("PRAGMA busy_timeout = 30000")
 
 
 # What a delivery still owes: retention keeps its digest, items and ledger rows, whatever its age.
