@@ -145,10 +145,11 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         return self._retrying(lambda began: self._attempt(url, headers, accept_error_body, began))
 
-    def _retrying(self, attempt_once: Callable[[float], T]) -> T:
+    def _retrying(self, attempt_once: Callable[[float], T], retries: int | None = None) -> T:
         """`attempt_once(began)` until it answers, retried with backoff (or the server's
-        Retry-After) while it raises _Retryable, within the retries and the fetch deadline."""
-        attempts = self.policy.retries + 1
+        Retry-After) while it raises _Retryable, within the retries (the policy's unless given)
+        and the fetch deadline."""
+        attempts = (self.policy.retries if retries is None else retries) + 1
         began = self._monotonic()
         for attempt in range(1, attempts + 1):
             try:
@@ -174,6 +175,7 @@ class Fetcher:
         *,
         method: str = "POST",
         on_hand_over: Callable[[], None] | None = None,
+        retries: int | None = None,
     ) -> PostResult:
         """POST (or PUT: Matrix sends a message with PUT and a transaction id) one body, once.
 
@@ -198,7 +200,8 @@ class Fetcher:
             if not any(name.lower() == "content-type" for name in sent_headers):
                 sent_headers["Content-Type"] = "application/json; charset=utf-8"
         return self._retrying(
-            lambda began: self._post_attempt(method, url, content, sent_headers, on_hand_over)
+            lambda began: self._post_attempt(method, url, content, sent_headers, on_hand_over),
+            retries,
         )
 
     def _post_attempt(
@@ -251,7 +254,8 @@ class Fetcher:
             raise _Retryable(f"connection failed for {shown}: {exc or type(exc).__name__}") from None
         except httpx.TimeoutException as exc:  # read or write: the body went, or part of it
             raise UncertainPostError(
-                f"{type(exc).__name__} waiting for {shown}: the message may have been posted"
+                f"{type(exc).__name__} waiting for {shown}: the message may have been posted",
+                timed_out=True,
             ) from None
         except httpx.TransportError as exc:  # the connection dropped after the request was sent
             raise UncertainPostError(
@@ -395,7 +399,12 @@ class UncertainPostError(FetchError):
     The message may have been posted, so it is not sent again here.
 
     For now here, beside the POST that raises it; the delivery side maps it to
-    digest.errors.UncertainDeliveryError."""
+    digest.errors.UncertainDeliveryError. `timed_out`: no answer within the read timeout (a
+    server that hangs), as opposed to one that answered 5xx or dropped the connection."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class RejectedPostError(FetchError):

@@ -161,7 +161,8 @@ def chat_status(config: Config, store: Store, now: Any) -> tuple[str, list[str]]
 @dataclass(frozen=True)
 class Fault:
     """What a run of four owed digests does against a receiver in these modes (None: nothing
-    listens), with a breaker of 3 and two retries in the HTTP client."""
+    listens), with a breaker of 3 and one retry of a post that provably did not arrive
+    (chat.POST_RETRIES)."""
 
     modes: tuple[str, ...] | None
     requests: int  # requests the receiver saw
@@ -195,12 +196,12 @@ FAULTS = {
         "(is [chat.lab] still right?", True,
     ),
     "503": Fault(
-        ("503",), 9, 0, UNREACHED, (2.0, 4.0) * 3,
+        ("503",), 6, 0, UNREACHED, (2.0,) * 3,
         f"slack:lab: 2 pending, 2 deferred — stopped since {WHEN}: the Slack chat 'lab' failed 3 times",
         "HTTP 503 Service Unavailable", True,
     ),
     "refused": Fault(
-        None, 0, 0, UNREACHED, (2.0, 4.0) * 3,
+        None, 0, 0, UNREACHED, (2.0,) * 3,
         f"slack:lab: 2 pending, 2 deferred — stopped since {WHEN}: the Slack chat 'lab' failed 3 times",
         "connection failed for http://127.0.0.1:", True,
     ),
@@ -362,7 +363,7 @@ def test_an_uncertain_matrix_put_is_repeated_once_with_its_transaction_id_and_is
     tmp_path: Path, receiver: Receiver, poster: Fetcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = matrix_setup(tmp_path, receiver, monkeypatch)
-    receiver.answer("slow", "ok")  # stored, answered late; the repeat is answered at once
+    receiver.answer("drop", "ok")  # stored, the connection dropped; the repeat is answered
     with Store.open(tmp_path / "s.sqlite3") as store:
         owe(store, {"reader0": ("matrix:room",)})
         report = deliver(config, store, poster, Clock())["matrix:room"]
@@ -374,11 +375,25 @@ def test_an_uncertain_matrix_put_is_repeated_once_with_its_transaction_id_and_is
     assert (row.status, row.attempts, row.message_id) == ("sent", 1, "paperdigest-room.reader0-2026-11-20")
 
 
-def test_a_matrix_put_uncertain_twice_is_left_uncertain_never_put_a_third_time(
+def test_a_matrix_put_that_timed_out_is_not_repeated_a_hung_homeserver_costs_one_timeout(
     tmp_path: Path, receiver: Receiver, poster: Fetcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = matrix_setup(tmp_path, receiver, monkeypatch)
     receiver.answer("slow")
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        owe(store, {"reader0": ("matrix:room",)})
+        report = deliver(config, store, poster, Clock())["matrix:room"]
+        (row,) = store.deliveries()
+    assert [s.raw_path for s in receiver.seen] == [TXN_PATH]
+    assert (report.uncertain, row.status) == (1, "uncertain")
+    assert "ReadTimeout" in (row.error or "")
+
+
+def test_a_matrix_put_uncertain_twice_is_left_uncertain_never_put_a_third_time(
+    tmp_path: Path, receiver: Receiver, poster: Fetcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = matrix_setup(tmp_path, receiver, monkeypatch)
+    receiver.answer("drop")
     clock = Clock()
     with Store.open(tmp_path / "s.sqlite3") as store:
         owe(store, {"reader0": ("matrix:room",)})
@@ -389,7 +404,7 @@ def test_a_matrix_put_uncertain_twice_is_left_uncertain_never_put_a_third_time(
     assert [s.raw_path for s in receiver.seen] == [TXN_PATH] * 2
     assert len(receiver.stored) == 1
     assert (report.uncertain, again, row.status) == (1, DeliveryReport(), "uncertain")
-    assert "the Matrix chat 'room': ReadTimeout" in (row.error or "")
+    assert "the Matrix chat 'room': connection lost" in (row.error or "")
     assert "syt_room_token" not in (row.error or "")
 
 

@@ -26,14 +26,16 @@ names the chat (`[[profile]] chat = ["lab"]`, `[chat.lab]` in config.toml), post
 run's one HTTP client (digest.fetch.Fetcher.post: its timeouts, politeness and Retry-After). How
 a post's outcome maps onto the ledger:
 - 2xx: sent.
-- it provably did not arrive (refused, a connect timeout, 429 or 503 after the client's retries):
+- it provably did not arrive (refused, a connect timeout, 429 or 503, after one retry):
   UnreachableError, so the row waits for the next run and the circuit breaker counts it.
 - 401, 403, 404, 410: the webhook or the token is wrong or gone; every message would fail alike, so
   the chat stops for this run (a setup problem, shown by `digest status`).
 - another 4xx (400, 413, ...): this message was refused; not sent again.
 - a timeout after the request went, a dropped connection, 500/502/504: uncertain, as SMTP's are.
-  Matrix alone can do better: its PUT carries a transaction id that the server answers once, so an
-  uncertain PUT is repeated at once and only a second uncertain answer is left 'uncertain'.
+  Matrix alone can do better: its PUT carries a transaction id that the server answers once, so a
+  PUT whose connection dropped or that got a 5xx is repeated at once, and only a second uncertain
+  answer is left 'uncertain' (a read timeout is not repeated: the homeserver hangs, and a second
+  wait would double what it costs the run).
 The webhook URL and the Matrix token are secrets: read when the first message goes, never logged
 (errors show the scheme and host only).
 """
@@ -515,6 +517,10 @@ def _how_many(
 # -- the channel -----------------------------------------------------------------------------
 
 KIND_NAMES = {"slack": "Slack", "discord": "Discord", "matrix": "Matrix", "webhook": "webhook"}
+# Tries of one post that provably did not arrive (refused, no connection, 429, 503) before the
+# row waits for the next run: 2 keep a chat that never answers to about a minute of the run
+# (the circuit breaker stops it after 3 posts), where [fetch] retries (3) let it hold 162 s.
+POST_RETRIES = 1
 # The webhook or token is wrong or gone: every message to this chat would be refused alike.
 _SETUP_STATUSES = (401, 403, 404, 410)
 
@@ -616,16 +622,20 @@ class ChatChannel:
         try:
             # The ledger records the hand-over as the request starts on an open connection.
             self.poster.post(
-                url, message.body, headers, method=message.method, on_hand_over=handing_over
+                url, message.body, headers, method=message.method, on_hand_over=handing_over,
+                retries=POST_RETRIES,
             )
         except UncertainPostError as exc:
-            if self.kind != "matrix":
+            if self.kind != "matrix" or exc.timed_out:
+                # (A homeserver that let the read time out is hung or slow: a second PUT would
+                # double what it costs the run, and the quarantine's retry is just as safe.)
                 raise UncertainDeliveryError(f"{self.where}: {exc}") from None
             # The same transaction id again: a Matrix server answers it with the first event,
             # so this is never a second message.
             try:
                 self.poster.post(
-                    url, message.body, headers, method=message.method, on_hand_over=handing_over
+                    url, message.body, headers, method=message.method, on_hand_over=handing_over,
+                    retries=POST_RETRIES,
                 )
             except UncertainPostError as again:
                 raise UncertainDeliveryError(f"{self.where}: {again}") from None
