@@ -32,8 +32,10 @@ import smtplib
 import ssl
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -78,6 +80,9 @@ MAILDIR_SUFFIX = ".paperdigest"
 # Messages built at a time, their short links kept in one transaction: a transaction for each
 # message's ~40 links (random keys, a page each) took longer than rendering it.
 BUILD_AHEAD = 100
+# A batch: each row's message (None: nothing to send; an exception: why it could not be built),
+# the short links the batch made, and when the newest of its digests ends.
+_Batch = tuple[dict[tuple[str, str, date], "OutgoingMail | Exception | None"], dict[str, str], datetime]
 _Answer = TypeVar("_Answer")
 RECONNECT_PAUSE_S = 0.5  # give a server that just dropped us a moment before knocking again
 
@@ -648,6 +653,11 @@ class MailBuilder:
         self._upcoming: dict[tuple[str, str, date], int] | None = None
         self._rows: list[Delivery] = []
         self._ahead: dict[tuple[str, str, date], OutgoingMail | Exception | None] = {}
+        # While prefetching: the worker thread, its own store connection, and the batch it is
+        # building (the index of its first row in the run's rows).
+        self._worker: ThreadPoolExecutor | None = None
+        self._reader: Store | None = None
+        self._next: tuple[int, Future[_Batch]] | None = None
 
     def __call__(self, delivery: Delivery) -> OutgoingMail | None:
         address = delivery.address
@@ -674,7 +684,8 @@ class MailBuilder:
         """This row's message and those of the next open rows, BUILD_AHEAD in all, with the short
         links of them all kept in one transaction (one a message cost more than rendering it).
         Whether a row's address is still subscribed is checked when it is sent, not here; a
-        message built for a row another run sends, or that is not sent, is dropped."""
+        message built for a row another run sends, or that is not sent, is dropped. While
+        `prefetching`, the batch after this one is built meanwhile on a thread of its own."""
         if self._upcoming is None:
             self._rows = [
                 row
@@ -684,30 +695,81 @@ class MailBuilder:
             self._upcoming = {_row_key(row): index for index, row in enumerate(self._rows)}
         start = self._upcoming.get(_row_key(delivery))
         rows = [delivery] if start is None else [delivery, *self._rows[start + 1:start + BUILD_AHEAD]]
-        self._ahead.clear()
-        for row in rows:
-            try:
-                self._ahead[_row_key(row)] = self._built(row)
-            except Exception as exc:  # this row's alone: raised when it is asked for
-                self._ahead[_row_key(row)] = exc
-        made = self.shorten.take()
+        batch = self._prefetched(start)
+        if batch is None:
+            batch = self._batch(rows, self.store)
+        built, made, until = batch
+        self._ahead = built
         if made:
-            untils = [
-                digest.until
-                for row in rows
-                if (digest := self._digests.get((row.profile, row.day))) is not None
-            ]
             try:
-                self.store.save_short_links(made, max(untils))
+                self.store.save_short_links(made, until)
             except BaseException:
                 self.shorten.forget(made)
                 self._ahead.clear()  # none of them may go: their links would not work
                 raise
+        following = None if start is None else start + BUILD_AHEAD
+        if self._worker is not None and following is not None and following < len(self._rows):
+            self._next = (following, self._worker.submit(
+                self._batch_in_worker, self._rows[following:following + BUILD_AHEAD]
+            ))
 
-    def _built(self, row: Delivery) -> OutgoingMail | None:
+    def _prefetched(self, start: int | None) -> _Batch | None:
+        """The worker's batch, when it starts at `start`; any other is dropped (and the short
+        links it made are made again when needed)."""
+        if self._next is None:
+            return None
+        (first, future), self._next = self._next, None
+        try:
+            batch = future.result()
+        except Exception:  # the worker could not read the store: build here instead
+            log.debug("mail: building ahead failed; building in the run's thread", exc_info=True)
+            return None
+        if first == start:
+            return batch
+        self.shorten.forget(batch[1])
+        return None
+
+    def _batch_in_worker(self, rows: list[Delivery]) -> _Batch:
+        if self._reader is None:  # the worker's own connection: sqlite3's are not shared
+            self._reader = Store.open(self.store.path)
+        return self._batch(rows, self._reader)
+
+    def _batch(self, rows: list[Delivery], store: Store) -> _Batch:
+        """The messages of `rows` (or why one could not be built), the short links they made,
+        and when the newest of their digests ends."""
+        built: dict[tuple[str, str, date], OutgoingMail | Exception | None] = {}
+        for row in rows:
+            try:
+                built[_row_key(row)] = self._built(row, store)
+            except Exception as exc:  # this row's alone: raised when it is asked for
+                built[_row_key(row)] = exc
+        untils = [
+            digest.until
+            for row in rows
+            if (digest := self._digests.get((row.profile, row.day))) is not None
+        ]
+        return built, self.shorten.take(), max(untils, default=datetime.min.replace(tzinfo=UTC))
+
+    @contextmanager
+    def prefetching(self) -> Iterator[None]:
+        """Within it, each batch's successor is built on a thread of its own while this one's
+        messages go out (sending is mostly waiting for the server). One thread at a time uses
+        the renderer and the shortener: the run's thread builds only when the worker is idle."""
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-builder")
+        try:
+            yield
+        finally:
+            worker, self._worker = self._worker, None
+            self._prefetched(None)  # wait for it; what it made is not kept
+            if self._reader is not None:
+                worker.submit(self._reader.close).result()
+                self._reader = None
+            worker.shutdown(wait=True)
+
+    def _built(self, row: Delivery, store: Store) -> OutgoingMail | None:
         key = (row.profile, row.day)
         if key not in self._digests:
-            self._digests[key] = self.store.digest(row.profile, row.day)
+            self._digests[key] = store.digest(row.profile, row.day)
         digest = self._digests[key]
         if digest is None or row.address is None:
             return None
@@ -849,6 +911,10 @@ class MailChannel:
         ]
 
     def deliver(self, run: RunContext) -> DeliveryReport:
+        with self.builder.prefetching():
+            return self._deliver(run)
+
+    def _deliver(self, run: RunContext) -> DeliveryReport:
         config = self.config
         return deliver_rows(
             self.store,
