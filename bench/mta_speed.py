@@ -360,7 +360,7 @@ def main() -> None:
         template = Path(work) / "template"
         papers = prepare_store(template, options.corpus)
         print(f"{count} profiles, one address each; {papers} papers in the store; "
-              f"median of {options.repeat} runs of `digest run --no-fetch --now`")
+              f"median of {options.repeat} runs of `digest run --no-fetch --now`", flush=True)
         # Interleaved, postfix then aiosmtpd, so a drift in the machine's speed touches both.
         for repeat in range(options.repeat):
             for server in options.server:
@@ -379,7 +379,7 @@ def main() -> None:
                                 + "\n".join(mta.log.read_text(errors="replace").splitlines()[-20:])
                             )
                         print(f"  postfix run {repeat + 1}: {len(files)} messages in the Maildir, "
-                              f"{len(ids)} distinct Message-IDs")
+                              f"{len(ids)} distinct Message-IDs", flush=True)
                 else:
                     with aiosmtpd_server() as port:
                         figures = run_job(template, folder, port, profiles)
