@@ -7,6 +7,7 @@ and the subject line.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -16,7 +17,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from digest.config import WEEKDAYS, ProfileConfig
-from digest.models import Digest, Paper, Reasons, ScoredPaper, SourceNote, SourceRun
+from digest.models import Digest, DigestHead, Paper, Reasons, ScoredPaper, SourceNote, SourceRun
 from digest.text import doi_url, one_line, safe_url
 
 # A first digest (or one after a very long pause) looks back at most this far.
@@ -40,12 +41,24 @@ def last_slot(profile: ProfileConfig, now: datetime) -> datetime | None:
     saving change moves the slot with local time; a time that does not exist that night (02:30 in
     spring) falls an hour later, as clocks do.
     """
-    zone = ZoneInfo(profile.timezone)
+    return _last_slot(profile.timezone, profile.deliver_at, profile.frequency, profile.weekday, now)
+
+
+# Profiles share a few schedules (a zone, a time, a frequency): a run of 100,000 profiles works each
+# schedule's slot out once, not once a profile.
+@functools.lru_cache(maxsize=4096)
+def _last_slot(
+    timezone: str, deliver_at: str, frequency: str, weekday: str, now: datetime
+) -> datetime | None:
+    schedule = ProfileConfig(
+        name="", timezone=timezone, deliver_at=deliver_at, frequency=frequency, weekday=weekday
+    )
+    zone = ZoneInfo(timezone)
     local_now = now.astimezone(zone)
-    at = time.fromisoformat(profile.deliver_at)
+    at = time.fromisoformat(deliver_at)
     for back in range(8):
         day = local_now.date() - timedelta(days=back)
-        if not is_due(profile, day):
+        if not is_due(schedule, day):
             continue
         slot = datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
         if slot <= now:
@@ -54,7 +67,7 @@ def last_slot(profile: ProfileConfig, now: datetime) -> datetime | None:
 
 
 def due_window(
-    profile: ProfileConfig, now: datetime, previous: Digest | None
+    profile: ProfileConfig, now: datetime, previous: Digest | DigestHead | None
 ) -> tuple[date, datetime, datetime] | None:
     """The digest to compose `now`, if one is due: its day and the [since, until) it covers (UTC).
 
@@ -79,7 +92,7 @@ def due_window(
     return day, max(since, now - MAX_LOOKBACK), now
 
 
-def next_slot(profile: ProfileConfig, now: datetime, previous: Digest | None) -> datetime | None:
+def next_slot(profile: ProfileConfig, now: datetime, previous: Digest | DigestHead | None) -> datetime | None:
     """The first moment after `now` when the profile's next digest is due (UTC); a day that
     has its digest already (made early with `digest run --now`) is skipped."""
     zone = ZoneInfo(profile.timezone)
@@ -95,7 +108,7 @@ def next_slot(profile: ProfileConfig, now: datetime, previous: Digest | None) ->
 
 
 def now_window(
-    profile: ProfileConfig, now: datetime, previous: Digest | None
+    profile: ProfileConfig, now: datetime, previous: Digest | DigestHead | None
 ) -> tuple[date, datetime, datetime] | None:
     """The digest to compose when asked for it now (`digest run --now`): due or not, but still
     one a local day, so the slot later that day finds it made and sends nothing twice."""
@@ -109,7 +122,7 @@ def now_window(
 
 
 def preview_window(
-    profile: ProfileConfig, now: datetime, previous: Digest | None
+    profile: ProfileConfig, now: datetime, previous: Digest | DigestHead | None
 ) -> tuple[date, datetime, datetime]:
     """What a digest composed right now would cover, due or not (for `digest preview`)."""
     day = now.astimezone(ZoneInfo(profile.timezone)).date()

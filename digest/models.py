@@ -291,6 +291,16 @@ class Digest:
         return tuple(note for note in self.sources if note.failed)
 
 
+@dataclass(frozen=True, slots=True)
+class DigestHead:
+    """What the schedule needs of a profile's latest digest: its day and where its window ended.
+    Read for every profile on every run, so it is read without the digest's items."""
+
+    profile: str
+    day: date
+    until: datetime
+
+
 # A delivery's life: pending -> sending (claimed by one run) -> sent | deferred | failed | skipped
 # | uncertain. deferred: a transient error (4xx, connection); the next run tries again. failed: a
 # permanent error (5xx, a bounce) or too many tries; never retried. skipped: nothing to send (an

@@ -424,6 +424,9 @@ def rank_day(
 # -- one full cycle: ingest, rank, compose, then every channel ------------------------------------
 
 
+SAVE_BATCH = 500  # digests stored per transaction
+
+
 @contextmanager
 def open_poster(config: Config) -> Iterator[Fetcher | None]:
     """The HTTP client team chats are posted with, closed after the run; None when no chat is
@@ -528,9 +531,9 @@ def compose_due(
     now = clock()
     window_of = compose.now_window if now_too else compose.due_window
     due: dict[tuple[datetime, datetime], list[tuple[ProfileConfig, date]]] = {}
+    heads = store.digest_heads()  # one query, no digest read: an idle run costs next to nothing
     for profile in profiles:
-        latest = store.digests(profile.name, limit=1)
-        window = window_of(profile, now, latest[0] if latest else None)
+        window = window_of(profile, now, heads.get(profile.name))
         if window is not None:  # else: not due yet, or composed already (by this run or another)
             day, since, until = window
             due.setdefault((since, until), []).append((profile, day))
@@ -544,8 +547,8 @@ def compose_due(
         candidates = store.papers(since=since, until=until, limit=None)
         runs = store.source_runs_between(since, until)
         ranked = rank(ranker, store, clock, candidates, [profile for profile, _ in group], feedback)
-        for profile, day in group:
-            digest = compose.compose(
+        made = [
+            compose.compose(
                 profile,
                 day,
                 since,
@@ -554,15 +557,25 @@ def compose_due(
                 items=ranked[profile.name],
                 runs=runs,
             )
-            saved = store.save_digest(digest, targets(profile), now)
-            if saved is digest:
+            for profile, day in group
+        ]
+        by_name = {profile.name: profile for profile, _ in group}
+        # Saved SAVE_BATCH at a time: one transaction (one fsync) for many digests.
+        for start in range(0, len(made), SAVE_BATCH):
+            batch = made[start : start + SAVE_BATCH]
+            saved = store.save_digests(
+                [(digest, targets(by_name[digest.profile])) for digest in batch], now
+            )
+            for digest, kept in zip(batch, saved, strict=True):
+                if kept is not digest:
+                    continue  # another run composed it first; its digest stands
                 composed.append(digest)
-                with logs.context(profile=profile.name):
+                with logs.context(profile=digest.profile):
                     log.info(
                         "composed the digest of %s: %d of %d new papers",
-                        day,
+                        digest.day,
                         len(digest.items),
-                        len(candidates),
+                        digest.scanned,
                     )
     return composed
 

@@ -34,6 +34,7 @@ from digest.models import (
     VOLATILE_FIELDS,
     Delivery,
     Digest,
+    DigestHead,
     Feedback,
     FetchResult,
     Interests,
@@ -824,51 +825,88 @@ class Store:
         """
         try:
             with self._transaction():
-                existing = self._digest(digest.profile, digest.day)
-                if existing is not None:
-                    return existing
-                self._db.execute(
-                    "INSERT INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        digest.profile,
-                        digest.day.isoformat(),
-                        digest.timezone,
-                        digest.since.isoformat(),
-                        digest.until.isoformat(),
-                        digest.scanned,
-                        _JSON.encode([[n.source, n.status, n.error] for n in digest.sources]),
-                    ),
-                )
-                self._db.executemany(
-                    "INSERT INTO digest_items VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            digest.profile,
-                            digest.day.isoformat(),
-                            position,
-                            item.paper.key,
-                            item.score,
-                            _reasons_json(item.reasons),
-                        )
-                        for position, item in enumerate(digest.items)
-                    ],
-                )
-                self._db.executemany(
-                    """INSERT INTO deliveries (profile, channel, day, status, updated)
-                       VALUES (?, ?, ?, 'pending', ?)""",
-                    [
-                        (digest.profile, channel, digest.day.isoformat(), now.isoformat())
-                        for channel in dict.fromkeys(channels)
-                    ],
-                )
+                return self._insert_digest(digest, channels, now)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"{self.path}: could not store the digest of {digest.profile} for {digest.day}: {exc}"
             ) from None
+
+    def _insert_digest(self, digest: Digest, channels: Iterable[str], now: datetime) -> Digest:
+        """The inside of save_digest(s), in the caller's transaction."""
+        taken = self._db.execute(
+            "SELECT 1 FROM digests WHERE profile = ? AND day = ?",
+            (digest.profile, digest.day.isoformat()),
+        ).fetchone()
+        if taken is not None:
+            existing = self._digest(digest.profile, digest.day)
+            assert existing is not None
+            return existing
+        self._db.execute(
+            "INSERT INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                digest.profile,
+                digest.day.isoformat(),
+                digest.timezone,
+                digest.since.isoformat(),
+                digest.until.isoformat(),
+                digest.scanned,
+                _JSON.encode([[n.source, n.status, n.error] for n in digest.sources]),
+            ),
+        )
+        self._db.executemany(
+            "INSERT INTO digest_items VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    digest.profile,
+                    digest.day.isoformat(),
+                    position,
+                    item.paper.key,
+                    item.score,
+                    _reasons_json(item.reasons),
+                )
+                for position, item in enumerate(digest.items)
+            ],
+        )
+        self._db.executemany(
+            """INSERT INTO deliveries (profile, channel, day, status, updated)
+               VALUES (?, ?, ?, 'pending', ?)""",
+            [
+                (digest.profile, channel, digest.day.isoformat(), now.isoformat())
+                for channel in dict.fromkeys(channels)
+            ],
+        )
         return digest
 
     def digest(self, profile: str, day: date) -> Digest | None:
         return self._digest(profile, day)
+
+    def digest_heads(self) -> dict[str, DigestHead]:
+        """Every profile's latest digest, its day and end only: what the schedule needs, in one
+        query and without reading a digest's items (an idle run reads nothing else)."""
+        # SQLite gives the bare column `until` from the row that holds max(day).
+        rows = self._db.execute("SELECT profile, max(day), until FROM digests GROUP BY profile")
+        return {
+            profile: DigestHead(profile, date.fromisoformat(day), datetime.fromisoformat(until))
+            for profile, day, until in rows
+        }
+
+    def save_digests(
+        self, composed: Sequence[tuple[Digest, Iterable[str]]], now: datetime
+    ) -> list[Digest]:
+        """Store many composed digests, each with a pending ledger row per channel, in ONE
+        transaction (a run's hundreds of digests cost one commit, not one each). As save_digest:
+        a (profile, day) already stored (another run was first) keeps the stored digest, which
+        is returned in its place."""
+        saved: list[Digest] = []
+        try:
+            with self._transaction():
+                for digest, channels in composed:
+                    saved.append(self._insert_digest(digest, channels, now))
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"{self.path}: could not store {len(composed)} digests: {exc}"
+            ) from None
+        return saved
 
     def digests(
         self, profile: str, *, since_day: date | None = None, limit: int | None = None
