@@ -48,7 +48,6 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -562,7 +561,7 @@ class ChatChannel:
         self.poster = poster
         self.name = f"{chat.kind}:{chat.name}"
         self.kind = chat.kind
-        self._digests: dict[tuple[str, date], Digest | None] = {}
+        self._profiles = {profile.name: profile for profile in config.profiles}
 
     @property
     def where(self) -> str:
@@ -599,14 +598,12 @@ class ChatChannel:
         )
 
     def build(self, row: Delivery) -> ChatMessage | None:
-        profile = next((p for p in self.config.profiles if p.name == row.profile), None)
+        profile = self._profiles.get(row.profile)
         if profile is None or self.chat.name not in profile.chats:
             log.info("%s: %s no longer posts to this chat; not sent", self.name, row.profile)
             return None
-        key = (row.profile, row.day)
-        if key not in self._digests:
-            self._digests[key] = self.store.digest(row.profile, row.day)
-        digest = self._digests[key]
+        # One row per digest on this chat: read once, kept by nobody.
+        digest = self.store.digest(row.profile, row.day)
         if digest is None or (not digest.items and not self.config.email.send_empty):
             return None
         _, atom_path = feeds.profile_feed_paths(row.profile)
