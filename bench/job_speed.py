@@ -1,0 +1,522 @@
+"""Benchmark (issue 16): the whole job, `digest run --no-fetch`, as a process, for N profiles.
+
+    python bench/job_speed.py [--profiles 1000 --profiles 10000] [--processes 1|2] [--repeat 1]
+        [--embeddings] [--profile-run [--profiler auto|py-spy|cprofile]] [--keep DIR]
+
+Setup, once per N and repeat, in a temporary folder and not timed: a config.toml (data_dir in the
+folder, `[output] base_url`, no [smtp] so mail goes to the Maildir outbox, `[rank] embeddings =
+false` unless --embeddings) with N generated profiles, all due at the same instant (deliver_at
+07:00 UTC, one address each; keywords are frequent title words and bigrams of the shared corpus,
+categories its own, a pinned author for one profile in three, a seeded generator); and the store
+holding the shared corpus (../shared/corpus), each listing day first seen at 20:00 UTC that day,
+so the last listing day's 531 papers are the new ones at the run's clock, 07:05 UTC the next
+morning. The clock reaches the process as tests/test_crash_loop.py's DRIVER passes it: through
+the CLI's context object, starting at that instant and ticking at the wall clock's pace.
+
+Measured per run: wall time (from the parent), CPU time (user + sys of the finished process, from
+wait4), peak RSS (the process's VmHWM), bytes the process wrote (its /proc/self/io write_bytes,
+read at exit) and the store's growth (main file + WAL), the config's load time inside the run;
+then the idle run right after it (the same command at the clock + 1 hour: nothing is due), its
+wall time. With --processes 2, two processes run at once on the same store (the ledger shares the
+work): wall until both ended, CPU and bytes summed, peak the larger one; the idle run is one
+process. Prints a table over N (medians with --repeat > 1), per-profile figures, and how each
+figure grows between consecutive N against the growth of N.
+
+--profile-run: one more run per N under a profiler (py-spy when installed, else cProfile), not
+counted in the table, and its top 25 entries by cumulative time: where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import os
+import pstats
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from io import StringIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from digest.models import Origin, Record  # noqa: E402
+from digest.store import Store  # noqa: E402
+from digest.terms import STOP_WORDS  # noqa: E402
+
+DEFAULT_CORPUS = ROOT.parent / "shared/corpus/arxiv_cs_2026-05-01_2026-06-30.jsonl.gz"
+STORE_NAME = "paperdigest.sqlite3"  # Config.store_path's file name in data_dir
+DELIVER_AT = dtime(7, 0)
+AFTER = timedelta(minutes=5)  # the run's clock: this long after the profiles' deliver_at
+IDLE_AFTER = timedelta(hours=1)  # the idle run: an hour later, nothing due
+
+# `digest run --no-fetch` whose clock starts at argv[2] and ticks at the wall clock's pace (as
+# tests/test_crash_loop.py's DRIVER). At exit it writes what the kernel counted for it to argv[3]
+# as JSON. argv[4]: a cProfile output file, or "" for none.
+DRIVER = """
+import atexit, json, resource, sys, time
+began_wall = time.perf_counter()
+from datetime import datetime, timedelta
+from digest.cli import _Context, cli
+config_path, at, report_path, profile_path = sys.argv[1:5]
+start, began = datetime.fromisoformat(at), time.monotonic()
+timings = {"import_s": time.perf_counter() - began_wall}
+
+def clock():
+    return start + timedelta(seconds=time.monotonic() - began)
+
+class Context(_Context):
+    def config(self):
+        t = time.perf_counter()
+        try:
+            return super().config()
+        finally:
+            timings["config_s"] = time.perf_counter() - t
+
+def report():
+    io = {}
+    with open("/proc/self/io") as lines:
+        for line in lines:
+            name, _, value = line.partition(":")
+            io[name] = int(value)
+    hwm = 0
+    with open("/proc/self/status") as lines:
+        for line in lines:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    with open(report_path, "w") as out:
+        json.dump({**timings, "io": io, "hwm_kb": hwm, "cpu_s": usage.ru_utime + usage.ru_stime,
+                   "wall_s": time.perf_counter() - began_wall}, out)
+
+atexit.register(report)
+args = ["--config", config_path, "run", "--no-fetch"]
+context = Context(config_path, clock)
+if profile_path:
+    import cProfile
+    profiler = cProfile.Profile()
+    code = 0
+    try:
+        profiler.runcall(cli.main, args=args, obj=context, prog_name="digest")
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        profiler.dump_stats(profile_path)
+    sys.exit(code)
+cli.main(args=args, obj=context, prog_name="digest")
+"""
+
+
+# -- setup ------------------------------------------------------------------------------------------
+
+
+def load_days(path: Path) -> dict[date, list[Record]]:
+    """The corpus as one listing per listing day (as bench/ingest_corpus.py reads it)."""
+    days: dict[date, list[Record]] = defaultdict(list)
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            item = json.loads(line)
+            listed = date.fromisoformat(item["listed"])
+            days[listed].append(
+                Record(
+                    origin=Origin("arxiv-cs", "https://arxiv.org/list/cs/new", "arxiv-listing"),
+                    title=item["title"],
+                    arxiv_id=item["id"],
+                    abstract=item["abstract"],
+                    authors=tuple(item["authors"]),
+                    categories=tuple(item["categories"]),
+                    primary_category=item["categories"][0] if item["categories"] else None,
+                    listed=listed,
+                )
+            )
+    return dict(sorted(days.items()))
+
+
+def build_store(path: Path, days: dict[date, list[Record]]) -> int:
+    """The corpus ingested a listing day at a time, each first seen at 20:00 UTC that day; the
+    number of papers the last day brought."""
+    new = 0
+    with Store.open(path) as store:
+        for day, records in days.items():
+            seen_at = datetime.combine(day, dtime(20, 0), tzinfo=UTC)
+            new = len(store.ingest(records, seen_at).new_keys)
+    return new
+
+
+@dataclass(frozen=True)
+class Pools:
+    words: list[str]
+    bigrams: list[str]
+    categories: list[str]
+    authors: list[str]
+
+
+def pools(days: dict[date, list[Record]]) -> Pools:
+    """What profiles are drawn from: the corpus' frequent title words and bigrams, its
+    categories and its frequent authors."""
+    words: Counter[str] = Counter()
+    bigrams: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
+    authors: Counter[str] = Counter()
+    for records in days.values():
+        for record in records:
+            tokens = [
+                w for w in re.findall(r"[a-z]+", record.title.lower())
+                if len(w) > 3 and w not in STOP_WORDS
+            ]
+            words.update(tokens)
+            bigrams.update(f"{a} {b}" for a, b in itertools.pairwise(tokens))
+            categories.update(record.categories)
+            authors.update(record.authors)
+    return Pools(
+        words=[w for w, n in words.most_common(3000) if n >= 3],
+        bigrams=[b for b, n in bigrams.most_common(1000) if n >= 3],
+        categories=[c for c, n in categories.most_common() if n >= 20],
+        authors=[a for a, n in authors.most_common(5000) if n >= 3],
+    )
+
+
+def _strings(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(item, ensure_ascii=False) for item in items) + "]"
+
+
+def config_text(count: int, pool: Pools, seed: int, embeddings: bool) -> str:
+    """config.toml: one source (never fetched: --no-fetch), Maildir outbox, N profiles all due
+    at 07:00 UTC."""
+    rng = random.Random(seed)
+    parts = [
+        'data_dir = "data"\n',
+        '[output]\nbase_url = "https://digest.example.org"\n',
+        '[fetch]\ncontact = "bench@example.org"\n',
+        '[email]\nfrom = "paperdigest <digest@example.org>"\n',
+        f"[rank]\nembeddings = {'true' if embeddings else 'false'}\n",
+        '[sources.arxiv-cs]\nkind = "arxiv-listing"\nurl = "https://arxiv.org/list/cs/new"\n',
+    ]
+    for number in range(count):
+        keywords = rng.sample(pool.words, rng.randint(2, 5)) + rng.sample(pool.bigrams, 1)
+        lines = [
+            f"[profiles.p{number:06}]",
+            f'email = ["reader{number:06}@example.org"]',
+            f"keywords = {_strings(keywords)}",
+            f"categories = {_strings(rng.sample(pool.categories[:40], rng.randint(1, 3)))}",
+            'timezone = "UTC"',
+            f'deliver_at = "{DELIVER_AT:%H:%M}"',
+        ]
+        if number % 3 == 0:
+            lines.append(f"authors = {_strings(rng.sample(pool.authors, 1))}")
+        if number % 4 == 0:
+            lines.append(f"negative_keywords = {_strings(rng.sample(pool.words, 1))}")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+# -- measuring -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float  # summed over the processes
+    peak_mb: float  # the largest process's
+    written_mb: float  # /proc/PID/io write_bytes, summed
+    wchar_mb: float  # /proc/PID/io wchar (bytes handed to write() and the like), summed
+    store_growth_mb: float
+    config_s: float  # the config's load time in the run (the first process's)
+    exit_codes: tuple[int, ...]
+
+
+def store_bytes(data: Path) -> int:
+    return sum(
+        (data / f"{STORE_NAME}{suffix}").stat().st_size
+        for suffix in ("", "-wal")
+        if (data / f"{STORE_NAME}{suffix}").exists()
+    )
+
+
+def run_job(
+    folder: Path, at: datetime, processes: int, tag: str, profiler: str = ""
+) -> Run:
+    """`digest run --no-fetch` at `at`, as `processes` processes at once; the figures."""
+    data = folder / "data"
+    before = store_bytes(data)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    pids: dict[int, subprocess.Popen[bytes]] = {}
+    reports = []
+    began = time.perf_counter()
+    for index in range(processes):
+        report = folder / f"{tag}-{index}.json"
+        report.unlink(missing_ok=True)
+        reports.append(report)
+        cprofile_out = str(folder / f"{tag}.pstats") if profiler == "cprofile" else ""
+        command = [sys.executable, "-c", DRIVER, str(folder / "config.toml"), at.isoformat(),
+                   str(report), cprofile_out]
+        if profiler == "py-spy":
+            command = ["py-spy", "record", "--rate", "100", "--nonblocking", "--format", "raw",
+                       "--output", str(folder / f"{tag}.pyspy"), "--", *command]
+        with (folder / f"{tag}-{index}.log").open("wb") as out:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        pids[process.pid] = process
+    cpu, codes, ended = 0.0, [], began
+    while pids:
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in pids:
+            continue
+        process = pids.pop(pid)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        codes.append(process.returncode)
+        cpu += usage.ru_utime + usage.ru_stime
+        ended = time.perf_counter()
+    figures = [json.loads(report.read_text()) for report in reports if report.exists()]
+    if len(figures) < processes:
+        print(f"  warning: {processes - len(figures)} process(es) left no report", flush=True)
+    return Run(
+        wall_s=ended - began,
+        cpu_s=cpu,
+        peak_mb=max((f["hwm_kb"] for f in figures), default=0) / 1024,
+        written_mb=sum(f["io"]["write_bytes"] for f in figures) / 1e6,
+        wchar_mb=sum(f["io"]["wchar"] for f in figures) / 1e6,
+        store_growth_mb=(store_bytes(data) - before) / 1e6,
+        config_s=figures[0]["config_s"] if figures else float("nan"),
+        exit_codes=tuple(codes),
+    )
+
+
+def check(folder: Path, count: int) -> str:
+    """What the run left: digests composed, mails in the outbox, profile feed files."""
+    logs = "".join(
+        p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("run-*.log"))
+    )
+    composed = len(re.findall(r"^p\d+: digest of ", logs, re.MULTILINE))
+    outbox = folder / "data" / "outbox"
+    mails = sum(
+        sum(1 for _ in (outbox / box).iterdir()) for box in ("new", "cur") if (outbox / box).is_dir()
+    )
+    feeds = folder / "data" / "feeds" / "profiles"
+    feed_files = sum(1 for _ in feeds.iterdir()) if feeds.is_dir() else 0
+    note = f"{composed} digests composed, {mails} mails in the outbox, {feed_files} profile feed files"
+    if composed != count or mails != count:
+        note += f"  (expected {count}: look at {folder}/run-*.log)"
+    return note
+
+
+def code_version() -> str:
+    """Which digest/ the run measures: the commit, and whether digest/ differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "digest"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"digest/ from {ROOT} (not a git checkout)"
+    return f"digest/ at {commit}" + (" with uncommitted changes" if changed else "")
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f} (5 min {five:.2f})"
+
+
+# -- profiles of a run -----------------------------------------------------------------------------
+
+
+# Frames that only pass the call on (the CLI framework, threads, the driver itself).
+_WRAPPERS = ("click/", "threading.py", "concurrent/futures/", "<string>")
+
+
+def _wrapper(name: str) -> bool:
+    return name.rpartition(" (")[2].startswith(_WRAPPERS)
+
+
+def pyspy_top(path: Path, count: int, rate: int = 100) -> str:
+    """Top functions of py-spy's raw (collapsed) stacks: by inclusive samples, then by own
+    samples. Samples of every Python thread (the mail builder has a worker thread) add up."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    frame = re.compile(r"^(.*) \((.*?)(?::\d+)?\)$")
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack or not samples.isdigit():
+            continue
+        n = int(samples)
+        total += n
+        names = []
+        for part in stack.split(";"):
+            match = frame.match(part)
+            names.append(f"{match.group(1)} ({_short(match.group(2))})" if match else part)
+        for name in set(names):
+            inclusive[name] += n
+        own[names[-1]] += n
+    shown = [(name, n) for name, n in inclusive.most_common() if not _wrapper(name)]
+    lines = [
+        f"{total} samples at {rate}/s over every thread ({total / rate:.1f} s; "
+        "CLI and thread wrappers left out)",
+        f"{'cumulative s':>12} {'%':>6} {'own s':>7}  function",
+    ]
+    for name, n in shown[:count]:
+        lines.append(
+            f"{n / rate:12.1f} {100 * n / max(total, 1):6.1f} {own[name] / rate:7.1f}  {name}"
+        )
+    lines += ["", f"top {count} by own samples:", f"{'own s':>12} {'%':>6}  function"]
+    for name, n in own.most_common(count):
+        lines.append(f"{n / rate:12.1f} {100 * n / max(total, 1):6.1f}  {name}")
+    return "\n".join(lines)
+
+
+def _short(path: str) -> str:
+    for marker in ("/site-packages/", "/lib/python3"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path.removeprefix(str(ROOT) + "/")
+
+
+def cprofile_top(path: Path, count: int) -> str:
+    out = StringIO()
+    pstats.Stats(str(path), stream=out).sort_stats("cumulative").print_stats(count)
+    return out.getvalue()
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+
+def median(runs: list[Run], name: str) -> float:
+    return statistics.median(float(getattr(run, name)) for run in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--profiles", type=int, action="append", help="N (repeatable)")
+    parser.add_argument("--processes", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="0: only the profiled run")
+    parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--embeddings", action="store_true", help="[rank] embeddings = true")
+    parser.add_argument("--profile-run", action="store_true", help="one more run per N, profiled")
+    parser.add_argument("--profiler", choices=("auto", "py-spy", "cprofile"), default="auto")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--keep", type=Path, help="keep each setup under this folder")
+    args = parser.parse_args()
+    sizes = args.profiles or [1000, 10_000]
+    profiler = args.profiler
+    if profiler == "auto":
+        profiler = "py-spy" if shutil.which("py-spy") else "cprofile"
+
+    days = load_days(args.corpus)
+    pool = pools(days)
+    last_day = max(days)
+    at = datetime.combine(last_day + timedelta(days=1), DELIVER_AT, tzinfo=UTC) + AFTER
+    print(f"corpus: {sum(map(len, days.values()))} records over {len(days)} listing days; "
+          f"the run at {at:%Y-%m-%d %H:%M} UTC, idle run at {at + IDLE_AFTER:%H:%M}")
+    work = Path(tempfile.mkdtemp(prefix="job_speed-", dir=args.keep))
+    template = work / "template" / STORE_NAME
+    new = build_store(template, days)
+    print(f"store: {store_bytes(template.parent) / 1e6:.1f} MB, {new} papers new on {last_day}")
+    print(code_version())
+    print(f"processes: {args.processes}; embeddings: {args.embeddings}; repeat: {args.repeat}; "
+          f"{os.cpu_count()} CPUs\n", flush=True)
+
+    def setup(count: int, name: str, text: str) -> Path:
+        folder = work / name
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "data").mkdir(parents=True)
+        shutil.copyfile(template, folder / "data" / STORE_NAME)
+        (folder / "config.toml").write_text(text, encoding="utf-8")
+        return folder
+
+    results: dict[int, tuple[list[Run], list[Run]]] = {}
+    try:
+        for count in sizes:
+            text = config_text(count, pool, args.seed, args.embeddings)
+            print(f"N = {count:,}: config.toml {len(text) / 1e6:.1f} MB", flush=True)
+            runs, idles = [], []
+            for repeat in range(args.repeat):
+                folder = setup(count, f"n{count}-r{repeat}", text)
+                print(f"  run {repeat + 1}: {load()}", flush=True)
+                run = run_job(folder, at, args.processes, "run")
+                idle = run_job(folder, at + IDLE_AFTER, 1, "idle")
+                runs.append(run)
+                idles.append(idle)
+                print(
+                    f"    wall {run.wall_s:.1f} s, CPU {run.cpu_s:.1f} s,"
+                    f" peak {run.peak_mb:,.0f} MB, written {run.written_mb:,.0f} MB"
+                    f" (wchar {run.wchar_mb:,.0f} MB), store +{run.store_growth_mb:.1f} MB,"
+                    f" config load {run.config_s:.2f} s, exit {run.exit_codes};"
+                    f" idle {idle.wall_s:.2f} s (config {idle.config_s:.2f} s, peak"
+                    f" {idle.peak_mb:,.0f} MB, exit {idle.exit_codes}); {load()}",
+                    flush=True,
+                )
+                print(f"    {check(folder, count)}", flush=True)
+                if not args.keep:
+                    shutil.rmtree(folder, ignore_errors=True)
+            if runs:
+                results[count] = (runs, idles)
+            if args.profile_run:
+                folder = setup(count, f"n{count}-profiled", text)
+                print(f"  profiled run ({profiler}): {load()}", flush=True)
+                run = run_job(folder, at, 1, "run", profiler=profiler)
+                print(f"    wall {run.wall_s:.1f} s under the profiler; {check(folder, count)}")
+                print(f"  where the time goes at N = {count:,}, top {args.top} by cumulative time:")
+                if profiler == "py-spy":
+                    print(pyspy_top(folder / "run.pyspy", args.top))
+                else:
+                    print(cprofile_top(folder / "run.pstats", args.top))
+                if not args.keep:
+                    shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    if not results:
+        return
+    medians = "median of " + str(args.repeat) + " runs" if args.repeat > 1 else "one run"
+    print(f"\n`digest run --no-fetch`, {args.processes} process(es), {medians}; {load()}\n")
+    print("| N | config load | wall | CPU | peak RSS | written | store growth | idle run |"
+          " wall per profile | written per profile | store per profile | idle per profile |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for count, (runs, idles) in results.items():
+        wall, cpu = median(runs, "wall_s"), median(runs, "cpu_s")
+        written, growth = median(runs, "written_mb"), median(runs, "store_growth_mb")
+        idle_s = median(idles, "wall_s")
+        print(
+            f"| {count:,} | {median(runs, 'config_s'):.2f} s | {wall:.1f} s | {cpu:.1f} s"
+            f" | {median(runs, 'peak_mb'):,.0f} MB | {written:,.0f} MB | {growth:,.1f} MB"
+            f" | {idle_s:.2f} s | {1000 * wall / count:.1f} ms | {1000 * written / count:,.0f} kB"
+            f" | {1000 * growth / count:,.1f} kB | {1000 * idle_s / count:.3f} ms |"
+        )
+    counts = list(results)
+    if len(counts) > 1:
+        print("\nGrowth between consecutive N (1.0 x the N ratio = linear):\n")
+        print("| from -> to | N | wall | CPU | peak RSS | written | store growth | idle run |")
+        print("|---|---|---|---|---|---|---|---|")
+        for small, large in itertools.pairwise(counts):
+            ratio = [
+                median(results[large][0], name) / max(median(results[small][0], name), 1e-9)
+                for name in ("wall_s", "cpu_s", "peak_mb", "written_mb", "store_growth_mb")
+            ]
+            idle_ratio = median(results[large][1], "wall_s") / median(results[small][1], "wall_s")
+            cells = " | ".join(f"{r:.2f}x" for r in (*ratio, idle_ratio))
+            print(f"| {small:,} -> {large:,} | {large / small:.2f}x | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
