@@ -644,7 +644,6 @@ class MailBuilder:
         self.renderer = renderer
         self.keys = load_secrets(config.data_dir)
         self.profiles = {p.name: p for p in config.profiles}
-        self._digests: dict[tuple[str, date], Digest | None] = {}
         host = urlsplit(config.output.base_url).hostname or "localhost"
         self.host = host
         self.shorten = LinkShortener(config.output.base_url, tuple(self.keys))
@@ -738,15 +737,18 @@ class MailBuilder:
         """The messages of `rows` (or why one could not be built), the short links they made,
         and when the newest of their digests ends."""
         built: dict[tuple[str, str, date], OutgoingMail | Exception | None] = {}
+        # Read once for the batch's rows of a profile and day, kept no longer: a run of 100,000
+        # readers holds two batches' digests, not all of them.
+        digests: dict[tuple[str, date], Digest | None] = {}
         for row in rows:
             try:
-                built[_row_key(row)] = self._built(row, store)
+                built[_row_key(row)] = self._built(row, store, digests)
             except Exception as exc:  # this row's alone: raised when it is asked for
                 built[_row_key(row)] = exc
         untils = [
             digest.until
             for row in rows
-            if (digest := self._digests.get((row.profile, row.day))) is not None
+            if (digest := digests.get((row.profile, row.day))) is not None
         ]
         return built, self.shorten.take(), max(untils, default=datetime.min.replace(tzinfo=UTC))
 
@@ -766,11 +768,13 @@ class MailBuilder:
                 self._reader = None
             worker.shutdown(wait=True)
 
-    def _built(self, row: Delivery, store: Store) -> OutgoingMail | None:
+    def _built(
+        self, row: Delivery, store: Store, digests: dict[tuple[str, date], Digest | None]
+    ) -> OutgoingMail | None:
         key = (row.profile, row.day)
-        if key not in self._digests:
-            self._digests[key] = store.digest(row.profile, row.day)
-        digest = self._digests[key]
+        if key not in digests:
+            digests[key] = store.digest(row.profile, row.day)
+        digest = digests[key]
         if digest is None or row.address is None:
             return None
         if not digest.items and not self.config.email.send_empty:
