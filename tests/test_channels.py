@@ -242,3 +242,28 @@ def test_every_module_takes_the_feed_paths_from_digest_feeds(tmp_path: Path) -> 
         links = MailBuilder(config, store, Renderer()).links("ml", "a@example.org")
     assert links.feed_rss == "https://digest.example.org/feeds/profiles/ml.rss"
     assert links.feed_atom == "https://digest.example.org/feeds/profiles/ml.atom"
+
+
+def test_feeds_are_built_and_written_a_batch_at_a_time(
+    tmp_path: Path, frozen: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: a run never holds every profile's feed bytes; each batch is written before the
+    next is built, and every feed and row ends up as with one batch."""
+    from digest import feeds as feed_files
+    from digest.channels import feed
+
+    monkeypatch.setattr(feed, "FEED_BATCH", 2)
+    sizes: list[int] = []
+    real_publish = feed_files.publish
+
+    def counting(folder: Path, files: dict[str, bytes]) -> list[str]:
+        sizes.append(len(files))
+        return real_publish(folder, files)
+
+    monkeypatch.setattr(feed_files, "publish", counting)
+    config = write_config(tmp_path, profiles=many_profiles(5), extra="[delivery]\ndeadline = 1440")
+    assert digest(config, "run").exit_code == 0
+    assert max(sizes) <= 2 * 2, sizes  # two profiles' RSS and Atom at most
+    assert sum(sizes) == 3 + 2 * 5  # all.rss, all.atom, the OPML and ten profile files
+    assert len(published(tmp_path / "data" / "feeds")) == 3 + 2 * 5
+    assert Counter(row.status for row in ledger(tmp_path) if row.channel == "feed") == {"sent": 5}

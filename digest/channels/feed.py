@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest import feeds, subscriptions
 from digest.config import Config, ProfileConfig
 from digest.deliver import DeliveryReport
+from digest.models import Delivery
 from digest.render import FeedbackLinks, Renderer
 from digest.store import Store
 from digest.text import one_line
@@ -89,12 +91,10 @@ def publish_feeds(
     output = config.output
     keys = tuple(load_secrets(config.data_dir))
     base = feeds.feeds_url(output.base_url)
-    open_rows = [
-        row
-        for row in store.deliveries(statuses=("pending", "deferred", "sending"))
-        if row.channel == FEED_CHANNEL
-    ]
-    changed_profiles = {row.profile for row in open_rows}
+    open_rows: dict[str, list[Delivery]] = {}
+    for row in store.deliveries(statuses=("pending", "deferred", "sending")):
+        if row.channel == FEED_CHANNEL:
+            open_rows.setdefault(row.profile, []).append(row)
     recent = store.papers(limit=1)
     papers = (
         store.papers(
@@ -105,48 +105,67 @@ def publish_feeds(
         else []
     )
     everything = feeds.all_papers_feed(papers, renderer, base, output.feed_max_items)
-    files = {everything.rss_path: everything.rss, everything.atom_path: everything.atom}
+    written = _Written(output.feeds_dir)
+    written.publish({everything.rss_path: everything.rss, everything.atom_path: everything.atom})
     listing = [(everything.title, everything.atom_path)]
+    rebuild = []
     for profile in config.profiles:
         rss_path, atom_path = feeds.profile_feed_paths(profile.name)
         if not subscriptions.is_web_profile(profile.name):  # a web subscriber's feed is private
             listing.append((feeds.profile_feed_title(profile.name), atom_path))
-        if profile.name not in changed_profiles and feeds.on_disk(
-            output.feeds_dir, (rss_path, atom_path)
-        ):
-            continue
-        latest = store.digests(profile.name, limit=1)
-        since_day = latest[0].day - timedelta(days=output.feed_days - 1) if latest else None
-        digests = store.digests(profile.name, since_day=since_day) if latest else []
-        feedback = FeedbackLinks(profile.name, output.base_url, keys)
-        built = feeds.profile_feed(
-            profile.name, digests, renderer, base, output.feed_max_items, feedback
-        )
-        files[built.rss_path] = built.rss
-        files[built.atom_path] = built.atom
-    files[feeds.OPML_PATH] = feeds.opml(listing, base)
-    failure: feeds.PublishError | None = None
-    try:
-        changed = feeds.publish(output.feeds_dir, files)
-    except feeds.PublishError as exc:
-        failure, changed = exc, exc.changed
+        if profile.name in open_rows or not feeds.on_disk(output.feeds_dir, (rss_path, atom_path)):
+            rebuild.append(profile.name)
+    # Built and written FEED_BATCH profiles at a time: a run never holds every profile's bytes.
+    for start in range(0, len(rebuild), FEED_BATCH):
+        files: dict[str, bytes] = {}
+        for name in rebuild[start : start + FEED_BATCH]:
+            latest = store.digests(name, limit=1)
+            since_day = latest[0].day - timedelta(days=output.feed_days - 1) if latest else None
+            digests = store.digests(name, since_day=since_day) if latest else []
+            feedback = FeedbackLinks(name, output.base_url, keys)
+            built = feeds.profile_feed(name, digests, renderer, base, output.feed_max_items, feedback)
+            files[built.rss_path] = built.rss
+            files[built.atom_path] = built.atom
+        written.publish(files)
+    written.publish({feeds.OPML_PATH: feeds.opml(listing, base)})
     # Every digest now in its feed counts as delivered on the "feed" channel; one whose feed
     # could not be written waits for the next run.
     now = clock()
-    for row in open_rows:
-        if store.claim(row, claimant, now, stale_before=now - lease):
-            paths = feeds.profile_feed_paths(row.profile)
-            missed = [failure.failed[p] for p in sorted(paths) if p in failure.failed] if failure else []
-            if missed:
-                store.settle(row, claimant, "deferred", now, error=missed[0])
-            else:
-                store.settle(row, claimant, "sent", now)
-    if failure is not None:
+    for profile_rows in open_rows.values():
+        for row in profile_rows:
+            if store.claim(row, claimant, now, stale_before=now - lease):
+                paths = feeds.profile_feed_paths(row.profile)
+                missed = [written.failed[p] for p in sorted(paths) if p in written.failed]
+                if missed:
+                    store.settle(row, claimant, "deferred", now, error=missed[0])
+                else:
+                    store.settle(row, claimant, "sent", now)
+    if written.failed:
+        failure = feeds.PublishError(written.failed, written.changed)
         log.error("feeds: %s", failure)
         store.set_problem(feeds.PROBLEM_PART, str(failure), now)
         raise failure
     store.set_problem(feeds.PROBLEM_PART, None, now)
-    return changed
+    return written.changed
+
+
+FEED_BATCH = 500  # profiles whose feeds are built, then written, together
+
+
+class _Written:
+    """The files one run published: which changed, which could not be written and why."""
+
+    def __init__(self, feeds_dir: Path) -> None:
+        self.feeds_dir = feeds_dir
+        self.changed: list[str] = []
+        self.failed: dict[str, str] = {}
+
+    def publish(self, files: dict[str, bytes]) -> None:
+        try:
+            self.changed += feeds.publish(self.feeds_dir, files)
+        except feeds.PublishError as exc:
+            self.changed += exc.changed
+            self.failed.update(exc.failed)
 
 
 def publish_first_feed(config: Config, profile: str) -> list[str]:
