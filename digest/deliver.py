@@ -48,7 +48,7 @@ from digest.errors import (
 )
 from digest.models import Delivery
 from digest.progress import Progress, no_progress
-from digest.store import Store
+from digest.store import Outcome, Store
 from digest.text import one_line
 
 log = logging.getLogger(__name__)
@@ -225,10 +225,12 @@ def deliver_rows(
         and (row.status != "uncertain" or _quarantined_until(row, quarantine) < started)
     ]
 
+    ledger = _Ledger(store, claimant, clock, rows, lease, quarantine)
+
     def settle(
         row: Delivery, status: str, error: str | None = None, message_id: str | None = None
     ) -> None:
-        store.settle(row, claimant, status, clock(), error=error, message_id=message_id)
+        ledger.settle(Outcome(row, status, error, message_id))
         counts[status] += 1
         if error is not None:
             problems.append(Problem(row.profile, _whom(row), error))
@@ -246,90 +248,153 @@ def deliver_rows(
         log.warning("%s: %s", kind, said)
         return report(left, said)
 
-    for index, row in enumerate(rows):
-        progress(kind, index, len(rows), _whom(row))
-        if stopping():  # SIGTERM: stop between two messages; the rest stay pending
-            left = len(rows) - index
-            log.info("%s: stopping; %d deliveries left for the next run", kind, left)
-            return report(left)
-        now = clock()
-        if ends is not None and now >= ends:
-            return out_of_time(len(rows) - index)
-        if not store.claim(
-            row, claimant, now, stale_before=now - lease, quarantined_before=now - quarantine
-        ):
-            continue  # sent or given up meanwhile, or another run is on it
-        attempts = row.attempts + 1  # the claim counted this try
-        try:
-            message = channel.build(row)
-        except Exception as exc:  # one digest that cannot be built must not block the others
-            log.exception("%s %s %s to %s: could not build the message", kind, row.profile,
-                          row.day, _whom(row))
-            error = one_line(f"could not build the message: {type(exc).__name__}: {exc}", limit=MAX_ERROR)
-            settle(row, "failed" if attempts >= max_attempts else "deferred", error)
-            continue
-        if message is None:
-            settle(row, "skipped")
-            continue
-        message_id = channel.message_id(message)
-        handing_over = _marker(store, row, claimant, clock, message_id)
-        try:
-            _send_with_retries(
-                channel, message, row, handing_over, retry_delays, sleep, trips, clock, ends
-            )
-        except UncertainDeliveryError as exc:
-            settle(row, "uncertain", one_line(str(exc), limit=MAX_ERROR), message_id)
-            if trips.strikes >= trips.limit:
-                return _stop_channel(channel, report, len(rows) - index - 1, exc, trips.strikes)
-        except PermanentDeliveryError as exc:
-            settle(row, "failed", one_line(str(exc), limit=MAX_ERROR))
-        except (_BreakerOpen, _OutOfTime) as stop:
-            # The message did not go, and not for this recipient's fault: give the row back.
-            store.release(row, claimant, clock(), error=one_line(str(stop.cause), limit=MAX_ERROR))
-            left = len(rows) - index
-            if isinstance(stop, _BreakerOpen):
-                return _stop_channel(channel, report, left, stop.cause, trips.strikes)
-            return out_of_time(left)
-        except TransientDeliveryError as exc:
-            if isinstance(exc, UnreachableError):
-                # Not the recipient's fault: never 'failed' for it, however many runs it takes.
-                settle(row, "deferred", one_line(str(exc), limit=MAX_ERROR))
-            elif attempts >= max_attempts:
-                settle(row, "failed", one_line(f"gave up after {attempts} tries: {exc}", limit=MAX_ERROR))
+    try:
+        for index, row in enumerate(rows):
+            progress(kind, index, len(rows), _whom(row))
+            if stopping():  # SIGTERM: stop between two messages; the rest stay pending
+                left = len(rows) - index
+                log.info("%s: stopping; %d deliveries left for the next run", kind, left)
+                return report(left)
+            if ends is not None and clock() >= ends:
+                return out_of_time(len(rows) - index)
+            if not ledger.claimed(index):
+                continue  # sent or given up meanwhile, or another run is on it
+            attempts = row.attempts + 1  # the claim counted this try
+            try:
+                message = channel.build(row)
+            except Exception as exc:  # one digest that cannot be built must not block the others
+                log.exception("%s %s %s to %s: could not build the message", kind, row.profile,
+                              row.day, _whom(row))
+                error = one_line(f"could not build the message: {type(exc).__name__}: {exc}", limit=MAX_ERROR)
+                settle(row, "failed" if attempts >= max_attempts else "deferred", error)
+                continue
+            if message is None:
+                settle(row, "skipped")
+                continue
+            message_id = channel.message_id(message)
+            handing_over = ledger.marker(row, message_id)
+            try:
+                _send_with_retries(
+                    channel, message, row, handing_over, retry_delays, sleep, trips, clock, ends
+                )
+            except UncertainDeliveryError as exc:
+                settle(row, "uncertain", one_line(str(exc), limit=MAX_ERROR), message_id)
+                if trips.strikes >= trips.limit:
+                    return _stop_channel(channel, report, len(rows) - index - 1, exc, trips.strikes)
+            except PermanentDeliveryError as exc:
+                settle(row, "failed", one_line(str(exc), limit=MAX_ERROR))
+            except (_BreakerOpen, _OutOfTime) as stop:
+                # The message did not go, and not for this recipient's fault: give the row back.
+                ledger.give_back(row, one_line(str(stop.cause), limit=MAX_ERROR))
+                left = len(rows) - index
+                if isinstance(stop, _BreakerOpen):
+                    return _stop_channel(channel, report, left, stop.cause, trips.strikes)
+                return out_of_time(left)
+            except TransientDeliveryError as exc:
+                if isinstance(exc, UnreachableError):
+                    # Not the recipient's fault: never 'failed' for it, however many runs it takes.
+                    settle(row, "deferred", one_line(str(exc), limit=MAX_ERROR))
+                elif attempts >= max_attempts:
+                    settle(row, "failed", one_line(f"gave up after {attempts} tries: {exc}", limit=MAX_ERROR))
+                else:
+                    settle(row, "deferred", one_line(str(exc), limit=MAX_ERROR))
+            except DeliveryError as exc:  # login refused, outbox not writable: no message could go
+                said = one_line(str(exc), limit=MAX_ERROR)
+                settle(row, "deferred", said)
+                raise ChannelStopped(said, report(len(rows) - index - 1, said)) from exc
+            except Exception as exc:  # a bug on the sending side; the next run may do better
+                log.exception("%s %s %s to %s: unexpected error", kind, row.profile, row.day, _whom(row))
+                error = one_line(f"{type(exc).__name__}: {exc}", limit=MAX_ERROR)
+                settle(row, "failed" if attempts >= max_attempts else "deferred", error)
             else:
-                settle(row, "deferred", one_line(str(exc), limit=MAX_ERROR))
-        except DeliveryError as exc:  # login refused, outbox not writable: no message could go
-            said = one_line(str(exc), limit=MAX_ERROR)
-            settle(row, "deferred", said)
-            raise ChannelStopped(said, report(len(rows) - index - 1, said)) from exc
-        except Exception as exc:  # a bug on the sending side; the next run may do better
-            log.exception("%s %s %s to %s: unexpected error", kind, row.profile, row.day, _whom(row))
-            error = one_line(f"{type(exc).__name__}: {exc}", limit=MAX_ERROR)
-            settle(row, "failed" if attempts >= max_attempts else "deferred", error)
-        else:
-            settle(row, "sent", message_id=message_id)
-    progress(kind, len(rows), len(rows), f"{counts['sent']} sent")
-    return report(0)
+                settle(row, "sent", message_id=message_id)
+        progress(kind, len(rows), len(rows), f"{counts['sent']} sent")
+        return report(0)
+    finally:
+        # Write the outcomes still held, and give back the rows claimed but never tried.
+        ledger.close()
+
+
+# Rows claimed, and their outcomes written, this many to a transaction: a batch of messages costs
+# one commit, not three a message.
+CLAIM_BATCH = 100
+
+
+class _Ledger:
+    """The ledger's side of one channel's run, written in batches.
+
+    Rows are claimed CLAIM_BATCH at a time, in one transaction. Outcomes are held and written
+    together: at the end of each batch, or, for a channel that marks its hand-over, in the very
+    transaction that records the next message's hand-over (so each message costs one commit, and
+    a run killed at any moment leaves at most one message handed over and not settled: the one
+    it was sending, which the next run makes 'uncertain'). What a kill loses is therefore only the
+    record of messages already sent: their rows stay 'sending' without a hand-over, and the next
+    run, after the lease, sends them again. That is harmless where it can happen: the outbox
+    writes the same file again (its name is the Message-ID), and SMTP and chats, which mark the
+    hand-over, never hold more than the one outcome the next hand-over writes.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        claimant: str,
+        clock: Callable[[], datetime],
+        rows: Sequence[Delivery],
+        lease: timedelta,
+        quarantine: timedelta,
+    ) -> None:
+        self.store, self.claimant, self.clock = store, claimant, clock
+        self.rows, self.lease, self.quarantine = rows, lease, quarantine
+        self.got: dict[int, bool] = {}  # by index in rows: claimed by this run, not yet settled
+        self.held: list[Outcome] = []
+        self.next_batch = 0  # the index the next claim starts at
+
+    def claimed(self, index: int) -> bool:
+        """Is row `index` this run's? Claims its batch when it comes to it."""
+        if index >= self.next_batch:
+            self.flush()
+            batch = self.rows[index : index + CLAIM_BATCH]
+            now = self.clock()
+            got = self.store.claim_many(
+                batch, self.claimant, now, stale_before=now - self.lease,
+                quarantined_before=now - self.quarantine,
+            )
+            self.got = {index + n: taken for n, taken in enumerate(got)}
+            self.next_batch = index + len(batch)
+        return self.got.pop(index, False)
+
+    def settle(self, outcome: Outcome) -> None:
+        self.held.append(outcome)
+
+    def flush(self) -> None:
+        if self.held:
+            self.store.settle_many(self.held, self.claimant, self.clock())
+            self.held = []
+
+    def marker(self, row: Delivery, message_id: str | None) -> Callable[[], None]:
+        """What the channel calls as it hands `row`'s message over: the ledger records it, with
+        the outcomes held so far."""
+
+        def handing_over() -> None:
+            held, self.held = self.held, []
+            self.store.handing_over(row, self.claimant, self.clock(), message_id or "", held)
+
+        return handing_over
+
+    def give_back(self, row: Delivery, error: str) -> None:
+        self.flush()
+        self.store.release(row, self.claimant, self.clock(), error=error)
+
+    def close(self) -> None:
+        self.flush()
+        untried = [self.rows[index] for index, taken in self.got.items() if taken]
+        self.got = {}
+        self.store.release_many(untried, self.claimant, self.clock(), error=None)
 
 
 def _whom(row: Delivery) -> str:
     """Whom a row delivers to, as messages say it: the address, the chat's name, "feed"."""
     return row.target or row.channel
-
-
-def _marker(
-    store: Store,
-    row: Delivery,
-    claimant: str,
-    clock: Callable[[], datetime],
-    message_id: str | None,
-) -> Callable[[], None]:
-    """What the channel calls as it hands `row`'s message over: the ledger records it."""
-
-    def handing_over() -> None:
-        store.handing_over(row, claimant, clock(), message_id or "")
-
-    return handing_over
 
 
 def _quarantined_until(row: Delivery, quarantine: timedelta) -> datetime:

@@ -8,6 +8,7 @@ leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import sqlite3
@@ -942,7 +943,7 @@ class Store:
         ):
             items.append(
                 ScoredPaper(
-                    paper=_from_row(paper_row[:-2]),
+                    paper=_stored_paper(tuple(paper_row[:-2])),
                     score=paper_row[-2],
                     reasons=_reasons_from_json(paper_row[-1]),
                 )
@@ -1235,12 +1236,88 @@ class Store:
             )
         return cursor.rowcount == 1
 
+    def claim_many(
+        self,
+        deliveries: Sequence[Delivery],
+        claimant: str,
+        now: datetime,
+        *,
+        stale_before: datetime,
+        quarantined_before: datetime | None = None,
+    ) -> list[bool]:
+        """`claim` for many rows in ONE transaction (one commit for a batch of messages, not one
+        a message): for each row, whether this run got it."""
+        quarantine = None if quarantined_before is None else quarantined_before.isoformat()
+        got = []
+        with self._transaction():
+            for delivery in deliveries:
+                cursor = self._db.execute(
+                    """UPDATE deliveries SET status = 'sending', claimed_by = ?, updated = ?,
+                       attempts = attempts + 1, message_id = NULL
+                       WHERE profile = ? AND channel = ? AND day = ?
+                       AND (status IN ('pending', 'deferred')
+                            OR (status = 'sending' AND updated < ?)
+                            OR (status = 'uncertain' AND ? IS NOT NULL AND updated < ?))""",
+                    (
+                        claimant, now.isoformat(), delivery.profile, delivery.channel,
+                        delivery.day.isoformat(), stale_before.isoformat(), quarantine, quarantine,
+                    ),
+                )
+                got.append(cursor.rowcount == 1)
+        return got
+
+    def settle_many(self, outcomes: Sequence[Outcome], claimant: str, now: datetime) -> None:
+        """`settle` for many claimed rows in one transaction."""
+        if outcomes:
+            with self._transaction():
+                self._settle_all(outcomes, claimant, now)
+
+    def _settle_all(self, outcomes: Sequence[Outcome], claimant: str, now: datetime) -> None:
+        self._db.executemany(
+            """UPDATE deliveries SET status = ?, updated = ?, error = ?,
+               message_id = coalesce(?, message_id), claimed_by = NULL
+               WHERE profile = ? AND channel = ? AND day = ? AND claimed_by = ?""",
+            [
+                (
+                    outcome.status, now.isoformat(), outcome.error, outcome.message_id,
+                    outcome.row.profile, outcome.row.channel, outcome.row.day.isoformat(),
+                    claimant,
+                )
+                for outcome in outcomes
+            ],
+        )
+
+    def release_many(
+        self, deliveries: Sequence[Delivery], claimant: str, now: datetime, *, error: str | None
+    ) -> None:
+        """`release` for many claimed rows in one transaction."""
+        if not deliveries:
+            return
+        with self._transaction():
+            self._db.executemany(
+                """UPDATE deliveries SET status = 'pending', updated = ?, error = ?,
+                   attempts = max(attempts - 1, 0), claimed_by = NULL
+                   WHERE profile = ? AND channel = ? AND day = ? AND claimed_by = ?""",
+                [
+                    (now.isoformat(), error, d.profile, d.channel, d.day.isoformat(), claimant)
+                    for d in deliveries
+                ],
+            )
+
     def handing_over(
-        self, delivery: Delivery, claimant: str, now: datetime, message_id: str
+        self,
+        delivery: Delivery,
+        claimant: str,
+        now: datetime,
+        message_id: str,
+        settled: Sequence[Outcome] = (),
     ) -> None:
         """Record, before a claimed delivery's message goes, that it is going: a run killed from
-        here on may have handed it over (see `abandoned_hand_overs`)."""
+        here on may have handed it over (see `abandoned_hand_overs`). The outcomes of the
+        messages before it (`settled`) are written in the same transaction: one commit a message,
+        and a run killed at any moment leaves at most this one handed over and not settled."""
         with self._transaction():
+            self._settle_all(settled, claimant, now)
             self._db.execute(
                 """UPDATE deliveries SET updated = ?, message_id = ?
                    WHERE profile = ? AND channel = ? AND day = ? AND claimed_by = ?
@@ -1753,6 +1830,24 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
         elif name == "listed":
             values[name] = date.fromisoformat(value)
     return values
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a claimed delivery ended, to be written to the ledger (see Store.settle_many)."""
+
+    row: Delivery
+    status: str  # sent, deferred, failed, skipped or uncertain
+    error: str | None = None
+    message_id: str | None = None
+
+
+@functools.lru_cache(maxsize=8192)
+def _stored_paper(row: tuple[Any, ...]) -> Paper:
+    """A paper read as part of a digest: the same stored row gives the same (immutable) Paper,
+    so a run reading 10,000 digests of the same 500 papers decodes each once and holds it once.
+    Keyed on the whole row, so a paper changed since is decoded anew."""
+    return _from_row(row)
 
 
 def _from_row(row: Sequence[Any]) -> Paper:

@@ -277,8 +277,10 @@ def test_a_crash_between_messages_then_reruns_send_each_digest_once(
 
 
 def test_two_overlapping_runs_never_send_the_same_digest_twice(
-    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Claims of 5 rows at a time: the two runs take turns, each holding a batch the other skips.
+    monkeypatch.setattr("digest.deliver.CLAIM_BATCH", 5)
     recorder, settings = smtp
     owed = addresses(60)
     with open_store(tmp_path) as store:
@@ -637,6 +639,33 @@ def test_a_crash_after_writing_to_the_outbox_leaves_one_file(tmp_path: Path) -> 
         report = run(store, outbox, clock, claimant="run-2")
         assert set(statuses(store).values()) == {"sent"}
     assert report == DeliveryReport(sent=2)
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    assert sorted(str(message["To"]) for message in box) == owed, "each digest exactly once"
+
+
+def test_a_kill_before_a_batchs_outcomes_are_written_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: the outbox's outcomes are written once per batch. A run killed after sending a
+    batch and before writing its outcomes leaves the rows 'sending'; the next run, after the
+    lease, sends them again, and the outbox, naming files by Message-ID, keeps one copy each."""
+    owed = addresses(3)
+    clock = Clock()
+    with open_store(tmp_path) as store:
+        owe(store, owed)
+
+        def killed(*args: object, **kwargs: object) -> None:
+            raise Crash
+
+        with monkeypatch.context() as patch:
+            patch.setattr(store, "settle_many", killed)
+            with pytest.raises(Crash):
+                run(store, Outbox(tmp_path / "outbox"), clock)
+        assert set(statuses(store).values()) == {"sending"}
+        clock.advance(timedelta(minutes=20))  # past the lease: the rows are taken over
+        report = run(store, Outbox(tmp_path / "outbox"), clock, claimant="run-2")
+        assert set(statuses(store).values()) == {"sent"}
+    assert report == DeliveryReport(sent=3)
     box = mailbox.Maildir(tmp_path / "outbox", create=False)
     assert sorted(str(message["To"]) for message in box) == owed, "each digest exactly once"
 
