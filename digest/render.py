@@ -89,11 +89,13 @@ class LinkShortener:
         self._made: dict[str, str] = {}
         self._kept: set[str] = set()
 
-    def __call__(self, url: str) -> str:
+    def __call__(self, url: str, group: str = "") -> str:
+        """The short form of `url`; `group` (the email's profile) keeps one email's codes
+        together in the store (see digest.tokens.short_code)."""
         if not url.startswith(self.base_url + "/"):
             return url
         path = url[len(self.base_url):]
-        code = short_code(self.keys, path)
+        code = short_code(self.keys, path, group)
         if code not in self._kept:
             self._made[code] = path
         return f"{self.base_url}/l/{code}"
@@ -304,7 +306,7 @@ class Renderer:
         parts.append(f"{between[:-1] if items else between}{tail}")
         html = "".join(parts)
         # The text part takes the short form of the action links: a terminal has 78 columns.
-        short = links.shorten or _unchanged
+        short = functools.partial(links.shorten, group=digest.profile) if links.shorten else _unchanged
         text_items = [
             self._item_text(item, why, n, (short(urls[0]), short(urls[1])) if urls else None)
             for n, item, urls, why in items

@@ -103,16 +103,23 @@ def _dumps(keys: Sequence[str], purpose: str, value: list[Any]) -> str:
     return (payload + b"." + base64_encode(mac)).decode("ascii")
 
 
-def short_code(keys: Sequence[str], path: str) -> str:
+def short_code(keys: Sequence[str], path: str, group: str = "") -> str:
     """A 12-character code for one of our own link paths ("/feedback/TOKEN"), for BASE/l/CODE.
 
     Derived from the path with the newest signing key: the same path always gets the same code,
     and no one without the key can make (or guess, at 72 bits) a code for a path. The store maps
     the code back to its path (digest.store.short_link), so a code outlives a key rotation.
+
+    With a `group` (the profile an email is for), the code's first 4 characters come from the
+    group and the other 8 from the path: the 42 links of one email then sit side by side in the
+    store's index, a few pages written per email instead of one page per link (issue 16).
     """
     _, derived = _signing(tuple(keys), "short")
     mac = hmac.new(derived, path.encode(), hashlib.sha256).digest()
-    return base64_encode(mac[:9]).decode("ascii")
+    if not group:
+        return base64_encode(mac[:9]).decode("ascii")
+    prefix = hmac.new(derived, b"group\0" + group.encode(), hashlib.sha256).digest()
+    return base64_encode(prefix[:3] + mac[:6]).decode("ascii")
 
 
 def _strings(value: Any, count: int, what: str) -> list[str]:

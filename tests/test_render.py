@@ -251,9 +251,9 @@ def test_the_text_part_keeps_to_78_columns_for_a_web_subscriber_on_a_failed_day(
     assert "very long and carefully hyphenated-title" in rendered.text.replace("\n   ", " ")
 
 
-def short(url: str) -> str:
-    """The short link a text part gives for one of our links."""
-    return LinkShortener(SITE, tuple(KEYS))(url)
+def short(url: str, profile: str = "me") -> str:
+    """The short link a text part gives for one of our links, in an email of `profile`."""
+    return LinkShortener(SITE, tuple(KEYS))(url, group=profile)
 
 
 def test_the_footer_links_to_the_readers_manage_page_beside_unsubscribe() -> None:

@@ -74,3 +74,18 @@ def test_a_changed_or_cut_token_is_refused() -> None:
     for bad in (token[:-1], token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], "x" + token, ""):
         with pytest.raises(BadToken):
             read_manage_token(KEYS, bad)
+
+
+def test_one_emails_short_codes_share_a_prefix_so_they_sit_together_in_the_store() -> None:
+    from digest.tokens import short_code
+
+    paths = [f"/feedback/token-{n}" for n in range(40)]
+    alice = [short_code(KEYS, path, "alice") for path in paths]
+    bob = [short_code(KEYS, path, "bob") for path in paths]
+    assert all(len(code) == 12 for code in alice + bob)
+    assert len({code[:4] for code in alice}) == 1 and len({code[:4] for code in bob}) == 1
+    assert alice[0][:4] != bob[0][:4]
+    assert len(set(alice)) == 40, "each path its own code"
+    assert alice == [short_code(KEYS, path, "alice") for path in paths], "stable"
+    assert short_code(KEYS, paths[0]) != alice[0]  # without a group: the whole code from the path
+    assert short_code(KEYS[1:], paths[0], "alice") != alice[0], "made with the key"
