@@ -298,6 +298,17 @@ MIGRATIONS: tuple[str, ...] = (
         deliveries INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 11: each profile's latest digest (its day and end) in a row of its own, kept with every
+    # digest saved: the due check of every run reads it, and an idle run of 100,000 profiles
+    # must not scan months of digests to learn that nothing is due. Pruning leaves it alone.
+    """
+    CREATE TABLE digest_heads (
+        profile TEXT PRIMARY KEY,
+        day TEXT NOT NULL,
+        until TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO digest_heads SELECT profile, max(day), until FROM digests GROUP BY profile;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -854,6 +865,12 @@ class Store:
                 _JSON.encode([[n.source, n.status, n.error] for n in digest.sources]),
             ),
         )
+        self._db.execute(
+            """INSERT INTO digest_heads VALUES (?, ?, ?)
+               ON CONFLICT (profile) DO UPDATE SET day = excluded.day, until = excluded.until
+               WHERE excluded.day > digest_heads.day""",
+            (digest.profile, digest.day.isoformat(), digest.until.isoformat()),
+        )
         self._db.executemany(
             "INSERT INTO digest_items VALUES (?, ?, ?, ?, ?, ?)",
             [
@@ -884,8 +901,7 @@ class Store:
     def digest_heads(self) -> dict[str, DigestHead]:
         """Every profile's latest digest, its day and end only: what the schedule needs, in one
         query and without reading a digest's items (an idle run reads nothing else)."""
-        # SQLite gives the bare column `until` from the row that holds max(day).
-        rows = self._db.execute("SELECT profile, max(day), until FROM digests GROUP BY profile")
+        rows = self._db.execute("SELECT profile, day, until FROM digest_heads")
         return {
             profile: DigestHead(profile, date.fromisoformat(day), datetime.fromisoformat(until))
             for profile, day, until in rows

@@ -75,3 +75,24 @@ def test_saving_many_digests_keeps_one_already_stored(tmp_path: Path) -> None:
         rows = sorted((row.profile, row.channel) for row in store.deliveries())
     assert saved[0] == first and saved[1] is other
     assert rows == [("a", "feed"), ("b", "feed")]
+
+
+def test_a_store_of_the_previous_schema_gets_its_heads_from_its_digests(tmp_path: Path) -> None:
+    import sqlite3
+
+    from digest.store import SCHEMA_VERSION
+
+    path = tmp_path / "s.sqlite3"
+    with Store.open(path) as store:
+        for day in (date(2026, 11, 21), date(2026, 11, 22)):
+            until = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=7)
+            store.save_digest(empty_digest("alice", day, until), ["feed"], NOW)
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE digest_heads")  # as a store made before migration 11 is
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    db.commit()
+    db.close()
+    with Store.open(path) as store:
+        assert store.digest_heads() == {
+            "alice": DigestHead("alice", date(2026, 11, 22), datetime(2026, 11, 22, 7, tzinfo=UTC))
+        }
