@@ -83,6 +83,10 @@ class MessageChannel(Protocol):
 
     def send(self, message: object, row: Delivery, handing_over: Callable[[], None]) -> None: ...
 
+    def sync(self) -> None:
+        """Make the messages sent so far durable (the outbox's folder): called before the
+        ledger records them."""
+
 
 # -- the ledger-driven loop -----------------------------------------------------------------------
 
@@ -225,7 +229,7 @@ def deliver_rows(
         and (row.status != "uncertain" or _quarantined_until(row, quarantine) < started)
     ]
 
-    ledger = _Ledger(store, claimant, clock, rows, lease, quarantine)
+    ledger = _Ledger(store, claimant, clock, rows, lease, quarantine, channel.sync)
 
     def settle(
         row: Delivery, status: str, error: str | None = None, message_id: str | None = None
@@ -342,8 +346,9 @@ class _Ledger:
         rows: Sequence[Delivery],
         lease: timedelta,
         quarantine: timedelta,
+        sync: Callable[[], None],
     ) -> None:
-        self.store, self.claimant, self.clock = store, claimant, clock
+        self.store, self.claimant, self.clock, self.sync = store, claimant, clock, sync
         self.rows, self.lease, self.quarantine = rows, lease, quarantine
         self.got: dict[int, bool] = {}  # by index in rows: claimed by this run, not yet settled
         self.held: list[Outcome] = []
@@ -368,6 +373,7 @@ class _Ledger:
 
     def flush(self) -> None:
         if self.held:
+            self.sync()  # what the ledger is about to record as sent is on disk first
             self.store.settle_many(self.held, self.claimant, self.clock())
             self.held = []
 
@@ -376,6 +382,8 @@ class _Ledger:
         the outcomes held so far."""
 
         def handing_over() -> None:
+            if self.held:
+                self.sync()
             held, self.held = self.held, []
             self.store.handing_over(row, self.claimant, self.clock(), message_id or "", held)
 

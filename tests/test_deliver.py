@@ -13,7 +13,7 @@ import threading
 import traceback
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -733,3 +733,31 @@ def test_a_channel_stopped_by_a_setup_problem_keeps_its_counts(tmp_path: Path) -
     assert report.stopped is not None and "cannot write to the outbox" in report.stopped
     assert report.needs_attention
     assert "cannot write to the outbox" in problems["mail"][0]
+
+
+def test_the_outbox_syncs_its_folder_once_a_batch_before_the_ledger_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: one fsync of new/ for a batch of messages, not one each, and always before the
+    batch's outcomes are written: a message the ledger says is sent is on disk."""
+    from digest.channels import mail
+
+    events: list[str] = []
+    real_fsync_dir = mail._fsync_dir
+    monkeypatch.setattr(
+        mail, "_fsync_dir", lambda path: (events.append("sync"), real_fsync_dir(path))[1]
+    )
+    with open_store(tmp_path) as store:
+        real_settle_many = store.settle_many
+
+        def recording(outcomes: Any, claimant: str, now: datetime) -> None:
+            events.append(f"record {len(outcomes)}")
+            real_settle_many(outcomes, claimant, now)
+
+        monkeypatch.setattr(store, "settle_many", recording)
+        owe(store, addresses(5))
+        report = run(store, Outbox(tmp_path / "outbox"), Clock())
+        assert set(statuses(store).values()) == {"sent"}
+    assert report.sent == 5
+    assert events == ["sync", "record 5"]
+    assert len(list((tmp_path / "outbox" / "new").iterdir())) == 5

@@ -571,6 +571,9 @@ class ChatChannel:
     def marks_hand_over(self) -> bool:
         return True
 
+    def sync(self) -> None:
+        """A post is delivered when it is answered: nothing to make durable."""
+
     def targets(self, profile: ProfileConfig) -> list[str]:
         return [self.name] if self.chat.name in profile.chats else []
 

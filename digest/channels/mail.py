@@ -147,11 +147,18 @@ class Outbox:
     Each message is written to tmp/, flushed to disk, then renamed into new/, so a reader never sees
     half a message. The file name is a hash of the Message-ID and the recipient: writing the same
     message twice (a crash before the ledger recorded the first) leaves one file.
+
+    Each file is fsynced before its rename. The folder new/ (which makes the renames durable) is
+    fsynced after each message, or, with `sync_later`, once per batch by `sync()`: the delivery
+    loop calls it before the ledger records the batch, so a message recorded sent is on disk (one
+    folder sync for 100 messages instead of 100).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sync_later: bool = False) -> None:
         self.path = path
+        self.sync_later = sync_later
         self._made = False
+        self._unsynced = False
 
     def __enter__(self) -> Self:
         return self
@@ -160,7 +167,14 @@ class Outbox:
         self.close()
 
     def close(self) -> None:
-        """Nothing is held open between messages."""
+        """Nothing is held open between messages; renames not yet synced are synced."""
+        self.sync()
+
+    def sync(self) -> None:
+        """Make the renames of the messages written so far durable (fsync new/)."""
+        if self._unsynced:
+            _fsync_dir(self.path / "new")
+            self._unsynced = False
 
     @staticmethod
     def file_name(message: Mail, recipient: str) -> str:
@@ -209,7 +223,9 @@ class Outbox:
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.path / "new")  # so the rename itself survives a power cut
+        self._unsynced = True
+        if not self.sync_later:
+            self.sync()  # so the rename itself survives a power cut
 
 
 def _fsync_dir(path: Path) -> None:
@@ -850,6 +866,12 @@ class SenderRows:
     def __init__(self, sender: Sender, build: Callable[[Delivery], Mail | None]) -> None:
         self.sender = sender
         self._build = build
+        if isinstance(sender, Outbox):
+            sender.sync_later = True  # the loop calls sync() before it records a batch
+
+    def sync(self) -> None:
+        if isinstance(self.sender, Outbox):
+            self.sender.sync()
 
     @property
     def where(self) -> str:
