@@ -1231,26 +1231,10 @@ class Store:
         `quarantined_before`; without it, never. The claim clears the row's Message-ID: it is
         written again by `handing_over`, just before this try's message goes.
         """
-        with self._transaction():
-            cursor = self._db.execute(
-                """UPDATE deliveries SET status = 'sending', claimed_by = ?, updated = ?,
-                   attempts = attempts + 1, message_id = NULL
-                   WHERE profile = ? AND channel = ? AND day = ?
-                   AND (status IN ('pending', 'deferred')
-                        OR (status = 'sending' AND updated < ?)
-                        OR (status = 'uncertain' AND ? IS NOT NULL AND updated < ?))""",
-                (
-                    claimant,
-                    now.isoformat(),
-                    delivery.profile,
-                    delivery.channel,
-                    delivery.day.isoformat(),
-                    stale_before.isoformat(),
-                    None if quarantined_before is None else quarantined_before.isoformat(),
-                    None if quarantined_before is None else quarantined_before.isoformat(),
-                ),
-            )
-        return cursor.rowcount == 1
+        return self.claim_many(
+            [delivery], claimant, now, stale_before=stale_before,
+            quarantined_before=quarantined_before,
+        )[0]
 
     def claim_many(
         self,
@@ -1379,20 +1363,7 @@ class Store:
     ) -> None:
         """Give a claimed delivery back untried ('pending', its try not counted): the channel
         stopped before its message could go (circuit breaker, deadline)."""
-        with self._transaction():
-            self._db.execute(
-                """UPDATE deliveries SET status = 'pending', updated = ?, error = ?,
-                   attempts = max(attempts - 1, 0), claimed_by = NULL
-                   WHERE profile = ? AND channel = ? AND day = ? AND claimed_by = ?""",
-                (
-                    now.isoformat(),
-                    error,
-                    delivery.profile,
-                    delivery.channel,
-                    delivery.day.isoformat(),
-                    claimant,
-                ),
-            )
+        self.release_many([delivery], claimant, now, error=error)
 
     def settle(
         self,
@@ -1405,22 +1376,7 @@ class Store:
         message_id: str | None = None,
     ) -> None:
         """Record how a claimed delivery ended: sent, deferred, failed, skipped or uncertain."""
-        with self._transaction():
-            self._db.execute(
-                """UPDATE deliveries SET status = ?, updated = ?, error = ?,
-                   message_id = coalesce(?, message_id), claimed_by = NULL
-                   WHERE profile = ? AND channel = ? AND day = ? AND claimed_by = ?""",
-                (
-                    status,
-                    now.isoformat(),
-                    error,
-                    message_id,
-                    delivery.profile,
-                    delivery.channel,
-                    delivery.day.isoformat(),
-                    claimant,
-                ),
-            )
+        self.settle_many([Outcome(delivery, status, error, message_id)], claimant, now)
 
 
     def settle_uncertain(self, status: str, now: datetime, profile: str | None = None) -> int:

@@ -24,7 +24,7 @@ from digest.config import Config, ProfileConfig
 from digest.deliver import DeliveryReport
 from digest.models import Delivery
 from digest.render import FeedbackLinks, Renderer
-from digest.store import Store
+from digest.store import Outcome, Store
 from digest.text import one_line
 from digest.tokens import load_secrets
 
@@ -131,15 +131,16 @@ def publish_feeds(
     # Every digest now in its feed counts as delivered on the "feed" channel; one whose feed
     # could not be written waits for the next run.
     now = clock()
-    for profile_rows in open_rows.values():
-        for row in profile_rows:
-            if store.claim(row, claimant, now, stale_before=now - lease):
-                paths = feeds.profile_feed_paths(row.profile)
-                missed = [written.failed[p] for p in sorted(paths) if p in written.failed]
-                if missed:
-                    store.settle(row, claimant, "deferred", now, error=missed[0])
-                else:
-                    store.settle(row, claimant, "sent", now)
+    rows = [row for profile_rows in open_rows.values() for row in profile_rows]
+    got = store.claim_many(rows, claimant, now, stale_before=now - lease)
+    outcomes = []
+    for row in (row for row, taken in zip(rows, got, strict=True) if taken):
+        paths = feeds.profile_feed_paths(row.profile)
+        missed = [written.failed[p] for p in sorted(paths) if p in written.failed]
+        outcomes.append(
+            Outcome(row, "deferred", missed[0]) if missed else Outcome(row, "sent")
+        )
+    store.settle_many(outcomes, claimant, now)  # one transaction for every feed row, not two each
     if written.failed:
         failure = feeds.PublishError(written.failed, written.changed)
         log.error("feeds: %s", failure)
