@@ -1,8 +1,8 @@
 """A crash loop (issue 15): `digest run` killed with SIGKILL at random moments, re-run after each.
 
 Many profiles over three channels: two mail addresses each (aiosmtpd on 127.0.0.1), the feed files,
-and one team chat all profiles share (a generic JSON webhook, a small HTTP receiver on 127.0.0.1
-that counts what it got by the digest's id). Each run is a real `digest run --no-fetch --now`
+and one team chat all profiles share (a generic JSON webhook; tests/webhooks.py's receiver on
+127.0.0.1, its copies counted by the digest's id). Each run is a real `digest run --no-fetch --now`
 process, killed after a seeded-random wait. A run that ends first is a clean run, and the next
 one runs a day later (new digests, new ledger rows), so every kill lands on work. Then one run to
 the end. From the servers' copies (mail by Message-ID, chat posts by digest id) and the ledger: no message
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import random
 import signal
 import subprocess
@@ -31,13 +30,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Lock, Thread
 
 import feedparser
 from freezegun import freeze_time
 from helpers import MONDAY, ROOT, Recorder, digest, start_server, write_config
+from webhooks import Receiver, serving
 
 from digest.store import Store
 
@@ -86,35 +84,6 @@ def profiles_toml(count: int, webhook_port: int) -> str:
     return "\n" + "\n".join(tables)
 
 
-class WebhookRecorder:
-    """An HTTP receiver on 127.0.0.1 that keeps the id of every digest posted to it."""
-
-    def __init__(self) -> None:
-        self.ids: Counter[str] = Counter()
-        lock, ids = Lock(), self.ids
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with lock:
-                    ids[json.loads(body)["id"]] += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:  # quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @dataclass
 class Figures:
     profiles: int
@@ -159,21 +128,21 @@ def crash_loop(
     """Kill `digest run` `kills` times at seeded-random moments, run it once more to the end,
     and count what the server got against what the ledger says."""
     controller, recorder = start_server()
-    webhook = WebhookRecorder()
     try:
-        return _loop(
-            folder, recorder, controller.port, webhook, profiles, kills, random.Random(seed), waits
-        )
+        with serving() as webhook:  # the chat's receiver on 127.0.0.1, answering 200
+            return _loop(
+                folder, recorder, controller.port, webhook, profiles, kills, random.Random(seed),
+                waits,
+            )
     finally:
         controller.stop()
-        webhook.stop()
 
 
 def _loop(
     folder: Path,
     recorder: Recorder,
     port: int,
-    webhook: WebhookRecorder,
+    webhook: Receiver,
     profiles: int,
     kills: int,
     chance: random.Random,
@@ -236,7 +205,7 @@ def _loop(
         str(email.message_from_bytes(data, policy=email.policy.default)["Message-ID"])
         for _, data in recorder.received
     )
-    posts = webhook.ids  # by the digest's id, "PROFILE/DAY"
+    posts = webhook.copies(lambda seen: str(seen.body["id"]))  # by the digest's id, PROFILE/DAY
     known = {row.message_id for row in rows if row.address}
     known_posts = {f"{row.profile}/{row.day.isoformat()}" for row in rows if row.channel == CHAT}
     figures.strays = sum(n for message_id, n in copies.items() if message_id not in known) + sum(
