@@ -48,11 +48,11 @@ class RunContext:
     progress: Progress = no_progress
     started: datetime | None = None  # when the run began (None: when the first channel does)
 
-    def time_left(self, first_started: datetime) -> timedelta:
+    def time_left(self) -> timedelta:
         """What is left of the run's [delivery] deadline: it bounds the whole run, all channels
-        together, counted from the run's start."""
-        began = self.started or first_started
-        return max(began + self.settings.deadline - self.clock(), timedelta(0))
+        together, counted from the run's start (deliver_all sets it when the caller did not)."""
+        now = self.clock()
+        return max((self.started or now) + self.settings.deadline - now, timedelta(0))
 
 
 class Channel(Protocol):

@@ -595,7 +595,7 @@ class ChatChannel:
             retry_delays=(),  # the HTTP client retried already, as far as it is safe
             lease=run.settings.claim_lease,
             quarantine=run.settings.uncertain_quarantine,
-            deadline=run.time_left(run.clock()),
+            deadline=run.time_left(),
             stopping=run.stopping,
             progress=run.progress,
         )

@@ -48,7 +48,7 @@ from urllib.parse import quote, urlsplit
 
 from digest import feeds
 from digest.config import Config, ProfileConfig, SmtpConfig
-from digest.deliver import MAX_ERROR, DeliveryReport, deliver_rows
+from digest.deliver import DEFAULT_BREAKER, MAX_ERROR, DeliveryReport, deliver_rows
 from digest.errors import (
     DeliveryError,
     PermanentDeliveryError,
@@ -949,8 +949,8 @@ class MailChannel:
             claimant=run.claimant,
             lease=run.settings.claim_lease,
             quarantine=run.settings.uncertain_quarantine,
-            breaker=config.smtp.breaker if config.smtp else 3,
-            deadline=run.time_left(run.clock()),
+            breaker=config.smtp.breaker if config.smtp else DEFAULT_BREAKER,
+            deadline=run.time_left(),
             stopping=run.stopping,
             progress=run.progress,
         )
