@@ -414,11 +414,17 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
             upcoming = [] if report.composed else _next_digests(store, chosen, obj.clock())
     if report.ingest is not None:
         _print_report(report.ingest)
-    for digest in report.composed:
-        failed = ", ".join(n.source for n in digest.failed_sources)
+    for digest in report.composed[:COMPOSED_SHOWN]:
+        failed = ", ".join(digest.failed_sources)
         click.echo(
-            f"{digest.profile}: digest of {digest.day.isoformat()}: {len(digest.items)} of "
+            f"{digest.profile}: digest of {digest.day.isoformat()}: {digest.items} of "
             f"{digest.scanned} new papers" + (f" (failed sources: {failed})" if failed else "")
+        )
+    if len(report.composed) > COMPOSED_SHOWN:
+        more = report.composed[COMPOSED_SHOWN:]
+        click.echo(
+            f"... and {len(more):,} more digests ({sum(d.items for d in more):,} papers in all; "
+            "`digest status` counts them by channel)"
         )
     if not report.composed:
         click.echo("no digest was due")
@@ -455,6 +461,10 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
         delivered.needs_attention for delivered in report.channels.values()
     ):
         sys.exit(1)
+
+
+# A run for 100,000 readers says what it did in a few lines, not one per digest.
+COMPOSED_SHOWN = 50
 
 
 def _next_digests(

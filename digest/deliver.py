@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from digest.errors import (
@@ -121,6 +121,20 @@ class DeliveryReport:
         return bool(self.problems or self.left or self.stopped)
 
 
+def combined(first: DeliveryReport, then: DeliveryReport) -> DeliveryReport:
+    """One channel's reports of two passes of a run, as one."""
+    return DeliveryReport(
+        sent=first.sent + then.sent,
+        deferred=first.deferred + then.deferred,
+        failed=first.failed + then.failed,
+        skipped=first.skipped + then.skipped,
+        left=first.left + then.left,
+        problems=first.problems + then.problems,
+        uncertain=first.uncertain + then.uncertain,
+        stopped=then.stopped or first.stopped,
+    )
+
+
 class ChannelStopped(DeliveryError):
     """A setup problem stopped the channel (login refused, an outbox not writable, a webhook
     gone): the error's message, and what the channel had done until then."""
@@ -184,9 +198,10 @@ def deliver_rows(
     sleep: Callable[[float], None] = time.sleep,
     stopping: Callable[[], bool] = lambda: False,
     progress: Progress = no_progress,
+    only: Collection[tuple[str, date]] | None = None,
 ) -> DeliveryReport:
     """Send every message of `channel`'s kind the ledger still owes, each at most once, and
-    record how it went.
+    record how it went; with `only`, those of these (profile, day) digests alone.
 
     `claimant` names this run in the ledger. Only a failure that proves the message did not go is
     retried: a transient error is tried again after each of `retry_delays`, then the row is
@@ -226,6 +241,7 @@ def deliver_rows(
         row
         for row in store.deliveries(statuses=("pending", "deferred", "sending", "uncertain"))
         if row.kind == kind
+        and (only is None or (row.profile, row.day) in only)
         and (row.status != "uncertain" or _quarantined_until(row, quarantine) < started)
     ]
 

@@ -424,7 +424,9 @@ def rank_day(
 # -- one full cycle: ingest, rank, compose, then every channel ------------------------------------
 
 
-SAVE_BATCH = 500  # digests stored per transaction
+# Profiles ranked, composed, stored and delivered together: what a run holds at once (their
+# rankings, digests and messages) is one block's, whatever the number of profiles.
+BLOCK = 1000
 
 
 @contextmanager
@@ -439,9 +441,25 @@ def open_poster(config: Config) -> Iterator[Fetcher | None]:
 
 
 @dataclass(frozen=True, slots=True)
+class Composed:
+    """What a run says of a digest it composed: the digest itself lives no longer than its block."""
+
+    profile: str
+    day: date
+    items: int
+    scanned: int
+    failed_sources: tuple[str, ...]
+
+    @classmethod
+    def of(cls, digest: Digest) -> Composed:
+        failed = tuple(note.source for note in digest.failed_sources)
+        return cls(digest.profile, digest.day, len(digest.items), digest.scanned, failed)
+
+
+@dataclass(frozen=True, slots=True)
 class CycleReport:
     ingest: IngestReport | None  # None when the run did not fetch
-    composed: tuple[Digest, ...]  # digests composed by this run
+    composed: tuple[Composed, ...]  # digests composed by this run
     feeds_written: tuple[str, ...]  # feed files that changed (paths relative to feeds_dir)
     # What each channel did, by its name ("feeds", "mail", "slack:lab"), in delivery order.
     channels: Mapping[str, DeliveryReport] = dataclasses.field(default_factory=dict)
@@ -482,6 +500,11 @@ def run_cycle(
     one). The ledger decides what is left to do: a digest is composed once per (profile, day), and
     each of its deliveries is claimed by one run, so a re-run after a crash only finishes what is
     open.
+
+    First every channel delivers what earlier runs left open; then the due profiles go through
+    rank -> compose -> store -> every channel BLOCK at a time, each channel delivering the block's
+    digests from memory, as composed (none is read back to be rendered). A channel that stops
+    (a setup problem, its breaker, the deadline) sits out the rest of the run.
     """
     claimant = claimant or run_id()
     started = clock()
@@ -496,24 +519,137 @@ def run_cycle(
         parts = channels.Parts(config, store, renderer, sender, poster)
         opened = channels.open_channels(parts)
         chosen = list(config.profiles if profiles is None else profiles)
-        composed = (
-            []
-            if STOPPING.is_set()
-            else compose_due(
-                config, store, chosen, clock, now_too=now_too,
-                targets=lambda profile: channels.targets(opened, profile),
-            )
-        )
+        due = [] if STOPPING.is_set() else due_profiles(store, chosen, clock(), now_too=now_too)
         run = channels.RunContext(
-            clock, claimant, config.delivery, STOPPING.is_set, progress, started=started
+            clock, claimant, config.delivery, STOPPING.is_set, progress, started=started,
+            coming=frozenset(entry.profile.name for entry in due),
         )
         delivered = channels.deliver_all(opened, store, run)
+        composer = Composer(
+            config, store, clock, targets=lambda profile: channels.targets(opened, profile)
+        )
+        composed: list[Composed] = []
+        for start in range(0, len(due), BLOCK):
+            if STOPPING.is_set():
+                break
+            digests, ours = composer.compose(due[start : start + BLOCK])
+            composed += [Composed.of(digest) for digest in ours]
+            fresh = {(digest.profile, digest.day): digest for digest in digests}
+            block = dataclasses.replace(run, block=frozenset(fresh), fresh=fresh)
+            going, benched = _still_going(opened, delivered)
+            # A channel that stopped for the run leaves this block's rows for the next run.
+            left = {
+                channel.name: DeliveryReport(
+                    left=sum(len(channel.targets(entry.profile)) for entry in due[start:start + BLOCK])
+                )
+                for channel in benched
+            }
+            passed = channels.deliver_all(going, store, block)
+            delivered = channels.merged(delivered, {**passed, **left})
         written = next((c.written for c in opened if isinstance(c, FeedChannel)), [])
         if not STOPPING.is_set():  # [store] keep_days: once a day, after the delivery
             from digest.retention import after_run
 
             after_run(config, store, started)
         return CycleReport(report, tuple(composed), tuple(written), delivered)
+
+
+def _still_going(
+    opened: Sequence[channels.Channel], delivered: Mapping[str, DeliveryReport]
+) -> tuple[list[channels.Channel], list[channels.Channel]]:
+    """The channels that deliver the next block, and those that stopped for the run."""
+    going: list[channels.Channel] = []
+    benched: list[channels.Channel] = []
+    for channel in opened:
+        stopped = delivered.get(channel.name, DeliveryReport()).stopped
+        (benched if stopped and channel.stops_for_the_run else going).append(channel)
+    return going, benched
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A profile whose digest is to be composed now: its day and the [since, until) it covers."""
+
+    profile: ProfileConfig
+    day: date
+    since: datetime
+    until: datetime
+
+
+def due_profiles(
+    store: Store, profiles: Sequence[ProfileConfig], now: datetime, *, now_too: bool = False
+) -> list[Due]:
+    """Every profile whose digest is due `now` and not composed yet (with `now_too`, also those
+    not due yet that have none for their day), those of one window together."""
+    window_of = compose.now_window if now_too else compose.due_window
+    heads = store.digest_heads()  # one query, no digest read: an idle run costs next to nothing
+    due = []
+    for profile in profiles:
+        window = window_of(profile, now, heads.get(profile.name))
+        if window is not None:  # else: not due yet, or composed already (by this run or another)
+            due.append(Due(profile, *window))
+    # Profiles of one window rank against the same papers, so most blocks rank in one pass.
+    due.sort(key=lambda entry: (entry.since, entry.until))
+    return due
+
+
+class Composer:
+    """rank -> compose -> store for a block of due profiles; the ranking model is fitted once per
+    run, at the first block, and serves every block."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Clock,
+        *,
+        targets: Callable[[ProfileConfig], list[str]],
+    ) -> None:
+        self.config, self.store, self.clock, self.targets = config, store, clock, targets
+        self._ranker: Ranker | None = None
+        # The papers and source runs of a window, read once for all the blocks that share it.
+        self._window: tuple[tuple[datetime, datetime], list[Paper], list[SourceRun]] | None = None
+
+    def compose(self, block: Sequence[Due]) -> tuple[list[Digest], list[Digest]]:
+        """The block's digests as stored (another run may have composed some first: its digest
+        stands), and of them those this run composed."""
+        if self._ranker is None:
+            self._ranker = make_ranker(self.config, self.store, self.clock)
+        feedback = self.store.feedback(entry.profile.name for entry in block)
+        made: list[Digest] = []
+        windows: dict[tuple[datetime, datetime], list[Due]] = {}
+        for entry in block:
+            windows.setdefault((entry.since, entry.until), []).append(entry)
+        for (since, until), group in windows.items():
+            candidates, runs = self._papers(since, until)
+            profiles = [entry.profile for entry in group]
+            ranked = rank(self._ranker, self.store, self.clock, candidates, profiles, feedback)
+            made += [
+                compose.compose(
+                    entry.profile, entry.day, since, until, scanned=len(candidates),
+                    items=ranked[entry.profile.name], runs=runs,
+                )
+                for entry in group
+            ]
+        by_name = {entry.profile.name: entry.profile for entry in block}
+        # One transaction (one fsync) for the block's digests and their ledger rows.
+        saved = self.store.save_digests(
+            [(digest, self.targets(by_name[digest.profile])) for digest in made], self.clock()
+        )
+        ours = [digest for digest, kept in zip(made, saved, strict=True) if kept is digest]
+        for digest in ours:
+            with logs.context(profile=digest.profile):
+                log.info(
+                    "composed the digest of %s: %d of %d new papers",
+                    digest.day, len(digest.items), digest.scanned,
+                )
+        return saved, ours
+
+    def _papers(self, since: datetime, until: datetime) -> tuple[list[Paper], list[SourceRun]]:
+        if self._window is None or self._window[0] != (since, until):
+            papers = self.store.papers(since=since, until=until, limit=None)
+            self._window = ((since, until), papers, self.store.source_runs_between(since, until))
+        return self._window[1], self._window[2]
 
 
 def compose_due(
@@ -527,56 +663,12 @@ def compose_due(
 ) -> list[Digest]:
     """Compose and store the digest of every profile that is due and has none for its day yet
     (with `now_too`, also of those not due yet that have none for their day), each with a
-    pending ledger row per channel `targets(profile)` names."""
-    now = clock()
-    window_of = compose.now_window if now_too else compose.due_window
-    due: dict[tuple[datetime, datetime], list[tuple[ProfileConfig, date]]] = {}
-    heads = store.digest_heads()  # one query, no digest read: an idle run costs next to nothing
-    for profile in profiles:
-        window = window_of(profile, now, heads.get(profile.name))
-        if window is not None:  # else: not due yet, or composed already (by this run or another)
-            day, since, until = window
-            due.setdefault((since, until), []).append((profile, day))
-    if not due:
-        return []
-    ranker = make_ranker(config, store, clock)
-    feedback = store.feedback(p.name for group in due.values() for p, _ in group)
-    composed = []
-    # Profiles composed in the same run share a window, so most runs rank in one pass.
-    for (since, until), group in due.items():
-        candidates = store.papers(since=since, until=until, limit=None)
-        runs = store.source_runs_between(since, until)
-        ranked = rank(ranker, store, clock, candidates, [profile for profile, _ in group], feedback)
-        made = [
-            compose.compose(
-                profile,
-                day,
-                since,
-                until,
-                scanned=len(candidates),
-                items=ranked[profile.name],
-                runs=runs,
-            )
-            for profile, day in group
-        ]
-        by_name = {profile.name: profile for profile, _ in group}
-        # Saved SAVE_BATCH at a time: one transaction (one fsync) for many digests.
-        for start in range(0, len(made), SAVE_BATCH):
-            batch = made[start : start + SAVE_BATCH]
-            saved = store.save_digests(
-                [(digest, targets(by_name[digest.profile])) for digest in batch], now
-            )
-            for digest, kept in zip(batch, saved, strict=True):
-                if kept is not digest:
-                    continue  # another run composed it first; its digest stands
-                composed.append(digest)
-                with logs.context(profile=digest.profile):
-                    log.info(
-                        "composed the digest of %s: %d of %d new papers",
-                        digest.day,
-                        len(digest.items),
-                        digest.scanned,
-                    )
+    pending ledger row per channel `targets(profile)` names; the digests this run composed."""
+    due = due_profiles(store, profiles, clock(), now_too=now_too)
+    composer = Composer(config, store, clock, targets=targets)
+    composed: list[Digest] = []
+    for start in range(0, len(due), BLOCK):
+        composed += composer.compose(due[start : start + BLOCK])[1]
     return composed
 
 

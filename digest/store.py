@@ -926,14 +926,22 @@ class Store:
         return saved
 
     def digests(
-        self, profile: str, *, since_day: date | None = None, limit: int | None = None
+        self,
+        profile: str,
+        *,
+        since_day: date | None = None,
+        before_day: date | None = None,
+        limit: int | None = None,
     ) -> list[Digest]:
-        """A profile's stored digests, newest day first."""
+        """A profile's stored digests, newest day first (of days >= since_day, < before_day)."""
         sql = "SELECT day FROM digests WHERE profile = ?"
         params: list[object] = [profile]
         if since_day is not None:
             sql += " AND day >= ?"
             params.append(since_day.isoformat())
+        if before_day is not None:
+            sql += " AND day < ?"
+            params.append(before_day.isoformat())
         sql += " ORDER BY day DESC"
         if limit is not None:
             sql += " LIMIT ?"

@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from digest.channels.chat import ChatChannel
 from digest.channels.feed import FeedChannel
 from digest.channels.mail import MailChannel, Sender
 from digest.config import Config, DeliveryConfig, ProfileConfig
-from digest.deliver import ChannelStopped, DeliveryReport
+from digest.deliver import ChannelStopped, DeliveryReport, combined
 from digest.errors import DeliveryError
 from digest.fetch import Fetcher
+from digest.models import Digest
 from digest.progress import Progress, no_progress
 from digest.render import Renderer
 from digest.store import Store
@@ -47,12 +48,27 @@ class RunContext:
     stopping: Callable[[], bool] = lambda: False  # SIGTERM: stop between two messages
     progress: Progress = no_progress
     started: datetime | None = None  # when the run began (None: when the first channel does)
+    # The run delivers what earlier runs left open first (block None), then each block of the
+    # digests it composes: `block` names the block's (profile, day) pairs, `fresh` holds its
+    # digests as composed (read from there, not back from the store), and `coming` names the
+    # profiles whose blocks are still to come (the first pass leaves their feeds to them).
+    block: frozenset[tuple[str, date]] | None = None
+    fresh: Mapping[tuple[str, date], Digest] = dataclasses.field(default_factory=dict)
+    coming: frozenset[str] = frozenset()
 
     def time_left(self) -> timedelta:
         """What is left of the run's [delivery] deadline: it bounds the whole run, all channels
         together, counted from the run's start (deliver_all sets it when the caller did not)."""
         now = self.clock()
         return max((self.started or now) + self.settings.deadline - now, timedelta(0))
+
+    def digest(self, store: Store, profile: str, day: date) -> Digest | None:
+        """A digest to deliver: the block's own as composed, else the stored one."""
+        return self.fresh.get((profile, day)) or store.digest(profile, day)
+
+    def profiles(self) -> frozenset[str] | None:
+        """The profiles of the block being delivered (None: the pass over what was left)."""
+        return None if self.block is None else frozenset(profile for profile, _ in self.block)
 
 
 class Channel(Protocol):
@@ -62,6 +78,12 @@ class Channel(Protocol):
     # "feeds", "mail", "slack:lab".
     @property
     def name(self) -> str: ...
+
+    # Does a stop (its breaker, a setup problem, the deadline) end its run? Mail and chats: yes,
+    # the run's later blocks leave their rows for the next run. Feeds: no, each block's files are
+    # tried (a full disk fails fast; one unwritable file must not keep the others back).
+    @property
+    def stops_for_the_run(self) -> bool: ...
 
     def targets(self, profile: ProfileConfig) -> list[str]:
         """The ledger rows ("mail:ADDRESS", "feed", "slack:lab") a new digest of `profile` gets."""
@@ -149,3 +171,15 @@ def deliver_all(
         if channel.name != "feeds":  # the feed step records its own problem (part "feeds")
             store.set_problem(channel.name, report.stopped, run.clock())
     return reports
+
+
+def merged(
+    before: Mapping[str, DeliveryReport], then: Mapping[str, DeliveryReport]
+) -> dict[str, DeliveryReport]:
+    """Two passes' reports of a run as one, channel by channel (in delivery order)."""
+    names = [*before, *(name for name in then if name not in before)]
+    return {
+        name: combined(before[name], then[name]) if name in before and name in then
+        else before.get(name) or then[name]
+        for name in names
+    }

@@ -561,7 +561,9 @@ class ChatChannel:
         self.poster = poster
         self.name = f"{chat.kind}:{chat.name}"
         self.kind = chat.kind
+        self.stops_for_the_run = True
         self._profiles = {profile.name: profile for profile in config.profiles}
+        self._run: RunContext | None = None  # the pass being delivered: its digests as composed
 
     @property
     def where(self) -> str:
@@ -587,6 +589,7 @@ class ChatChannel:
             if waiting:
                 log.info("%s: %s; %d messages wait for a live run", self.name, said, waiting)
             return DeliveryReport(left=waiting)
+        self._run = run
         return deliver_rows(
             self.store,
             self,
@@ -598,6 +601,7 @@ class ChatChannel:
             deadline=run.time_left(),
             stopping=run.stopping,
             progress=run.progress,
+            only=run.block,
         )
 
     def build(self, row: Delivery) -> ChatMessage | None:
@@ -606,7 +610,11 @@ class ChatChannel:
             log.info("%s: %s no longer posts to this chat; not sent", self.name, row.profile)
             return None
         # One row per digest on this chat: read once, kept by nobody.
-        digest = self.store.digest(row.profile, row.day)
+        digest = (
+            self._run.digest(self.store, row.profile, row.day)
+            if self._run is not None
+            else self.store.digest(row.profile, row.day)
+        )
         if digest is None or (not digest.items and not self.config.email.send_empty):
             return None
         _, atom_path = feeds.profile_feed_paths(row.profile)

@@ -673,6 +673,15 @@ class MailBuilder:
         self._worker: ThreadPoolExecutor | None = None
         self._reader: Store | None = None
         self._next: tuple[int, Future[_Batch]] | None = None
+        # The pass of the run being delivered (RunContext.block): its digests, as composed.
+        self._only: frozenset[tuple[str, date]] | None = None
+        self._fresh: Mapping[tuple[str, date], Digest] = {}
+
+    def begin(self, only: frozenset[tuple[str, date]] | None, fresh: Mapping[tuple[str, date], Digest]) -> None:
+        """A new pass of the run: the rows of these digests (None: every open row), and the
+        digests just composed, which are rendered from memory instead of read back."""
+        self._only, self._fresh = only, fresh
+        self._upcoming, self._rows, self._ahead = None, [], {}
 
     def __call__(self, delivery: Delivery) -> OutgoingMail | None:
         address = delivery.address
@@ -705,7 +714,7 @@ class MailBuilder:
             self._rows = [
                 row
                 for row in self.store.deliveries(statuses=("pending", "deferred", "sending", "uncertain"))
-                if row.kind == "mail"
+                if row.kind == "mail" and (self._only is None or (row.profile, row.day) in self._only)
             ]
             self._upcoming = {_row_key(row): index for index, row in enumerate(self._rows)}
         start = self._upcoming.get(_row_key(delivery))
@@ -789,7 +798,7 @@ class MailBuilder:
     ) -> OutgoingMail | None:
         key = (row.profile, row.day)
         if key not in digests:
-            digests[key] = store.digest(row.profile, row.day)
+            digests[key] = self._fresh.get(key) or store.digest(row.profile, row.day)
         digest = digests[key]
         if digest is None or row.address is None:
             return None
@@ -922,6 +931,7 @@ class MailChannel:
 
     name = "mail"
     kind = "mail"
+    stops_for_the_run = True
 
     def __init__(self, config: Config, store: Store, renderer: Renderer, sender: Sender) -> None:
         self.config = config
@@ -937,8 +947,12 @@ class MailChannel:
         ]
 
     def deliver(self, run: RunContext) -> DeliveryReport:
-        with self.builder.prefetching():
-            return self._deliver(run)
+        self.builder.begin(run.block, run.fresh)
+        try:
+            with self.builder.prefetching():
+                return self._deliver(run)
+        finally:
+            self.builder.begin(None, {})  # the block's digests are not kept past it
 
     def _deliver(self, run: RunContext) -> DeliveryReport:
         config = self.config
@@ -953,4 +967,5 @@ class MailChannel:
             deadline=run.time_left(),
             stopping=run.stopping,
             progress=run.progress,
+            only=run.block,
         )
