@@ -738,14 +738,18 @@ def test_a_channel_stopped_by_a_setup_problem_keeps_its_counts(tmp_path: Path) -
 def test_the_outbox_syncs_its_folder_once_a_batch_before_the_ledger_records_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 16: one fsync of new/ for a batch of messages, not one each, and always before the
-    batch's outcomes are written: a message the ledger says is sent is on disk."""
-    from digest.channels import mail
+    """Issue 16: one flush of the messages' data and one fsync of new/ for a batch of messages,
+    not one each, and always before the batch's outcomes are written: a message the ledger says
+    is sent is on disk."""
+    from digest import durable
 
     events: list[str] = []
-    real_fsync_dir = mail._fsync_dir
+    real_flush, real_fsync_folder = durable.flush, durable.fsync_folder
     monkeypatch.setattr(
-        mail, "_fsync_dir", lambda path: (events.append("sync"), real_fsync_dir(path))[1]
+        durable, "flush", lambda files: (events.append("flush"), real_flush(files))[1]
+    )
+    monkeypatch.setattr(
+        durable, "fsync_folder", lambda path: (events.append("sync"), real_fsync_folder(path))[1]
     )
     with open_store(tmp_path) as store:
         real_settle_many = store.settle_many
@@ -759,5 +763,5 @@ def test_the_outbox_syncs_its_folder_once_a_batch_before_the_ledger_records_it(
         report = run(store, Outbox(tmp_path / "outbox"), Clock())
         assert set(statuses(store).values()) == {"sent"}
     assert report.sent == 5
-    assert events == ["sync", "record 5"]
+    assert events == ["flush", "sync", "record 5"]
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 5

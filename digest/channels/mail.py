@@ -30,12 +30,11 @@ import logging
 import os
 import smtplib
 import ssl
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -46,7 +45,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
-from digest import feeds
+from digest import durable, feeds
 from digest.config import Config, ProfileConfig, SmtpConfig
 from digest.deliver import DEFAULT_BREAKER, MAX_ERROR, DeliveryReport, deliver_rows
 from digest.errors import (
@@ -144,21 +143,28 @@ def wire_bytes(message: Mail) -> bytes:
 class Outbox:
     """A Maildir (tmp/, new/, cur/) that any mail client can open, for runs without an SMTP server.
 
-    Each message is written to tmp/, flushed to disk, then renamed into new/, so a reader never sees
-    half a message. The file name is a hash of the Message-ID and the recipient: writing the same
-    message twice (a crash before the ledger recorded the first) leaves one file.
+    Each message is written to tmp/ and renamed into new/, so a reader never sees half a message.
+    The file name is a hash of the Message-ID and the recipient: writing the same message twice
+    (a crash before the ledger recorded the first) leaves one file.
 
-    Each file is fsynced before its rename. The folder new/ (which makes the renames durable) is
-    fsynced after each message, or, with `sync_later`, once per batch by `sync()`: the delivery
-    loop calls it before the ledger records the batch, so a message recorded sent is on disk (one
-    folder sync for 100 messages instead of 100).
+    Messages are written in batches (digest.durable): with `sync_later`, which the delivery loop
+    sets, `send()` writes the message to tmp/ unsynced and `sync()` commits the batch: one flush
+    of the filesystem for all of its messages, their renames into new/, one fsync of new/. The
+    loop calls `sync()` before the ledger records the batch, so a message recorded sent is on
+    disk. A kill before that leaves at most temp files in tmp/ (removed once older than 36 hours,
+    the Maildir rule) and the batch's rows open in the ledger: the next run writes them again,
+    and finds the ones already renamed. Without `sync_later` each message is a batch of its own.
     """
+
+    STALE_TEMP = timedelta(hours=36)  # the Maildir rule for tmp/: older is a killed writer's
 
     def __init__(self, path: Path, *, sync_later: bool = False) -> None:
         self.path = path
         self.sync_later = sync_later
         self._made = False
-        self._unsynced = False
+        self._batch = durable.Batch()
+        self._queued: set[str] = set()  # names in the batch, not yet in new/
+        self._failed: str | None = None  # why the last batch could not be committed
 
     def __enter__(self) -> Self:
         return self
@@ -167,14 +173,24 @@ class Outbox:
         self.close()
 
     def close(self) -> None:
-        """Nothing is held open between messages; renames not yet synced are synced."""
-        self.sync()
+        """Nothing is held open between messages; a batch not yet committed is committed (a
+        failed one was said already, by `sync`)."""
+        if self._failed is None:
+            self.sync()
 
     def sync(self) -> None:
-        """Make the renames of the messages written so far durable (fsync new/)."""
-        if self._unsynced:
-            _fsync_dir(self.path / "new")
-            self._unsynced = False
+        """Commit the batch: when this returns, its messages are in new/ and on disk."""
+        if self._failed is not None:
+            # The ledger still holds the failed batch's outcomes: never let it record them.
+            raise DeliveryError(self._failed)
+        if not self._queued:
+            return
+        self._queued = set()
+        try:
+            self._batch.commit()
+        except durable.CommitError as exc:
+            self._failed = self._cannot_write(next(iter(exc.failed.values())))
+            raise DeliveryError(self._failed) from None
 
     @staticmethod
     def file_name(message: Mail, recipient: str) -> str:
@@ -188,54 +204,35 @@ class Outbox:
     def send(self, message: Mail, recipient: str) -> None:
         name = self.file_name(message, recipient)
         data = wire_bytes(message)
+        self._failed = None  # a new batch: the failed one's outcomes were never recorded
         try:
             self._make_dirs()
             if self._holds(name):
                 return
-            self._write(name, data)
+            self._batch.put(self.path / "new" / name, data, temp_dir=self.path / "tmp")
         except OSError as exc:
-            raise DeliveryError(
-                f"{self.path}: cannot write to the outbox: {exc.strerror or exc}"
-            ) from None
+            raise DeliveryError(self._cannot_write(exc)) from None
+        self._queued.add(name)
+        if not self.sync_later:
+            self.sync()
+
+    def _cannot_write(self, exc: OSError) -> str:
+        return f"{self.path}: cannot write to the outbox: {exc.strerror or exc}"
 
     def _make_dirs(self) -> None:
         if not self._made:
             for sub in ("tmp", "new", "cur"):
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
+            durable.sweep(self.path / "tmp", lambda name: True, self.STALE_TEMP)
             self._made = True
 
     def _holds(self, name: str) -> bool:
-        """Is the message already here: in new/, or in cur/ (a mail client read it, adding ':2,S')?"""
-        if (self.path / "new" / name).exists():
+        """Is the message already here: in this batch, in new/, or in cur/ (a mail client read it,
+        adding ':2,S')?"""
+        if name in self._queued or (self.path / "new" / name).exists():
             return True
         with os.scandir(self.path / "cur") as entries:
             return any(entry.name.startswith(name) for entry in entries)
-
-    def _write(self, name: str, data: bytes) -> None:
-        fd, temporary_name = tempfile.mkstemp(dir=self.path / "tmp", prefix=name + ".")
-        temporary = Path(temporary_name)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            temporary.replace(self.path / "new" / name)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        self._unsynced = True
-        if not self.sync_later:
-            self.sync()  # so the rename itself survives a power cut
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # Windows cannot open a directory; its renames are durable enough
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- SMTP -----------------------------------------------------------------------------------------
