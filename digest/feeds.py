@@ -15,8 +15,6 @@ Layout of feeds_dir (served as-is by any web server):
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +25,7 @@ from xml.etree import ElementTree
 from feedgen.feed import FeedGenerator
 from markupsafe import escape
 
-from digest import __version__
+from digest import __version__, durable
 from digest.errors import DeliveryError
 from digest.models import Digest, Paper, Reasons, ScoredPaper
 from digest.render import FeedbackLinks, Renderer
@@ -292,58 +290,63 @@ class PublishError(DeliveryError):
 
 
 def publish(feeds_dir: Path, files: dict[str, bytes]) -> list[str]:
-    """Write each file (path relative to feeds_dir) atomically; return the paths that changed.
+    """Write the files (paths relative to feeds_dir) as one batch; return the paths that changed.
 
-    A file that cannot be written does not stop the others: every one is tried, then
-    PublishError names the ones that failed.
+    Each goes to a hidden temp file beside it; then one flush puts them all on disk, each is
+    renamed into place and each folder fsynced once (digest.durable's guarantee: a reader sees
+    the old file or the new one, and when this returns every changed file is on disk). A file
+    whose bytes did not change is not rewritten, which keeps its mtime and so its HTTP
+    Last-Modified. A file that cannot be written does not stop the others: every one is tried,
+    then PublishError names the ones that failed.
     """
-    changed = []
+    batch = durable.Batch()
+    relative_of: dict[Path, str] = {}
     failed: dict[str, str] = {}
     for relative, data in sorted(files.items()):
+        path = feeds_dir / relative
         try:
-            if write_atomic(feeds_dir / relative, data):
-                changed.append(relative)
-        except DeliveryError as exc:
-            failed[relative] = str(exc)
+            if path.is_file() and path.read_bytes() == data:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _sweep_once(path.parent)
+            batch.put(path, data, mode=0o644)  # readable by the web server, as any published file
+        except OSError as exc:
+            failed[relative] = _cannot_write(path, exc)
+            continue
+        relative_of[path] = relative
+    try:
+        batch.commit()
+    except durable.CommitError as exc:
+        for path, error in exc.failed.items():
+            failed[relative_of.pop(path)] = _cannot_write(path, error)
     if failed:
-        raise PublishError(failed, changed)
-    return changed
+        raise PublishError(dict(sorted(failed.items())), sorted(relative_of.values()))
+    return sorted(relative_of.values())
 
 
 def write_atomic(path: Path, data: bytes) -> bool:
-    """Replace `path` with `data` so a reader sees the old file or the new one, never a part.
-
-    Temp file in the same folder, fsync, rename, fsync the folder. Unchanged bytes are not
-    rewritten (False), which keeps the file's mtime and so its HTTP Last-Modified.
-    """
-    try:
-        if path.is_file() and path.read_bytes() == data:
-            return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as temp:
-                temp.write(data)
-                temp.flush()
-                os.fsync(temp.fileno())
-            temp_path = Path(temp_name)
-            temp_path.chmod(0o644)  # readable by the web server, like any published file
-            temp_path.replace(path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise DeliveryError(f"{path}: cannot write the feed file: {exc}") from None
-    return True
+    """Replace `path` with `data` (a batch of one file, as `publish`); False when its bytes were
+    already these, so it was not rewritten. Raises DeliveryError if it cannot be written."""
+    return bool(publish(path.parent, {path.name: data}))
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:  # some systems (Windows) cannot open a folder; the rename is still atomic
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def _cannot_write(path: Path, exc: OSError) -> str:
+    return f"{path}: cannot write the feed file: {exc}"
+
+
+STALE_TEMP = timedelta(days=1)  # a temp file older than this is a killed run's, not a batch's
+_swept: set[Path] = set()  # the folders this process has swept: once is enough
+
+
+def _sweep_once(folder: Path) -> None:
+    """Remove the hidden temp files a killed publish left in `folder` (feedfiles refuses hidden
+    names, so no reader saw them), once per folder and process: a folder holds every profile's
+    feeds, too many to list at each publish."""
+    if folder not in _swept:
+        durable.sweep(folder, _is_temp, STALE_TEMP)
+        _swept.add(folder)
+
+
+def _is_temp(name: str) -> bool:
+    target = durable.hidden_temp_target(name)
+    return target is not None and target.endswith((*SUFFIXES, ".opml"))

@@ -1,9 +1,10 @@
 """Channels are independent (issue 15): feed files that cannot be written stop no mail, and mail
 that cannot be sent stops no feed.
 
-Faults are injected, never real: a full feeds volume is os.fsync raising ENOSPC for files under
-feeds_dir, an unusable one is a file where its folder should be, SMTP down is a port nothing
-listens on. Mail goes to the Maildir outbox or to aiosmtpd on 127.0.0.1; the clock is frozen.
+Faults are injected, never real: a full feeds volume is a flush (os.fsync, or digest.durable's
+syncfs) raising ENOSPC for files under feeds_dir, an unusable one is a file where its folder
+should be, SMTP down is a port nothing listens on. Mail goes to the Maildir outbox or to aiosmtpd
+on 127.0.0.1; the clock is frozen.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from freezegun import freeze_time
 from helpers import MONDAY, Recorder, digest, free_port, outbox, write_config
 
-from digest import feeds
+from digest import durable, feeds
 from digest.config import load_config
 from digest.errors import DeliveryError
 from digest.models import Delivery
@@ -39,18 +40,25 @@ def frozen() -> Iterator[object]:
 
 
 def full_volume(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
-    """Every fsync of a file under `folder` fails as on a full disk; other files are untouched."""
+    """Every flush of a file under `folder` (its fsync, or the syncfs of its folder) fails as on
+    a full disk; other files are untouched."""
     if not Path("/proc/self/fd").is_dir():
         pytest.skip("needs /proc to tell which file a descriptor is")
-    real = os.fsync
+    real_fsync, real_syncfs = os.fsync, durable.syncfs
     inside = str(folder.resolve()) + os.sep
 
     def fsync(descriptor: int) -> None:
         if str(Path(f"/proc/self/fd/{descriptor}").readlink()).startswith(inside):
             raise OSError(28, "No space left on device")
-        real(descriptor)
+        real_fsync(descriptor)
+
+    def syncfs(path: Path) -> bool:
+        if (str(path.resolve()) + os.sep).startswith(inside):
+            raise OSError(28, "No space left on device")
+        return real_syncfs(path)
 
     monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(durable, "syncfs", syncfs)
 
 
 def ledger(tmp_path: Path) -> list[Delivery]:

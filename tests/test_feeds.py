@@ -32,7 +32,7 @@ from digests import (
 from freezegun import freeze_time
 from helpers import MONDAY, digest, outbox, sample_config, write_config
 
-from digest import feeds
+from digest import durable, feeds
 from digest.errors import DeliveryError
 from digest.render import FeedbackLinks, Renderer
 from digest.store import Store
@@ -275,10 +275,11 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
     target = tmp_path / "all.rss"
     target.write_bytes(b"old")
 
-    def disk_full(descriptor: int) -> None:
+    def disk_full(descriptor: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
+    monkeypatch.setattr(durable, "syncfs", disk_full)
     with pytest.raises(DeliveryError, match=r"all\.rss: cannot write the feed file: .*No space left"):
         feeds.write_atomic(target, b"new")
     assert target.read_bytes() == b"old"
