@@ -9,10 +9,12 @@ leaves the store exactly as it was.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import operator
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -309,6 +311,67 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO digest_heads SELECT profile, max(day), until FROM digests GROUP BY profile;
     """,
+    # 12: a compact digest record (issue 16). A 10,000-profile day wrote 180,000 digest_items
+    # rows (5.8 kB a digest with their key index); now a digest's items are one BLOB in its own
+    # row: zlib of the JSON [[key, score, {reason: value, ...}], ...], each item's Reasons
+    # without the fields at their defaults (_pack_items). Measured on bench/job_speed.py's 2,000
+    # digests of 18 items, bytes a digest: 1,728 as plain JSON, 341 zlib'd, 347 with columns
+    # ({keys, scores, reasons}) zlib'd, 328 with reasons by position, 303 with a preset zlib
+    # dictionary. Named reasons keep a newer version's fields ignorable, and a dictionary would
+    # have to stay the same forever for 11% less. 341 it is: 18 us to decode, where the JSON of
+    # its 18 rows took 34.
+    # Its items are filled by _pack_digest_items (Python: SQLite has no zlib), which then drops
+    # digest_items; a script that builds old stores from MIGRATIONS stops before this one.
+    #
+    # Packed keys cannot follow a paper re-keyed by ON UPDATE CASCADE: paper_aliases keeps every
+    # key a paper had (old -> the key it has now, chains flattened) and reading resolves them.
+    #
+    # The sources' notes are the same for every digest of a run: one digest_sources row each,
+    # named by id. last_day is the latest day of a digest using them, so retention deletes the
+    # notes no digest of its cutoff or later uses without looking at those digests.
+    #
+    # The ledger's key becomes (profile, day, channel): its prefix finds a digest's rows, which
+    # deliveries_by_digest did (100 bytes a digest). SQLite cannot change a key, so the ledger is
+    # copied into a new table, as in migration 9.
+    """
+    CREATE TABLE paper_aliases (
+        old TEXT PRIMARY KEY,  -- a key a paper had
+        key TEXT NOT NULL  -- the key it has now
+    ) WITHOUT ROWID;
+    CREATE INDEX paper_aliases_by_key ON paper_aliases(key);
+    CREATE TABLE digest_sources (
+        id INTEGER PRIMARY KEY,
+        sources TEXT NOT NULL UNIQUE,  -- JSON: [[source, status, error], ...]
+        last_day TEXT NOT NULL  -- the latest day of a digest naming it
+    );
+    INSERT INTO digest_sources (sources, last_day)
+        SELECT sources, max(day) FROM digests GROUP BY sources;
+    ALTER TABLE digests ADD COLUMN sources_id INTEGER;  -- digest_sources(id)
+    UPDATE digests SET sources_id = (SELECT id FROM digest_sources s WHERE s.sources = digests.sources);
+    ALTER TABLE digests DROP COLUMN sources;
+    ALTER TABLE digests ADD COLUMN items BLOB;  -- _pack_items, filled by _pack_digest_items
+    CREATE TABLE deliveries_new (
+        profile TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        day TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('pending', 'sending', 'sent', 'deferred', 'failed', 'skipped',
+                              'uncertain')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated TEXT NOT NULL,
+        claimed_by TEXT,
+        error TEXT,
+        message_id TEXT,
+        PRIMARY KEY (profile, day, channel),
+        FOREIGN KEY (profile, day) REFERENCES digests(profile, day) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    INSERT INTO deliveries_new
+        SELECT profile, channel, day, status, attempts, updated, claimed_by, error, message_id
+        FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_new RENAME TO deliveries;
+    CREATE INDEX deliveries_by_status ON deliveries(status, day);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -330,6 +393,11 @@ _DATA_FIELDS = tuple(f.name for f in fields(Paper) if f.name not in _COLUMN_FIEL
 _DATETIME_FIELDS = frozenset({"published", "updated", "first_seen"})
 _TUPLE_FIELDS = frozenset({"authors", "categories", "ai_keywords", "sources"})
 _CHUNK = 500  # SQLite's limit on bound parameters is well above this
+# A stored digest as Store._digests_from_rows reads it: its row and its sources' notes.
+_DIGEST_COLUMNS = """d.profile, d.day, d.timezone, d.since, d.until, d.scanned,
+    coalesce(s.sources, '[]'), d.items"""
+_DIGEST_SELECT = f"""SELECT {_DIGEST_COLUMNS}
+    FROM digests d LEFT JOIN digest_sources s ON s.id = d.sources_id"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,6 +469,8 @@ class Store:
                         if statement.strip():
                             self._db.execute(statement)
                     version += 1
+                    if version == 12:
+                        _pack_digest_items(self._db)
                     self._db.execute(f"PRAGMA user_version = {version}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable paperdigest store: {exc}") from None
@@ -472,10 +542,9 @@ class Store:
             sightings.setdefault(paper.key, set()).add(record.origin.source)
 
         # Re-key first (the foreign key carries sightings along), then insert and update.
-        self._db.executemany(
-            "UPDATE papers SET key = ? WHERE key = ?",
-            [(current, stored) for current, stored in stored_key.items() if current != stored],
-        )
+        rekeyed = [(current, stored) for current, stored in stored_key.items() if current != stored]
+        self._db.executemany("UPDATE papers SET key = ? WHERE key = ?", rekeyed)
+        self._remember_old_keys(rekeyed)
         inserts, updates, history = [], [], []
         stamp = seen_at.isoformat()
         for key, paper in known.by_key.items():
@@ -519,6 +588,42 @@ class Store:
             ],
         )
         return IngestOutcome(new_keys=tuple(new_keys), updated=len(updates))
+
+    def _remember_old_keys(self, rekeyed: Sequence[tuple[str, str]]) -> None:
+        """Keep each re-keyed paper's old key (pairs of (new key, old key)): a stored digest names
+        its papers by the key they had then (see migration 12). Chains are flattened: when B
+        becomes C, an alias A -> B becomes A -> C, so a key is resolved in one look-up."""
+        self._db.executemany("UPDATE paper_aliases SET key = ? WHERE key = ?", rekeyed)
+        self._db.executemany(
+            """INSERT INTO paper_aliases (old, key) VALUES (?2, ?1)
+               ON CONFLICT (old) DO UPDATE SET key = excluded.key""",
+            rekeyed,
+        )
+        # A key that names a paper again is no alias any more (no loop A -> B -> A).
+        self._db.executemany("DELETE FROM paper_aliases WHERE old = ?", [(c,) for c, _ in rekeyed])
+
+    def _papers_by_key(self, keys: Iterable[str]) -> dict[str, Paper]:
+        """The papers named by these keys, each under the key asked for; a key a paper had before
+        it was re-keyed finds it through paper_aliases. Keys of no paper are left out."""
+        wanted = sorted(set(keys))
+        found = self._papers_by_key_exactly(wanted)
+        missing = [key for key in wanted if key not in found]
+        aliases: dict[str, str] = {}
+        for chunk in _chunks(missing):
+            sql = f"SELECT old, key FROM paper_aliases WHERE old IN ({', '.join('?' * len(chunk))})"
+            aliases.update(self._db.execute(sql, chunk).fetchall())
+        if aliases:
+            current = self._papers_by_key_exactly(aliases.values())
+            found.update((old, current[key]) for old, key in aliases.items() if key in current)
+        return found
+
+    def _papers_by_key_exactly(self, keys: Iterable[str]) -> dict[str, Paper]:
+        found: dict[str, Paper] = {}
+        for chunk in _chunks(sorted(set(keys))):
+            sql = f"SELECT * FROM papers WHERE key IN ({', '.join('?' * len(chunk))})"
+            for row in self._db.execute(sql, chunk):
+                found[row[0]] = _stored_paper(tuple(row))
+        return found
 
     def _load(self, keys: set[str], dois: set[str], titles: set[str]) -> list[Paper]:
         rows: dict[str, tuple[Any, ...]] = {}
@@ -853,37 +958,34 @@ class Store:
             existing = self._digest(digest.profile, digest.day)
             assert existing is not None
             return existing
+        day = digest.day.isoformat()
+        # The run's notes on its sources, stored once (migration 12); last_day keeps them from
+        # retention as long as a digest names them.
+        (sources_id,) = self._db.execute(
+            """INSERT INTO digest_sources (sources, last_day) VALUES (?, ?)
+               ON CONFLICT (sources) DO UPDATE SET last_day = max(last_day, excluded.last_day)
+               RETURNING id""",
+            (_JSON.encode([[n.source, n.status, n.error] for n in digest.sources]), day),
+        ).fetchone()
         self._db.execute(
-            "INSERT INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)",
+            """INSERT INTO digests (profile, day, timezone, since, until, scanned, sources_id, items)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 digest.profile,
-                digest.day.isoformat(),
+                day,
                 digest.timezone,
                 digest.since.isoformat(),
                 digest.until.isoformat(),
                 digest.scanned,
-                _JSON.encode([[n.source, n.status, n.error] for n in digest.sources]),
+                sources_id,
+                _pack_items(digest.items),
             ),
         )
         self._db.execute(
             """INSERT INTO digest_heads VALUES (?, ?, ?)
                ON CONFLICT (profile) DO UPDATE SET day = excluded.day, until = excluded.until
                WHERE excluded.day > digest_heads.day""",
-            (digest.profile, digest.day.isoformat(), digest.until.isoformat()),
-        )
-        self._db.executemany(
-            "INSERT INTO digest_items VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    digest.profile,
-                    digest.day.isoformat(),
-                    position,
-                    item.paper.key,
-                    item.score,
-                    _reasons_json(item.reasons),
-                )
-                for position, item in enumerate(digest.items)
-            ],
+            (digest.profile, day, digest.until.isoformat()),
         )
         self._db.executemany(
             """INSERT INTO deliveries (profile, channel, day, status, updated)
@@ -934,54 +1036,73 @@ class Store:
         limit: int | None = None,
     ) -> list[Digest]:
         """A profile's stored digests, newest day first (of days >= since_day, < before_day)."""
-        sql = "SELECT day FROM digests WHERE profile = ?"
+        sql = f"{_DIGEST_SELECT} WHERE d.profile = ?"
         params: list[object] = [profile]
         if since_day is not None:
-            sql += " AND day >= ?"
+            sql += " AND d.day >= ?"
             params.append(since_day.isoformat())
         if before_day is not None:
-            sql += " AND day < ?"
+            sql += " AND d.day < ?"
             params.append(before_day.isoformat())
-        sql += " ORDER BY day DESC"
+        sql += " ORDER BY d.day DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        days = [date.fromisoformat(row[0]) for row in self._db.execute(sql, params).fetchall()]
-        found = [self._digest(profile, day) for day in days]
-        return [d for d in found if d is not None]
+        return self._digests_from_rows(self._db.execute(sql, params).fetchall())
+
+    def digests_for(self, pairs: Sequence[tuple[str, date]]) -> dict[tuple[str, date], Digest]:
+        """Many stored digests, by (profile, day), in a few queries: the digest rows a few hundred
+        at a time, then each paper they name once. Pairs with no stored digest are left out."""
+        wanted = sorted({(profile, day.isoformat()) for profile, day in pairs})
+        rows: list[tuple[Any, ...]] = []
+        size = _CHUNK // 2  # two parameters a pair
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start : start + size]
+            # The pairs as a table joined to the digests' key (CROSS JOIN keeps it the outer
+            # loop): a key look-up a pair, where `(profile, day) IN (...)` scans the table.
+            sql = f"""WITH wanted (profile, day) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))})
+                      SELECT {_DIGEST_COLUMNS} FROM wanted w
+                      CROSS JOIN digests d ON d.profile = w.profile AND d.day = w.day
+                      LEFT JOIN digest_sources s ON s.id = d.sources_id"""
+            rows += self._db.execute(sql, [value for pair in chunk for value in pair]).fetchall()
+        return {(d.profile, d.day): d for d in self._digests_from_rows(rows)}
 
     def _digest(self, profile: str, day: date) -> Digest | None:
         row = self._db.execute(
-            "SELECT timezone, since, until, scanned, sources FROM digests "
-            "WHERE profile = ? AND day = ?",
+            f"{_DIGEST_SELECT} WHERE d.profile = ? AND d.day = ?",
             (profile, day.isoformat()),
         ).fetchone()
-        if row is None:
-            return None
-        timezone, since, until, scanned, sources = row
-        items = []
-        for paper_row in self._db.execute(
-            """SELECT p.*, i.score, i.reasons FROM digest_items i JOIN papers p ON p.key = i.key
-               WHERE i.profile = ? AND i.day = ? ORDER BY i.position""",
-            (profile, day.isoformat()),
+        return self._digests_from_rows([row])[0] if row else None
+
+    def _digests_from_rows(self, rows: Sequence[tuple[Any, ...]]) -> list[Digest]:
+        """Digests from rows of _DIGEST_SELECT, in their order; their papers read once each. An
+        item whose paper the store no longer holds is left out (as the join of old did)."""
+        unpacked = [_unpack_items(row[-1]) for row in rows]
+        papers = self._papers_by_key(key for items in unpacked for key, _, _ in items)
+        notes: dict[str, tuple[SourceNote, ...]] = {}  # the same few texts for every digest
+        found = []
+        for (profile, day, timezone, since, until, scanned, sources, _), items in zip(
+            rows, unpacked, strict=True
         ):
-            items.append(
-                ScoredPaper(
-                    paper=_stored_paper(tuple(paper_row[:-2])),
-                    score=paper_row[-2],
-                    reasons=_reasons_from_json(paper_row[-1]),
+            if sources not in notes:
+                notes[sources] = tuple(SourceNote(*note) for note in json.loads(sources))
+            found.append(
+                Digest(
+                    profile=profile,
+                    day=date.fromisoformat(day),
+                    timezone=timezone,
+                    since=datetime.fromisoformat(since),
+                    until=datetime.fromisoformat(until),
+                    scanned=scanned,
+                    sources=notes[sources],
+                    items=tuple(
+                        ScoredPaper(papers[key], score, reasons)
+                        for key, score, reasons in items
+                        if key in papers
+                    ),
                 )
             )
-        return Digest(
-            profile=profile,
-            day=day,
-            timezone=timezone,
-            since=datetime.fromisoformat(since),
-            until=datetime.fromisoformat(until),
-            scanned=scanned,
-            sources=tuple(SourceNote(*note) for note in json.loads(sources)),
-            items=tuple(items),
-        )
+        return found
 
     # -- subscribers ------------------------------------------------------------------------------
 
@@ -1407,13 +1528,13 @@ class Store:
 
     def prune(self, before: datetime | date, now: datetime) -> PruneReport:
         """Delete what is older than `before`: the digests of earlier days with their items and
-        ledger rows, runs and their source runs, HTTP validators not renewed since, and short
-        links made for mails of earlier days. Idempotent.
+        ledger rows, runs and their source runs, HTTP validators not renewed since, short links
+        made for mails of earlier days, and the sources' notes no digest kept names. Idempotent.
 
         Never what an unfinished delivery needs: a digest with a ledger row still pending,
         sending, deferred or uncertain is kept, items and rows, however old (checked again in
         each batch's transaction, so a row that changed meanwhile counts as it is then). Papers
-        (and their history, marks and vectors) are never pruned: identifying a new sighting
+        (and their history, marks, vectors and old keys) are never pruned: identifying a new sighting
         compares it with every paper ever seen, so a paper forgotten would come back as new. Each
         source keeps its newest KEEP_SOURCE_RUNS runs, however old, for its health and status.
 
@@ -1430,7 +1551,7 @@ class Store:
         )
         cutoff_day, cutoff_at = cutoff.date().isoformat(), cutoff.isoformat()
         unfinished = ", ".join("?" * len(UNFINISHED_DELIVERIES))
-        counts = dict.fromkeys(("digests", "items", "ledger", "kept"), 0)
+        counts = dict.fromkeys(("digests", "ledger", "kept"), 0)
         after: tuple[str, str] = ("", "")  # (day, profile) of the last digest looked at
         try:
             while True:
@@ -1444,10 +1565,7 @@ class Store:
                         (*UNFINISHED_DELIVERIES, cutoff_day, *after, PRUNE_BATCH),
                     ).fetchall()
                     doomed = [(profile, day) for day, profile, owed in old if not owed]
-                    # Children first (for the counts); deleting a digest would cascade to them.
-                    counts["items"] += self._db.executemany(
-                        "DELETE FROM digest_items WHERE profile = ? AND day = ?", doomed
-                    ).rowcount
+                    # Ledger rows first (for the count); deleting a digest would cascade to them.
                     counts["ledger"] += self._db.executemany(
                         "DELETE FROM deliveries WHERE profile = ? AND day = ?", doomed
                     ).rowcount
@@ -1482,6 +1600,13 @@ class Store:
                 validators = self._db.execute(
                     "DELETE FROM http_cache WHERE updated < ?", (cutoff_at,)
                 ).rowcount
+                # Sources' notes no digest of the cutoff day or later names (last_day), nor an
+                # older one kept for an unfinished delivery (few, found by their day).
+                self._db.execute(
+                    """DELETE FROM digest_sources WHERE last_day < ?1 AND id NOT IN
+                       (SELECT sources_id FROM digests WHERE day < ?1 AND sources_id IS NOT NULL)""",
+                    (cutoff_day,),
+                )
             # A short link is kept from the mail that first carried it (digest.until). A
             # feedback link names one paper of one profile's digest, so it is carried by that
             # digest's mail alone; manage and unsubscribe links are the same in every mail to an
@@ -1508,7 +1633,6 @@ class Store:
         return PruneReport(
             before=cutoff.date(),
             digests=counts["digests"],
-            digest_items=counts["items"],
             deliveries=counts["ledger"],
             runs=runs,
             source_runs=source_runs,
@@ -1619,8 +1743,7 @@ class PruneReport:
     """What one `Store.prune` deleted, per table, and the old digests it kept."""
 
     before: date
-    digests: int = 0
-    digest_items: int = 0
+    digests: int = 0  # with their items, packed in their rows
     deliveries: int = 0
     runs: int = 0
     source_runs: int = 0
@@ -1631,7 +1754,7 @@ class PruneReport:
     @property
     def removed(self) -> int:
         return (
-            self.digests + self.digest_items + self.deliveries + self.runs + self.source_runs
+            self.digests + self.deliveries + self.runs + self.source_runs
             + self.http_validators + self.short_links
         )
 
@@ -1639,8 +1762,8 @@ class PruneReport:
         """One line for the log and the terminal."""
         text = (
             f"pruned what is older than {self.before.isoformat()}: "
-            f"{_counted(self.digests, 'digest')} ({_counted(self.digest_items, 'item')}, "
-            f"{_counted(self.deliveries, 'ledger row')}), {_counted(self.runs, 'run')} "
+            f"{_counted(self.digests, 'digest')} ({_counted(self.deliveries, 'ledger row')}), "
+            f"{_counted(self.runs, 'run')} "
             f"({_counted(self.source_runs, 'source run')}), "
             f"{_counted(self.http_validators, 'HTTP validator')}, "
             f"{_counted(self.short_links, 'short link')}"
@@ -1889,18 +2012,76 @@ def _interests_from_json(text: str) -> Interests:
     return Interests(**chosen)
 
 
-def _reasons_json(reasons: Reasons) -> str:
-    return _JSON.encode({f.name: getattr(reasons, f.name) for f in fields(Reasons)})
+# Reasons' fields and their defaults: a packed item leaves out the fields at their default.
+_REASON_DEFAULTS = tuple((f.name, f.default) for f in fields(Reasons))
+_REASON_NAMES = frozenset(name for name, _ in _REASON_DEFAULTS)
 
 
-def _reasons_from_json(text: str) -> Reasons:
-    values: dict[str, Any] = json.loads(text)
-    known = {f.name for f in fields(Reasons)}
-    for name, value in list(values.items()):
-        if name not in known:
-            del values[name]  # written by a newer paperdigest
-        elif name == "parts":
-            values[name] = tuple((label, part) for label, part in value)
+def _packed_reasons(reasons: Reasons) -> dict[str, Any]:
+    """Reasons as a JSON object without the fields at their default. "At its default" is exact:
+    the same type and the same text (0 is not 0.0, -0.0 is not 0.0), so a round trip gives
+    back what was stored."""
+    packed: dict[str, Any] = {}
+    for name, default in _REASON_DEFAULTS:
+        value = getattr(reasons, name)
+        if value == default and type(value) is type(default) and repr(value) == repr(default):
+            continue
+        packed[name] = value
+    return packed
+
+
+def _reasons_from(values: dict[str, Any]) -> Reasons:
+    """Reasons from their JSON object (packed, or every field as digest_items held them)."""
+    known: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in _REASON_NAMES:
+            continue  # written by a newer paperdigest
+        if name == "parts":
+            known[name] = tuple((label, part) for label, part in value)
         elif isinstance(value, list):
-            values[name] = tuple(value)
-    return Reasons(**values)
+            known[name] = tuple(value)
+        else:
+            known[name] = value
+    return Reasons(**known)
+
+
+def _pack_items(items: Sequence[ScoredPaper]) -> bytes:
+    """A digest's items as digests.items holds them (migration 12 says why this layout)."""
+    text = _JSON.encode(
+        [[item.paper.key, item.score, _packed_reasons(item.reasons)] for item in items]
+    )
+    return zlib.compress(text.encode(), 9)
+
+
+def _unpack_items(blob: bytes | None) -> list[tuple[str, float, Reasons]]:
+    """(paper key, score, reasons) of each item, in order; an item's elements after these three
+    (a newer paperdigest's) are ignored."""
+    if not blob:
+        return []
+    return [
+        (item[0], item[1], _reasons_from(item[2])) for item in json.loads(zlib.decompress(blob))
+    ]
+
+
+def _pack_digest_items(db: sqlite3.Connection) -> None:
+    """Migration 12's second half: each digest's digest_items rows packed into digests.items,
+    then the table dropped. Runs in the migration's transaction."""
+    rows = db.execute(
+        "SELECT profile, day, key, score, reasons FROM digest_items ORDER BY profile, day, position"
+    )
+    packed: list[tuple[bytes, str, str]] = []
+    for (profile, day), items in itertools.groupby(rows, key=operator.itemgetter(0, 1)):
+        text = _JSON.encode(
+            [
+                [key, score, _packed_reasons(_reasons_from(json.loads(reasons)))]
+                for _, _, key, score, reasons in items
+            ]
+        )
+        packed.append((zlib.compress(text.encode(), 9), profile, day))
+        if len(packed) == 1000:  # months of digests are not held in memory at once
+            db.executemany("UPDATE digests SET items = ? WHERE profile = ? AND day = ?", packed)
+            packed.clear()
+    db.executemany("UPDATE digests SET items = ? WHERE profile = ? AND day = ?", packed)
+    db.execute("UPDATE digests SET items = ? WHERE items IS NULL", (_pack_items(()),))
+    db.execute("DROP INDEX digest_items_by_key")
+    db.execute("DROP TABLE digest_items")

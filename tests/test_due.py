@@ -80,16 +80,18 @@ def test_saving_many_digests_keeps_one_already_stored(tmp_path: Path) -> None:
 def test_a_store_of_the_previous_schema_gets_its_heads_from_its_digests(tmp_path: Path) -> None:
     import sqlite3
 
-    from digest.store import SCHEMA_VERSION
+    from digest.store import MIGRATIONS
 
     path = tmp_path / "s.sqlite3"
-    with Store.open(path) as store:
-        for day in (date(2026, 11, 21), date(2026, 11, 22)):
-            until = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=7)
-            store.save_digest(empty_digest("alice", day, until), ["feed"], NOW)
     db = sqlite3.connect(path)
-    db.execute("DROP TABLE digest_heads")  # as a store made before migration 11 is
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    for script in MIGRATIONS[:10]:  # as a store made before migration 11 is
+        db.executescript(script)
+    for day in ("2026-11-21", "2026-11-22"):
+        db.execute(
+            "INSERT INTO digests VALUES ('alice', ?, 'UTC', ?, ?, 0, '[]')",
+            (day, f"{day}T07:00:00+00:00", f"{day}T07:00:00+00:00"),
+        )
+    db.execute("PRAGMA user_version = 10")
     db.commit()
     db.close()
     with Store.open(path) as store:
