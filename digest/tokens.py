@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 from collections.abc import Sequence
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +92,38 @@ def _signing(keys: tuple[str, ...], purpose: str) -> tuple[URLSafeSerializer, by
     return serializer, serializer.make_signer().derive_key()
 
 
+@functools.lru_cache(maxsize=64)
+def _keyed_mac(keys: tuple[str, ...], purpose: str) -> hmac.HMAC:
+    """itsdangerous's HMAC-SHA1 with the derived key already taken in: each token copies it
+    rather than hashing the key again (a third of a token's time, at 360,000 tokens a run)."""
+    return hmac.new(_signing(keys, purpose)[1], digestmod=hashlib.sha1)
+
+
+# json.dumps with these options builds a new encoder on every call; one does for every token.
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _to_json(value: list[Any]) -> str:
+    """json.dumps(value, ensure_ascii=False, separators=(",", ":")), the same characters.
+
+    Most tokens are a list of strings, written here with the encoder's own string quoting
+    (three times faster than the encoder for three short strings); anything else goes to it.
+    """
+    if all(type(v) is str for v in value):
+        return "[" + ",".join(map(encode_basestring, value)) + "]"
+    return _json_encode(value)
+
+
 def _dumps(keys: Sequence[str], purpose: str, value: list[Any]) -> str:
     """What itsdangerous's dumps makes, minus its zlib attempt (never shorter for a few words).
 
-    A run signs some 40 links per reader, and this is three times faster; `loads` reads both
+    A run signs some 40 links per reader, and this is several times faster; `loads` reads both
     forms, and the tests check the tokens are the same.
     """
-    _, derived = _signing(tuple(keys), purpose)
-    payload = base64_encode(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
-    mac = hmac.new(derived, payload, hashlib.sha1).digest()
-    return (payload + b"." + base64_encode(mac)).decode("ascii")
+    payload = base64_encode(_to_json(value).encode())
+    mac = _keyed_mac(tuple(keys), purpose).copy()
+    mac.update(payload)
+    return (payload + b"." + base64_encode(mac.digest())).decode("ascii")
 
 
 def short_code(keys: Sequence[str], path: str, group: str = "") -> str:

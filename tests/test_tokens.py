@@ -33,6 +33,23 @@ def test_tokens_are_what_itsdangerous_signs_with_the_newest_key(profile: str, ad
     assert read_manage_token(KEYS, token) == (profile, address.lower())
 
 
+@pytest.mark.parametrize(
+    "key",
+    ["2611.01234", 'title:a "quoted" \\ back\tslash', "title:zoë ✓ 😀", "doi:10.1/x\x00\x1f\u2028", ""],
+)
+def test_feedback_and_dated_tokens_are_what_itsdangerous_signs(key: str) -> None:
+    # The token writer quotes a list of strings itself (issue 16): the same JSON, every character.
+    feedback = URLSafeSerializer(list(reversed(KEYS)), salt="paperdigest.feedback")
+    token = feedback_token(KEYS, "ml", key, "more")
+    assert token == feedback.dumps(["ml", key, "more"])
+    assert read_feedback_token(KEYS, token) == ("ml", key, "more")
+    assert feedback_token(KEYS, "ml", key, "less") != token
+    assert feedback_token(KEYS, "other", key, "more") != token
+    assert feedback_token(KEYS[1:], "ml", key, "more") != token  # signed with the newest key
+    confirm = URLSafeSerializer(list(reversed(KEYS)), salt="paperdigest.confirm")
+    assert confirm_token(KEYS, key, "a@example.org", now=1_000) == confirm.dumps([key, "a@example.org", 1_000])
+
+
 def test_a_compressible_value_is_signed_plain_and_itsdangerous_still_reads_it() -> None:
     reference = URLSafeSerializer(list(reversed(KEYS)), salt="paperdigest.manage")
     token = manage_token(KEYS, "x" * 300, "b@example.org")
