@@ -372,6 +372,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE deliveries_new RENAME TO deliveries;
     CREATE INDEX deliveries_by_status ON deliveries(status, day);
     """,
+    # 13: the personal feeds someone reads (issue 16): `digest serve` records, at most once a
+    # minute, each web subscriber's feed it answered; a run builds only the personal feeds read
+    # within [output] personal_feed_window days (digest.channels.feed). One row a profile.
+    """
+    CREATE TABLE feed_reads (
+        profile TEXT PRIMARY KEY,
+        last_read TEXT NOT NULL  -- UTC, ISO 8601: when its feed was last answered
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1103,6 +1112,38 @@ class Store:
                 )
             )
         return found
+
+    # -- personal feeds' readers ------------------------------------------------------------------
+
+    def record_feed_reads(self, profiles: Iterable[str], at: datetime) -> None:
+        """Mark these profiles' feeds as read at `at`, in ONE transaction (`digest serve`
+        gathers a minute's reads); a mark never moves back in time."""
+        from datetime import UTC
+
+        stamp = at.astimezone(UTC).isoformat()
+        rows = [(profile, stamp) for profile in profiles]
+        if not rows:
+            return
+        try:
+            with self._transaction():
+                self._db.executemany(
+                    """INSERT INTO feed_reads (profile, last_read) VALUES (?, ?)
+                       ON CONFLICT (profile) DO UPDATE
+                       SET last_read = max(last_read, excluded.last_read)""",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: could not record {len(rows)} feed reads: {exc}") from None
+
+    def feed_readers(self, since: datetime) -> set[str]:
+        """The profiles whose feed was read at `since` or later."""
+        from datetime import UTC
+
+        rows = self._db.execute(
+            "SELECT profile FROM feed_reads WHERE last_read >= ?",
+            (since.astimezone(UTC).isoformat(),),
+        )
+        return {profile for (profile,) in rows}
 
     # -- subscribers ------------------------------------------------------------------------------
 
