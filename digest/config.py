@@ -102,6 +102,10 @@ class OutputConfig:
     base_url: str = DEFAULT_BASE_URL
     feed_days: int = 7  # a profile's feed holds its digests of this many days
     feed_max_items: int = 200
+    # A web subscriber's feed is rebuilt by a run only if read within this many days (or if it
+    # is their only channel); `digest serve` builds the others when asked for. 0: always rebuilt
+    # (feeds_dir served by another web server, which records no reads).
+    personal_feed_window: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -673,7 +677,12 @@ class _Reader:
 
     def output(self, raw: Any, key: str, data_dir: Path) -> OutputConfig:
         table = self.table(
-            raw, key, {"feeds_dir", "outbox_dir", "base_url", "feed_days", "feed_max_items"}
+            raw,
+            key,
+            {
+                "feeds_dir", "outbox_dir", "base_url", "feed_days", "feed_max_items",
+                "personal_feed_window",
+            },
         )
         base_url = self.url(table.get("base_url", DEFAULT_BASE_URL), f"{key}.base_url")
         if base_url.startswith("file:"):
@@ -695,6 +704,14 @@ class _Reader:
                     f"{key}.feed_max_items",
                     minimum=1,
                     maximum=1000,
+                )
+            ),
+            personal_feed_window=int(
+                self.number(
+                    table.get("personal_feed_window", 30),
+                    f"{key}.personal_feed_window",
+                    minimum=0,
+                    maximum=3650,
                 )
             ),
         )

@@ -4,18 +4,26 @@
         targets(profile)  ["feed"]: every digest goes into its profile's feed
         deliver(run)      publish_feeds: rebuild the feeds whose data changed, write the files that
                           changed (digest/feeds.py builds and writes them), and settle the "feed"
-                          rows of the ledger: sent when written, deferred when not
+                          rows of the ledger: sent when written, deferred when not, skipped
+                          when nobody reads the feed
 
 Unlike mail and chat it is not one message per row: the files are rebuilt together, once per run.
 A feed file that cannot be written (disk full, permissions) fails this channel alone: the problem
 is recorded (part "feeds", for `digest status`), the rows wait for the next run, and the other
 channels deliver all the same.
+
+Feeds are built only where they are read. A config.toml profile's feed is public (listed in the
+OPML) and always built. A web subscriber's feed is private, and most subscribers read the email
+instead: a run builds it only when `digest serve` saw it fetched within [output]
+personal_feed_window days (the store's feed_reads) or when it is their only channel (feed only).
+The others' "feed" rows are settled 'skipped' ("built when asked"), and `digest serve` builds
+such a feed from the store the first time a reader asks for it (digest.web.personal).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,6 +104,11 @@ def publish_feeds(
     from the newest stored data, not from today, so a feed's bytes change only when its data does.
     A profile's items carry its feedback links, signed with the same keys as the emails'.
 
+    A web subscriber's feed is built only if someone reads it (see the module's docstring): read
+    within [output] personal_feed_window days, or feed only. Otherwise its rows are settled
+    'skipped' and its files left as they are, missing ones included (`digest serve` builds it
+    when asked).
+
     Files that cannot be written raise feeds.PublishError, once the others are written: the
     problem is recorded (part "feeds", for `digest status`) and the "feed" rows of the profiles
     whose files failed are deferred, so the next run writes them; a run that writes every file
@@ -103,7 +116,6 @@ def publish_feeds(
     """
     output = config.output
     keys = tuple(load_secrets(config.data_dir))
-    base = feeds.feeds_url(output.base_url)
     fresh = fresh or {}
 
     def ours(profile: str) -> bool:  # is the profile this pass's to publish?
@@ -114,10 +126,11 @@ def publish_feeds(
         if row.channel == FEED_CHANNEL and ours(row.profile):
             open_rows.setdefault(row.profile, []).append(row)
     written = _Written(output.feeds_dir)
+    read = _Readership(config, store, clock())
     rebuild = (
-        list(open_rows)
+        [name for name in open_rows if read.builds(name)]
         if profiles is not None
-        else _whole_run(config, store, renderer, written, open_rows, ours)
+        else _whole_run(config, store, renderer, written, open_rows, ours, read)
     )
     # Built and written FEED_BATCH profiles at a time: a run never holds every profile's bytes.
     newest = {profile: digest for (profile, _), digest in fresh.items()}
@@ -125,13 +138,12 @@ def publish_feeds(
         files: dict[str, bytes] = {}
         for name in rebuild[start : start + FEED_BATCH]:
             digests = _feed_digests(store, name, newest.get(name), output.feed_days)
-            feedback = FeedbackLinks(name, output.base_url, keys)
-            built = feeds.profile_feed(name, digests, renderer, base, output.feed_max_items, feedback)
+            built = build_profile_feed(config, renderer, name, digests, keys)
             files[built.rss_path] = built.rss
             files[built.atom_path] = built.atom
         written.publish(files)
     # Every digest now in its feed counts as delivered on the "feed" channel; one whose feed
-    # could not be written waits for the next run.
+    # could not be written waits for the next run; one whose feed nobody reads is skipped.
     now = clock()
     rows = [row for profile_rows in open_rows.values() for row in profile_rows]
     got = store.claim_many(rows, claimant, now, stale_before=now - lease)
@@ -139,9 +151,12 @@ def publish_feeds(
     for row in (row for row, taken in zip(rows, got, strict=True) if taken):
         paths = feeds.profile_feed_paths(row.profile)
         missed = [written.failed[p] for p in sorted(paths) if p in written.failed]
-        outcomes.append(
-            Outcome(row, "deferred", missed[0]) if missed else Outcome(row, "sent")
-        )
+        if missed:
+            outcomes.append(Outcome(row, "deferred", missed[0]))
+        elif row.profile in read.unread:
+            outcomes.append(Outcome(row, "skipped", read.why_skipped))
+        else:
+            outcomes.append(Outcome(row, "sent"))
     store.settle_many(outcomes, claimant, now)  # one transaction for every feed row, not two each
     if written.failed:
         failure = feeds.PublishError(written.failed, written.changed)
@@ -160,9 +175,10 @@ def _whole_run(
     written: _Written,
     open_rows: Mapping[str, list[Delivery]],
     ours: Callable[[str], bool],
+    read: _Readership,
 ) -> list[str]:
     """The once-a-run part: the all-papers feed and the OPML list written; the profiles whose
-    feed is to be rebuilt: those with open rows, and those whose files are missing."""
+    feed is to be rebuilt: those with open rows, and those whose files are missing, if read."""
     output = config.output
     base = feeds.feeds_url(output.base_url)
     recent = store.papers(limit=1)
@@ -182,13 +198,91 @@ def _whole_run(
         rss_path, atom_path = feeds.profile_feed_paths(profile.name)
         if not subscriptions.is_web_profile(profile.name):  # a web subscriber's feed is private
             listing.append((feeds.profile_feed_title(profile.name), atom_path))
-        if ours(profile.name) and (
-            profile.name in open_rows
-            or not feeds.on_disk(output.feeds_dir, (rss_path, atom_path))
+        if (
+            ours(profile.name)
+            and (
+                profile.name in open_rows
+                or not feeds.on_disk(output.feeds_dir, (rss_path, atom_path))
+            )
+            and read.builds(profile.name)
         ):
             rebuild.append(profile.name)
     written.publish({feeds.OPML_PATH: feeds.opml(listing, base)})
     return rebuild
+
+
+class _Readership:
+    """Whose feed a run builds: every config.toml profile's, and a web subscriber's when it was
+    read within [output] personal_feed_window days or the subscriber gets no email."""
+
+    def __init__(self, config: Config, store: Store, now: datetime) -> None:
+        window = config.output.personal_feed_window
+        self.store = store
+        self.profiles = {profile.name: profile for profile in config.profiles}
+        self.every_feed = window == 0  # feeds served by another web server: no reads are seen
+        self.readers = (
+            set() if self.every_feed else store.feed_readers(now - timedelta(days=window))
+        )  # one query a pass
+        self.unread: set[str] = set()  # the web subscribers whose feed was not built
+        self.why_skipped = f"not read in {window} days: built when asked"
+
+    def builds(self, name: str) -> bool:
+        if (
+            self.every_feed
+            or not subscriptions.is_web_profile(name)
+            or name in self.readers
+            or self._feed_only(name)
+        ):
+            return True
+        self.unread.add(name)
+        return False
+
+    def _feed_only(self, name: str) -> bool:
+        """Whether the subscriber gets the digest in the feed only (their one channel)."""
+        profile = self.profiles.get(name)
+        if profile is not None:
+            return not profile.emails  # subscriptions.to_profile: no address when feed only
+        # Not among the config's profiles (a paused subscriber, a caller's config without them).
+        subscriber = self.store.subscriber(name)
+        return subscriber is not None and not subscriber.interests.email
+
+
+def build_profile_feed(
+    config: Config,
+    renderer: Renderer,
+    profile: str,
+    digests: Sequence[Digest],
+    keys: Sequence[str],
+) -> feeds.FeedFiles:
+    """One profile's feed files (not written) from its digests (feed_digests), as every run and
+    `digest serve` build them: its items carry the profile's feedback links, signed with
+    `keys` (the same as the emails')."""
+    output = config.output
+    feedback = FeedbackLinks(profile, output.base_url, tuple(keys))
+    return feeds.profile_feed(
+        profile, digests, renderer, feeds.feeds_url(output.base_url), output.feed_max_items,
+        feedback,
+    )
+
+
+def feed_digests(store: Store, config: Config, profile: str) -> list[Digest]:
+    """The stored digests a profile's feed shows, newest first (see _feed_digests)."""
+    return _feed_digests(store, profile, None, config.output.feed_days)
+
+
+def publish_profile_feed(
+    config: Config,
+    renderer: Renderer,
+    profile: str,
+    digests: Sequence[Digest],
+    keys: Sequence[str],
+) -> list[str]:
+    """Build one profile's feed files and write them (atomically, feeds.publish); the paths
+    that changed. Raises feeds.PublishError when a file cannot be written."""
+    built = build_profile_feed(config, renderer, profile, digests, keys)
+    return feeds.publish(
+        config.output.feeds_dir, {built.rss_path: built.rss, built.atom_path: built.atom}
+    )
 
 
 def _feed_digests(store: Store, profile: str, newest: Digest | None, days: int) -> list[Digest]:
@@ -228,8 +322,4 @@ def publish_first_feed(config: Config, profile: str) -> list[str]:
     output = config.output
     if feeds.on_disk(output.feeds_dir, feeds.profile_feed_paths(profile)):
         return []
-    links = FeedbackLinks(profile, output.base_url, tuple(load_secrets(config.data_dir)))
-    built = feeds.profile_feed(
-        profile, [], Renderer(), feeds.feeds_url(output.base_url), output.feed_max_items, links
-    )
-    return feeds.publish(output.feeds_dir, {built.rss_path: built.rss, built.atom_path: built.atom})
+    return publish_profile_feed(config, Renderer(), profile, [], load_secrets(config.data_dir))
