@@ -20,6 +20,11 @@ gets a 304 (see _matched). Anything else gets the app's 404 page (raised as HTTP
 StaticFiles does): other names, hidden files (the temp files of write_atomic), folders (no
 listings), `..` or empty segments, NUL, and symlinks that lead out of the folder; other methods
 get 405. Range requests get the whole file.
+
+With a `personal` hook (digest serve's digest.web.personal), a web subscriber's feed is made
+current before it is answered (built when missing or older than its latest digest) and every
+200 or 304 of one is reported, so a run builds only the personal feeds someone reads. The other
+files cost what they did: the hook is asked only about `profiles/web-...` paths.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from email.utils import formatdate, mktime_tz, parsedate_tz
 from hashlib import blake2b
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -99,12 +105,30 @@ _ACCEPT_CACHE_SIZE = 256
 _accept_cache: dict[bytes, Accepted] = {}
 
 
+class PersonalFeeds(Protocol):
+    """What FeedFiles asks about personal feeds (implemented by digest.web.personal)."""
+
+    def profile_of(self, relative: str) -> str | None:
+        """The web subscriber whose feed file this path names, or None."""
+
+    async def prepare(self, profile: str, modified_ns: int | None) -> bool:
+        """Make the profile's feed current (its file's mtime, None when there is no file):
+        True when the file was written now and must be looked at again."""
+
+    def served(self, profile: str) -> None:
+        """The profile's feed was answered (200 or 304): someone reads it."""
+
+
 class FeedFiles:
     """ASGI app serving the feed files under `directory` (mounted at /feeds by digest.web)."""
 
-    def __init__(self, directory: str | Path, memory: int = DEFAULT_MEMORY) -> None:
+    def __init__(
+        self, directory: str | Path, memory: int = DEFAULT_MEMORY,
+        personal: PersonalFeeds | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.memory = memory
+        self.personal = personal
         # Only files that exist get here (one entry per file), so a client cannot grow it.
         self.versions: dict[str, FileVersion] = {}
         # (relative path, gzipped) -> (version identity, bytes); least recently served last; sized
@@ -128,11 +152,13 @@ class FeedFiles:
             raise HTTPException(404)
         version = self.versions.get(relative)
         full = self.directory / relative if version is None else version.path
-        try:
-            # On the event loop: a stat of a local file takes microseconds, less than a thread hop.
-            found = full.stat()
-        except (OSError, ValueError):
-            found = None
+        found = _stat(full)
+        personal = self.personal
+        profile = None if personal is None else personal.profile_of(relative)
+        if personal is not None and profile is not None:
+            regular = found is not None and stat.S_ISREG(found.st_mode)
+            if await personal.prepare(profile, found.st_mtime_ns if found and regular else None):
+                found = _stat(full)
         if found is None or not stat.S_ISREG(found.st_mode):
             self.forget(relative)
             raise HTTPException(404)
@@ -169,6 +195,8 @@ class FeedFiles:
             await send({"type": "http.response.start", "status": 304,
                         "headers": list(held.not_modified_headers)})
             await send({"type": "http.response.body", "body": b""})
+            if personal is not None and profile is not None:
+                personal.served(profile)
             return
         if fresh is not None:
             body = fresh[1] if variant.gzipped else fresh[0]
@@ -186,6 +214,8 @@ class FeedFiles:
         await send({"type": "http.response.start", "status": 200,
                     "headers": list(variant.ok_headers)})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        if personal is not None and profile is not None:
+            personal.served(profile)
 
     async def load(
         self, relative: str, full: Path, content_type: bytes, known: FileVersion | None,
@@ -443,6 +473,14 @@ def _version(
         plain=plain,
         gzip=gzip,
     )
+
+
+def _stat(full: Path) -> os.stat_result | None:
+    try:
+        # On the event loop: a stat of a local file takes microseconds, less than a thread hop.
+        return full.stat()
+    except (OSError, ValueError):
+        return None
 
 
 def _relative_path(scope: Scope) -> str | None:

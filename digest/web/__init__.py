@@ -4,6 +4,7 @@ One module per page group, each handler a function of (Site, request); digest.we
 what they share (config, clock, keys, templates, the store handle, the sign-up worker):
 
     feeds.py        GET  /feeds/, /feeds/...   the index page; the files, with 304s (digest.feedfiles)
+    personal.py     the personal feeds: reads recorded (once a minute), built when asked
     subscribe.py    GET  / , /subscribe        the form; POST queues a sign-up (signups.py mails it)
                     GET  /confirm/TOKEN        what will be confirmed; POST is the double opt-in
     manage.py       GET  /manage/TOKEN         interests, pause, feed; POST saves, pauses, resumes

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 
 from starlette.applications import Starlette
@@ -42,8 +43,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         site.signups.wake()  # sign-ups queued before a restart get their mail
-        yield
-        site.close()
+        flushing = asyncio.create_task(site.personal.keep_flushing())
+        try:
+            yield
+        finally:
+            flushing.cancel()
+            with suppress(asyncio.CancelledError):
+                await flushing
+            await site.personal.flush()  # the reads since the last flush, before the store closes
+            site.close()
 
     async def error_page(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500

@@ -1,7 +1,9 @@
 """The feeds over HTTP: the files (digest.feedfiles, with 304s) and the index page at /feeds/.
 
     GET  /feeds/              the public feeds, where every feed's channel link points
-    GET  /feeds/...           the feed files and OPML, with ETag and Last-Modified (304s)
+    GET  /feeds/...           the feed files and OPML, with ETag and Last-Modified (304s); a
+                              web subscriber's feed is built first when missing or stale, and
+                              its reads are recorded (personal.py)
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def routes(site: Site) -> list[BaseRoute]:
     site.config.feeds_dir.mkdir(parents=True, exist_ok=True)
     return [
         Route("/feeds/", bind(site, feed_index), methods=["GET", "HEAD"]),
-        Mount("/feeds", app=FeedFiles(site.config.feeds_dir)),
+        # A personal feed is built when missing or stale, and its reads are recorded.
+        Mount("/feeds", app=FeedFiles(site.config.feeds_dir, personal=site.personal)),
     ]
 
 

@@ -1,7 +1,7 @@
 """The one object every page handler works with: what the pages share, made once per process.
 
 `Site` holds the config, the clock, the signing keys, the templates, the store (one handle, in a
-thread of its own) and the sign-up worker, and the helpers every page uses: rendering a page with
+thread of its own), the sign-up worker and the personal feeds' read marks (personal.py), and the helpers every page uses: rendering a page with
 its CSRF token, the short notice page, and checking a POSTed form.
 """
 
@@ -46,6 +46,7 @@ from digest.web.forms import (
     read_urlencoded,
 )
 from digest.web.middleware import RateLimiter
+from digest.web.personal import PersonalFeeds
 from digest.web.signups import SignupWorker
 
 CSRF_COOKIE = "pd_form"
@@ -105,6 +106,9 @@ class Site:
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=True),
         )
         self.db = StoreThread(config)
+        # Which personal feeds are read (written to the store once a minute), and building
+        # those a run left unbuilt when a reader asks (the /feeds app calls it).
+        self.personal = PersonalFeeds(config, clock, self.db, self.keys)
         self.signups = SignupWorker(config, clock, self.keys, make_sender)
         self.subscribe_limit = RateLimiter(SUBSCRIBES_PER_CLIENT, SUBSCRIBE_WINDOW)
         self.own_origins = {origin_of(self.base)}
