@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from digest import feeds, status, subscriptions
 from digest.channels.feed import publish_feeds, publish_first_feed
 from digest.config import Config, load_config
-from digest.errors import ConfigError
+from digest.errors import ConfigError, StoreError
 from digest.models import Digest, Interests, ScoredPaper, Subscriber
 from digest.models import Reasons as Why
 from digest.render import Renderer
@@ -314,3 +314,27 @@ def test_read_marks_are_flushed_once_a_minute_while_serving(
     assert waits == [personal.FLUSH_SECONDS] * 3
     assert setup.store.feed_readers(NOW) == {READ, FEED_ONLY}
     assert site.personal.read == set()
+
+
+def test_read_marks_the_store_cannot_take_are_kept_for_the_next_flush(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = create_app(setup.config, lambda: NOW).state.site
+    calls: list[list[str]] = []
+    record_feed_reads = Store.record_feed_reads
+
+    def locked_once(store: Store, profiles: list[str], at: datetime) -> None:
+        calls.append(list(profiles))
+        if len(calls) == 1:
+            raise StoreError("database is locked")
+        record_feed_reads(store, profiles, at)
+
+    monkeypatch.setattr(Store, "record_feed_reads", locked_once)
+    site.personal.served(READ)
+    asyncio.run(site.personal.flush())
+    assert site.personal.read == {READ}  # kept in memory
+    site.personal.served(FEED_ONLY)
+    asyncio.run(site.personal.flush())
+    site.close()
+    assert calls == [[READ], [READ, FEED_ONLY]]
+    assert setup.store.feed_readers(NOW) == {READ, FEED_ONLY}
