@@ -1,4 +1,4 @@
-"""Digests -> RSS 2.0 and Atom files (feedgen), plus an OPML list of them, written atomically.
+"""Digests -> RSS 2.0 and Atom files (digest.feedxml), plus an OPML list of them, written atomically.
 
 Feeds are rebuilt from stored data on every run, and must not change when the data did not: an
 item's id is the paper's key (never a version or a time), every date comes from the store (when
@@ -22,10 +22,9 @@ from pathlib import Path
 from urllib.parse import quote
 from xml.etree import ElementTree
 
-from feedgen.feed import FeedGenerator
 from markupsafe import escape
 
-from digest import __version__, durable
+from digest import __version__, durable, feedxml
 from digest.errors import DeliveryError
 from digest.models import Digest, Paper, Reasons, ScoredPaper
 from digest.render import FeedbackLinks, Renderer
@@ -159,92 +158,90 @@ def _feed_files(
     feedback: FeedbackLinks | None,
 ) -> FeedFiles:
     rss_path, atom_path = paths
-    # One generator makes both formats: the entries are built once, only the self link differs.
-    generator = _generator(name, title, subtitle, updated)
+    # Each entry is written once in both formats; only the feed's self link differs.
+    items: list[str] = []
+    atom_entries: list[str] = []
     for index, (item, when, position) in enumerate(entries):
         # Papers of one digest share its time; a second apart, each entry has an updated of its
         # own (feed validators warn about equal ones), in the feed's order, from stored data.
         stamp = when - timedelta(seconds=index)
+        # The email's item (with the profile's reasons and feedback links), or in the all-papers
+        # feed (position 0) the paper's card alone.
+        html = renderer.item_html(item, position, feedback) if position else renderer.card(item.paper)
         try:
-            _add_entry(generator, item, stamp, position, renderer, f"{base_url}/", feedback)
-        except ValueError as exc:  # lxml refuses a string it cannot put in XML
+            rss_item, atom_entry = feedxml.entry_xml(
+                _paper_text(item.paper, renderer, f"{base_url}/"), stamp, str(html)
+            )
+        except ValueError as exc:  # a string XML cannot hold (U+FFFF, which one_line keeps)
             log.warning("feed %s: left out paper %s: %s", name, item.paper.key, exc)
-            _drop_entry(generator, item.paper.key)
+            continue
+        items.append(rss_item)
+        atom_entries.append(atom_entry)
+    head = _head(name, title, subtitle, updated, f"{base_url}/")
     return FeedFiles(
         name=name,
         title=title,
         rss_path=rss_path,
         atom_path=atom_path,
-        rss=_serialise(generator, "rss", f"{base_url}/{rss_path}", base_url),
-        atom=_serialise(generator, "atom", f"{base_url}/{atom_path}", base_url),
+        rss=feedxml.rss(head, f"{base_url}/{rss_path}", items),
+        atom=feedxml.atom(head, f"{base_url}/{atom_path}", atom_entries),
     )
 
 
-def _serialise(generator: FeedGenerator, kind: str, self_url: str, base_url: str) -> bytes:
-    generator.link(
-        [
-            {"href": self_url, "rel": "self", "type": f"application/{kind}+xml"},
-            # Last: feedgen takes the last link as RSS's <link>, the site rather than the feed.
-            {"href": f"{base_url}/", "rel": "alternate"},
-        ],
-        replace=True,
+def _head(name: str, title: str, subtitle: str, updated: datetime, site_url: str) -> feedxml.FeedHead:
+    return feedxml.FeedHead(
+        id=f"urn:paperdigest:feed:{quote(name)}",
+        title=title,
+        subtitle=subtitle,
+        site_url=site_url,
+        # From stored data, never the clock: unchanged data, unchanged bytes.
+        updated=updated,
+        # Atom wants an author for every entry: the feed's stands for entries whose paper names
+        # none (a listing that gave only a count of authors).
+        author="paperdigest",
+        language="en",
+        generator="paperdigest",
+        generator_version=__version__,
+        generator_uri="https://pypi.org/project/paperdigest/",
     )
-    data: bytes = generator.rss_str(pretty=True) if kind == "rss" else generator.atom_str(pretty=True)
-    return data
 
 
-def _generator(name: str, title: str, subtitle: str, updated: datetime) -> FeedGenerator:
-    generator = FeedGenerator()
-    generator.id(f"urn:paperdigest:feed:{quote(name)}")
-    generator.title(title)
-    generator.subtitle(subtitle)  # also the RSS <description>
-    generator.language("en")
-    # Atom wants an author for every entry: the feed's stands for entries whose paper names none
-    # (a listing that gave only a count of authors).
-    generator.author({"name": "paperdigest"})
-    generator.generator("paperdigest", version=__version__, uri="https://pypi.org/project/paperdigest/")
-    # Both set from stored data: feedgen would otherwise stamp the current time.
-    generator.updated(updated)
-    generator.lastBuildDate(updated)
-    return generator
+def _paper_text(paper: Paper, renderer: Renderer, fallback_url: str) -> feedxml.EntryText:
+    """A paper's words in a feed entry (title, link, excerpt, authors, categories), escaped once
+    a process and shared by every profile's feed that holds the paper.
+
+    Kept by the paper's whole value (every field, so a changed paper is made anew) and the
+    fallback URL: nothing else goes in, as the fields are a function of the paper alone
+    (digest.render's paper_fields). A paper whose text XML cannot hold raises ValueError each
+    time, never kept.
+    """
+    key = (paper, fallback_url)
+    found = _PAPER_TEXTS.get(key)
+    if found is None:
+        fields = renderer.paper_fields(paper)
+        found = feedxml.entry_text(
+            entry_id=item_id(paper.key),
+            title=fields["title"],
+            link=fields["url"] or fallback_url,  # a paper without a web page: the site
+            # The excerpt for readers that show a line. Readers take an RSS description as HTML,
+            # so the untrusted text is escaped as HTML first.
+            summary_html=str(escape(fields["excerpt"])) if fields["excerpt"] else "",
+            # Names, never "5 authors" (a listing's count) as if it were one.
+            author=fields["authors"] if paper.authors else "",
+            categories=tuple(
+                one_line(c)
+                for c in dict.fromkeys(c for c in (paper.primary_category, *paper.categories) if c)
+            ),
+        )
+        if len(_PAPER_TEXTS) >= _PAPER_TEXTS_KEPT:
+            _PAPER_TEXTS.clear()
+        _PAPER_TEXTS[key] = found
+    return found
 
 
-def _add_entry(
-    generator: FeedGenerator,
-    item: ScoredPaper,
-    when: datetime,
-    position: int,
-    renderer: Renderer,
-    fallback_url: str,
-    feedback: FeedbackLinks | None,
-) -> None:
-    paper = item.paper
-    fields = renderer.paper_fields(paper)
-    entry = generator.add_entry(order="append")
-    entry.id(item_id(paper.key))
-    entry.guid(item_id(paper.key), permalink=False)
-    entry.title(fields["title"])
-    entry.link(href=fields["url"] or fallback_url)  # a paper without a web page: the site
-    if fields["excerpt"]:
-        # RSS <description> and Atom <summary>: the excerpt for readers that show a line. Readers
-        # take an RSS description as HTML, so the untrusted text is escaped as HTML first.
-        entry.summary(str(escape(fields["excerpt"])), type="html")
-    # RSS <content:encoded> and Atom <content type="html">: the email's item, escaped in the XML.
-    html = renderer.item_html(item, position, feedback) if position else renderer.card(paper)
-    entry.content(str(html), type="html")
-    if paper.authors:  # names, never "5 authors" (a listing's count) as if it were one
-        entry.author({"name": fields["authors"]})
-    for category in dict.fromkeys(c for c in (paper.primary_category, *paper.categories) if c):
-        entry.category(term=one_line(category))
-    entry.published(when)
-    entry.updated(when)
-
-
-def _drop_entry(generator: FeedGenerator, paper_key: str) -> None:
-    wanted = item_id(paper_key)
-    for entry in list(generator.entry()):
-        if entry.id() == wanted:
-            generator.remove_entry(entry)
+# A run's feeds hold its new papers (some 500 a day) and the feed window's older ones.
+_PAPER_TEXTS_KEPT = 8192
+_PAPER_TEXTS: dict[tuple[Paper, str], feedxml.EntryText] = {}
 
 
 def profile_feed_title(profile: str) -> str:

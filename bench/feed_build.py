@@ -1,0 +1,105 @@
+"""Benchmark (issue 16): build N profiles' RSS + Atom feeds through digest.feeds.profile_feed.
+
+    python bench/feed_build.py [--profiles 2000] [--items 18] [--repeat 5]
+
+Inputs as a run of `digest run` sees them: the shared corpus's last listing day (531 papers, from
+../shared/corpus) as the new papers, and per profile one digest of `--items` of them with
+reasons, as bench/render_speed.py makes them (the same Paper objects in every digest, as the
+store's paper cache gives them). One Renderer per repeat, as one per run: each paper's card is
+made once a repeat, each profile's feedback links are signed afresh.
+
+Prints medians over the repeats of:
+    feeds        profile_feed for every profile (RSS + Atom bytes): the whole feed build
+    item HTML    only the items' HTML (Renderer.item_html, with the feedback links), fresh Renderer
+    tokens       only the feedback links (FeedbackLinks.urls, two signed tokens a paper)
+and "the rest" (feeds minus item HTML): the feed library's entries and serialisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rank_speed import DEFAULT_CORPUS, load_papers
+from render_speed import BASE, KEYS, make_digests
+
+from digest import feeds
+from digest.models import Digest
+from digest.render import FeedbackLinks, Renderer
+
+NEW_PAPERS = 531  # the corpus's last listing day, as in bench/job_speed.py
+
+
+def build_feeds(digests: list[Digest]) -> int:
+    renderer = Renderer()
+    made = 0
+    for digest in digests:
+        feedback = FeedbackLinks(digest.profile, BASE, tuple(KEYS))
+        built = feeds.profile_feed(digest.profile, [digest], renderer, f"{BASE}/feeds", 200, feedback)
+        made += len(built.rss) + len(built.atom)
+    return made
+
+
+def item_html(digests: list[Digest]) -> int:
+    renderer = Renderer()
+    made = 0
+    for digest in digests:
+        feedback = FeedbackLinks(digest.profile, BASE, tuple(KEYS))
+        for position, item in enumerate(digest.items, start=1):
+            made += len(renderer.item_html(item, position, feedback))
+    return made
+
+
+def tokens(digests: list[Digest]) -> int:
+    made = 0
+    for digest in digests:
+        feedback = FeedbackLinks(digest.profile, BASE, tuple(KEYS))
+        for item in digest.items:
+            more, less = feedback.urls(item.paper.key)
+            made += len(more) + len(less)
+    return made
+
+
+def median_of(step: Callable[[list[Digest]], int], digests: list[Digest], repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        step(digests)
+        runs.append(time.perf_counter() - began)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--profiles", type=int, default=2_000)
+    parser.add_argument("--items", type=int, default=18)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    papers = load_papers(args.corpus)[-NEW_PAPERS:]
+    digests = make_digests(papers, args.profiles, args.items)
+    print(f"{args.profiles:,} profiles × {args.items} papers (from {len(papers):,} papers), "
+          f"medians of {args.repeat}")
+    whole = median_of(build_feeds, digests, args.repeat)
+    html = median_of(item_html, digests, args.repeat)
+    signed = median_of(tokens, digests, args.repeat)
+    per = 1000 / args.profiles
+    for label, seconds in (
+        ("feeds (RSS + Atom)", whole),
+        ("  item HTML", html),
+        ("    of which tokens", signed),
+        ("  the rest (entries, XML)", whole - html),
+    ):
+        print(f"  {label:<26} {seconds:6.2f} s  {seconds * per:6.2f} ms per profile")
+
+
+if __name__ == "__main__":
+    main()
