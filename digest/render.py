@@ -12,6 +12,7 @@ import binascii
 import functools
 import hashlib
 import textwrap
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -162,7 +163,7 @@ class Renderer:
         self._email_cards: dict[tuple[Paper, bool], Markup] = {}
         self._text_blocks: dict[Paper, str] = {}
         self._items: dict[tuple[int, int], tuple[ScoredPaper, FeedbackLinks | None, Markup]] = {}
-        self._feedback: dict[tuple[FeedbackLinks, str], tuple[str, str]] = {}
+        self._feedback: OrderedDict[tuple[FeedbackLinks, str], tuple[str, str]] = OrderedDict()
 
     # -- one paper, the same for every reader ---------------------------------------------------
 
@@ -207,9 +208,11 @@ class Renderer:
         """The profile's "more" and "less" links for a paper, signed once for its email and feed."""
         urls = self._feedback.get((feedback, paper_key))
         if urls is None:
-            if len(self._feedback) >= _FEEDBACK_CACHE:
-                self._feedback.clear()
             urls = self._feedback[(feedback, paper_key)] = feedback.urls(paper_key)
+            if len(self._feedback) > _FEEDBACK_CACHE:
+                # The oldest go first: a block's emails come after all of its feeds, and
+                # clearing everything would drop the links the block's feeds just signed.
+                self._feedback.popitem(last=False)
         return urls
 
     def item_html(
@@ -380,7 +383,10 @@ def _item_tags(html: str) -> _ItemTags:
 
 
 _ITEM_CACHE = 4096  # items kept between a digest's email and its feed
-_FEEDBACK_CACHE = 8192  # papers' feedback links kept between a profile's email and its feed
+# Papers' feedback links kept between a profile's feed and its email: a run delivers its
+# profiles a block at a time (digest.pipeline.BLOCK, 1,000), every feed of the block before
+# its emails, so a block's links (18,000 at 18 papers a digest) are signed once, not twice.
+_FEEDBACK_CACHE = 25_000
 _ITEMS_MARK = "<!--paperdigest:items-->"
 # Where a text block takes the reader's "Why:" line. A NUL never survives one_line, so
 # no scraped text can fake it.

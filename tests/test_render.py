@@ -568,3 +568,54 @@ def test_a_title_only_paper_links_to_a_search_that_fits_the_text_part() -> None:
     [text_link] = [line.strip() for line in rendered.text.splitlines() if "arxiv.org/search" in line]
     assert text_link.startswith("https://arxiv.org/search/?query=Towards+a+very+long")
     assert len(text_link) <= 75 and text_link.endswith("&searchtype=title")
+
+
+def test_a_blocks_feedback_links_are_signed_once_for_its_feeds_and_its_emails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A run delivers 1,000 profiles at a time, every feed of the block before its emails: the
+    # emails must find the links the feeds signed (issue 16), and the next block's too.
+    signed: list[tuple[str, str]] = []
+    real_urls = FeedbackLinks.urls
+
+    def counting(self: FeedbackLinks, paper_key: str) -> tuple[str, str]:
+        signed.append((self.profile, paper_key))
+        return real_urls(self, paper_key)
+
+    monkeypatch.setattr(FeedbackLinks, "urls", counting)
+    renderer = Renderer()
+    keys = [f"2611.{n:05d}" for n in range(18)]
+    for block in range(3):
+        links = [FeedbackLinks(f"p{block}-{n}", SITE, tuple(KEYS)) for n in range(1000)]
+        feeds = [renderer.feedback_urls(link, key) for link in links for key in keys]
+        emails = [renderer.feedback_urls(link, key) for link in links for key in keys]
+        assert emails == feeds
+    assert len(signed) == len(set(signed)) == 3 * 1000 * 18
+
+
+def test_the_feedback_cache_changes_no_link_and_keeps_each_profiles_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mine, theirs = FEEDBACK, FeedbackLinks("them", SITE, tuple(KEYS))
+    rotated = FeedbackLinks("me", SITE, ("a-newer-key", *KEYS))
+    elsewhere = FeedbackLinks("me", "https://other.example.org", tuple(KEYS))
+    cached = Renderer()
+    made = {
+        (links, key): cached.feedback_urls(links, key)
+        for links in (mine, theirs, rotated, elsewhere)
+        for key in (DIFFUSION.key, POLICY.key)
+    }
+    assert len(set(made.values())) == len(made)  # every input its own links
+    for (links, key), urls in made.items():
+        assert cached.feedback_urls(links, key) == urls == links.urls(key)  # as signed afresh
+        tokens = [url.removeprefix(f"{links.base_url}/feedback/") for url in urls]
+        assert [read_feedback_token(links.keys, token) for token in tokens] == [
+            (links.profile, key, "more"), (links.profile, key, "less")
+        ]
+    # And with no cache at all, the items' HTML is the same.
+    digest = sample_digest()
+    warm = [cached.item_html(item, n, mine) for n, item in enumerate(digest.items, 1)]
+    monkeypatch.setattr("digest.render._FEEDBACK_CACHE", 0)
+    cold = Renderer()
+    assert [cold.item_html(item, n, mine) for n, item in enumerate(digest.items, 1)] == warm
+    assert len(cold._feedback) == 0
