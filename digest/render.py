@@ -15,7 +15,7 @@ import textwrap
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
@@ -80,7 +80,13 @@ class FeedbackLinks:
 class LinkShortener:
     """BASE/l/CODE in place of one of our long action links (feedback, manage, unsubscribe), so
     the text part keeps to 78 columns. It remembers the codes it made: the caller has the store
-    keep them (digest.store.save_short_links) before the mail goes out."""
+    keep them (digest.store.save_short_links) before the mail goes out.
+
+    The feedback links of one digest share ONE code, kept once for the digest: BASE/l/CODE.m3 is
+    "More like this" on its third paper, BASE/l/CODE.l3 "Not relevant" (digest.web.links finds
+    the paper in the stored digest and makes the long link then). Kept one a link, they were 40
+    rows a reader a day, most of a day's growth of the store (issue 16).
+    """
 
     _REMEMBERED = 100_000  # codes known to be kept already; past it they are kept again (harmless)
 
@@ -101,6 +107,14 @@ class LinkShortener:
             self._made[code] = path
         return f"{self.base_url}/l/{code}"
 
+    def feedback(self, profile: str, day: date) -> str:
+        """The start of one digest's short feedback links: add "m" or "l" and a position."""
+        path = digest_links_path(profile, day)
+        code = short_code(self.keys, path, profile)
+        if code not in self._kept:
+            self._made[code] = path
+        return f"{self.base_url}/l/{code}."
+
     def take(self) -> dict[str, str]:
         """The codes made since the last call, code -> path, to be kept."""
         made, self._made = self._made, {}
@@ -113,6 +127,14 @@ class LinkShortener:
         """Codes take() gave that could not be kept after all: the next take() gives them again."""
         self._kept.difference_update(codes)
         self._made.update(codes)
+
+
+DIGEST_LINKS = "/digest-links/"  # the path a digest's feedback short code stands for
+
+
+def digest_links_path(profile: str, day: date) -> str:
+    """What a digest's feedback short code is kept as: /digest-links/DAY/PROFILE."""
+    return f"{DIGEST_LINKS}{day.isoformat()}/{profile}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,8 +332,12 @@ class Renderer:
         html = "".join(parts)
         # The text part takes the short form of the action links: a terminal has 78 columns.
         short = functools.partial(links.shorten, group=digest.profile) if links.shorten else _unchanged
+        marks = links.shorten.feedback(digest.profile, digest.day) if links.shorten else None
         text_items = [
-            self._item_text(item, why, n, (short(urls[0]), short(urls[1])) if urls else None)
+            self._item_text(
+                item, why, n,
+                None if not urls else (f"{marks}m{n}", f"{marks}l{n}") if marks else urls,
+            )
             for n, item, urls, why in items
         ]
         common.update(

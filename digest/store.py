@@ -1649,8 +1649,8 @@ class Store:
                     (cutoff_day,),
                 )
             # A short link is kept from the mail that first carried it (digest.until). A
-            # feedback link names one paper of one profile's digest, so it is carried by that
-            # digest's mail alone; manage and unsubscribe links are the same in every mail to an
+            # feedback link names one paper of one profile's digest, and a digest's feedback
+            # code (/digest-links/DAY/PROFILE) that digest, so each is carried by its mail alone; manage and unsubscribe links are the same in every mail to an
             # address, so their first mail's date says nothing: they are kept (one of each per
             # address), and an old mail's unsubscribe link always works. In batches as well: a
             # busy day's mails hold a million links.
@@ -1660,7 +1660,8 @@ class Store:
                     deleted = self._db.execute(
                         """DELETE FROM short_links WHERE code IN (
                                SELECT code FROM short_links WHERE created < ?
-                               AND substr(target, 1, 10) = '/feedback/' LIMIT ?)""",
+                               AND (substr(target, 1, 10) = '/feedback/'
+                                    OR substr(target, 1, 14) = '/digest-links/') LIMIT ?)""",
                         (cutoff_at, batch),
                     ).rowcount
                 links += deleted

@@ -37,6 +37,7 @@ from digest.errors import DeliveryError
 from digest.render import FeedbackLinks, Renderer
 from digest.store import Store
 from digest.tokens import load_secrets, read_feedback_token, read_manage_token
+from digest.web.links import feedback_path
 
 BASE = "https://digest.example.org/feeds"
 
@@ -133,11 +134,14 @@ def test_a_run_signs_each_emails_and_feeds_links_with_the_stores_key(tmp_path: P
         return read_feedback_token(keys, token) if kind == "feedback" else read_manage_token(keys, token)
 
     def unshorten(url: str) -> str:
-        """The link a text email's short link stands for, as the store keeps it."""
-        code = url.removeprefix(f"{SITE}/l/")
+        """The link a text email's short link stands for, as `digest serve` finds it: the
+        store's path for the code, and for a digest's feedback code (CODE.m3) the paper's."""
+        code, dot, suffix = url.removeprefix(f"{SITE}/l/").partition(".")
         assert len(code) == 12, url
         with Store.open(data / "paperdigest.sqlite3") as store:
             target = store.short_link(code)
+            if target is not None and dot:
+                target = feedback_path(store, keys, target, suffix)
         assert target is not None, url
         return SITE + target
 

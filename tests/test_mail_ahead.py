@@ -46,4 +46,5 @@ def test_a_batch_of_messages_keeps_its_short_links_in_one_transaction(
     with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as store:
         for message in sent:
             codes = re.findall(r"/l/(\S+)$", text_of(message).replace("\r\n", "\n"), re.MULTILINE)
-            assert codes and all(store.short_link(code) for code in codes)
+            # A digest's feedback links share its code: CODE.m1, CODE.l1, ...
+            assert codes and all(store.short_link(code.partition(".")[0]) for code in codes)

@@ -211,11 +211,14 @@ def test_the_text_part_has_the_same_feedback_links_under_each_paper() -> None:
     digest = sample_digest()
     body = text_of(mail(digest)).replace("\r\n", "\n").split("\n-- \n")[0]  # not the footer
     blocks = re.split(r"(?m)^\d+\. ", body)[1:]
-    for block, item in zip(blocks, digest.items, strict=True):
+    # Short links (78 columns): one code for the digest, a mark and the paper's position after
+    # it; digest.web.links makes the HTML part's link of the same mark from them.
+    marks = LinkShortener(SITE, tuple(KEYS)).feedback("me", digest.day)
+    assert re.fullmatch(rf"{re.escape(SITE)}/l/[A-Za-z0-9_-]{{12}}\.", marks)
+    for position, (block, item) in enumerate(zip(blocks, digest.items, strict=True), 1):
         more = re.findall(r"(?m)^   More like this: (\S+)$", block)
         less = re.findall(r"(?m)^   Not relevant: (\S+)$", block)
-        # Short links (78 columns), each standing for the HTML part's link of the same mark.
-        assert more + less == [short(url) for url in FEEDBACK.urls(item.paper.key)]
+        assert more + less == [f"{marks}m{position}", f"{marks}l{position}"]
         assert [feedback_of(url) for url in FEEDBACK.urls(item.paper.key)] == [
             ("me", item.paper.key, "more"),
             ("me", item.paper.key, "less"),

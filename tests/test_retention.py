@@ -109,16 +109,20 @@ def test_prune_removes_what_is_older_than_the_cutoff_and_keeps_the_rest(store: S
     store.ingest([], NOW - timedelta(days=100), [FetchResult("https://old.example.org/", 200, b"", etag='"1"')])
     store.ingest([], NOW - timedelta(days=2), [FetchResult("https://new.example.org/", 200, b"", etag='"2"')])
     store.save_short_links(
-        {"feedbackOld1": "/feedback/old", "unsubscribe1": "/unsubscribe/tok", "manageLink01": "/manage/tok"},
+        {"feedbackOld1": "/feedback/old", "unsubscribe1": "/unsubscribe/tok", "manageLink01": "/manage/tok",
+         "digestOld001": "/digest-links/2026-08-01/ann"},
         NOW - timedelta(days=100),
     )
-    store.save_short_links({"feedbackNew1": "/feedback/new"}, NOW - timedelta(days=2))
+    store.save_short_links(
+        {"feedbackNew1": "/feedback/new", "digestNew001": "/digest-links/2026-11-20/ann"},
+        NOW - timedelta(days=2),
+    )
 
     report = store.prune(CUTOFF, NOW)
 
     assert (report.digests, report.deliveries) == (2, 5)
     assert (report.source_runs, report.runs) == (10, 11)
-    assert (report.http_validators, report.short_links, report.kept_unfinished) == (1, 1, 0)
+    assert (report.http_validators, report.short_links, report.kept_unfinished) == (1, 2, 0)
     assert report.before == CUTOFF.date()
     assert [d.day for d in store.digests("ann")] == [RECENT, CUTOFF.date()]
     assert store.digests("bob") == []
@@ -133,6 +137,9 @@ def test_prune_removes_what_is_older_than_the_cutoff_and_keeps_the_rest(store: S
     assert store.validators("https://new.example.org/") == ('"2"', None)
     assert store.short_link("feedbackOld1") is None
     assert store.short_link("feedbackNew1") == "/feedback/new"
+    # A digest's feedback code goes as its digest's feedback links did.
+    assert store.short_link("digestOld001") is None
+    assert store.short_link("digestNew001") == "/digest-links/2026-11-20/ann"
     # An old mail's unsubscribe and manage links are the same in every later mail: kept.
     assert store.short_link("unsubscribe1") == "/unsubscribe/tok"
     assert store.short_link("manageLink01") == "/manage/tok"

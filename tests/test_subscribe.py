@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import sqlite3
 import statistics
 import time
 from collections.abc import Iterator
@@ -414,11 +415,48 @@ def test_a_text_emails_short_links_open_the_pages_they_stand_for(site: Site) -> 
     with site.store() as store:
         assert store.is_unsubscribed("ml", "a@example.org")
     # A changed code, or one the store does not hold, leads nowhere.
-    assert site.client.get(more[0][:-1] + ("A" if more[0][-1] != "A" else "B")).status_code == 404
+    code, _, first = more[0].partition(".")
+    changed = code[:-1] + ("A" if code[-1] != "A" else "B")
+    assert site.client.get(f"{changed}.{first}").status_code == 404
     assert site.client.get("/l/short").status_code == 404
     with site.store() as store:  # a kept path that is not a page with a token is not served
         store.save_short_links({"AAAAAAAAAAAA": "/feeds/all.atom"}, NOW)
     assert site.client.get("/l/AAAAAAAAAAAA").status_code == 404
+
+
+def test_a_digests_feedback_links_share_one_kept_code(site: Site) -> None:
+    """Issue 16: the store keeps one short code a digest for its feedback links (CODE.m3 is "More
+    like this" on its third paper), not one a link; a suffix that names no paper leads nowhere,
+    and a code kept by an earlier release for one link still works."""
+    with freeze_time(NOW - timedelta(hours=3)):
+        digest(site.config_path, "ingest")
+    with site.store() as store, Outbox(site.config.outbox_dir) as sender:
+        run_cycle(site.config, store, lambda: NOW, sender)
+        [stored] = store.digests("ml", limit=1)
+    text = site.mails("a@example.org")[-1].replace("\r\n", "\n")
+    more = re.findall(rf"(?m)^   More like this: {re.escape(BASE)}(/l/\S+)$", text)
+    less = re.findall(rf"(?m)^   Not relevant: {re.escape(BASE)}(/l/\S+)$", text)
+    [manage] = re.findall(rf"(?m)^Manage your subscription: {re.escape(BASE)}(/l/\S+)$", text)
+    codes = {link.partition(".")[0] for link in more + less}
+    assert len(codes) == 1 and len(more) == len(stored.items) > 2
+    [code] = codes
+    # The third paper's "Not relevant" marks that paper, as its long link would.
+    assert site.submit(less[2], {"action": "mark"}).status_code == 200
+    with site.store() as store:
+        assert store.feedback(["ml"])["ml"].less == (stored.items[2].paper.key,)
+    with sqlite3.connect(site.config.store_path) as db:
+        kept = [target for (target,) in db.execute("SELECT target FROM short_links")]
+    # Every reader's mail keeps three: its digest's code, its manage and unsubscribe links.
+    assert sum(target.startswith("/digest-links/") for target in kept) == 2  # ml's two readers
+    assert not [target for target in kept if target.startswith("/feedback/")]
+    for wrong in (f"{code}.m{len(stored.items) + 1}", f"{code}.m0", f"{code}.x1", f"{code}.m",
+                  f"{code}.m1.m1", f"{manage}.m1"):
+        assert site.client.get(wrong).status_code == 404, wrong
+    with site.store() as store:  # a mail of an earlier release: one code a feedback link
+        token = feedback_token(site.keys, "ml", stored.items[0].paper.key, "more")
+        store.save_short_links({"OldFeedback1": f"/feedback/{token}"}, NOW)
+    page = site.client.get("/l/OldFeedback1")
+    assert page.status_code == 200 and "More papers like this one?" in page.text
 
 
 @pytest.mark.parametrize(
