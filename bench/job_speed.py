@@ -1,7 +1,8 @@
 """Benchmark (issue 16): the whole job, `digest run --no-fetch`, as a process, for N profiles.
 
     python bench/job_speed.py [--profiles 1000 --profiles 10000] [--processes 1|2] [--repeat 1]
-        [--embeddings] [--profile-run [--profiler auto|py-spy|cprofile]] [--keep DIR]
+        [--embeddings] [--readers config|web] [--profile-run [--profiler auto|py-spy|cprofile]]
+        [--keep DIR]
 
 Setup, once per N and repeat, in a temporary folder and not timed: a config.toml (data_dir in the
 folder, `[output] base_url`, no [smtp] so mail goes to the Maildir outbox, `[rank] embeddings =
@@ -13,9 +14,13 @@ so the last listing day's 531 papers are the new ones at the run's clock, 07:05 
 morning. The clock reaches the process as tests/test_crash_loop.py's DRIVER passes it: through
 the CLI's context object, starting at that instant and ticking at the wall clock's pace.
 
+--readers web: the N profiles are confirmed web subscribers in the store instead of tables in
+config.toml (which then holds none), as a deployment with many readers has them.
+
 Measured per run: wall time (from the parent), CPU time (user + sys of the finished process, from
 wait4), peak RSS (the process's VmHWM), bytes the process wrote (its /proc/self/io write_bytes,
-read at exit) and the store's growth (main file + WAL), the config's load time inside the run;
+read at exit), of it what SQLite wrote (estimated: the process's bytes less the outbox's and
+feeds' new bytes, each of those files being written once) and the store's growth (main file + WAL), the config's load time inside the run;
 then the idle run right after it (the same command at the clock + 1 hour: nothing is due), its
 wall time. With --processes 2, two processes run at once on the same store (the ledger shares the
 work): wall until both ended, CPU and bytes summed, peak the larger one; the idle run is one
@@ -37,13 +42,14 @@ import pstats
 import random
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from io import StringIO
@@ -52,8 +58,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.models import Origin, Record  # noqa: E402
+from digest.models import Interests, Origin, Record  # noqa: E402
 from digest.store import Store  # noqa: E402
+from digest.subscriptions import WEB_PREFIX  # noqa: E402
 from digest.terms import STOP_WORDS  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared/corpus/arxiv_cs_2026-05-01_2026-06-30.jsonl.gz"
@@ -231,10 +238,52 @@ class Run:
     cpu_s: float  # summed over the processes
     peak_mb: float  # the largest process's
     written_mb: float  # /proc/PID/io write_bytes, summed
+    sqlite_written_mb: float  # of it, SQLite's (estimated: less the outbox's and feeds' bytes)
     wchar_mb: float  # /proc/PID/io wchar (bytes handed to write() and the like), summed
     store_growth_mb: float
     config_s: float  # the config's load time in the run (the first process's)
     exit_codes: tuple[int, ...]
+
+
+def add_subscribers(path: Path, count: int, pool: Pools, seed: int) -> None:
+    """N confirmed web subscribers in the store (--readers web), drawn as config_text draws its
+    profiles (no negative keywords: the web form has none). Written in one transaction with
+    Store.save_subscriber's columns; setting up 100,000 of them one commit each would take long."""
+    rng = random.Random(seed)
+    made = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
+    rows = []
+    for number in range(count):
+        interests = Interests(
+            keywords=tuple(rng.sample(pool.words, rng.randint(2, 5)) + rng.sample(pool.bigrams, 1)),
+            categories=tuple(rng.sample(pool.categories[:40], rng.randint(1, 3))),
+            authors=tuple(rng.sample(pool.authors, 1)) if number % 3 == 0 else (),
+            timezone="UTC",
+            deliver_at=f"{DELIVER_AT:%H:%M}",
+        )
+        rows.append((
+            f"{WEB_PREFIX}{number:016x}", f"reader{number:06}@example.org",
+            json.dumps(asdict(interests), ensure_ascii=False), "active", made, made, made,
+        ))
+    Store.open(path).close()  # the schema, as the run expects it
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            """INSERT INTO subscribers
+                   (profile, address, interests, status, created, updated, confirmed)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            rows,
+        )
+    db.close()
+
+
+def files_bytes(data: Path) -> int:
+    """The bytes of the files the run writes beside the store: the outbox and the feeds."""
+    return sum(
+        path.stat().st_size
+        for folder in (data / "outbox", data / "feeds")
+        if folder.is_dir()
+        for path in folder.rglob("*")
+        if path.is_file()
+    )
 
 
 def store_bytes(data: Path) -> int:
@@ -250,7 +299,7 @@ def run_job(
 ) -> Run:
     """`digest run --no-fetch` at `at`, as `processes` processes at once; the figures."""
     data = folder / "data"
-    before = store_bytes(data)
+    before, files_before = store_bytes(data), files_bytes(data)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     pids: dict[int, subprocess.Popen[bytes]] = {}
     reports = []
@@ -281,13 +330,17 @@ def run_job(
         cpu += usage.ru_utime + usage.ru_stime
         ended = time.perf_counter()
     figures = [json.loads(report.read_text()) for report in reports if report.exists()]
+    written = sum(f["io"]["write_bytes"] for f in figures)
     if len(figures) < processes:
         print(f"  warning: {processes - len(figures)} process(es) left no report", flush=True)
     return Run(
         wall_s=ended - began,
         cpu_s=cpu,
         peak_mb=max((f["hwm_kb"] for f in figures), default=0) / 1024,
-        written_mb=sum(f["io"]["write_bytes"] for f in figures) / 1e6,
+        written_mb=written / 1e6,
+        # What SQLite wrote, estimated: all the process wrote but the outbox's and the feeds'
+        # new bytes (each file is written once: a temp file renamed into place).
+        sqlite_written_mb=max(written - (files_bytes(data) - files_before), 0) / 1e6,
         wchar_mb=sum(f["io"]["wchar"] for f in figures) / 1e6,
         store_growth_mb=(store_bytes(data) - before) / 1e6,
         config_s=figures[0]["config_s"] if figures else float("nan"),
@@ -300,7 +353,9 @@ def check(folder: Path, count: int) -> str:
     logs = "".join(
         p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("run-*.log"))
     )
-    composed = len(re.findall(r"^p\d+: digest of ", logs, re.MULTILINE))
+    composed = len(re.findall(r"^\S+: digest of ", logs, re.MULTILINE)) + sum(
+        int(more.replace(",", "")) for more in re.findall(r"^\.\.\. and ([\d,]+) more digests", logs, re.MULTILINE)
+    )
     outbox = folder / "data" / "outbox"
     mails = sum(
         sum(1 for _ in (outbox / box).iterdir()) for box in ("new", "cur") if (outbox / box).is_dir()
@@ -411,6 +466,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="0: only the profiled run")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--embeddings", action="store_true", help="[rank] embeddings = true")
+    parser.add_argument(
+        "--readers", choices=("config", "web"), default="config",
+        help="the N profiles in config.toml, or N web subscribers in the store",
+    )
     parser.add_argument("--profile-run", action="store_true", help="one more run per N, profiled")
     parser.add_argument("--profiler", choices=("auto", "py-spy", "cprofile"), default="auto")
     parser.add_argument("--top", type=int, default=25)
@@ -441,13 +500,17 @@ def main() -> None:
         (folder / "data").mkdir(parents=True)
         shutil.copyfile(template, folder / "data" / STORE_NAME)
         (folder / "config.toml").write_text(text, encoding="utf-8")
+        if args.readers == "web":
+            add_subscribers(folder / "data" / STORE_NAME, count, pool, args.seed)
         return folder
 
     results: dict[int, tuple[list[Run], list[Run]]] = {}
     try:
         for count in sizes:
-            text = config_text(count, pool, args.seed, args.embeddings)
-            print(f"N = {count:,}: config.toml {len(text) / 1e6:.1f} MB", flush=True)
+            in_config = count if args.readers == "config" else 0
+            text = config_text(in_config, pool, args.seed, args.embeddings)
+            where = "in config.toml" if in_config else "web subscribers in the store"
+            print(f"N = {count:,} {where}: config.toml {len(text) / 1e6:.1f} MB", flush=True)
             runs, idles = [], []
             for repeat in range(args.repeat):
                 folder = setup(count, f"n{count}-r{repeat}", text)
@@ -459,6 +522,7 @@ def main() -> None:
                 print(
                     f"    wall {run.wall_s:.1f} s, CPU {run.cpu_s:.1f} s,"
                     f" peak {run.peak_mb:,.0f} MB, written {run.written_mb:,.0f} MB"
+                    f" (SQLite ~{run.sqlite_written_mb:,.0f} MB)"
                     f" (wchar {run.wchar_mb:,.0f} MB), store +{run.store_growth_mb:.1f} MB,"
                     f" config load {run.config_s:.2f} s, exit {run.exit_codes};"
                     f" idle {idle.wall_s:.2f} s (config {idle.config_s:.2f} s, peak"
@@ -490,17 +554,19 @@ def main() -> None:
         return
     medians = "median of " + str(args.repeat) + " runs" if args.repeat > 1 else "one run"
     print(f"\n`digest run --no-fetch`, {args.processes} process(es), {medians}; {load()}\n")
-    print("| N | config load | wall | CPU | peak RSS | written | store growth | idle run |"
-          " wall per profile | written per profile | store per profile | idle per profile |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| N | config load | wall | CPU | peak RSS | written | SQLite written | store growth"
+          " | idle run | wall per profile | written per profile | SQLite written per profile"
+          " | store per profile | idle per profile |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for count, (runs, idles) in results.items():
         wall, cpu = median(runs, "wall_s"), median(runs, "cpu_s")
         written, growth = median(runs, "written_mb"), median(runs, "store_growth_mb")
-        idle_s = median(idles, "wall_s")
+        idle_s, sqlite = median(idles, "wall_s"), median(runs, "sqlite_written_mb")
         print(
             f"| {count:,} | {median(runs, 'config_s'):.2f} s | {wall:.1f} s | {cpu:.1f} s"
-            f" | {median(runs, 'peak_mb'):,.0f} MB | {written:,.0f} MB | {growth:,.1f} MB"
-            f" | {idle_s:.2f} s | {1000 * wall / count:.1f} ms | {1000 * written / count:,.0f} kB"
+            f" | {median(runs, 'peak_mb'):,.0f} MB | {written:,.0f} MB | {sqlite:,.0f} MB"
+            f" | {growth:,.1f} MB | {idle_s:.2f} s | {1000 * wall / count:.1f} ms"
+            f" | {1000 * written / count:,.0f} kB | {1000 * sqlite / count:,.1f} kB"
             f" | {1000 * growth / count:,.1f} kB | {1000 * idle_s / count:.3f} ms |"
         )
     counts = list(results)
