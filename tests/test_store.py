@@ -320,3 +320,26 @@ def test_processes_opening_one_new_store_at_once_all_get_in(tmp_path: Path) -> N
         for attempt in range(5):
             path = str(tmp_path / f"store-{attempt}.sqlite3")
             assert pool.map(_open_and_count, [path] * 4) == [0, 0, 0, 0]
+
+
+def test_papers_are_read_in_their_order_from_an_index_not_sorted_again(store: Store) -> None:
+    """Issue 16: the papers of one ingest share their first sighting; ordering them by the rest
+    of the ORDER BY must not sort whole rows in a temporary B-tree (a file, for a big store) on
+    every read, as it did with an index on first_seen alone."""
+    store.ingest([record(f"P{n}", arxiv_id=f"2501.{n:05}") for n in range(30)], T0)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        newest = store.papers(limit=None)
+        window = store.papers(since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1), limit=5)
+    finally:
+        store._db.set_trace_callback(None)
+    assert len(newest) == 30 and len(window) == 5
+    reads = [sql for sql in statements if sql.startswith("SELECT * FROM papers")]
+    assert len(reads) == 2
+    for sql in reads:
+        plan = " ".join(row[-1] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "TEMP B-TREE" not in plan, plan
+        assert "papers_newest" in plan, plan
+    # The order itself: newest sighting first, then the newest listing, then the key.
+    assert [p.key for p in newest] == sorted((p.key for p in newest), reverse=True)
