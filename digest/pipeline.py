@@ -26,7 +26,7 @@ from datetime import time as dtime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from digest import channels, compose, logs, subscriptions
+from digest import channels, compose, logs, quiet, subscriptions
 from digest.calendars import expects_content
 from digest.channels.feed import FeedChannel
 from digest.channels.mail import Sender
@@ -512,6 +512,16 @@ def run_cycle(
         report = (
             ingest(config, store, fetcher, clock, progress=progress) if fetcher is not None else None
         )
+        # A run over every profile, after one that found when the next digest falls due and
+        # nothing changed since: idle, without reading a profile (digest.quiet).
+        whole = profiles is None and not now_too
+        if whole and not STOPPING.is_set():
+            until = quiet.quiet_until(config, store, clock())
+            if until is not None:
+                log.info("nothing is due before %s (as the last full run found)", f"{until:%Y-%m-%d %H:%M} UTC")
+                idle = channels.Parts(config, store, renderer or Renderer(), sender, poster)
+                said = {channel.name: DeliveryReport() for channel in channels.open_channels(idle)}
+                return CycleReport(report, (), (), said)
         # People who subscribed on the web are profiles too; read fresh each cycle, since they
         # sign up, pause and edit their interests while the job runs.
         config = subscriptions.with_subscribers(config, store)
@@ -551,6 +561,8 @@ def run_cycle(
             from digest.retention import after_run
 
             after_run(config, store, started)
+            if whole:
+                quiet.remember(config, store, config.profiles, clock())
         return CycleReport(report, tuple(composed), tuple(written), delivered)
 
 
