@@ -227,12 +227,14 @@ def test_feedparser_reads_the_same_entries_from_both() -> None:
     digests = random_digests(7, [DIFFUSION, POLICY, HOSTILE, *random_papers(7, 60)], "me")
     built = feeds.profile_feed("me", digests, Renderer(), BASE, 200, FEEDBACK)
     reference = feedgen_profile_feed("me", digests, FEEDBACK)
-    for ours, theirs in zip((built.rss, built.atom), reference, strict=True):
+    for kind, ours, theirs in zip(("rss", "atom"), (built.rss, built.atom), reference, strict=True):
         mine, ref = feedparser.parse(ours), feedparser.parse(theirs)
         assert not mine.bozo, mine.get("bozo_exception")
         assert len(mine.entries) == len(ref.entries) == 54
+        # (An RSS item has no updated: feedparser warns when asked for one.)
+        updated = ("updated_parsed",) if kind == "atom" else ()
         for a, b in zip(mine.entries, ref.entries, strict=True):
-            for field in ("id", "title", "link", "published_parsed", "updated_parsed", "summary",
+            for field in ("id", "title", "link", "published_parsed", *updated, "summary",
                           "content", "author", "tags"):
                 assert a.get(field) == b.get(field), field
 
