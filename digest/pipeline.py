@@ -11,6 +11,7 @@ pages, a temporary folder and a local SMTP server.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import socket
@@ -539,10 +540,12 @@ def run_cycle(
             config, store, clock, targets=lambda profile: channels.targets(opened, profile)
         )
         composed: list[Composed] = []
-        for start in range(0, len(due), BLOCK):
+        for start in block_starts(len(due), claimant):
             if STOPPING.is_set():
                 break
-            digests, ours = composer.compose(due[start : start + BLOCK])
+            # Another run at work on the same store may have composed some of them by now.
+            todo = composer.still_due(due[start : start + BLOCK])
+            digests, ours = composer.compose(todo)
             composed += [Composed.of(digest) for digest in ours]
             fresh = {(digest.profile, digest.day): digest for digest in digests}
             block = dataclasses.replace(run, block=frozenset(fresh), fresh=fresh)
@@ -550,7 +553,7 @@ def run_cycle(
             # A channel that stopped for the run leaves this block's rows for the next run.
             left = {
                 channel.name: DeliveryReport(
-                    left=sum(len(channel.targets(entry.profile)) for entry in due[start:start + BLOCK])
+                    left=sum(len(channel.targets(entry.profile)) for entry in todo)
                 )
                 for channel in benched
             }
@@ -564,6 +567,18 @@ def run_cycle(
             if whole:
                 quiet.remember(config, store, config.profiles, clock())
         return CycleReport(report, tuple(composed), tuple(written), delivered)
+
+
+def block_starts(count: int, claimant: str) -> list[int]:
+    """Where each block of `count` due profiles starts, in the order this run takes them: from a
+    block chosen by the run's id, round to the one before it. Runs started together on one store
+    (several workers) then begin apart and each composes mostly blocks no other has done, where
+    in one order they would rank every profile twice; one run alone does every block either way."""
+    starts = list(range(0, count, BLOCK))
+    if not starts:
+        return starts
+    first = int(hashlib.blake2b(claimant.encode(), digest_size=4).hexdigest(), 16) % len(starts)
+    return starts[first:] + starts[:first]
 
 
 def _still_going(
@@ -622,9 +637,20 @@ class Composer:
         # The papers and source runs of a window, read once for all the blocks that share it.
         self._window: tuple[tuple[datetime, datetime], list[Paper], list[SourceRun]] | None = None
 
+    def still_due(self, block: Sequence[Due]) -> list[Due]:
+        """The block without the profiles whose digest for the day is stored by now (another run
+        composed it since this one read the heads): ranking them again would be wasted."""
+        heads = self.store.digest_heads(entry.profile.name for entry in block)
+        return [
+            entry for entry in block
+            if (head := heads.get(entry.profile.name)) is None or head.day < entry.day
+        ]
+
     def compose(self, block: Sequence[Due]) -> tuple[list[Digest], list[Digest]]:
         """The block's digests as stored (another run may have composed some first: its digest
         stands), and of them those this run composed."""
+        if not block:
+            return [], []
         if self._ranker is None:
             self._ranker = make_ranker(self.config, self.store, self.clock)
         feedback = self.store.feedback(entry.profile.name for entry in block)

@@ -1037,10 +1037,19 @@ class Store:
     def digest(self, profile: str, day: date) -> Digest | None:
         return self._digest(profile, day)
 
-    def digest_heads(self) -> dict[str, DigestHead]:
-        """Every profile's latest digest, its day and end only: what the schedule needs, in one
-        query and without reading a digest's items (an idle run reads nothing else)."""
-        rows = self._db.execute("SELECT profile, day, until FROM digest_heads")
+    def digest_heads(self, profiles: Iterable[str] | None = None) -> dict[str, DigestHead]:
+        """Every profile's latest digest (or those of `profiles`), its day and end only: what the
+        schedule needs, in one query and without reading a digest's items."""
+        if profiles is None:
+            rows = self._db.execute("SELECT profile, day, until FROM digest_heads").fetchall()
+        else:
+            rows = []
+            for chunk in _chunks(list(profiles)):
+                rows += self._db.execute(
+                    "SELECT profile, day, until FROM digest_heads WHERE profile IN "
+                    f"({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
         return {
             profile: DigestHead(profile, date.fromisoformat(day), datetime.fromisoformat(until))
             for profile, day, until in rows

@@ -64,7 +64,7 @@ def test_every_block_is_composed_and_delivered_once(
 
     result = digest(config, "run")
     assert result.exit_code == 0, result.output
-    assert blocks == [3, 3, 1]
+    assert sorted(blocks) == [1, 3, 3]  # in the order the run's id picks (block_starts)
     assert len(fitted) == 1  # the ranking model is fitted once a run, not once a block
     assert "mail: 7 sent, 0 deferred, 0 failed, 0 skipped" in result.output
     assert sorted(m["To"] for m in outbox(tmp_path)) == [f"r{n:03}@example.org" for n in range(7)]
@@ -175,3 +175,31 @@ def test_a_run_says_the_first_digests_and_counts_the_rest(
     said = [line for line in result.output.splitlines() if ": digest of " in line]
     assert len(said) == 2
     assert "... and 3 more digests" in result.output
+
+
+def test_runs_on_one_store_start_at_different_blocks_and_skip_what_another_composed(
+    tmp_path: Path, frozen: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers started together share the composing: each begins at a block its id picks, and
+    drops from a block the profiles another run composed since it read the heads."""
+    from helpers import MONDAY
+
+    from digest.config import load_config
+
+    monkeypatch.setattr(pipeline, "BLOCK", 10)
+    starts = {tuple(pipeline.block_starts(95, f"host:{pid}:x")) for pid in range(50)}
+    assert all(sorted(order) == list(range(0, 95, 10)) for order in starts)  # each block once
+    assert len({order[0] for order in starts}) > 3  # begun apart
+
+    config = load_config(write_config(tmp_path, profiles=readers(6)))
+    store = Store.open(tmp_path / "data" / "paperdigest.sqlite3")
+    now = MONDAY
+    due = pipeline.due_profiles(store, config.profiles, now)  # both runs read the heads now
+    assert len(due) == 6
+    first = pipeline.Composer(config, store, lambda: now, targets=lambda profile: ["feed"])
+    _, ours = first.compose(due[:4])
+    assert len(ours) == 4
+    second = pipeline.Composer(config, store, lambda: now, targets=lambda profile: ["feed"])
+    left = second.still_due(due)
+    assert [entry.profile.name for entry in left] == [entry.profile.name for entry in due[4:]]
+    store.close()
