@@ -14,10 +14,11 @@ A caller leaves out the entry whose fields raise (digest.feeds does), never the 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 RSS_DOCS = "http://www.rssboard.org/rss-specification"  # feedgen's <docs>, kept
 _DECLARATION = "<?xml version='1.0' encoding='UTF-8'?>\n"
@@ -103,7 +104,7 @@ def entry_xml(text: EntryText, when: datetime, content_html: str) -> tuple[str, 
     """
     if not content_html:
         raise ValueError("an entry needs content")
-    stamp = _stamp(when).isoformat()
+    stamp, rfc822 = _dates(when)
     content = _text(content_html)  # the longest string: escaped once, for both formats
     rss_content = (
         f"      <content:encoded>{content}</content:encoded>\n"
@@ -112,7 +113,7 @@ def entry_xml(text: EntryText, when: datetime, content_html: str) -> tuple[str, 
     )
     rss = (
         f"{text.rss_head}{rss_content}{text.rss_tail}"
-        f"      <pubDate>{_rfc822(when)}</pubDate>\n    </item>\n"
+        f"      <pubDate>{rfc822}</pubDate>\n    </item>\n"
     )
     atom = (
         f"{text.atom_head}    <updated>{stamp}</updated>\n{text.atom_author}"
@@ -136,7 +137,7 @@ def rss(head: FeedHead, self_url: str, items: Iterable[str]) -> bytes:
         f"    <docs>{RSS_DOCS}</docs>\n",
         f"    <generator>{_text(head.generator)}</generator>\n",
         f"    <language>{_text(head.language)}</language>\n",
-        f"    <lastBuildDate>{_rfc822(_stamp(head.updated))}</lastBuildDate>\n",
+        f"    <lastBuildDate>{_dates(head.updated)[1]}</lastBuildDate>\n",
         *items,
         "  </channel>\n</rss>\n",
     ]
@@ -155,7 +156,7 @@ def atom(head: FeedHead, self_url: str, entries: Iterable[str]) -> bytes:
         f'<feed xmlns="http://www.w3.org/2005/Atom" xml:lang={_attr(head.language)}>\n',
         f"  <id>{_text(head.id)}</id>\n",
         f"  <title>{_text(head.title)}</title>\n",
-        f"  <updated>{_stamp(head.updated).isoformat()}</updated>\n",
+        f"  <updated>{_dates(head.updated)[0]}</updated>\n",
         f"  <author>\n    <name>{_text(head.author)}</name>\n  </author>\n",
         f'  <link href={_attr(self_url)} rel="self" type="application/atom+xml"/>\n',
         f'  <link href={_attr(head.site_url)} rel="alternate"/>\n',
@@ -180,10 +181,20 @@ def _attr(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _stamp(when: datetime) -> datetime:
-    if when.tzinfo is None:  # as feedgen: a feed's dates say their offset
+def _dates(when: datetime) -> tuple[str, str]:
+    """A feed date as Atom (RFC 3339) and RSS (RFC 822) write it; it must have a timezone."""
+    offset = when.utcoffset()
+    if offset is None:  # as feedgen: a feed's dates say their offset
         raise ValueError(f"a feed date without a timezone: {when.isoformat()}")
-    return when
+    return _formatted(when, offset)
+
+
+# Every profile's feed of a run has the same dates (a digest's time, a second apart per item):
+# each is formatted once. Kept by instant *and* offset, as 07:00+00:00 and 08:00+01:00 are equal
+# datetimes written differently.
+@functools.lru_cache(maxsize=4096)
+def _formatted(when: datetime, offset: timedelta) -> tuple[str, str]:
+    return when.isoformat(), _rfc822(when)
 
 
 def _rfc822(when: datetime) -> str:

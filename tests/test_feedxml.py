@@ -379,3 +379,17 @@ def feedback_links_of(atom: bytes) -> list[tuple[str, str, str]]:
     content = feedparser.parse(atom).entries[0].content[0].value
     fragment = lxml.html.fragment_fromstring(content, create_parent="div")
     return [feedback_of(href) for href in fragment.xpath(".//p[@class='feedback']/a/@href")]
+
+
+def test_the_same_instant_at_two_offsets_is_written_with_each_offset() -> None:
+    # Dates are formatted once per instant and offset: equal datetimes, different text.
+    text = feedxml.entry_text(entry_id="urn:x", title="t", link="https://x.org/")
+    utc = datetime(2026, 11, 23, 7, tzinfo=UTC)
+    berlin = utc.astimezone(timezone(timedelta(hours=1)))
+    assert utc == berlin
+    rss_utc, atom_utc = feedxml.entry_xml(text, utc, "<p>x</p>")
+    rss_berlin, atom_berlin = feedxml.entry_xml(text, berlin, "<p>x</p>")
+    assert "<pubDate>Mon, 23 Nov 2026 07:00:00 +0000</pubDate>" in rss_utc
+    assert "<pubDate>Mon, 23 Nov 2026 08:00:00 +0100</pubDate>" in rss_berlin
+    assert "<updated>2026-11-23T07:00:00+00:00</updated>" in atom_utc
+    assert "<updated>2026-11-23T08:00:00+01:00</updated>" in atom_berlin
