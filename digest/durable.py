@@ -8,8 +8,8 @@
 
 An fsync per file costs a disk flush per file (issue 16: 50,000 of them, 23 s of a 112 s run).
 A batch writes every file under a temporary name without syncing it, then flushes them all at
-once: Linux's syncfs(2) on the folder (the whole filesystem, one call), or, where there is no
-syncfs, an fsync of each temp file. Only then is each renamed over its final path, and each
+once: Linux's syncfs(2) on the folder (the whole filesystem, one call), or, for a batch of
+fewer than SYNCFS_FROM files or where there is no syncfs, an fsync of each temp file. Only then is each renamed over its final path, and each
 folder that got a rename is fsynced once.
 
 The guarantee:
@@ -136,9 +136,18 @@ class Batch:
         _remove(item.temp for item in pending)
 
 
+# A batch of fewer files fsyncs each: syncfs also waits for everything else written to the
+# filesystem (a run's gigabytes, while digest serve writes one confirmation mail).
+SYNCFS_FROM = 4
+
+
 def flush(files: Sequence[Path]) -> None:
-    """Put the data of `files` on disk: one syncfs per filesystem their folders are on, or, where
-    there is no syncfs, an fsync of each file."""
+    """Put the data of `files` on disk: one syncfs per filesystem their folders are on, or, for a
+    few files or where there is no syncfs, an fsync of each file."""
+    if len(files) < SYNCFS_FROM:
+        for file in files:
+            _fsync_file(file)
+        return
     flushed: set[int] = set()
     for folder in sorted({file.parent for file in files}):
         device = folder.stat().st_dev
