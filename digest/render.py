@@ -108,9 +108,11 @@ class LinkShortener:
         return f"{self.base_url}/l/{code}"
 
     def feedback(self, profile: str, day: date) -> str:
-        """The start of one digest's short feedback links: add "m" or "l" and a position."""
+        """The start of one digest's short feedback links: add "m" or "l" and a position. The
+        codes of one day's digests share their first characters (the day's), so the store keeps
+        them side by side: a day's thousands are written to a few pages, not one page each."""
         path = digest_links_path(profile, day)
-        code = short_code(self.keys, path, profile)
+        code = short_code(self.keys, path, day.isoformat())
         if code not in self._kept:
             self._made[code] = path
         return f"{self.base_url}/l/{code}."

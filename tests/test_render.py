@@ -7,6 +7,7 @@ import email
 import email.policy
 import re
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import lxml.html
@@ -622,3 +623,17 @@ def test_the_feedback_cache_changes_no_link_and_keeps_each_profiles_own(
     cold = Renderer()
     assert [cold.item_html(item, n, mine) for n, item in enumerate(digest.items, 1)] == warm
     assert len(cold._feedback) == 0
+
+
+def test_a_days_feedback_codes_share_their_first_characters() -> None:
+    """Issue 16: the store keeps a day's digest codes side by side (their first 4 characters
+    come from the day), so a day's thousands are written to a few pages, not one page each."""
+    shorten = LinkShortener(SITE, tuple(KEYS))
+    monday, tuesday = date(2026, 11, 23), date(2026, 11, 24)
+    codes = {
+        (profile, day): shorten.feedback(profile, day).removeprefix(f"{SITE}/l/")
+        for profile in ("me", "you", "web-0123456789abcdef") for day in (monday, tuesday)
+    }
+    assert len(set(codes.values())) == 6  # each digest its own code
+    assert len({code[:4] for (_, day), code in codes.items() if day == monday}) == 1
+    assert codes[("me", monday)][:4] != codes[("me", tuesday)][:4]

@@ -679,6 +679,21 @@ class MailBuilder:
         digests just composed, which are rendered from memory instead of read back."""
         self._only, self._fresh = only, fresh
         self._upcoming, self._rows, self._ahead = None, [], {}
+        # The block's feedback codes, kept in one transaction before its first mail goes: kept a
+        # batch of mails at a time, they were written to the same few pages over and over.
+        mailed = [
+            digest for digest in fresh.values()
+            if digest.items and (profile := self.profiles.get(digest.profile)) and profile.emails
+        ]
+        for digest in mailed:
+            self.shorten.feedback(digest.profile, digest.day)
+        made = self.shorten.take()
+        if made:
+            try:
+                self.store.save_short_links(made, max(digest.until for digest in mailed))
+            except BaseException:
+                self.shorten.forget(made)  # each batch keeps its own again
+                raise
 
     def __call__(self, delivery: Delivery) -> OutgoingMail | None:
         address = delivery.address
