@@ -1,8 +1,8 @@
 """Benchmark (issue 16): the whole job, `digest run --no-fetch`, as a process, for N profiles.
 
     python bench/job_speed.py [--profiles 1000 --profiles 10000] [--processes 1|2] [--repeat 1]
-        [--embeddings] [--readers config|web] [--profile-run [--profiler auto|py-spy|cprofile]]
-        [--keep DIR]
+        [--embeddings] [--readers config|web] [--warm]
+        [--profile-run [--profiler auto|py-spy|cprofile]] [--keep DIR]
 
 Setup, once per N and repeat, in a temporary folder and not timed: a config.toml (data_dir in the
 folder, `[output] base_url`, no [smtp] so mail goes to the Maildir outbox, `[rank] embeddings =
@@ -14,13 +14,19 @@ so the last listing day's 531 papers are the new ones at the run's clock, 07:05 
 morning. The clock reaches the process as tests/test_crash_loop.py's DRIVER passes it: through
 the CLI's context object, starting at that instant and ticking at the wall clock's pace.
 
+--warm: measure a second day of a running deployment instead of the first: the store holds the
+corpus but its last listing day, a first run (not measured) makes the day before's digests, the
+last day's papers are then stored (first seen at 20:00 that day), and the run measured finds them
+new; the readers' manage and unsubscribe short links, written once in a reader's life, are then
+kept already, and each feed is rewritten with two days.
+
 --readers web: the N profiles are confirmed web subscribers in the store instead of tables in
 config.toml (which then holds none), as a deployment with many readers has them.
 
 Measured per run: wall time (from the parent), CPU time (user + sys of the finished process, from
 wait4), peak RSS (the process's VmHWM), bytes the process wrote (its /proc/self/io write_bytes,
-read at exit), of it what SQLite wrote (estimated: the process's bytes less the outbox's and
-feeds' new bytes, each of those files being written once) and the store's growth (main file + WAL), the config's load time inside the run;
+read at exit), of it what SQLite wrote (estimated: the process's bytes less the bytes of the outbox's and
+feeds' files it wrote, each of those written once) and the store's growth (main file + WAL), the config's load time inside the run;
 then the idle run right after it (the same command at the clock + 1 hour: nothing is due), its
 wall time. With --processes 2, two processes run at once on the same store (the ledger shares the
 work): wall until both ended, CPU and bytes summed, peak the larger one; the idle run is one
@@ -275,15 +281,15 @@ def add_subscribers(path: Path, count: int, pool: Pools, seed: int) -> None:
     db.close()
 
 
-def files_bytes(data: Path) -> int:
-    """The bytes of the files the run writes beside the store: the outbox and the feeds."""
-    return sum(
-        path.stat().st_size
-        for folder in (data / "outbox", data / "feeds")
-        if folder.is_dir()
-        for path in folder.rglob("*")
-        if path.is_file()
-    )
+def files_bytes(data: Path, since_ns: int = 0) -> int:
+    """The bytes of the files beside the store, the outbox and the feeds, written since then."""
+    total = 0
+    for folder in (data / "outbox", data / "feeds"):
+        for path in folder.rglob("*") if folder.is_dir() else ():
+            status = path.stat()
+            if path.is_file() and status.st_mtime_ns >= since_ns:
+                total += status.st_size
+    return total
 
 
 def store_bytes(data: Path) -> int:
@@ -299,7 +305,7 @@ def run_job(
 ) -> Run:
     """`digest run --no-fetch` at `at`, as `processes` processes at once; the figures."""
     data = folder / "data"
-    before, files_before = store_bytes(data), files_bytes(data)
+    before, began_ns = store_bytes(data), time.time_ns()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     pids: dict[int, subprocess.Popen[bytes]] = {}
     reports = []
@@ -340,7 +346,7 @@ def run_job(
         written_mb=written / 1e6,
         # What SQLite wrote, estimated: all the process wrote but the outbox's and the feeds'
         # new bytes (each file is written once: a temp file renamed into place).
-        sqlite_written_mb=max(written - (files_bytes(data) - files_before), 0) / 1e6,
+        sqlite_written_mb=max(written - files_bytes(data, began_ns), 0) / 1e6,
         wchar_mb=sum(f["io"]["wchar"] for f in figures) / 1e6,
         store_growth_mb=(store_bytes(data) - before) / 1e6,
         config_s=figures[0]["config_s"] if figures else float("nan"),
@@ -348,7 +354,7 @@ def run_job(
     )
 
 
-def check(folder: Path, count: int) -> str:
+def check(folder: Path, count: int, days: int = 1) -> str:
     """What the run left: digests composed, mails in the outbox, profile feed files."""
     logs = "".join(
         p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("run-*.log"))
@@ -363,7 +369,7 @@ def check(folder: Path, count: int) -> str:
     feeds = folder / "data" / "feeds" / "profiles"
     feed_files = sum(1 for _ in feeds.iterdir()) if feeds.is_dir() else 0
     note = f"{composed} digests composed, {mails} mails in the outbox, {feed_files} profile feed files"
-    if composed != count or mails != count:
+    if composed != count or mails != count * days:
         note += f"  (expected {count}: look at {folder}/run-*.log)"
     return note
 
@@ -467,6 +473,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--embeddings", action="store_true", help="[rank] embeddings = true")
     parser.add_argument(
+        "--warm", action="store_true",
+        help="measure a second day: a first run the day before (not measured), then the last day's papers",
+    )
+    parser.add_argument(
         "--readers", choices=("config", "web"), default="config",
         help="the N profiles in config.toml, or N web subscribers in the store",
     )
@@ -488,7 +498,11 @@ def main() -> None:
           f"the run at {at:%Y-%m-%d %H:%M} UTC, idle run at {at + IDLE_AFTER:%H:%M}")
     work = Path(tempfile.mkdtemp(prefix="job_speed-", dir=args.keep))
     template = work / "template" / STORE_NAME
+    held = {last_day: days.pop(last_day)} if args.warm else {}
     new = build_store(template, days)
+    if held:
+        days.update(held)
+        new = len(held[last_day])
     print(f"store: {store_bytes(template.parent) / 1e6:.1f} MB, {new} papers new on {last_day}")
     print(code_version())
     print(f"processes: {args.processes}; embeddings: {args.embeddings}; repeat: {args.repeat}; "
@@ -502,6 +516,12 @@ def main() -> None:
         (folder / "config.toml").write_text(text, encoding="utf-8")
         if args.readers == "web":
             add_subscribers(folder / "data" / STORE_NAME, count, pool, args.seed)
+        if args.warm:  # yesterday's run, then today's papers: what the measured run finds
+            warm = run_job(folder, at - timedelta(days=1), 1, "warm")
+            print(f"    warm-up run (the day before, not counted): {warm.wall_s:.1f} s", flush=True)
+            with Store.open(folder / "data" / STORE_NAME) as store:
+                seen_at = datetime.combine(last_day, dtime(20, 0), tzinfo=UTC)
+                store.ingest(days[last_day], seen_at)
         return folder
 
     results: dict[int, tuple[list[Run], list[Run]]] = {}
@@ -529,7 +549,7 @@ def main() -> None:
                     f" {idle.peak_mb:,.0f} MB, exit {idle.exit_codes}); {load()}",
                     flush=True,
                 )
-                print(f"    {check(folder, count)}", flush=True)
+                print(f"    {check(folder, count, 2 if args.warm else 1)}", flush=True)
                 if not args.keep:
                     shutil.rmtree(folder, ignore_errors=True)
             if runs:
@@ -538,7 +558,7 @@ def main() -> None:
                 folder = setup(count, f"n{count}-profiled", text)
                 print(f"  profiled run ({profiler}): {load()}", flush=True)
                 run = run_job(folder, at, 1, "run", profiler=profiler)
-                print(f"    wall {run.wall_s:.1f} s under the profiler; {check(folder, count)}")
+                print(f"    wall {run.wall_s:.1f} s under the profiler; {check(folder, count, 2 if args.warm else 1)}")
                 print(f"  where the time goes at N = {count:,}, top {args.top} by cumulative time:")
                 if profiler == "py-spy":
                     print(pyspy_top(folder / "run.pyspy", args.top))
