@@ -22,7 +22,7 @@ def profiles(count: int) -> str:
     )
 
 
-def test_a_batch_of_messages_keeps_its_short_links_in_one_transaction(
+def test_a_block_keeps_its_short_links_in_one_transaction_before_its_mail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(mail, "BUILD_AHEAD", 2)
@@ -32,19 +32,29 @@ def test_a_batch_of_messages_keeps_its_short_links_in_one_transaction(
 
     def save(store: Store, links: dict[str, str], at: object) -> None:
         saves.append(len(links))
-        if len(saves) == 2:  # p001's message is built by now: its reader leaves before it goes
-            store.unsubscribe("p001", "r001@example.org", MONDAY)
         real_save(store, links, at)  # type: ignore[arg-type]
 
+    built: list[int] = []
+    real_batch = mail.MailBuilder._batch
+
+    def batch(builder: mail.MailBuilder, rows: list[object], store: Store) -> object:
+        made = real_batch(builder, rows, store)  # type: ignore[arg-type]
+        built.append(len(rows))
+        if len(built) == 1:  # p001's message is built by now: its reader leaves before it goes
+            store.unsubscribe("p001", "r001@example.org", MONDAY)
+        return made
+
     monkeypatch.setattr(Store, "save_short_links", save)
+    monkeypatch.setattr(mail.MailBuilder, "_batch", batch)
     with freeze_time(MONDAY, auto_tick_seconds=1):
         assert digest(config, "ingest").exit_code == 0
         assert digest(config, "run").exit_code == 0
     sent = outbox(tmp_path)
     assert [str(m["To"]) for m in sent] == [f"r{n:03}@example.org" for n in (0, 2, 3, 4)]
-    # The block's five feedback codes first, in one transaction; then each batch's own links
-    # (manage, unsubscribe): (p000, p001), (p002, p003), (p004).
-    assert saves[0] == 5 and len(saves) == 4, saves
+    assert built and built[0] == 2  # built two ahead
+    # One transaction for the block, before any mail: five digests' feedback codes and their
+    # readers' manage and unsubscribe links; the batches of mail keep nothing more.
+    assert saves == [5 * 3], saves
     with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as store:
         for message in sent:
             codes = re.findall(r"/l/(\S+)$", text_of(message).replace("\r\n", "\n"), re.MULTILINE)
