@@ -1,7 +1,7 @@
 """Benchmark (issue 16): the whole job, `digest run --no-fetch`, as a process, for N profiles.
 
     python bench/job_speed.py [--profiles 1000 --profiles 10000] [--processes 1|2] [--repeat 1]
-        [--embeddings] [--readers config|web] [--warm]
+        [--embeddings] [--readers config|web] [--warm] [--trace-writes]
         [--profile-run [--profiler auto|py-spy|cprofile]] [--keep DIR]
 
 Setup, once per N and repeat, in a temporary folder and not timed: a config.toml (data_dir in the
@@ -19,6 +19,11 @@ corpus but its last listing day, a first run (not measured) makes the day before
 last day's papers are then stored (first seen at 20:00 that day), and the run measured finds them
 new; the readers' manage and unsubscribe short links, written once in a reader's life, are then
 kept already, and each feed is rewritten with two days.
+
+--trace-writes: one more run per N, under strace (not counted in the table): every write and the
+file it went to, summed by kind of file, so what SQLite wrote (its file, -wal and temporary files)
+is counted exactly. The table's SQLite column is an estimate from /proc/PID/io, which counts what
+reached the disk by the time of the reading, not what the process wrote.
 
 --readers web: the N profiles are confirmed web subscribers in the store instead of tables in
 config.toml (which then holds none), as a deployment with many readers has them.
@@ -320,6 +325,9 @@ def run_job(
         if profiler == "py-spy":
             command = ["py-spy", "record", "--rate", "100", "--nonblocking", "--format", "raw",
                        "--output", str(folder / f"{tag}.pyspy"), "--", *command]
+        elif profiler == "strace":  # every write, with the file it went to
+            command = ["strace", "-f", "-qq", "-y", "-e", "trace=write,pwrite64", "-e",
+                       "signal=none", "-o", str(folder / f"{tag}.strace"), *command]
         with (folder / f"{tag}-{index}.log").open("wb") as out:
             process = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
@@ -442,6 +450,37 @@ def pyspy_top(path: Path, count: int, rate: int = 100) -> str:
     return "\n".join(lines)
 
 
+_WRITE = re.compile(r"(?:pwrite64|write)\(\d+<([^>]*)>.*\) = (\d+)$")
+
+
+def traced_writes(path: Path, count: int) -> str:
+    """What strace saw written, by kind of file: the store (its file, -wal and SQLite's temporary
+    files), the outbox, the feeds, the rest."""
+    totals: Counter[str] = Counter()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _WRITE.search(line)
+        if not match:
+            continue
+        name = match.group(1)
+        if name.endswith(STORE_NAME) or name.endswith(f"{STORE_NAME}-wal"):
+            kind = "SQLite: " + ("-wal" if name.endswith("-wal") else "file")
+        elif "/etilqs_" in name:
+            kind = "SQLite: temporary files"
+        elif "/outbox/" in name:
+            kind = "outbox"
+        elif "/feeds/" in name:
+            kind = "feeds"
+        else:
+            kind = "other (logs, pipes)"
+        totals[kind] += int(match.group(2))
+    sqlite = sum(n for kind, n in totals.items() if kind.startswith("SQLite"))
+    lines = [f"    {n / 1e6:10,.1f} MB  {1000 * n / 1e6 / count:8.1f} kB a profile  {kind}"
+             for kind, n in sorted(totals.items())]
+    lines.append(f"    {sqlite / 1e6:10,.1f} MB  {1000 * sqlite / 1e6 / count:8.1f} kB a profile  "
+                 "SQLite in all")
+    return "\n".join(lines)
+
+
 def _short(path: str) -> str:
     for marker in ("/site-packages/", "/lib/python3"):
         if marker in path:
@@ -481,6 +520,10 @@ def main() -> None:
         help="the N profiles in config.toml, or N web subscribers in the store",
     )
     parser.add_argument("--profile-run", action="store_true", help="one more run per N, profiled")
+    parser.add_argument(
+        "--trace-writes", action="store_true",
+        help="one more run per N under strace: the bytes written, by file (SQLite's exactly)",
+    )
     parser.add_argument("--profiler", choices=("auto", "py-spy", "cprofile"), default="auto")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--keep", type=Path, help="keep each setup under this folder")
@@ -554,6 +597,15 @@ def main() -> None:
                     shutil.rmtree(folder, ignore_errors=True)
             if runs:
                 results[count] = (runs, idles)
+            if args.trace_writes:
+                folder = setup(count, f"n{count}-traced", text)
+                print(f"  traced run (strace): {load()}", flush=True)
+                run = run_job(folder, at, 1, "run", profiler="strace")
+                print(f"    wall {run.wall_s:.1f} s under strace; {check(folder, count, 2 if args.warm else 1)}")
+                print(f"  bytes written at N = {count:,}, by where they went:")
+                print(traced_writes(folder / "run.strace", count))
+                if not args.keep:
+                    shutil.rmtree(folder, ignore_errors=True)
             if args.profile_run:
                 folder = setup(count, f"n{count}-profiled", text)
                 print(f"  profiled run ({profiler}): {load()}", flush=True)
