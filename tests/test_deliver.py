@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import mailbox
+import os
 import threading
 import traceback
 from collections import Counter
@@ -765,3 +766,33 @@ def test_the_outbox_syncs_its_folder_once_a_batch_before_the_ledger_records_it(
     assert report.sent == 5
     assert events == ["flush", "sync", "record 5"]
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 5
+
+
+def test_the_outbox_lists_read_mail_only_when_cur_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: with many read messages in cur/, checking each new message must not list them
+    all again; a message a client moves to cur/ meanwhile is still found."""
+    outbox = Outbox(tmp_path / "outbox")
+    rows = [Delivery(f"p{n}", f"mail:r{n}@example.org", DAY, "sending") for n in range(30)]
+    (tmp_path / "outbox" / "cur").mkdir(parents=True)
+    for n in range(500):  # read mail of earlier days
+        (tmp_path / "outbox" / "cur" / f"{n:032x}.paperdigest:2,S").write_bytes(b"")
+    listings: list[object] = []
+    real_scandir = os.scandir
+
+    def counted(path: object) -> object:
+        if Path(str(path)).name == "cur":
+            listings.append(path)
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", counted)
+    for row in rows:
+        outbox.send(build(row), row.address or "")
+    assert len(listings) == 1  # once, not once a message
+    # A client reads the first message: it moves to cur/ with flags; sending it again adds nothing.
+    first = Outbox.file_name(build(rows[0]), "r0@example.org")
+    (tmp_path / "outbox" / "new" / first).rename(tmp_path / "outbox" / "cur" / f"{first}:2,S")
+    outbox.send(build(rows[0]), "r0@example.org")
+    assert not (tmp_path / "outbox" / "new" / first).exists()
+    assert len(listings) == 2

@@ -165,6 +165,7 @@ class Outbox:
         self._batch = durable.Batch()
         self._queued: set[str] = set()  # names in the batch, not yet in new/
         self._failed: str | None = None  # why the last batch could not be committed
+        self._read: tuple[int, set[str]] = (-1, set())  # cur/'s mtime, our names in it (_holds)
 
     def __enter__(self) -> Self:
         return self
@@ -228,11 +229,18 @@ class Outbox:
 
     def _holds(self, name: str) -> bool:
         """Is the message already here: in this batch, in new/, or in cur/ (a mail client read it,
-        adding ':2,S')?"""
+        adding ':2,S' or its own flags)? cur/ is listed again only when it changed (its mtime),
+        not once a message: a mailbox of 100,000 read messages would cost 100,000 entries a
+        message."""
         if name in self._queued or (self.path / "new" / name).exists():
             return True
-        with os.scandir(self.path / "cur") as entries:
-            return any(entry.name.startswith(name) for entry in entries)
+        cur = self.path / "cur"
+        changed = cur.stat().st_mtime_ns
+        if changed != self._read[0]:
+            with os.scandir(cur) as entries:
+                # Every name we give has the same length: the rest is the client's flags.
+                self._read = (changed, {entry.name[: len(name)] for entry in entries})
+        return name in self._read[1]
 
 
 # -- SMTP -----------------------------------------------------------------------------------------
