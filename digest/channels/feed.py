@@ -58,16 +58,19 @@ class FeedChannel:
         self.renderer = renderer
         self.written: list[str] = []  # files this run changed (relative to feeds_dir)
         self.failed: dict[str, str] = {}  # files this run could not write, and why
+        self.read: _Readership | None = None  # whose feeds this run builds, found once a run
 
     def targets(self, profile: ProfileConfig) -> list[str]:
         return [FEED_CHANNEL]
 
     def deliver(self, run: RunContext) -> DeliveryReport:
+        if self.read is None:
+            self.read = _Readership(self.config, self.store, run.clock())
         try:
             self.written += publish_feeds(
                 self.config, self.store, self.renderer, run.clock, claimant=run.claimant,
                 lease=run.settings.claim_lease, profiles=run.profiles(), coming=run.coming,
-                fresh=run.fresh,
+                fresh=run.fresh, read=self.read,
             )
         except feeds.PublishError as exc:
             self.written += exc.changed
@@ -90,13 +93,15 @@ def publish_feeds(
     profiles: frozenset[str] | None = None,
     coming: frozenset[str] = frozenset(),
     fresh: Mapping[tuple[str, date], Digest] | None = None,
+    read: _Readership | None = None,
 ) -> list[str]:
     """Rebuild the feeds whose data changed and write the files that changed.
 
     A run calls it once per pass (digest.pipeline.run_cycle): first with `profiles` None, for
     the all-papers feed, the OPML list and what earlier runs left (leaving alone the profiles
     `coming` in a later block of the run), then once per block with the block's `profiles`,
-    whose new digests are in `fresh`, as composed.
+    whose new digests are in `fresh`, as composed. `read` (whose feeds are built) is found once
+    a run by its caller; without it, by this call.
 
     A profile's feed changes only when it gets a new digest (its "feed" row in the ledger is then
     open) or when its files are missing; the others are left as they are, so a run with nothing
@@ -126,7 +131,7 @@ def publish_feeds(
         if row.channel == FEED_CHANNEL and ours(row.profile):
             open_rows.setdefault(row.profile, []).append(row)
     written = _Written(output.feeds_dir)
-    read = _Readership(config, store, clock())
+    read = read or _Readership(config, store, clock())
     rebuild = (
         [name for name in open_rows if read.builds(name)]
         if profiles is not None
