@@ -50,7 +50,7 @@ def quiet_until(config: Config, store: Store, now: datetime) -> datetime | None:
         seen = kept["seen"]
     except (TypeError, KeyError, ValueError):  # none kept yet, or by another version
         return None
-    if now >= until or seen != _seen(config, store):
+    if now >= until or seen != _seen(config, store.quiet_facts()):
         return None
     return until
 
@@ -64,14 +64,15 @@ def remember(
     """After a run over every profile: keep when the next one falls due and what this run saw
     (nothing, when a delivery is still open: the next run must try it). Never fails the run."""
     try:
-        seen = _seen(config, store)
+        facts = store.quiet_facts()
+        seen = _seen(config, facts)
         if seen is None:
             store.set_meta(QUIET, None)
             return None
         heads = store.digest_heads()
         # The next UTC day: retention prunes once a day (digest.retention.after_run).
         until = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
-        _, uncertain, _, _ = store.quiet_facts()
+        _, uncertain, _, _ = facts
         if uncertain is not None:  # its quarantine's end is when a run may send it again
             until = min(until, uncertain + config.delivery.uncertain_quarantine)
         for profile in profiles:
@@ -91,9 +92,12 @@ def remember(
         return None
 
 
-def _seen(config: Config, store: Store) -> list[str] | None:
-    """What decides whether anything could be due: None while a delivery is open."""
-    open_rows, _, newest, subscribers = store.quiet_facts()
+def _seen(
+    config: Config, facts: tuple[bool, datetime | None, str, str]
+) -> list[str] | None:
+    """What decides whether anything could be due (`facts`: Store.quiet_facts()): None while a
+    delivery is open."""
+    open_rows, _, newest, subscribers = facts
     if open_rows:
         return None
     try:
