@@ -678,15 +678,15 @@ class MailBuilder:
         self._worker: ThreadPoolExecutor | None = None
         self._reader: Store | None = None
         self._next: tuple[int, Future[_Batch]] | None = None
-        # The pass of the run being delivered (RunContext.block): its digests, as composed.
-        self._only: frozenset[tuple[str, date]] | None = None
-        self._fresh: Mapping[tuple[str, date], Digest] = {}
+        # The pass of the run being delivered: its rows (RunContext.block) and digests.
+        self._run: RunContext | None = None
 
-    def begin(self, only: frozenset[tuple[str, date]] | None, fresh: Mapping[tuple[str, date], Digest]) -> None:
-        """A new pass of the run: the rows of these digests (None: every open row), and the
-        digests just composed, which are rendered from memory instead of read back."""
-        self._only, self._fresh = only, fresh
+    def begin(self, run: RunContext | None) -> None:
+        """A new pass of the run (None: none): its block's rows only (every open row for the pass
+        over what was left), and its digests just composed, rendered from memory, not read back."""
+        self._run = run
         self._upcoming, self._rows, self._ahead = None, [], {}
+        fresh = run.fresh if run is not None else {}
         # The block's short links, kept in one transaction before its first mail goes: its
         # digests' feedback codes, and its readers' manage and unsubscribe links (written once in
         # a reader's life). Kept a batch of mails at a time, they were written to the same pages
@@ -741,7 +741,8 @@ class MailBuilder:
             self._rows = [
                 row
                 for row in self.store.deliveries(statuses=("pending", "deferred", "sending", "uncertain"))
-                if row.kind == "mail" and (self._only is None or (row.profile, row.day) in self._only)
+                if row.kind == "mail"
+                and (self._run is None or self._run.block is None or (row.profile, row.day) in self._run.block)
             ]
             self._upcoming = {_row_key(row): index for index, row in enumerate(self._rows)}
         start = self._upcoming.get(_row_key(delivery))
@@ -825,7 +826,11 @@ class MailBuilder:
     ) -> OutgoingMail | None:
         key = (row.profile, row.day)
         if key not in digests:
-            digests[key] = self._fresh.get(key) or store.digest(row.profile, row.day)
+            digests[key] = (
+                self._run.digest(store, row.profile, row.day)
+                if self._run is not None
+                else store.digest(row.profile, row.day)
+            )
         digest = digests[key]
         if digest is None or row.address is None:
             return None
@@ -974,12 +979,12 @@ class MailChannel:
         ]
 
     def deliver(self, run: RunContext) -> DeliveryReport:
-        self.builder.begin(run.block, run.fresh)
+        self.builder.begin(run)
         try:
             with self.builder.prefetching():
                 return self._deliver(run)
         finally:
-            self.builder.begin(None, {})  # the block's digests are not kept past it
+            self.builder.begin(None)  # the block's digests are not kept past it
 
     def _deliver(self, run: RunContext) -> DeliveryReport:
         config = self.config
