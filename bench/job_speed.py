@@ -45,7 +45,6 @@ counted in the table, and its top 25 entries by cumulative time: where the time 
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
 import json
 import os
@@ -59,7 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -69,7 +68,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.models import Interests, Origin, Record  # noqa: E402
+from bench.ingest_corpus import load_days as read_listings  # noqa: E402
+from digest.models import Interests, Record  # noqa: E402
 from digest.store import Store  # noqa: E402
 from digest.subscriptions import WEB_PREFIX  # noqa: E402
 from digest.terms import STOP_WORDS  # noqa: E402
@@ -141,25 +141,8 @@ cli.main(args=args, obj=context, prog_name="digest")
 
 
 def load_days(path: Path) -> dict[date, list[Record]]:
-    """The corpus as one listing per listing day (as bench/ingest_corpus.py reads it)."""
-    days: dict[date, list[Record]] = defaultdict(list)
-    with gzip.open(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            item = json.loads(line)
-            listed = date.fromisoformat(item["listed"])
-            days[listed].append(
-                Record(
-                    origin=Origin("arxiv-cs", "https://arxiv.org/list/cs/new", "arxiv-listing"),
-                    title=item["title"],
-                    arxiv_id=item["id"],
-                    abstract=item["abstract"],
-                    authors=tuple(item["authors"]),
-                    categories=tuple(item["categories"]),
-                    primary_category=item["categories"][0] if item["categories"] else None,
-                    listed=listed,
-                )
-            )
-    return dict(sorted(days.items()))
+    """The corpus as one listing per listing day, by day (bench/ingest_corpus.py reads it)."""
+    return {date.fromisoformat(day): records for day, records in read_listings(path).items()}
 
 
 def build_store(path: Path, days: dict[date, list[Record]]) -> int:
