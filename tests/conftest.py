@@ -14,6 +14,7 @@ from typing import Any
 import freezegun
 import pytest
 from helpers import FAKE_KIND, REAL_LOAD_EMBEDDER, Recorder, start_server
+from pgserver import PgServer, postgresql_or_skip, running
 
 from digest import sources
 from digest.store import Store
@@ -50,6 +51,28 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server for the session (tests/pgserver.py): a socket in a temporary
+    folder, no TCP; stopped at the session's end. Skipped without PostgreSQL, failed in CI.
+    `.restart()` stops and starts it on the same data (the same URLs)."""
+    with running(postgresql_or_skip()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgresql_url(postgresql_server: PgServer) -> str:
+    """The URL of the database "paperdigest", one for the whole session."""
+    return postgresql_server.create_database("paperdigest")
+
+
+@pytest.fixture
+def postgresql_database_url(postgresql_server: PgServer) -> Iterator[str]:
+    """The URL of a new empty database of the test's own (`test_<n>`), dropped after it."""
+    with postgresql_server.database() as url:
+        yield url
 
 
 @pytest.fixture
