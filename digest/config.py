@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from digest import configcache
 from digest.errors import ConfigError
 from digest.sources import SOURCE_KINDS
 
@@ -340,7 +341,10 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     label = str(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        if kept := configcache.load(path, data):  # a big config, unchanged since it was checked
+            return kept
+        raw = tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         hint = " (copy config.example.toml to start)" if path.name == DEFAULT_CONFIG else ""
         raise ConfigError(f"{label}: file not found{hint}") from None
@@ -348,7 +352,10 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{label}: cannot read the file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{label}: not valid TOML: {exc}") from None
-    return _Reader(label, path.resolve().parent).config(raw, path)
+    reader = _Reader(label, path.resolve().parent)
+    config = reader.config(raw, path)
+    configcache.save(path, data, config, reader.checked)
+    return config
 
 
 class _Reader:
@@ -357,6 +364,7 @@ class _Reader:
     def __init__(self, label: str, base_dir: Path) -> None:
         self.label = label
         self.base_dir = base_dir
+        self.checked: list[Path] = []  # the files whose being there the config was checked for
 
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.label}: {key}: {message}")
@@ -435,6 +443,7 @@ class _Reader:
     def check_file(self, path: Path, key: str, *, relative: bool) -> None:
         hint = " (a relative path starts at the config file's folder)" if relative else ""
         templated = [i for i, part in enumerate(path.parts) if _PLACEHOLDER_RE.search(part)]
+        self.checked.append(Path(*path.parts[: templated[0]]) if templated else path)
         if templated:  # the file changes with the date: only its folder can be checked now
             folder = Path(*path.parts[: templated[0]])
             if not folder.is_dir():
