@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+import re
 import textwrap
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -50,6 +51,8 @@ class RenderedEmail:
     # same string objects for every reader, so build_message encodes each once a run (empty: the
     # HTML is encoded whole).
     html_parts: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # The text the same way: the odd pieces are the papers' text blocks, around the reader's "why".
+    text_parts: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +189,7 @@ class Renderer:
         self._cards: dict[Paper, Markup] = {}
         self._email_cards: dict[tuple[Paper, bool], Markup] = {}
         self._text_blocks: dict[Paper, str] = {}
+        self._text_halves_of: dict[Paper, tuple[str, str]] = {}
         self._items: dict[tuple[int, int], tuple[ScoredPaper, FeedbackLinks | None, Markup]] = {}
         self._feedback: OrderedDict[tuple[FeedbackLinks, str], tuple[str, str]] = OrderedDict()
 
@@ -271,7 +275,10 @@ class Renderer:
 
     def _item_text(
         self, item: ScoredPaper, why: str, position: int, feedback: tuple[str, str] | None
-    ) -> str:
+    ) -> tuple[str, str, str, str, str]:
+        """One item of the text part in five pieces: the reader's position, the paper's block up
+        to why it was chosen (shared), the reader's why, the rest of the block (shared), the
+        reader's feedback links."""
         line = f"{_TEXT_INDENT}Why: {why}"
         if not why:
             wrapped = ""
@@ -279,11 +286,20 @@ class Renderer:
             wrapped = line + "\n"
         else:
             wrapped = textwrap.fill(line, 72, subsequent_indent=_TEXT_INDENT) + "\n"
-        text = f"{position}. " + self._text_block(item.paper).replace(_TEXT_WHY, wrapped)
-        if feedback:
-            more, less = feedback
-            text += f"{_TEXT_INDENT}{_MORE}: {more}\n{_TEXT_INDENT}{_LESS}: {less}\n"
-        return text
+        before, after = self._text_halves(item.paper)
+        links = (
+            f"{_TEXT_INDENT}{_MORE}: {feedback[0]}\n{_TEXT_INDENT}{_LESS}: {feedback[1]}\n"
+            if feedback
+            else ""
+        )
+        return f"{position}. ", before, wrapped, after, links
+
+    def _text_halves(self, paper: Paper) -> tuple[str, str]:
+        halves = self._text_halves_of.get(paper)
+        if halves is None:
+            before, _, after = self._text_block(paper).partition(_TEXT_WHY)
+            halves = self._text_halves_of[paper] = (before, after)
+        return halves
 
     # -- one email ----------------------------------------------------------------------------
 
@@ -350,8 +366,40 @@ class Renderer:
                 f'You get this because {recipient} subscribed to the "{digest.profile}" digest.', 78
             ),
         )
-        text = self._text.render(items=text_items, **common)
-        return RenderedEmail(subject=common["subject"], text=text, html=html, html_parts=tuple(parts))
+        text_parts = self._text_parts(
+            self._text.render(items=[_text_mark(n) for n in range(len(text_items))], **common),
+            text_items,
+        )
+        text = (
+            "".join(text_parts)
+            if text_parts
+            else self._text.render(items=["".join(item) for item in text_items], **common)
+        )
+        return RenderedEmail(
+            subject=common["subject"],
+            text=text,
+            html=html,
+            html_parts=tuple(parts),
+            text_parts=text_parts,
+        )
+
+    @staticmethod
+    def _text_parts(
+        marked: str, items: list[tuple[str, str, str, str, str]]
+    ) -> tuple[str, ...]:
+        """The text part in pieces, the papers' shared halves at the odd places, from the text
+        rendered with a mark for each item; () when the marks are not all there, once each and in
+        order (the reader's own words held one), and the text is then rendered whole."""
+        pieces = _TEXT_MARK_RE.split(marked)
+        if pieces[1::2] != [str(n) for n in range(len(items))]:
+            return ()
+        parts: list[str] = []
+        between = pieces[0]
+        for n, (position, before, why, after, links) in enumerate(items):
+            parts += (f"{between}{position}", before, why, after)
+            between = f"{links}{pieces[2 * n + 2]}"
+        parts.append(between)
+        return tuple(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,6 +467,13 @@ _ITEMS_MARK = "<!--paperdigest:items-->"
 # Where a text block takes the reader's "Why:" line. A NUL never survives one_line, so
 # no scraped text can fake it.
 _TEXT_WHY = "\x00why\x00"
+# Where each item goes in the text part, as first rendered (Renderer._text_parts).
+_TEXT_MARK_RE = re.compile("\x00item([0-9]+)\x00")
+
+
+def _text_mark(number: int) -> str:
+    return f"\x00item{number}\x00"
+
 _TEXT_INDENT = "   "
 
 
@@ -553,7 +608,9 @@ def build_message(
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode("ascii")
         + body
         for subtype, body in (
-            ("plain", _quoted_printable(rendered.text)),
+            ("plain", _quoted_printable_parts(rendered.text_parts)
+             if rendered.text_parts and "\r" not in rendered.text
+             else _quoted_printable(rendered.text)),
             # (A CR, which none of our HTML has, would change how a piece's lines are read.)
             ("html", _quoted_printable_parts(rendered.html_parts)
              if rendered.html_parts and "\r" not in rendered.html

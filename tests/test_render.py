@@ -133,6 +133,33 @@ def test_the_html_part_encodes_each_card_once_and_reads_back_as_if_encoded_whole
     assert max(len(line) for line in html_body.split(b"\r\n")) <= 76
 
 
+def test_the_text_part_encodes_each_papers_block_once_and_reads_back_as_if_encoded_whole() -> None:
+    renderer = Renderer()
+    rendered = renderer.email(sample_digest(), recipient="r@example.org", links=LINKS)
+    items = len(sample_digest().items)
+    assert "".join(rendered.text_parts) == rendered.text and len(rendered.text_parts) == 4 * items + 1
+    # The shared halves are the very objects every reader's email holds.
+    other = renderer.email(sample_digest(), recipient="s@example.org", links=LINKS)
+    assert all(a is b for a, b in zip(rendered.text_parts[1::2], other.text_parts[1::2], strict=True))
+    options = {
+        "sender": SENDER, "recipient": "r@example.org", "message_id": "<m@example.org>",
+        "date": sample_digest().until, "list_id": "<l.example.org>", "links": LINKS,
+    }
+    pieces = build_message(rendered, **options).data
+    whole = build_message(replace(rendered, text_parts=()), **options).data
+    assert pieces != whole and text_of(pieces) == text_of(whole)
+    text_body = pieces.partition(b"Content-Type: text/plain")[2].partition(b"--=_paperdigest")[0]
+    assert max(len(line) for line in text_body.split(b"\r\n")) <= 76
+
+
+def test_an_item_mark_in_the_readers_own_words_makes_the_text_whole_not_wrong() -> None:
+    # The text is first rendered with a mark per item; a recipient holding one cannot move items.
+    recipient = "r\x00item0\x00@example.org"
+    rendered = Renderer().email(sample_digest(), recipient=recipient, links=LINKS)
+    assert rendered.text_parts == ()
+    assert rendered.text.count("1. ") == 1 and recipient in rendered.text
+
+
 @pytest.mark.parametrize(
     "parts",
     [
