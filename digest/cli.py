@@ -17,7 +17,7 @@ from digest.config import DEFAULT_CONFIG, Config, ProfileConfig, load_config
 from digest.errors import ConfigError, DigestError
 from digest.models import IngestReport, Paper
 from digest.sources import SOURCE_KINDS
-from digest.store import Store
+from digest.store import Store, open_store
 from digest.text import one_line
 
 EXIT_CONFIG = 2  # the conventional "usage" code, also used by click for bad options
@@ -96,7 +96,7 @@ def ingest(obj: _Context, only: Sequence[str]) -> None:
         config = obj.config()
         # Each source as it is done: the table comes only at the end.
         progress = TerminalProgress(sys.stderr, plain_lines=True)
-        with Store.open(config.store_path) as store, make_fetcher(config) as fetcher:
+        with open_store(config) as store, make_fetcher(config) as fetcher:
             report = run_ingest(config, store, fetcher, obj.clock, only=only, progress=progress)
     _print_report(report)
     if report.all_failed:
@@ -165,7 +165,7 @@ def papers(
             ) from None
     with _reported_errors():
         config = obj.config()
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             found = store.papers(source=source, since=since_at, text=text, limit=limit)
     for paper in found:
         click.echo(_paper_json(paper) if as_json else _paper_line(paper))
@@ -200,7 +200,7 @@ def history(obj: _Context, source: str | None, limit: int) -> None:
     with _reported_errors():
         config = obj.config()
         names = [config.source(source).name] if source else [s.name for s in config.sources]
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             runs = {name: store.source_runs(name, limit) for name in names}
     for name, source_runs in runs.items():
         click.echo(f"{name}:" + ("" if source_runs else " never run"))
@@ -242,7 +242,7 @@ def rank(obj: _Context, profile: str, day: str | None, as_json: bool) -> None:
     chosen_day = _parse_day(day, "--date")
     with _reported_errors():
         config = obj.config()
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             wanted = _profile(config, store, profile)
             chosen_day = chosen_day or local_day(wanted, obj.clock)
             ranking = rank_day(config, store, [wanted], chosen_day, obj.clock)[wanted.name]
@@ -302,7 +302,7 @@ def feedback(obj: _Context, profile: str, paper: str, mark: str) -> None:
     """
     with _reported_errors():
         config = obj.config()
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             wanted = _profile(config, store, profile)
             found = store.find(paper)
             if found is None:
@@ -339,7 +339,7 @@ def import_library(obj: _Context, profile: str, file: str) -> None:
             data = Path(file).read_bytes()
         except OSError as exc:
             raise DigestError(f"{file}: cannot read it: {exc.strerror or exc}") from None
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             wanted = _profile(config, store, profile)
             parsed = read_library_file(data, Path(file).name)
             report = import_file(store, wanted.name, parsed, Path(file).name, obj.clock)
@@ -381,7 +381,7 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
         # A bar per step on a terminal; elsewhere the log already has a line per source and mail.
         progress = TerminalProgress(sys.stderr, plain_lines=False)
         with (
-            Store.open(config.store_path) as store,
+            open_store(config) as store,
             make_sender(config) as sender,
             open_poster(config) as poster,
         ):
@@ -520,7 +520,7 @@ def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> N
 
     with _reported_errors():
         config = obj.config()
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             wanted = _profile(config, store, profile)
             digest = compose_preview(config, store, wanted, obj.clock)
             builder = MailBuilder(config, store, Renderer())
@@ -587,7 +587,7 @@ def subscribers(obj: _Context, only: str | None) -> None:
     """List the people who subscribed on the web: profile, address, state, since when."""
     with _reported_errors():
         config = obj.config()
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             found = store.subscribers(only)
     if not found:
         click.echo("no web subscribers" + (f" {only}" if only else ""))
@@ -616,7 +616,7 @@ def uncertain(obj: _Context, profile: str | None, verdict: str | None) -> None:
     --arrived or --resend, settle them."""
     with _reported_errors():
         config = obj.config()
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             rows = store.deliveries(profile=profile, statuses=["uncertain"])
             changed = store.settle_uncertain(verdict, obj.clock(), profile) if verdict else 0
     if not rows:
@@ -643,7 +643,7 @@ def status(obj: _Context, quiet: bool) -> None:
 
     with _reported_errors():
         config = obj.config()
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             found = gather(config, store, obj.clock())
     if quiet:
         for problem in found.problems:
@@ -683,7 +683,7 @@ def store_vacuum(obj: _Context) -> None:
                 f"{config.store_path}: `digest schedule` is running on this store; stop it "
                 "first (vacuum rewrites the whole file)"
             ) from None
-        with Store.open(config.store_path) as store:
+        with open_store(config) as store:
             started = store.unfinished_runs(now - config.delivery.deadline)
             if started:
                 raise DigestError(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from digest.config import Config
 from digest.errors import StoreError
-from digest.store import PruneReport, Store
+from digest.store import MaintenanceStore, PruneReport
 
 log = logging.getLogger(__name__)
 PRUNED_AT = "pruned_at"  # the store's meta key: when it was last pruned (UTC, ISO)
@@ -27,19 +27,19 @@ def cutoff(config: Config, now: datetime) -> datetime:
     return now.astimezone(UTC) - timedelta(days=config.store.keep_days)
 
 
-def prune(config: Config, store: Store, now: datetime) -> PruneReport:
+def prune(config: Config, store: MaintenanceStore, now: datetime) -> PruneReport:
     """Prune now, whenever it last happened; keep today's size sample."""
     report = store.prune(cutoff(config, now), now)
     store.record_size(now)
     return report
 
 
-def last_pruned(store: Store) -> datetime | None:
+def last_pruned(store: MaintenanceStore) -> datetime | None:
     value = store.meta(PRUNED_AT)
     return datetime.fromisoformat(value) if value else None
 
 
-def after_run(config: Config, store: Store, now: datetime) -> PruneReport | None:
+def after_run(config: Config, store: MaintenanceStore, now: datetime) -> PruneReport | None:
     """At the end of a run that started `now`: prune, unless it was done today already (UTC).
     Logs one line when something went; a failure is logged and never fails the run (the next
     one tries again)."""
@@ -83,7 +83,7 @@ class StoreStatus:
         return text
 
 
-def store_status(config: Config, store: Store, now: datetime) -> StoreStatus:
+def store_status(config: Config, store: MaintenanceStore, now: datetime) -> StoreStatus:
     size = store.size()
     samples = store.size_samples((now.astimezone(UTC) - timedelta(days=GROWTH_DAYS)).date())
     growth = None

@@ -37,7 +37,7 @@ from digest.errors import DigestError
 from digest.feeds import PublishError
 from digest.lock import ProcessLock
 from digest.render import Renderer
-from digest.store import Store
+from digest.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class Service:
         if pipeline.STOPPING.is_set():
             return
         try:
-            with Store.open(self.config.store_path) as store:
+            with open_store(self.config) as store:
                 if source is not None:
                     with pipeline.make_fetcher(self.config) as fetcher:
                         pipeline.ingest(self.config, store, fetcher, self.clock, only=[source])

@@ -5,7 +5,7 @@ profiles of config.toml. It starts as `pending`; only the person who can read th
 make it `active` (the confirmation link), so an unconfirmed address receives nothing but that one
 confirmation. `with_subscribers(config, store)` gives the job the active ones as ordinary profiles.
 
-Everything here is pure except the functions taking a Store; the web app does the HTTP.
+Everything here is pure except the functions taking a store; the web app does the HTTP.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from email_validator import EmailNotValidError, validate_email
 from digest import categories
 from digest.config import FREQUENCIES, WEEKDAYS, Config, ProfileConfig
 from digest.models import Interests, Subscriber
-from digest.store import Store
+from digest.store import SubscriberStore
 from digest.text import one_line
 
 WEB_PREFIX = "web-"
@@ -249,12 +249,12 @@ def to_profile(subscriber: Subscriber) -> ProfileConfig:
     )
 
 
-def active_profiles(store: Store) -> list[ProfileConfig]:
+def active_profiles(store: SubscriberStore) -> list[ProfileConfig]:
     """The confirmed, not paused, not unsubscribed web subscribers, as profiles."""
     return [to_profile(s) for s in store.subscribers("active") if not s.unsubscribed]
 
 
-def with_subscribers(config: Config, store: Store) -> Config:
+def with_subscribers(config: Config, store: SubscriberStore) -> Config:
     """The config with the active web subscribers added to its profiles."""
     web = active_profiles(store)
     if not web:
@@ -280,7 +280,7 @@ class SignupOutcome:
 
 
 def sign_up(
-    store: Store, address: str, interests: Interests, now: datetime, network: str = ""
+    store: SubscriberStore, address: str, interests: Interests, now: datetime, network: str = ""
 ) -> SignupOutcome:
     """Record a subscribe request and say which mail to send (the sign-up worker does this,
     after the request was answered).
@@ -328,7 +328,7 @@ def client_network(host: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def network_over_budget(store: Store, network: str, now: datetime) -> bool:
+def network_over_budget(store: SubscriberStore, network: str, now: datetime) -> bool:
     """Has `network` asked for its hour's share of mails (sent or still waiting)?"""
     asked = store.signups_waiting(network) + store.confirmation_mails_since(
         now - MAIL_BUDGET_WINDOW, network=network
@@ -336,14 +336,14 @@ def network_over_budget(store: Store, network: str, now: datetime) -> bool:
     return asked >= SIGNUPS_PER_NETWORK_PER_HOUR
 
 
-def mail_delay(store: Store, now: datetime) -> timedelta:
+def mail_delay(store: SubscriberStore, now: datetime) -> timedelta:
     """About how long a sign-up made now waits for its mail: zero while the hour's budget has
     room for everyone waiting, else a window for each budget's worth queued ahead of it."""
     ahead = store.signups_waiting() + store.confirmation_mails_since(now - MAIL_BUDGET_WINDOW)
     return MAIL_BUDGET_WINDOW * (ahead // CONFIRMATIONS_PER_HOUR)
 
 
-def next_mail_at(store: Store, now: datetime) -> datetime:
+def next_mail_at(store: SubscriberStore, now: datetime) -> datetime:
     """When the next confirmation mail may go out: now, or when the hour's oldest mail leaves
     the window."""
     window_start = now - MAIL_BUDGET_WINDOW
@@ -353,7 +353,7 @@ def next_mail_at(store: Store, now: datetime) -> datetime:
     return (oldest or now) + MAIL_BUDGET_WINDOW
 
 
-def confirm(store: Store, profile: str, address: str, now: datetime) -> Subscriber | None:
+def confirm(store: SubscriberStore, profile: str, address: str, now: datetime) -> Subscriber | None:
     """Make a pending subscription active (repeating it is harmless); None if it is gone."""
     subscriber = store.subscriber(profile)
     if subscriber is None or subscriber.address != address.lower():
@@ -366,13 +366,13 @@ def confirm(store: Store, profile: str, address: str, now: datetime) -> Subscrib
     return replace(subscriber, unsubscribed=False)
 
 
-def update_interests(store: Store, subscriber: Subscriber, interests: Interests, now: datetime) -> Subscriber:
+def update_interests(store: SubscriberStore, subscriber: Subscriber, interests: Interests, now: datetime) -> Subscriber:
     changed = replace(subscriber, interests=interests, updated=now)
     store.save_subscriber(changed)
     return changed
 
 
-def set_paused(store: Store, subscriber: Subscriber, paused: bool, now: datetime) -> Subscriber:
+def set_paused(store: SubscriberStore, subscriber: Subscriber, paused: bool, now: datetime) -> Subscriber:
     if subscriber.status == "pending":
         return subscriber  # nothing to pause before it is confirmed
     changed = replace(subscriber, status="paused" if paused else "active", updated=now)

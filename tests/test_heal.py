@@ -17,7 +17,8 @@ from digest.identify import AUTHORITY, merge, new_paper
 from digest.models import Origin, Record
 from digest.pipeline import ingest
 from digest.sources import SOURCE_KINDS
-from digest.store import MIGRATIONS, Store, _to_row
+from digest.store import MIGRATIONS, Store
+from digest.store.papers import _to_row
 
 ARXIV_LISTING = FIXTURES / "arxiv" / "arxiv_list_cs.CL_recent_2026-07-27_newlayout.html"
 ARXIV_API = FIXTURES / "arxiv" / "arxiv_api_2026-07-13_cat-cs.AI-LG_50entries_newformat.xml"

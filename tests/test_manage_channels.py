@@ -23,7 +23,8 @@ from digest import subscriptions
 from digest.config import Config, load_config
 from digest.models import Interests, Subscriber
 from digest.pipeline import preview
-from digest.store import Store, _interests_from_json
+from digest.store import Store
+from digest.store.subscribers import _interests_from_json
 from digest.web import create_app
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

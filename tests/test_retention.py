@@ -169,7 +169,7 @@ def test_prune_keeps_an_old_digest_a_delivery_still_owes(store: Store, status: s
 def test_prune_goes_in_batches_and_misses_nothing(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("digest.store.PRUNE_BATCH", 2)
+    monkeypatch.setattr("digest.store.maintenance.PRUNE_BATCH", 2)
     keys = papers(store, 1)
     for age in range(100, 110):
         for profile in ("ann", "bob", "cy"):

@@ -8,7 +8,8 @@ from helpers import T0, record
 from digest.errors import StoreError
 from digest.identify import new_paper
 from digest.models import FetchResult, SourceRun
-from digest.store import MIGRATIONS, SCHEMA_VERSION, Store, _to_row
+from digest.store import MIGRATIONS, SCHEMA_VERSION, Store
+from digest.store.papers import _to_row
 
 
 def test_only_never_seen_papers_are_new(store: Store) -> None:
@@ -127,7 +128,7 @@ def test_a_failed_ingest_leaves_the_store_as_it_was(
     def broken(*args: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(store, "_save_validators", broken)
+    monkeypatch.setattr("digest.store.runs.save_validators", broken)
     with pytest.raises(StoreError, match="could not store 2 records: disk I/O error"):
         store.ingest(
             [record("A", arxiv_id="2501.00001", upvotes=9), record("B", arxiv_id="2501.00002")], T0

@@ -199,7 +199,7 @@ def test_a_store_of_schema_11_keeps_its_digests_exactly(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     for script in MIGRATIONS[:11]:
         db.executescript(script)
-    from digest.store import _to_row
+    from digest.store.papers import _to_row
 
     db.executemany(
         f"INSERT INTO papers VALUES ({', '.join('?' * 12)})",

@@ -783,7 +783,7 @@ class MailBuilder:
 
     def _batch_in_worker(self, rows: list[Delivery]) -> _Batch:
         if self._reader is None:  # the worker's own connection: sqlite3's are not shared
-            self._reader = Store.open(self.store.path)
+            self._reader = self.store.another()
         return self._batch(rows, self._reader)
 
     def _batch(self, rows: list[Delivery], store: Store) -> _Batch:

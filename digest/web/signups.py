@@ -27,7 +27,7 @@ from digest.errors import DigestError, LibraryError, PermanentDeliveryError
 from digest.library import read_library
 from digest.models import SignupRequest
 from digest.notices import notice_mail
-from digest.store import Store
+from digest.store import Store, open_store
 from digest.subscriptions import next_mail_at, sign_up
 from digest.tokens import confirm_token, manage_token
 
@@ -82,7 +82,7 @@ class SignupWorker:
 
     def _loop(self) -> None:
         try:
-            store = Store.open(self.config.store_path)
+            store = open_store(self.config)
         except DigestError as exc:
             log.error("sign-ups: %s", exc)
             with self._state:

@@ -30,7 +30,7 @@ from digest.config import WEEKDAYS, Config
 from digest.errors import LibraryError
 from digest.library import LibraryImport, read_library
 from digest.render import default_templates_dir
-from digest.store import Store
+from digest.store import Store, open_store
 from digest.tokens import BadToken, csrf_token, load_secrets, read_csrf_token
 from digest.web.forms import (
     LIBRARY_FIELD,
@@ -81,7 +81,7 @@ class StoreThread:
 
     def _run(self, work: Callable[[Store], T]) -> T:
         if self._store is None:
-            self._store = Store.open(self.config.store_path)
+            self._store = open_store(self.config)
         return work(self._store)
 
     def close(self) -> None:
