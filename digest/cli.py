@@ -702,6 +702,38 @@ def store_vacuum(obj: _Context) -> None:
     )
 
 
+@store_group.command(name="check")
+@click.option("--quick", is_flag=True, help="SQLite's quick_check: skips matching indexes to tables.")
+@click.pass_obj
+def store_check(obj: _Context, quick: bool) -> None:
+    """Check the store file for damage (SQLite's integrity_check): prints "ok", or what is
+    damaged and exits 1. Reads the whole file; runs and `digest serve` may go on meanwhile."""
+    with _reported_errors():
+        config = obj.config()
+        with open_store(config) as store:
+            problems = store.check(quick=quick)
+    if not problems:
+        click.echo("ok")
+        return
+    click.echo(f"{config.store_path}: damaged; restore it from a backup (`digest store backup`)", err=True)
+    for problem in problems:
+        click.echo(problem)
+    sys.exit(1)
+
+
+@store_group.command(name="backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def store_backup(obj: _Context, file: Path) -> None:
+    """Copy the store to FILE as it is at one moment (SQLite's online backup), while runs and
+    `digest serve` go on. FILE is written whole or not at all; never the live store."""
+    with _reported_errors():
+        config = obj.config()
+        with open_store(config) as store:
+            store.backup(file)
+    click.echo(f"backed up {config.store_path} to {file}")
+
+
 @cli.command("sources")
 def list_kinds() -> None:
     """List the kinds of source a config can use."""

@@ -33,7 +33,7 @@ from digest.channels.feed import FeedChannel
 from digest.channels.mail import Sender
 from digest.config import Config, ProfileConfig, SourceConfig
 from digest.deliver import DeliveryReport
-from digest.errors import DigestError, EmbeddingError, LayoutChanged, SourceError
+from digest.errors import DigestError, EmbeddingError, LayoutChanged, SourceError, StoreError
 from digest.fetch import Fetcher, FetchPolicy, user_agent
 from digest.health import judge, layout_change, recent_median
 from digest.models import (
@@ -158,6 +158,8 @@ def ingest_source(
                 )
     except LayoutChanged as exc:  # the markers the parser needs are missing
         status, error = "layout", layout_change(str(exc))
+    except StoreError:  # not this source's fault: a store that cannot keep it stops the ingest
+        raise
     except DigestError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # a parser bug on odd input must not stop the other sources

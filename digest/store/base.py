@@ -8,11 +8,18 @@ concern that needs another's table calls that module's functions, which take the
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from digest.errors import StoreError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _CHUNK = 500  # SQLite's limit on bound parameters is well above this
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -51,8 +58,44 @@ def _chunks(values: list[str]) -> Iterator[list[str]]:
         yield values[start : start + _CHUNK]
 
 
-def _locked_hint(exc: sqlite3.Error) -> str:
-    text = str(exc)
+def what_went_wrong(exc: Exception) -> str:
+    """What went wrong, in one line: SQLite's words and, where it helps, what to do about it."""
+    text = str(exc).replace("\n", " ")
     if "locked" in text or "busy" in text:
         return f"{text} (a running `digest run` or `digest schedule` is using it: try again when it is done)"
-    return text
+    return text + next((hint for words, hint in _HINTS if any(w in text for w in words)), "")
+
+
+# Words of SQLite's messages and what they mean for a person looking after the store.
+_HINTS = (
+    (
+        ("malformed", "not a database", "corrupt"),
+        " (the store file is damaged: `digest store check` lists the damage; restore it from a "
+        "backup made by `digest store backup`)",
+    ),
+    (("disk I/O error",), " (the disk is failing or full, or the file changed under the store)"),
+    (("readonly", "read-only"), " (the file or its folder is not writable by this user)"),
+    (("database or disk is full",), " (free some space on its disk)"),
+)
+
+
+def store_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """`method` of a store, its SQLite errors told as a StoreError of one line naming the store's
+    file and what is wrong (a damaged file, a failing disk, no permission to write...).
+
+    A ProgrammingError (a closed connection, a statement that does not fit) is a bug in
+    paperdigest, not a state of the store: it stays what it is.
+    """
+
+    @functools.wraps(method)
+    def told(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.ProgrammingError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            store = args[0]
+            assert isinstance(store, Connected)
+            raise StoreError(f"{store.path}: {what_went_wrong(exc)}") from None
+
+    return told

@@ -15,7 +15,7 @@ from typing import Any
 from digest.errors import StoreError
 from digest.models import Digest, DigestHead, Reasons, ScoredPaper, SourceNote
 from digest.store import ledger
-from digest.store.base import _CHUNK, _JSON, Connected, _chunks
+from digest.store.base import _CHUNK, _JSON, Connected, _chunks, what_went_wrong
 from digest.store.papers import papers_by_key
 
 # A stored digest as Store._digests_from_rows reads it: its row and its sources' notes.
@@ -40,7 +40,7 @@ class DigestStoreMixin(Connected):
                 return self._insert_digest(digest, channels, now)
         except sqlite3.Error as exc:
             raise StoreError(
-                f"{self.path}: could not store the digest of {digest.profile} for {digest.day}: {exc}"
+                f"{self.path}: could not store the digest of {digest.profile} for {digest.day}: {what_went_wrong(exc)}"
             ) from None
 
     def _insert_digest(self, digest: Digest, channels: Iterable[str], now: datetime) -> Digest:
@@ -120,7 +120,7 @@ class DigestStoreMixin(Connected):
                     saved.append(self._insert_digest(digest, channels, now))
         except sqlite3.Error as exc:
             raise StoreError(
-                f"{self.path}: could not store {len(composed)} digests: {exc}"
+                f"{self.path}: could not store {len(composed)} digests: {what_went_wrong(exc)}"
             ) from None
         return saved
 

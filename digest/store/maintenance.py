@@ -1,17 +1,20 @@
 """The store itself: retention (prune), small facts about it (meta, the quiet facts an idle run
-compares), its size and daily size samples, and vacuum. Tables: meta, store_sizes; prune asks each
+compares), its size and daily size samples, vacuum, SQLite's integrity check and online backup. Tables: meta, store_sizes; prune asks each
 concern's module to delete its own old rows."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from digest import durable
 from digest.errors import StoreError
 from digest.store import digests, ledger, papers, runs, subscribers
-from digest.store.base import Connected, _locked_hint
+from digest.store.base import Connected, what_went_wrong
 
 PRUNE_BATCH = 5000  # digests looked at in one transaction of a prune
 
@@ -77,7 +80,7 @@ class MaintenanceStoreMixin(Connected):
                 self._db.execute("DELETE FROM store_sizes WHERE day < ?", (cutoff_day,))
                 self._set_meta("pruned_at", now.isoformat())
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: could not prune the store: {_locked_hint(exc)}") from None
+            raise StoreError(f"{self.path}: could not prune the store: {what_went_wrong(exc)}") from None
         return PruneReport(
             before=cutoff.date(),
             digests=counts["digests"],
@@ -173,7 +176,67 @@ class MaintenanceStoreMixin(Connected):
                 self._db.execute("VACUUM")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: could not vacuum the store: {_locked_hint(exc)}") from None
+            raise StoreError(f"{self.path}: could not vacuum the store: {what_went_wrong(exc)}") from None
+
+    def check(self, *, quick: bool = False) -> list[str]:
+        """SQLite's own check of the whole file (PRAGMA integrity_check; quick_check, which skips
+        matching the indexes against their tables, with `quick`): the problems it found, at most
+        100; none when the store is sound. Reads every page: a large store takes a while."""
+        pragma = "quick_check" if quick else "integrity_check"
+        try:
+            problems = [str(row[0]) for row in self._db.execute(f"PRAGMA {pragma}(100)")]
+            return [] if problems == ["ok"] else problems
+        except sqlite3.ProgrammingError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            whole = str(exc)
+        # SQLite stops at a page it cannot read at all: each table checked on its own says which.
+        problems = []
+        tables = self._db.execute("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        for (table,) in tables.fetchall():
+            try:
+                found = [str(row[0]) for row in self._db.execute(f'PRAGMA {pragma}("{table}")')]
+            except sqlite3.ProgrammingError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                found = [str(exc)]
+            problems += [f"table {table}: {problem}" for problem in found if problem != "ok"]
+        return problems or [whole]
+
+    def backup(self, target: Path) -> None:
+        """Copy the store, as one consistent moment of it, to `target` (SQLite's online backup:
+        runs and `digest serve` may go on meanwhile). Written to a temporary file beside `target`,
+        then renamed over it, so `target` is a whole copy or what it was. Never the store itself."""
+        if not isinstance(self._db, sqlite3.Connection):
+            raise StoreError(
+                f"{self.path}: `digest store backup` copies a SQLite store; back this one up with "
+                "its database's own tools (pg_dump for PostgreSQL)"
+            )
+        target = target.absolute()
+        live = {self.path.absolute(), *(Path(f"{self.path.absolute()}{s}") for s in ("-wal", "-shm"))}
+        if target in live or (target.exists() and target.resolve() in {p.resolve() for p in live}):
+            raise StoreError(f"{target}: that is the live store; name another file for its backup")
+        if target.is_dir():
+            raise StoreError(f"{target}: is a folder; name a file for the backup")
+        try:
+            descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        except OSError as exc:
+            raise StoreError(f"{target}: cannot write the backup: {exc.strerror or exc}") from None
+        os.close(descriptor)
+        temporary = Path(name)
+        try:
+            copy = sqlite3.connect(temporary)
+            try:
+                self._db.backup(copy)
+            finally:
+                copy.close()
+            with temporary.open("rb+") as written:
+                os.fsync(written.fileno())
+            temporary.replace(target)
+            durable.fsync_folder(target.parent)
+        except (OSError, sqlite3.Error) as exc:
+            temporary.unlink(missing_ok=True)
+            raise StoreError(f"{target}: could not back the store up: {what_went_wrong(exc)}") from None
 
 
 

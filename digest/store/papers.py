@@ -18,7 +18,7 @@ from digest.identify import normalize_doi, normalize_title
 from digest.models import FetchResult, Paper, Record
 from digest.sources.common import split_arxiv_id
 from digest.store import feedback, runs
-from digest.store.base import _JSON, Connected, _chunks
+from digest.store.base import _JSON, Connected, _chunks, what_went_wrong
 from digest.store.diff import IngestOutcome, IngestPlan, candidate_lookups, plan_ingest
 
 _COLUMN_FIELDS = frozenset(
@@ -71,7 +71,7 @@ class PaperStoreMixin(Connected):
                 runs.save_validators(self._db, validators, seen_at)
         except sqlite3.Error as exc:
             raise StoreError(
-                f"{self.path}: could not store {len(records)} records: {exc}"
+                f"{self.path}: could not store {len(records)} records: {what_went_wrong(exc)}"
             ) from None
         return outcome
 
@@ -247,7 +247,7 @@ class PaperStoreMixin(Connected):
                 feedback.save_library_vectors(self._db, model, vectors)
         except sqlite3.Error as exc:
             raise StoreError(
-                f"{self.path}: could not store {len(vectors)} vectors: {exc}"
+                f"{self.path}: could not store {len(vectors)} vectors: {what_went_wrong(exc)}"
             ) from None
 
 

@@ -1,5 +1,5 @@
 """The schema: an ordered list of migrations, each moving a store from version N to N+1
-(SQLite's PRAGMA user_version says where a file stands), and `migrate`, which applies the
+(SQLite's PRAGMA user_version says where a file stands), and `SchemaMixin._migrate`, which applies the
 missing ones, each in a transaction of its own."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Iterator
 
 from digest.errors import StoreError
-from digest.store.base import _JSON, Connected
+from digest.store.base import _JSON, Connected, what_went_wrong
 from digest.store.digests import _pack_items, _packed_reasons, _reasons_from
 
 # Each entry moves the schema from version N to N+1; PRAGMA user_version says where a file stands.
@@ -427,7 +427,7 @@ class SchemaMixin(Connected):
                         _pack_digest_items(self._db)
                     self._db.execute(f"PRAGMA user_version = {version}")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable paperdigest store: {exc}") from None
+            raise StoreError(f"{self.path}: not a usable paperdigest store: {what_went_wrong(exc)}") from None
 
 
 def _statements(script: str) -> Iterator[str]:

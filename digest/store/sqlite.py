@@ -8,12 +8,15 @@ one transaction, so a run that fails half-way leaves the store exactly as it was
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
 from digest.errors import StoreError
+from digest.store.base import store_errors, what_went_wrong
 from digest.store.digests import DigestStoreMixin
 from digest.store.feedback import FeedbackStoreMixin
 from digest.store.ledger import LedgerStoreMixin
@@ -52,7 +55,7 @@ class Store(
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{path}: cannot open the store: {exc}") from None
+            raise StoreError(f"{path}: cannot open the store: {what_went_wrong(exc)}") from None
         store = cls(db, path)
         store._migrate()
         return store
@@ -69,6 +72,14 @@ class Store(
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# Every public method says its SQLite errors as a StoreError naming the file (base.store_errors):
+# a damaged page met by any query is one line and a non-zero exit, never a traceback.
+for _name in dir(Store):
+    _method = inspect.getattr_static(Store, _name)
+    if not _name.startswith("_") and isinstance(_method, types.FunctionType):
+        setattr(Store, _name, store_errors(_method))
 
 
 def _while_locked(statement: Callable[[], object], patience_s: float = 30.0) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from digest.errors import StoreError
 from digest.models import Interests, SignupRequest, Subscriber
-from digest.store.base import Connected
+from digest.store.base import Connected, what_went_wrong
 
 
 class SubscriberStoreMixin(Connected):
@@ -37,7 +37,7 @@ class SubscriberStoreMixin(Connected):
                     rows,
                 )
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: could not record {len(rows)} feed reads: {exc}") from None
+            raise StoreError(f"{self.path}: could not record {len(rows)} feed reads: {what_went_wrong(exc)}") from None
 
     def feed_readers(self, since: datetime) -> set[str]:
         """The profiles whose feed was read at `since` or later."""
