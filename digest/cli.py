@@ -21,7 +21,6 @@ from digest.store import Store, open_store
 from digest.text import one_line
 
 EXIT_CONFIG = 2  # the conventional "usage" code, also used by click for bad options
-EXIT_ALREADY_RUNNING = 3  # `digest schedule` found another instance: restarting will not help
 
 
 def _utc_now() -> datetime:
@@ -539,21 +538,16 @@ def preview(obj: _Context, profile: str, output: str | None, as_text: bool) -> N
 def schedule(obj: _Context) -> None:
     """Run as a service: fetch each source on its schedule, send each digest at its time.
 
-    One per store (a lock refuses a second, exit code 3); SIGTERM or Ctrl-C stops it cleanly
-    between steps.
+    One leads per store: a second waits as a hot standby and takes over when the first stops
+    or dies. SIGTERM or Ctrl-C stops it cleanly between steps.
     `digest run` from cron or a systemd timer gives the same digests, if you prefer those.
     """
-    from digest.lock import AlreadyRunning
     from digest.schedule import Service
 
     with _reported_errors():
         config = obj.config()
         obj.service_logging(config)
-        try:
-            Service(config, obj.clock).run()
-        except AlreadyRunning as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_ALREADY_RUNNING)
+        Service(config, obj.clock).run()
 
 
 @cli.command()
@@ -670,7 +664,7 @@ def store_vacuum(obj: _Context) -> None:
     """
     from digest import retention
     from digest.lock import AlreadyRunning, ProcessLock
-    from digest.schedule import LOCK_FILE
+    from digest.store.leader import LOCK_FILE
 
     with _reported_errors():
         config = obj.config()

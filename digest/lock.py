@@ -16,7 +16,11 @@ from digest.errors import DigestError
 
 
 class AlreadyRunning(DigestError):
-    """Another process holds the lock."""
+    """Another process holds the lock; `holder` is its pid, as it wrote it."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class ProcessLock:
@@ -49,7 +53,8 @@ class ProcessLock:
             os.close(handle)
             raise AlreadyRunning(
                 f"{self.path}: another `digest schedule` (pid {holder}) is running on this store; "
-                "stop it first, or use `digest run` (safe alongside it)"
+                "stop it first, or use `digest run` (safe alongside it)",
+                holder,
             ) from None
         # Ours now, even if a dead process left its pid here: write our own.
         os.ftruncate(handle, 0)

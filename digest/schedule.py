@@ -35,15 +35,15 @@ from digest.channels.mail import make_sender
 from digest.config import Config, ProfileConfig, SourceConfig
 from digest.errors import DigestError
 from digest.feeds import PublishError
-from digest.lock import ProcessLock
 from digest.render import Renderer
 from digest.store import open_store
+from digest.store.leader import Leadership, leadership
 
 log = logging.getLogger(__name__)
 
 FETCH_GRACE_S = 30 * 60  # a fetch more than 30 min late is skipped: the next one comes soon
 DIGEST_GRACE_S = 12 * 3600  # a digest late by up to 12 h still goes out (a machine woke up late)
-LOCK_FILE = "schedule.lock"
+LEAD_CHECK_S = 15  # how often a leader makes sure it still leads (between jobs)
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 SUBSCRIBERS_EVERY_MIN = 15  # a web subscriber's digest comes within this long of its time
 
@@ -171,11 +171,7 @@ class Service:
                 misfire_grace_time=job.grace_s,
                 replace_existing=True,
             )
-        # At start, one full cycle: fetch everything, then deliver whatever is due or overdue.
-        self.scheduler.add_job(
-            self._job, id="catch-up", name="catch-up", kwargs={"everything": True},
-            next_run_time=clock(), misfire_grace_time=None,
-        )
+        self.lost_lead = False
 
     def _job(
         self,
@@ -228,16 +224,55 @@ class Service:
             )
 
     def stop(self, signum: int, frame: FrameType | None) -> None:
-        """On SIGTERM or SIGINT: no new job starts, the one running finishes its current step."""
+        """On SIGTERM or SIGINT: no new job starts, the one running finishes its current step
+        (a standby just stops waiting)."""
         log.info("stopping: %s received", signal.Signals(signum).name)
+        self._shut_down()
+
+    def _shut_down(self) -> None:
         pipeline.STOPPING.set()
-        threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}).start()
+        if self.scheduler.running:
+            threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}).start()
+
+    def _check_lead(self, lead: Leadership) -> None:
+        """Between jobs: a leader whose lock went (its database connection dropped) stops, since
+        another scheduler may lead by now."""
+        if not lead.leading():
+            self.lost_lead = True
+            self._shut_down()
 
     def run(self) -> None:
-        with ProcessLock(self.config.data_dir / LOCK_FILE):
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
+        """Take the store's lead (waiting as a standby while another scheduler has it), then run
+        the jobs until SIGTERM/SIGINT. Raises LostLead when the lead was lost meanwhile."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        lead = leadership(self.config)
+        try:
+            if not lead.wait(pipeline.STOPPING):
+                log.info("stopped")
+                return
+            log.info("leading: this process schedules the store's jobs")
+            # At start, one full cycle: fetch everything, then deliver whatever is due or overdue.
+            self.scheduler.add_job(
+                self._job, id="catch-up", name="catch-up", kwargs={"everything": True},
+                next_run_time=self.clock(), misfire_grace_time=None,
+            )
+            self.scheduler.add_job(
+                self._check_lead, "interval", seconds=LEAD_CHECK_S, id="lead", name="lead",
+                kwargs={"lead": lead},
+            )
             for job_id, when in next_runs(self.config, self.clock()):
                 log.info("job %s: next run %s", job_id, when.isoformat() if when else "never")
             self.scheduler.start()
+        finally:
+            lead.release()
+        if self.lost_lead:
+            raise LostLead(
+                "lost the store's lead (its database connection dropped): stopped scheduling; "
+                "start it again to wait as a standby"
+            )
         log.info("stopped")
+
+
+class LostLead(DigestError):
+    """The scheduler's lock went while it ran; another may lead by now."""

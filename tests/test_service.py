@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -42,6 +43,27 @@ def digest_process(config: Path, *args: str, at: datetime = MONDAY) -> subproces
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+
+
+class Said:
+    """A process's stderr, read line by line on a thread of its own as it comes."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self.lines: list[str] = []
+        self._thread = threading.Thread(
+            target=lambda: self.lines.extend(iter(process.stderr.readline, "")), daemon=True
+        )
+        self._thread.start()
+
+    def wait_for(self, text: str, seconds: float = 60.0) -> str:
+        """The first line holding `text`, once it came."""
+        wait_for(lambda: any(text in line for line in self.lines), seconds)
+        return next(line for line in self.lines if text in line)
+
+    def all(self) -> str:
+        self._thread.join(timeout=60)
+        return "".join(self.lines)
 
 
 def wait_for(condition, seconds: float = 60.0) -> None:  # type: ignore[no-untyped-def]
@@ -86,26 +108,51 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
 # -- digest schedule ---------------------------------------------------------------------------
 
 
-def test_the_service_catches_up_at_start_refuses_a_twin_and_stops_on_sigterm(
+def test_the_service_catches_up_at_start_and_a_twin_stands_by_until_it_stops_on_sigterm(
     tmp_path: Path,
 ) -> None:
     config = write_config(tmp_path)
     service = digest_process(config, "schedule")
+    twin: subprocess.Popen[str] | None = None
     try:
         outbox = tmp_path / "data" / "outbox" / "new"
         wait_for(lambda: outbox.is_dir() and len(list(outbox.iterdir())) == 3)  # the catch-up run
         twin = digest_process(config, "schedule")
-        _, twin_errors = twin.communicate(timeout=60)
-        assert twin.returncode == 3  # not 1: restarting would not help
-        assert f"another `digest schedule` (pid {service.pid})" in twin_errors
+        said = Said(twin)
+        said.wait_for(f"another `digest schedule` (pid {service.pid}) leads")
+        assert twin.poll() is None  # waiting, not gone
         service.send_signal(signal.SIGTERM)
         _, errors = service.communicate(timeout=60)
+        assert service.returncode == 0, errors
+        assert "stopping: SIGTERM received" in errors
+        assert errors.rstrip().endswith("stopped")
+        # The standby takes over (within its 5 s poll) and catches up: nothing is due twice.
+        said.wait_for("leading: this process", seconds=30)
+        said.wait_for('Job "catch-up')
+        twin.send_signal(signal.SIGTERM)
+        twin.wait(timeout=60)
+        assert twin.returncode == 0, said.all()
+        assert said.all().rstrip().endswith("stopped")
     finally:
         service.kill()
-    assert service.returncode == 0, errors
-    assert "stopping: SIGTERM received" in errors
-    assert errors.rstrip().endswith("stopped")
-    assert len(list(outbox.iterdir())) == 3  # nothing sent twice by the restart-free shutdown
+        if twin is not None:
+            twin.kill()
+    assert len(list(outbox.iterdir())) == 3  # nothing sent twice by the hand-over
+
+
+def test_a_standby_stops_on_sigterm_without_ever_leading(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    holder = ProcessLock(tmp_path / "data" / "schedule.lock")
+    with holder:
+        standby = digest_process(config, "schedule")
+        said = Said(standby)
+        said.wait_for(f"(pid {os.getpid()}) leads")
+        standby.send_signal(signal.SIGTERM)
+        standby.wait(timeout=60)
+        errors = said.all()
+    assert standby.returncode == 0, errors
+    assert "leading" not in errors and errors.rstrip().endswith("stopped")
+    assert not (tmp_path / "data" / "outbox").exists()  # it never ran a job
 
 
 # -- two `digest run` processes ------------------------------------------------------------------
@@ -183,8 +230,8 @@ def test_a_fetch_job_ingests_its_source_and_refreshes_the_all_papers_feed(tmp_pa
     assert feed.read_text(encoding="utf-8").count("<item>") == 30  # hf-daily's 30 papers
     assert not (tmp_path / "data" / "outbox").exists()  # a fetch job sends nothing
     jobs = {job.id for job in service.scheduler.get_jobs()}
-    assert jobs == {"fetch:arxiv-api", "fetch:hf-daily", "digest:ml", "digest:quiet", "catch-up",
-                    "subscribers"}
+    # (The catch-up and the lead check join them when the service takes the lead.)
+    assert jobs == {"fetch:arxiv-api", "fetch:hf-daily", "digest:ml", "digest:quiet", "subscribers"}
 
 
 def test_a_fetch_job_whose_feeds_cannot_be_written_says_so_once_without_a_traceback(
