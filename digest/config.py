@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest import configcache
@@ -279,11 +279,48 @@ class RankConfig:
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    """[store]: how long the SQLite store keeps what it no longer needs (digest.store.prune)."""
+    """[store]: which store (the SQLite file in the data directory, or a PostgreSQL database
+    named by `url` or `url_env`) and how long it keeps what it no longer needs (prune)."""
 
     # Digests (with their items and ledger rows), runs and HTTP validators older than this many
     # days go, once a day, at the end of a run; a digest a delivery still owes stays.
     keep_days: int = 90
+    # PostgreSQL (issue 17): postgresql://user@host:5432/dbname, never with its password, or the
+    # environment variable holding the whole URL (password included: a Kubernetes Secret).
+    url: str | None = None
+    url_env: str | None = None
+    password_env: str | None = None  # the environment variable holding the password
+    password_file: Path | None = None  # or a file holding it (Docker/Kubernetes secrets)
+
+    @property
+    def postgresql(self) -> bool:
+        """Whether the store is a PostgreSQL database (else the SQLite file)."""
+        return self.url is not None or self.url_env is not None
+
+
+_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def url_without_password(url: str) -> str:
+    """A database URL as a message may show it: without the password in its user part or in a
+    `password=` parameter (the one place such a URL is shown from)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}@{host}"
+    query = "&".join(
+        item for item in parts.query.split("&") if item and not item.lower().startswith("password=")
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_has_password(url: str) -> bool:
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    return ":" in user or any(
+        item.lower().startswith("password=") for item in parts.query.split("&")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,7 +562,9 @@ class _Reader:
 
     def store(self, raw: Any, key: str, feed_days: int) -> StoreConfig:
         """[store]; keep_days may not be shorter than the feeds' window (feed_days)."""
-        table = self.table(raw, key, {"keep_days"})
+        table = self.table(
+            raw, key, {"keep_days", "url", "url_env", "password_env", "password_file"}
+        )
         keep_days = table.get("keep_days", 90)
         if isinstance(keep_days, bool) or not isinstance(keep_days, int):
             raise self.fail(f"{key}.keep_days", f"expected a whole number of days, got {_describe(keep_days)}")
@@ -536,7 +575,41 @@ class _Reader:
                 f"expected at least output.feed_days ({feed_days}): a feed shows the digests of "
                 f"that many days, got {keep_days}",
             )
-        return StoreConfig(keep_days=keep_days)
+        url = self.string(table["url"], f"{key}.url") if "url" in table else None
+        url_env = self.string(table["url_env"], f"{key}.url_env") if "url_env" in table else None
+        password_env = table.get("password_env")
+        password_file = table.get("password_file")
+        if url is not None and url_env is not None:
+            raise self.fail(key, "expected url or url_env, not both")
+        if password_env is not None and password_file is not None:
+            raise self.fail(key, "expected password_env or password_file, not both")
+        if url is None and url_env is None and (password_env or password_file) is not None:
+            raise self.fail(key, "password_env and password_file are for a PostgreSQL url")
+        if url is not None:
+            if not url.startswith(_URL_SCHEMES):
+                raise self.fail(
+                    f"{key}.url",
+                    "expected a PostgreSQL URL such as postgresql://user@host:5432/dbname, got "
+                    f"{url_without_password(url)!r}",
+                )
+            if url_has_password(url):
+                raise self.fail(
+                    f"{key}.url",
+                    "the URL holds a password: name it with password_env (an environment "
+                    "variable) or password_file, or use url_env; the password itself never "
+                    "goes into config.toml",
+                )
+        return StoreConfig(
+            keep_days=keep_days,
+            url=url,
+            url_env=url_env,
+            password_env=self.string(password_env, f"{key}.password_env")
+            if password_env is not None
+            else None,
+            password_file=self.path(password_file, f"{key}.password_file")
+            if password_file is not None
+            else None,
+        )
 
     def delivery(self, raw: Any, key: str) -> DeliveryConfig:
         table = self.table(raw, key, {"claim_lease", "uncertain_quarantine", "deadline"})

@@ -47,8 +47,18 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", _loopback_only)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An open, empty store of each backend: the SQLite file in tmp_path, and a PostgreSQL
+    database of the test's own (postgresql_database_url: skipped without the server on a
+    developer's machine, failed in CI)."""
+    if request.param == "postgresql":
+        from digest.store.postgres import PgTarget, PostgresStore
+
+        url = request.getfixturevalue("postgresql_database_url")
+        with PostgresStore.connect(PgTarget(url)) as opened:
+            yield opened
+        return
     with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as opened:
         yield opened
 

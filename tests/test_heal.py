@@ -50,7 +50,7 @@ def cut(record: Record) -> Record:
 
 
 def history_rows(store: Store) -> int:
-    count: int = sqlite3.connect(store.path).execute("SELECT count(*) FROM paper_history").fetchone()[0]
+    count: int = store._db.execute("SELECT count(*) FROM paper_history").fetchone()[0]
     return count
 
 

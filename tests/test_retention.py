@@ -70,16 +70,14 @@ def save(
     )
     channels = [f"mail:{profile}{i}@example.org" for i in range(len(statuses))]
     store.save_digest(composed, channels, until)
-    with sqlite3.connect(store.path) as db:
-        db.executemany(
-            "UPDATE deliveries SET status = ? WHERE profile = ? AND day = ? AND channel = ?",
-            [(status, profile, day.isoformat(), channel) for status, channel in zip(statuses, channels, strict=True)],
-        )
+    store._db.executemany(  # the store's own connection: either backend, autocommit
+        "UPDATE deliveries SET status = ? WHERE profile = ? AND day = ? AND channel = ?",
+        [(status, profile, day.isoformat(), channel) for status, channel in zip(statuses, channels, strict=True)],
+    )
 
 
 def table_rows(store: Store, table: str) -> int:
-    with sqlite3.connect(store.path) as db:
-        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    return int(store._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 def run(store: Store, source: str, started: datetime) -> None:
@@ -257,12 +255,15 @@ def test_store_vacuum_prunes_and_shrinks_the_file(tmp_path: Path) -> None:
         save(store, "ann", RECENT, keys)
         store.prune(CUTOFF, NOW - timedelta(days=1))  # pruned before, but the file kept its pages
         save(store, "bob", OLD, keys, padding=2000)  # and one more is due
-    before = path.stat().st_size + Path(f"{path}-wal").stat().st_size
+    wal = Path(f"{path}-wal")
+    before = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     with freeze_time(NOW):
         result = digest(config, "store", "vacuum")
     assert result.exit_code == 0, result.output
     after = path.stat().st_size + (Path(f"{path}-wal").stat().st_size if Path(f"{path}-wal").exists() else 0)
-    assert after < before / 4
+    # (The -wal is folded into the file when the store closes: `before` is the file's pages
+    # once, 61 digests' worth of which one is kept.)
+    assert after < before / 3
     lines = result.output.splitlines()
     assert lines[0].startswith("pruned what is older than 2026-08-28: 1 digest (2 ledger rows)")
     assert lines[1].startswith("store: ") and " before, " in lines[1] and lines[1].endswith(f"after ({path})")
@@ -318,7 +319,11 @@ def test_keep_days_defaults_to_90(tmp_path: Path) -> None:
         ("keep_days = 30.5", "store.keep_days: expected a whole number of days, got float 30.5"),
         ('keep_days = "90"', "store.keep_days: expected a whole number of days, got the string '90'"),
         ("keep_days = true", "store.keep_days: expected a whole number of days, got the boolean true"),
-        ("keep = 90", "store.keep: unknown key (expected one of: keep_days)"),
+        (
+            "keep = 90",
+            "store.keep: unknown key (expected one of: keep_days, password_env, password_file, "
+            "url, url_env)",
+        ),
     ],
 )
 def test_a_bad_store_table_is_one_line(tmp_path: Path, toml: str, message: str) -> None:

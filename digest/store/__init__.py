@@ -3,7 +3,9 @@
     protocols.py    what a store answers, one Protocol per concern, StoreBackend all of them
     diff.py         the identity diff, pure: stored papers + records -> what to write
     schema.py       the ordered migrations and how a store is brought up to date
+    dialect.py      the connection the concerns' SQL runs on, and the bits of SQL that differ
     sqlite.py       opening the SQLite file; `Store`, the concerns below composed
+    postgres.py     the PostgreSQL store: `Store` on an adapter over psycopg (issue 17)
     papers.py  runs.py  digests.py  ledger.py  subscribers.py  feedback.py  maintenance.py
                     one concern each: its tables, its SQL, a mixin of `Store`
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from digest.config import Config
+from digest.errors import StoreError
 from digest.store.diff import IngestOutcome, IngestPlan, PaperUpdate, plan_ingest
 from digest.store.ledger import UNFINISHED_DELIVERIES, Outcome
 from digest.store.maintenance import PRUNE_BATCH, PruneReport, SizeSample, StoreSize
@@ -63,12 +66,26 @@ __all__ = [
 
 
 def open_store(config: Config) -> Store:
-    """The store `config` names, open and migrated (a SQLite file at `config.store_path`; a
-    backend chosen by another setting would be opened here, and only here)."""
+    """The store `config` names, open and migrated: the PostgreSQL database of `[store] url`
+    (or url_env), else the SQLite file at `config.store_path`. The one place a backend is
+    chosen."""
+    if config.store.postgresql:
+        try:
+            from digest.store.postgres import PostgresStore, target_from_config
+        except ImportError as exc:
+            raise StoreError(
+                f"[store] url names a PostgreSQL database, which needs psycopg ({exc}): "
+                "pip install 'paperdigest[postgresql]'"
+            ) from None
+        return PostgresStore.connect(target_from_config(config.store))
     return Store.open(config.store_path)
 
 
 if TYPE_CHECKING:
+    from digest.store.postgres import PostgresStore
 
     def _answers_every_concern(store: Store) -> StoreBackend:
         return store  # mypy checks here that the SQLite Store implements the protocols
+
+    def _postgresql_answers_every_concern(store: PostgresStore) -> StoreBackend:
+        return store  # and the PostgreSQL one

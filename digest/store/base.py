@@ -14,9 +14,10 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ClassVar, ParamSpec, TypeVar
 
 from digest.errors import StoreError
+from digest.store.dialect import SQLITE, Connection, Dialect
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,15 +27,17 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class Connected:
-    """One open SQLite connection (`_db`) to the store file at `path`."""
+    """One open connection (`_db`) to the store at `path`: sqlite3's, or postgres.py's adapter
+    (whose SQL text differs only where `dialect` says)."""
 
-    _db: sqlite3.Connection
+    _db: Connection
     path: Path
+    dialect: ClassVar[Dialect] = SQLITE
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         # IMMEDIATE takes the write lock up front, so two overlapping runs queue instead of deadlocking.
-        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(self.dialect.begin)
         try:
             yield
         except BaseException:
@@ -46,11 +49,11 @@ class Connected:
     def patience(self, seconds: float) -> Iterator[None]:
         """Within it, wait at most `seconds` for another process holding the write lock (30 s,
         the store's own patience, otherwise): a command a person waits for says so sooner."""
-        self._db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        self._db.execute(self.dialect.patience_sql(seconds))
         try:
             yield
         finally:
-            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._db.execute(self.dialect.patience_sql(30))
 
 
 def _chunks(values: list[str]) -> Iterator[list[str]]:

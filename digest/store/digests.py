@@ -16,6 +16,7 @@ from digest.errors import StoreError
 from digest.models import Digest, DigestHead, Reasons, ScoredPaper, SourceNote
 from digest.store import ledger
 from digest.store.base import _CHUNK, _JSON, Connected, _chunks, what_went_wrong
+from digest.store.dialect import Connection
 from digest.store.papers import papers_by_key
 
 # A stored digest as Store._digests_from_rows reads it: its row and its sources' notes.
@@ -57,14 +58,18 @@ class DigestStoreMixin(Connected):
         # The run's notes on its sources, stored once (migration 12); last_day keeps them from
         # retention as long as a digest names them.
         (sources_id,) = self._db.execute(
-            """INSERT INTO digest_sources (sources, last_day) VALUES (?, ?)
-               ON CONFLICT (sources) DO UPDATE SET last_day = max(last_day, excluded.last_day)
+            f"""INSERT INTO digest_sources (sources, last_day) VALUES (?, ?)
+               ON CONFLICT (sources) DO UPDATE
+               SET last_day = {self.dialect.greatest}(digest_sources.last_day, excluded.last_day)
                RETURNING id""",
             (_JSON.encode([[n.source, n.status, n.error] for n in digest.sources]), day),
         ).fetchone()
-        self._db.execute(
+        # Another run saving the same digest since the check above (PostgreSQL lets writers
+        # overlap; SQLite's write lock does not) wins: its digest is the one kept.
+        inserted = self._db.execute(
             """INSERT INTO digests (profile, day, timezone, since, until, scanned, sources_id, items)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (profile, day) DO NOTHING RETURNING 1""",
             (
                 digest.profile,
                 day,
@@ -75,7 +80,11 @@ class DigestStoreMixin(Connected):
                 sources_id,
                 _pack_items(digest.items),
             ),
-        )
+        ).fetchone()
+        if inserted is None:
+            existing = self._digest(digest.profile, digest.day)
+            assert existing is not None
+            return existing
         self._db.execute(
             """INSERT INTO digest_heads VALUES (?, ?, ?)
                ON CONFLICT (profile) DO UPDATE SET day = excluded.day, until = excluded.until
@@ -159,7 +168,7 @@ class DigestStoreMixin(Connected):
             # loop): a key look-up a pair, where `(profile, day) IN (...)` scans the table.
             sql = f"""WITH wanted (profile, day) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))})
                       SELECT {_DIGEST_COLUMNS} FROM wanted w
-                      CROSS JOIN digests d ON d.profile = w.profile AND d.day = w.day
+                      {self.dialect.ordered_join} digests d ON d.profile = w.profile AND d.day = w.day
                       LEFT JOIN digest_sources s ON s.id = d.sources_id"""
             rows += self._db.execute(sql, [value for pair in chunk for value in pair]).fetchall()
         return {(d.profile, d.day): d for d in self._digests_from_rows(rows)}
@@ -203,7 +212,7 @@ class DigestStoreMixin(Connected):
 
 
 def old_digests(
-    db: sqlite3.Connection, cutoff_day: str, after: tuple[str, str], limit: int
+    db: Connection, cutoff_day: str, after: tuple[str, str], limit: int
 ) -> list[tuple[str, str, int]]:
     """Retention's next batch: (day, profile, owed) of up to `limit` digests of days before
     `cutoff_day`, after (day, profile) `after`, in that order; owed when a ledger row of it is
@@ -220,12 +229,12 @@ def old_digests(
     return rows
 
 
-def delete_digests(db: sqlite3.Connection, doomed: Sequence[tuple[str, str]]) -> int:
+def delete_digests(db: Connection, doomed: Sequence[tuple[str, str]]) -> int:
     """Delete these (profile, day) digests, in the caller's transaction; how many went."""
     return db.executemany("DELETE FROM digests WHERE profile = ? AND day = ?", doomed).rowcount
 
 
-def prune_sources(db: sqlite3.Connection, cutoff_day: str) -> None:
+def prune_sources(db: Connection, cutoff_day: str) -> None:
     """Sources' notes no digest of the cutoff day or later names (last_day), nor an older one
     kept for an unfinished delivery (few, found by their day)."""
     db.execute(
@@ -235,7 +244,7 @@ def prune_sources(db: sqlite3.Connection, cutoff_day: str) -> None:
     )
 
 
-def count_digests(db: sqlite3.Connection) -> int:
+def count_digests(db: Connection) -> int:
     return int(db.execute("SELECT count(*) FROM digests").fetchone()[0])
 
 

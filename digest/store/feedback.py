@@ -5,13 +5,13 @@ learned_profiles."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from digest.models import Feedback
 from digest.store.base import Connected, _chunks
+from digest.store.dialect import Connection
 
 
 class FeedbackStoreMixin(Connected):
@@ -21,14 +21,15 @@ class FeedbackStoreMixin(Connected):
         self, profile: str, entries: Sequence[tuple[str, dict[str, Any]]], at: datetime
     ) -> int:
         """Keep a profile's imported papers (key, fields); returns how many were new to it."""
+        if not entries:
+            return 0
         with self._transaction():
-            before = self._db.total_changes
-            self._db.executemany(
+            # executemany's rowcount: the rows inserted, summed over the entries
+            return self._db.executemany(
                 """INSERT INTO library (profile, key, paper, imported) VALUES (?, ?, ?, ?)
                    ON CONFLICT (profile, key) DO NOTHING""",
                 [(profile, key, json.dumps(fields), at.isoformat()) for key, fields in entries],
-            )
-            return self._db.total_changes - before
+            ).rowcount
 
     def library(self, profiles: Iterable[str] | None = None) -> dict[str, list[str]]:
         """Each profile's imported paper keys, in import order."""
@@ -47,9 +48,15 @@ class FeedbackStoreMixin(Connected):
 
     def library_papers(self) -> list[tuple[str, dict[str, Any], datetime]]:
         """Imported papers that no source has listed: (key, fields, imported), one per key."""
+        # Each key's first import (the lowest profile of those imported first), which SQLite's
+        # bare columns beside MIN() gave; PostgreSQL names every column of a GROUP BY.
         rows = self._db.execute(
-            """SELECT key, paper, MIN(imported) FROM library
-               WHERE key NOT IN (SELECT key FROM papers) GROUP BY key ORDER BY key"""
+            """SELECT l.key, l.paper, l.imported FROM library l
+               WHERE l.key NOT IN (SELECT key FROM papers)
+               AND NOT EXISTS (SELECT 1 FROM library o WHERE o.key = l.key
+                   AND (o.imported < l.imported
+                        OR (o.imported = l.imported AND o.profile < l.profile)))
+               ORDER BY l.key"""
         )
         return [(key, json.loads(fields), datetime.fromisoformat(at)) for key, fields, at in rows]
 
@@ -112,13 +119,13 @@ class FeedbackStoreMixin(Connected):
         }
 
 
-def library_vectors(db: sqlite3.Connection, model: str, keys: Sequence[str]) -> dict[str, bytes]:
+def library_vectors(db: Connection, model: str, keys: Sequence[str]) -> dict[str, bytes]:
     """The vectors by `model` kept for imported papers of these keys (at most _CHUNK keys)."""
     sql = f"SELECT key, vector FROM library WHERE model = ? AND key IN ({', '.join('?' * len(keys))})"
     return dict(db.execute(sql, [model, *keys]).fetchall())
 
 
-def save_library_vectors(db: sqlite3.Connection, model: str, vectors: Mapping[str, bytes]) -> None:
+def save_library_vectors(db: Connection, model: str, vectors: Mapping[str, bytes]) -> None:
     """Keep the vectors of imported papers no source listed, in the caller's transaction (a
     stored paper keeps its own, papers.save_embeddings)."""
     db.executemany(

@@ -4,13 +4,13 @@ digest twice and never skip one. Table: deliveries."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from digest.models import Delivery
 from digest.store.base import Connected
+from digest.store.dialect import Connection
 
 # What a delivery still owes: retention keeps its digest, items and ledger rows, whatever its age.
 UNFINISHED_DELIVERIES = ("pending", "sending", "deferred", "uncertain")
@@ -99,20 +99,33 @@ class LedgerStoreMixin(Connected):
     ) -> list[bool]:
         """`claim` for many rows in ONE transaction (one commit for a batch of messages, not one
         a message): for each row, whether this run got it."""
+        # Without quarantined_before, `updated < NULL` is never true: no uncertain row is taken.
         quarantine = None if quarantined_before is None else quarantined_before.isoformat()
+        takeable = """(status IN ('pending', 'deferred')
+                       OR (status = 'sending' AND updated < ?)
+                       OR (status = 'uncertain' AND updated < ?))"""
+        if self.dialect.skip_locked:
+            # Workers on several hosts at once: a row another worker's transaction holds is
+            # skipped, not waited for (it is that worker's); the row is checked again once
+            # locked, so two workers never both take it.
+            sql = f"""UPDATE deliveries SET status = 'sending', claimed_by = ?, updated = ?,
+                      attempts = attempts + 1, message_id = NULL
+                      WHERE (day, profile, channel) IN (
+                          SELECT day, profile, channel FROM deliveries
+                          WHERE profile = ? AND channel = ? AND day = ? AND {takeable}
+                          {self.dialect.skip_locked})"""
+        else:  # SQLite: this run holds the store's one write lock already
+            sql = f"""UPDATE deliveries SET status = 'sending', claimed_by = ?, updated = ?,
+                      attempts = attempts + 1, message_id = NULL
+                      WHERE profile = ? AND channel = ? AND day = ? AND {takeable}"""
         got = []
         with self._transaction():
             for delivery in deliveries:
                 cursor = self._db.execute(
-                    """UPDATE deliveries SET status = 'sending', claimed_by = ?, updated = ?,
-                       attempts = attempts + 1, message_id = NULL
-                       WHERE profile = ? AND channel = ? AND day = ?
-                       AND (status IN ('pending', 'deferred')
-                            OR (status = 'sending' AND updated < ?)
-                            OR (status = 'uncertain' AND ? IS NOT NULL AND updated < ?))""",
+                    sql,
                     (
                         claimant, now.isoformat(), delivery.profile, delivery.channel,
-                        delivery.day.isoformat(), stale_before.isoformat(), quarantine, quarantine,
+                        delivery.day.isoformat(), stale_before.isoformat(), quarantine,
                     ),
                 )
                 got.append(cursor.rowcount == 1)
@@ -147,8 +160,8 @@ class LedgerStoreMixin(Connected):
             return
         with self._transaction():
             self._db.executemany(
-                """UPDATE deliveries SET status = 'pending', updated = ?, error = ?,
-                   attempts = max(attempts - 1, 0), claimed_by = NULL
+                f"""UPDATE deliveries SET status = 'pending', updated = ?, error = ?,
+                   attempts = {self.dialect.greatest}(attempts - 1, 0), claimed_by = NULL
                    WHERE profile = ? AND channel = ? AND day = ? AND claimed_by = ?""",
                 [
                     (now.isoformat(), error, d.profile, d.channel, d.day.isoformat(), claimant)
@@ -191,18 +204,16 @@ class LedgerStoreMixin(Connected):
         stopped with (killed) while handing their message over (`handing_over`): it may have
         arrived, so they become 'uncertain', dated from the hand-over, instead of being sent
         again. The rows, as they are now."""
+        # One statement: a row another worker claims meanwhile is either changed here, checked
+        # again once locked, or left to that worker (PostgreSQL lets writers overlap).
         with self._transaction():
             found = self._db.execute(
-                """SELECT profile, channel, day FROM deliveries
-                   WHERE status = 'sending' AND message_id IS NOT NULL AND updated < ?
-                   AND substr(channel, 1, ?) = ?""",
-                (stale_before.isoformat(), len(kind) + 1, kind + ":"),
-            ).fetchall()
-            self._db.executemany(
                 """UPDATE deliveries SET status = 'uncertain', error = ?, claimed_by = NULL
-                   WHERE profile = ? AND channel = ? AND day = ? AND status = 'sending'""",
-                [(error, *row) for row in found],
-            )
+                   WHERE status = 'sending' AND message_id IS NOT NULL AND updated < ?
+                   AND substr(channel, 1, ?) = ?
+                   RETURNING profile, channel, day""",
+                (error, stale_before.isoformat(), len(kind) + 1, kind + ":"),
+            ).fetchall()
         keys = set(map(tuple, found))
         return [
             row
@@ -249,7 +260,7 @@ class LedgerStoreMixin(Connected):
 
 
 def add_pending(
-    db: sqlite3.Connection, profile: str, day: date, channels: Iterable[str], now: datetime
+    db: Connection, profile: str, day: date, channels: Iterable[str], now: datetime
 ) -> None:
     """A pending row per channel for a digest just saved, in the caller's transaction."""
     db.executemany(
@@ -259,12 +270,12 @@ def add_pending(
     )
 
 
-def delete_rows(db: sqlite3.Connection, digests: Sequence[tuple[str, str]]) -> int:
+def delete_rows(db: Connection, digests: Sequence[tuple[str, str]]) -> int:
     """Delete the ledger rows of these (profile, day) digests, in the caller's transaction."""
     return db.executemany("DELETE FROM deliveries WHERE profile = ? AND day = ?", digests).rowcount
 
 
-def open_rows(db: sqlite3.Connection) -> tuple[bool, datetime | None]:
+def open_rows(db: Connection) -> tuple[bool, datetime | None]:
     """Whether a delivery is open (pending, deferred or sending), and when the oldest uncertain
     one was tried (a few index look-ups, for an idle run)."""
     open_rows = db.execute(
@@ -274,5 +285,5 @@ def open_rows(db: sqlite3.Connection) -> tuple[bool, datetime | None]:
     return bool(open_rows), datetime.fromisoformat(uncertain) if uncertain else None
 
 
-def count_rows(db: sqlite3.Connection) -> int:
+def count_rows(db: Connection) -> int:
     return int(db.execute("SELECT count(*) FROM deliveries").fetchone()[0])

@@ -154,7 +154,10 @@ class MaintenanceStoreMixin(Connected):
         )
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO store_sizes VALUES (?, ?, ?, ?, ?)",
+                """INSERT INTO store_sizes VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (day) DO UPDATE SET used_bytes = excluded.used_bytes,
+                   file_bytes = excluded.file_bytes, digests = excluded.digests,
+                   deliveries = excluded.deliveries""",
                 (sample.day.isoformat(), sample.used_bytes, sample.file_bytes, kept_digests, kept_rows),
             )
         return sample

@@ -19,6 +19,7 @@ from digest.models import FetchResult, Paper, Record
 from digest.sources.common import split_arxiv_id
 from digest.store import feedback, runs
 from digest.store.base import _JSON, Connected, _chunks, what_went_wrong
+from digest.store.dialect import INGEST_LOCK, Connection
 from digest.store.diff import IngestOutcome, IngestPlan, candidate_lookups, plan_ingest
 
 _COLUMN_FIELDS = frozenset(
@@ -77,6 +78,10 @@ class PaperStoreMixin(Connected):
 
     def _ingest(self, records: Sequence[Record], seen_at: datetime) -> IngestOutcome:
         """Load the candidates, plan (pure: diff.plan_ingest), write the plan."""
+        if self.dialect.exclusive:
+            # Two ingests must not plan on the same stored papers at once (both would insert a
+            # paper new to each): PostgreSQL lets writers overlap, so they take turns here.
+            self._db.execute(self.dialect.exclusive, (INGEST_LOCK,))
         plan = plan_ingest(self._load(*candidate_lookups(records)), records, seen_at)
         self._write(plan)
         return plan.outcome
@@ -186,10 +191,13 @@ class PaperStoreMixin(Connected):
             where.append("first_seen < ?")
             params.append(until.isoformat())
         if text:
-            # LIKE is case-insensitive for ASCII; escape its wildcards so the user's text is literal.
+            # Case-insensitive for ASCII (SQLite's LIKE, PostgreSQL's ILIKE); its wildcards
+            # escaped so the user's text is literal.
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            like = self.dialect.case_insensitive_like
             where.append(
-                "(title LIKE ? ESCAPE '\\' OR abstract LIKE ? ESCAPE '\\' OR data LIKE ? ESCAPE '\\')"
+                f"(title {like} ? ESCAPE '\\' OR abstract {like} ? ESCAPE '\\'"
+                f" OR data {like} ? ESCAPE '\\')"
             )
             params += [pattern, pattern, pattern]
         sql = "SELECT * FROM papers"
@@ -251,7 +259,7 @@ class PaperStoreMixin(Connected):
             ) from None
 
 
-def papers_by_key(db: sqlite3.Connection, keys: Iterable[str]) -> dict[str, Paper]:
+def papers_by_key(db: Connection, keys: Iterable[str]) -> dict[str, Paper]:
     """The papers named by these keys, each under the key asked for; a key a paper had before
     it was re-keyed finds it through paper_aliases. Keys of no paper are left out."""
     wanted = sorted(set(keys))
@@ -267,7 +275,7 @@ def papers_by_key(db: sqlite3.Connection, keys: Iterable[str]) -> dict[str, Pape
     return found
 
 
-def _papers_by_key_exactly(db: sqlite3.Connection, keys: Iterable[str]) -> dict[str, Paper]:
+def _papers_by_key_exactly(db: Connection, keys: Iterable[str]) -> dict[str, Paper]:
     found: dict[str, Paper] = {}
     for chunk in _chunks(sorted(set(keys))):
         sql = f"SELECT * FROM papers WHERE key IN ({', '.join('?' * len(chunk))})"
@@ -276,7 +284,7 @@ def _papers_by_key_exactly(db: sqlite3.Connection, keys: Iterable[str]) -> dict[
     return found
 
 
-def newest_first_seen(db: sqlite3.Connection) -> str:
+def newest_first_seen(db: Connection) -> str:
     """The newest paper's first sighting as stored (ISO 8601), or "" when there is none."""
     newest = db.execute("SELECT max(first_seen) FROM papers").fetchone()[0]
     return str(newest or "")

@@ -3,13 +3,13 @@ carried, and problems that belong to no source. Tables: runs, source_runs, http_
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from digest.models import FetchResult, SourceRun
 from digest.store.base import Connected
+from digest.store.dialect import Connection
 
 # Each source's newest runs, kept however old: its health and `digest status` read this many.
 KEEP_SOURCE_RUNS = 50
@@ -20,11 +20,11 @@ class RunStoreMixin(Connected):
 
     def begin_run(self, command: str, started: datetime) -> int:
         with self._transaction():
-            cursor = self._db.execute(
-                "INSERT INTO runs (command, started) VALUES (?, ?)", (command, started.isoformat())
-            )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+            (run_id,) = self._db.execute(
+                "INSERT INTO runs (command, started) VALUES (?, ?) RETURNING id",
+                (command, started.isoformat()),
+            ).fetchone()
+        return int(run_id)
 
     def finish_run(self, run_id: int, finished: datetime) -> None:
         with self._transaction():
@@ -35,7 +35,11 @@ class RunStoreMixin(Connected):
     def record_source_run(self, run_id: int, run: SourceRun) -> None:
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO source_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                """INSERT INTO source_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (run_id, source) DO UPDATE SET started = excluded.started,
+                   duration_s = excluded.duration_s, fetched = excluded.fetched,
+                   parsed = excluded.parsed, new = excluded.new, status = excluded.status,
+                   error = excluded.error""",
                 (
                     run_id,
                     run.source,
@@ -104,7 +108,7 @@ class RunStoreMixin(Connected):
 
 
 def save_validators(
-    db: sqlite3.Connection, results: Iterable[FetchResult], seen_at: datetime
+    db: Connection, results: Iterable[FetchResult], seen_at: datetime
 ) -> None:
     """Keep the validators of these answers, in the caller's transaction (an ingest's)."""
     db.executemany(
@@ -119,7 +123,7 @@ def save_validators(
     )
 
 
-def prune_runs(db: sqlite3.Connection, cutoff_at: str) -> tuple[int, int, int]:
+def prune_runs(db: Connection, cutoff_at: str) -> tuple[int, int, int]:
     """Retention's part here, in the caller's transaction: source runs, runs and HTTP validators
     older than `cutoff_at` (ISO 8601), each source keeping its newest KEEP_SOURCE_RUNS. How many
     (runs, source runs, validators) went."""

@@ -14,6 +14,7 @@ from typing import Any
 from digest.errors import StoreError
 from digest.models import Interests, SignupRequest, Subscriber
 from digest.store.base import Connected, what_went_wrong
+from digest.store.dialect import Connection
 
 
 class SubscriberStoreMixin(Connected):
@@ -31,9 +32,9 @@ class SubscriberStoreMixin(Connected):
         try:
             with self._transaction():
                 self._db.executemany(
-                    """INSERT INTO feed_reads (profile, last_read) VALUES (?, ?)
-                       ON CONFLICT (profile) DO UPDATE
-                       SET last_read = max(last_read, excluded.last_read)""",
+                    f"""INSERT INTO feed_reads (profile, last_read) VALUES (?, ?)
+                       ON CONFLICT (profile) DO UPDATE SET last_read =
+                       {self.dialect.greatest}(feed_reads.last_read, excluded.last_read)""",
                     rows,
                 )
         except sqlite3.Error as exc:
@@ -55,7 +56,8 @@ class SubscriberStoreMixin(Connected):
         """Stop mailing `address` for `profile`; False when it had already unsubscribed."""
         with self._transaction():
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO unsubscribed (profile, address, at) VALUES (?, ?, ?)",
+                """INSERT INTO unsubscribed (profile, address, at) VALUES (?, ?, ?)
+                   ON CONFLICT (profile, address) DO NOTHING""",
                 (profile, address.lower(), at.isoformat()),
             )
         return cursor.rowcount == 1
@@ -170,7 +172,8 @@ class SubscriberStoreMixin(Connected):
         """Keep code -> path (a code is made from its path, so a code already kept is the same)."""
         with self._transaction():
             self._db.executemany(
-                "INSERT OR IGNORE INTO short_links (code, target, created) VALUES (?, ?, ?)",
+                """INSERT INTO short_links (code, target, created) VALUES (?, ?, ?)
+                   ON CONFLICT (code) DO NOTHING""",
                 [(code, target, at.isoformat()) for code, target in links.items()],
             )
 
@@ -212,14 +215,16 @@ class SubscriberStoreMixin(Connected):
         leaves it to another after that). Fair: the network with the fewest mails since
         `fair_since` goes first, so one network's flood does not hold back everyone else's."""
         with self._transaction():
+            # Locked, so two workers (web replicas) never take the same one; one another holds
+            # is passed over (SQLite: the write lock serialises them already).
             row = self._db.execute(
-                """SELECT r.id, r.network, r.address, r.interests, r.library, r.library_name,
+                f"""SELECT r.id, r.network, r.address, r.interests, r.library, r.library_name,
                           r.received, r.attempts
                    FROM signup_requests r
                    WHERE r.not_before <= ?
                    ORDER BY (SELECT count(*) FROM confirmation_mails m
                              WHERE m.network = r.network AND m.at >= ?), r.id
-                   LIMIT 1""",
+                   LIMIT 1{self.dialect.skip_locked}""",
                 (now.isoformat(), fair_since.isoformat()),
             ).fetchone()
             if row is None:
@@ -251,7 +256,7 @@ class SubscriberStoreMixin(Connected):
             self._db.execute("DELETE FROM signup_requests WHERE id = ?", (number,))
 
 
-def prune_short_links(db: sqlite3.Connection, cutoff_at: str, limit: int) -> int:
+def prune_short_links(db: Connection, cutoff_at: str, limit: int) -> int:
     """Delete up to `limit` feedback and digest short links made before `cutoff_at` (ISO 8601),
     in the caller's transaction; how many went (see maintenance.prune for which are kept)."""
     deleted: int = db.execute(
