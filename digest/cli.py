@@ -650,7 +650,7 @@ def status(obj: _Context, quiet: bool) -> None:
 
 @cli.group(name="store")
 def store_group() -> None:
-    """Look after the SQLite store (data_dir/paperdigest.sqlite3)."""
+    """Look after the store (data_dir/paperdigest.sqlite3, or [store] url's database)."""
 
 
 @store_group.command(name="vacuum")
@@ -674,14 +674,14 @@ def store_vacuum(obj: _Context) -> None:
                 pass
         except AlreadyRunning:
             raise DigestError(
-                f"{config.store_path}: `digest schedule` is running on this store; stop it "
+                f"{config.store_name}: `digest schedule` is running on this store; stop it "
                 "first (vacuum rewrites the whole file)"
             ) from None
         with open_store(config) as store:
             started = store.unfinished_runs(now - config.delivery.deadline)
             if started:
                 raise DigestError(
-                    f"{config.store_path}: a run that started {started[-1]:%Y-%m-%d %H:%M} UTC "
+                    f"{config.store_name}: a run that started {started[-1]:%Y-%m-%d %H:%M} UTC "
                     "has not finished; try again when it is done"
                 )
             before = store.size()
@@ -692,7 +692,7 @@ def store_vacuum(obj: _Context) -> None:
     click.echo(report.line())
     click.echo(
         f"store: {retention.human_bytes(before.total_bytes)} before, "
-        f"{retention.human_bytes(after.total_bytes)} after ({config.store_path})"
+        f"{retention.human_bytes(after.total_bytes)} after ({config.store_name})"
     )
 
 
@@ -709,7 +709,7 @@ def store_check(obj: _Context, quick: bool) -> None:
     if not problems:
         click.echo("ok")
         return
-    click.echo(f"{config.store_path}: damaged; restore it from a backup (`digest store backup`)", err=True)
+    click.echo(f"{config.store_name}: damaged; restore it from a backup (`digest store backup`)", err=True)
     for problem in problems:
         click.echo(problem)
     sys.exit(1)
@@ -725,7 +725,7 @@ def store_backup(obj: _Context, file: Path) -> None:
         config = obj.config()
         with open_store(config) as store:
             store.backup(file)
-    click.echo(f"backed up {config.store_path} to {file}")
+    click.echo(f"backed up {config.store_name} to {file}")
 
 
 @cli.command("sources")

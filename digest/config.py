@@ -351,6 +351,16 @@ class Config:
     def store_path(self) -> Path:
         return self.data_dir / "paperdigest.sqlite3"
 
+    @property
+    def store_name(self) -> str:
+        """The store as a message names it: the SQLite file, or the PostgreSQL database's URL
+        without its password (url_env's, read now; the variable's name when it is not set)."""
+        if self.store.url is not None:
+            return url_without_password(self.store.url)
+        if self.store.url_env is not None:
+            return url_without_password(os.environ.get(self.store.url_env) or f"${self.store.url_env}")
+        return str(self.store_path)
+
     def profile(self, name: str) -> ProfileConfig:
         for profile in self.profiles:
             if profile.name == name:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import T0, record, write_config
+from helpers import T0, digest, record, write_config
 from pgserver import PgServer
 
 from digest.config import load_config, url_has_password, url_without_password
@@ -300,3 +300,22 @@ def test_check_reads_every_table_and_backup_points_to_pg_dump(pg: PostgresStore,
         pg.backup(tmp_path / "copy.sqlite3")
     pg.vacuum()
     assert pg.size().used_bytes > 0
+
+
+def test_the_cli_works_on_postgresql_and_names_it_without_the_password(
+    tmp_path: Path, postgresql_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_TEST_DB", postgresql_database_url)
+    config = write_config(tmp_path, extra='[store]\nurl_env = "DIGEST_TEST_DB"')
+    assert load_config(config).store_name == postgresql_database_url
+    result = digest(config, "ingest")  # the captured sources, into PostgreSQL
+    assert result.exit_code == 0, result.output
+    with PostgresStore.connect(PgTarget(postgresql_database_url)) as store:
+        assert store.count_papers() > 0
+    assert digest(config, "store", "check").output == "ok\n"
+    # A database that is not there: one line naming it, without the password, exit 1.
+    monkeypatch.setenv("DIGEST_TEST_DB", postgresql_database_url.replace("postgres@", "postgres:s3cret@").replace("/test_", "/gone_"))
+    result = digest(config, "papers")
+    assert result.exit_code == 1
+    assert "s3cret" not in result.output and "gone_" in result.output
+    assert "does not exist" in result.output and len(result.output.strip().splitlines()) == 1
