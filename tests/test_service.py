@@ -140,6 +140,38 @@ def test_the_service_catches_up_at_start_and_a_twin_stands_by_until_it_stops_on_
     assert len(list(outbox.iterdir())) == 3  # nothing sent twice by the hand-over
 
 
+def test_two_schedulers_on_one_postgresql_store_one_leads_the_other_takes_over_after_a_kill(
+    tmp_path: Path, postgresql_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_TEST_DB", postgresql_database_url)
+    config = write_config(tmp_path, extra='[store]\nurl_env = "DIGEST_TEST_DB"')
+    first = digest_process(config, "schedule")
+    second: subprocess.Popen[str] | None = None
+    try:
+        first_said = Said(first)
+        first_said.wait_for("leading: this process")
+        outbox = tmp_path / "data" / "outbox" / "new"
+        wait_for(lambda: outbox.is_dir() and len(list(outbox.iterdir())) == 3)  # its catch-up
+        second = digest_process(config, "schedule")
+        second_said = Said(second)
+        # It names the leader by its lock connection: "paperdigest schedule PID@HOST leads".
+        second_said.wait_for(f"paperdigest schedule {first.pid}@")
+        assert second.poll() is None and "leading" not in "".join(second_said.lines)
+        first.kill()  # SIGKILL: the server drops its lock with its connection
+        killed = time.monotonic()
+        second_said.wait_for("leading: this process", seconds=60)
+        assert time.monotonic() - killed < 60
+        second_said.wait_for('Job "catch-up')
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=60)
+        assert second.returncode == 0, second_said.all()
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert len(list(outbox.iterdir())) == 3  # the new leader's catch-up sent nothing twice
+
+
 def test_a_standby_stops_on_sigterm_without_ever_leading(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     holder = ProcessLock(tmp_path / "data" / "schedule.lock")

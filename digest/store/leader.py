@@ -39,6 +39,7 @@ LOCK_FILE = "schedule.lock"  # beside a SQLite store, in data_dir
 # ("paperdigest" in ASCII, truncated to fit a bigint).
 ADVISORY_KEY = int.from_bytes(b"pdigest!", "big") & 0x7FFF_FFFF_FFFF_FFFF
 POLL_S = 5.0  # how often a standby tries to take the lead
+_KEEPALIVES = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 4}
 
 
 class Leadership(Protocol):
@@ -57,6 +58,11 @@ class Leadership(Protocol):
 
 def leadership(config: Config) -> Leadership:
     """The lead of the store `config` names."""
+    if config.store.postgresql:
+        from digest.store.postgres import connect, target_from_config
+
+        target = target_from_config(config.store)
+        return PostgresLeadership(lambda: connect(target, process_name()), target.where)
     return FileLeadership(config.data_dir / LOCK_FILE)
 
 
@@ -150,6 +156,11 @@ class PostgresLeadership:
                 self._connection.execute(
                     "SELECT set_config('application_name', %s, false)", (process_name(),)
                 )
+                # The server's own check on this connection's peer (over TCP): a leader whose
+                # host vanished without a word loses the lock in about 30 s, not the system's
+                # default two hours.
+                for setting, value in _KEEPALIVES.items():
+                    self._connection.execute(f"SET {setting} = {value}")
             row = self._connection.execute(
                 "SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)
             ).fetchone()
