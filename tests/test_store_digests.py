@@ -61,18 +61,17 @@ def digest_of(
     return Digest(profile, day, "Europe/Berlin", until - timedelta(days=1), until, 531, sources, tuple(items))
 
 
-def test_a_digest_with_every_reason_set_reads_back_the_same(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "s.sqlite3") as store:
-        keys = ingest(store, 4)
-        odd = [
-            EVERY_REASON,
-            Reasons(),  # every field at its default
-            Reasons(similarity=-0.0, upvotes=None, similar_to=""),  # near the defaults, not at them
-            Reasons(similarity=0, keywords=("ünïcødé \"quoted\"",)),  # an int 0, not 0.0
-        ]
-        composed = digest_of(store, "ann", keys, odd)
-        store.save_digest(composed, ["feed"], T0)
-        back = store.digest("ann", DAY)
+def test_a_digest_with_every_reason_set_reads_back_the_same(store: Store) -> None:
+    keys = ingest(store, 4)
+    odd = [
+        EVERY_REASON,
+        Reasons(),  # every field at its default
+        Reasons(similarity=-0.0, upvotes=None, similar_to=""),  # near the defaults, not at them
+        Reasons(similarity=0, keywords=("ünïcødé \"quoted\"",)),  # an int 0, not 0.0
+    ]
+    composed = digest_of(store, "ann", keys, odd)
+    store.save_digest(composed, ["feed"], T0)
+    back = store.digest("ann", DAY)
     assert back == composed
     assert back is not None
     # Equal is not enough for the edge cases: the types and the sign come back too.
@@ -82,109 +81,97 @@ def test_a_digest_with_every_reason_set_reads_back_the_same(tmp_path: Path) -> N
     assert back.items[0].reasons.parts[2] == ("similarity", 0.1 + 0.2)
 
 
-def test_a_digest_of_no_items_and_no_sources_reads_back_the_same(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "s.sqlite3") as store:
-        composed = digest_of(store, "ann", [], sources=())
-        store.save_digest(composed, ["feed"], T0)
-        assert store.digest("ann", DAY) == composed
-        assert store.digests("ann") == [composed]
+def test_a_digest_of_no_items_and_no_sources_reads_back_the_same(store: Store) -> None:
+    composed = digest_of(store, "ann", [], sources=())
+    store.save_digest(composed, ["feed"], T0)
+    assert store.digest("ann", DAY) == composed
+    assert store.digests("ann") == [composed]
 
 
-def test_fields_a_newer_version_wrote_are_ignored(tmp_path: Path) -> None:
+def test_fields_a_newer_version_wrote_are_ignored(store: Store) -> None:
     import zlib
 
-    path = tmp_path / "s.sqlite3"
-    with Store.open(path) as store:
-        keys = ingest(store, 1)
-        store.save_digest(digest_of(store, "ann", keys), ["feed"], T0)
+    keys = ingest(store, 1)
+    store.save_digest(digest_of(store, "ann", keys), ["feed"], T0)
     newer = [[keys[0], 0.5, {"keywords": ["a"], "novelty": 0.9}, "an element of the future"]]
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE digests SET items = ?", (zlib.compress(json.dumps(newer).encode()),))
-    with Store.open(path) as store:
-        back = store.digest("ann", DAY)
+    store._db.execute("UPDATE digests SET items = ?", (zlib.compress(json.dumps(newer).encode()),))
+    back = store.digest("ann", DAY)
     assert back is not None
     assert [(i.paper.key, i.score, i.reasons) for i in back.items] == [
         (keys[0], 0.5, Reasons(keywords=("a",)))
     ]
 
 
-def test_a_paper_re_keyed_after_a_digest_named_it_is_still_in_it(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "s.sqlite3") as store:
-        keys = ingest(store, 1)
-        store.ingest([record("Transformer in Transformer", source="text")], T0)
-        title_key = "title:transformer in transformer"
-        composed = digest_of(store, "ann", [title_key, keys[0]])
-        store.save_digest(composed, ["feed"], T0)
-        # The paper learns a DOI, then an arXiv id: two re-keys, the second of the first's key.
-        store.ingest([record("Transformer in Transformer", source="journal", doi="10.1/tnt")], T0)
-        assert store.paper("doi:10.1/tnt") is not None
-        day_two = digest_of(store, "bob", ["doi:10.1/tnt"], day=DAY + timedelta(days=1))
-        store.save_digest(day_two, ["feed"], T0)
-        store.ingest(
-            [record("Transformer in Transformer", source="api", arxiv_id="2103.00112", doi="10.1/tnt")],
-            T0,
-        )
-        paper = store.paper("2103.00112")
-        assert paper is not None and store.paper(title_key) is None
-        back = store.digest("ann", DAY)
-        later = store.digests_for([("bob", DAY + timedelta(days=1))])
+def test_a_paper_re_keyed_after_a_digest_named_it_is_still_in_it(store: Store) -> None:
+    keys = ingest(store, 1)
+    store.ingest([record("Transformer in Transformer", source="text")], T0)
+    title_key = "title:transformer in transformer"
+    composed = digest_of(store, "ann", [title_key, keys[0]])
+    store.save_digest(composed, ["feed"], T0)
+    # The paper learns a DOI, then an arXiv id: two re-keys, the second of the first's key.
+    store.ingest([record("Transformer in Transformer", source="journal", doi="10.1/tnt")], T0)
+    assert store.paper("doi:10.1/tnt") is not None
+    day_two = digest_of(store, "bob", ["doi:10.1/tnt"], day=DAY + timedelta(days=1))
+    store.save_digest(day_two, ["feed"], T0)
+    store.ingest(
+        [record("Transformer in Transformer", source="api", arxiv_id="2103.00112", doi="10.1/tnt")],
+        T0,
+    )
+    paper = store.paper("2103.00112")
+    assert paper is not None and store.paper(title_key) is None
+    back = store.digest("ann", DAY)
+    later = store.digests_for([("bob", DAY + timedelta(days=1))])
     assert back is not None
     assert [item.paper for item in back.items] == [paper, composed.items[1].paper]
     assert [item.reasons for item in back.items] == [item.reasons for item in composed.items]
     assert [item.paper for item in later["bob", DAY + timedelta(days=1)].items] == [paper]
 
 
-def test_digests_for_reads_many_digests_at_once(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "s.sqlite3") as store:
-        keys = ingest(store, 30)
-        rng = random.Random(7)
-        saved = {}
-        for n in range(600):  # more than one query's worth of pairs
-            profile, day = f"p{n % 300:03d}", DAY + timedelta(days=n // 300)
-            saved[profile, day] = digest_of(store, profile, rng.sample(keys, 18), day=day)
-        store.save_digests([(d, ["feed"]) for d in saved.values()], T0)
-        wanted = [*saved, ("p000", DAY), ("nobody", DAY), ("p001", DAY - timedelta(days=9))]
-        found = store.digests_for(wanted)
-        assert store.digests_for([]) == {}
+def test_digests_for_reads_many_digests_at_once(store: Store) -> None:
+    keys = ingest(store, 30)
+    rng = random.Random(7)
+    saved = {}
+    for n in range(600):  # more than one query's worth of pairs
+        profile, day = f"p{n % 300:03d}", DAY + timedelta(days=n // 300)
+        saved[profile, day] = digest_of(store, profile, rng.sample(keys, 18), day=day)
+    store.save_digests([(d, ["feed"]) for d in saved.values()], T0)
+    wanted = [*saved, ("p000", DAY), ("nobody", DAY), ("p001", DAY - timedelta(days=9))]
+    found = store.digests_for(wanted)
+    assert store.digests_for([]) == {}
     assert found == saved  # a pair twice counts once; pairs with no digest are left out
 
 
-def test_digests_sharing_their_sources_notes_store_them_once(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    with Store.open(path) as store:
-        other = (SourceNote("arxiv", "layout", "the page changed"),)
-        store.save_digests(
-            [(digest_of(store, f"p{n}", []), ["feed"]) for n in range(5)]
-            + [(digest_of(store, "q", [], sources=other), ["feed"])],
-            T0,
-        )
-        assert store.digest("q", DAY) == digest_of(store, "q", [], sources=other)
-        assert store.digest("p3", DAY) == digest_of(store, "p3", [])
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM digest_sources").fetchone()[0] == 2
+def test_digests_sharing_their_sources_notes_store_them_once(store: Store) -> None:
+    other = (SourceNote("arxiv", "layout", "the page changed"),)
+    store.save_digests(
+        [(digest_of(store, f"p{n}", []), ["feed"]) for n in range(5)]
+        + [(digest_of(store, "q", [], sources=other), ["feed"])],
+        T0,
+    )
+    assert store.digest("q", DAY) == digest_of(store, "q", [], sources=other)
+    assert store.digest("p3", DAY) == digest_of(store, "p3", [])
+    assert store._db.execute("SELECT count(*) FROM digest_sources").fetchone()[0] == 2
 
 
-def test_pruning_keeps_the_notes_of_kept_digests_only(tmp_path: Path) -> None:
+def test_pruning_keeps_the_notes_of_kept_digests_only(store: Store) -> None:
     now = UNTIL + timedelta(days=200)
     old, recent = DAY, DAY + timedelta(days=150)
-    with Store.open(tmp_path / "s.sqlite3") as store:
-        gone = (SourceNote("arxiv", "failed", "old news"),)
-        owed = (SourceNote("arxiv", "failed", "still owed"),)
-        shared = (SourceNote("arxiv", "ok"),)
-        store.save_digest(digest_of(store, "a", [], day=old, sources=gone), ["feed"], T0)
-        store.save_digest(digest_of(store, "b", [], day=old, sources=owed), ["feed"], T0)
-        store.save_digest(digest_of(store, "c", [], day=old, sources=shared), ["feed"], T0)
-        store.save_digest(digest_of(store, "c", [], day=recent, sources=shared), ["feed"], T0)
-        for row in store.deliveries():
-            if row.profile != "b":  # b's is still pending: its digest stays, notes and all
-                store.claim(row, "run", T0, stale_before=T0)
-                store.settle(row, "run", "sent", T0)
-        report = store.prune(now - timedelta(days=90), now)
-        assert (report.digests, report.kept_unfinished) == (2, 1)
-        assert store.digest("b", old) == digest_of(store, "b", [], day=old, sources=owed)
-        assert store.digest("c", recent) == digest_of(store, "c", [], day=recent, sources=shared)
-        with sqlite3.connect(store.path) as db:
-            notes = {row[0] for row in db.execute("SELECT sources FROM digest_sources")}
+    gone = (SourceNote("arxiv", "failed", "old news"),)
+    owed = (SourceNote("arxiv", "failed", "still owed"),)
+    shared = (SourceNote("arxiv", "ok"),)
+    store.save_digest(digest_of(store, "a", [], day=old, sources=gone), ["feed"], T0)
+    store.save_digest(digest_of(store, "b", [], day=old, sources=owed), ["feed"], T0)
+    store.save_digest(digest_of(store, "c", [], day=old, sources=shared), ["feed"], T0)
+    store.save_digest(digest_of(store, "c", [], day=recent, sources=shared), ["feed"], T0)
+    for row in store.deliveries():
+        if row.profile != "b":  # b's is still pending: its digest stays, notes and all
+            store.claim(row, "run", T0, stale_before=T0)
+            store.settle(row, "run", "sent", T0)
+    report = store.prune(now - timedelta(days=90), now)
+    assert (report.digests, report.kept_unfinished) == (2, 1)
+    assert store.digest("b", old) == digest_of(store, "b", [], day=old, sources=owed)
+    assert store.digest("c", recent) == digest_of(store, "c", [], day=recent, sources=shared)
+    notes = {row[0] for row in store._db.execute("SELECT sources FROM digest_sources")}
     assert notes == {'[["arxiv","failed","still owed"]]', '[["arxiv","ok",null]]'}
 
 

@@ -245,6 +245,10 @@ class PaperStoreMixin(Connected):
         """Keep papers' vectors; a paper no longer stored under that key (re-keyed) is skipped."""
         try:
             with self._transaction():
+                if self.dialect.exclusive:
+                    # Not beside an ingest re-keying these papers (its key might go between the
+                    # EXISTS and the foreign key's check): they take turns, as under SQLite.
+                    self._db.execute(self.dialect.exclusive, (INGEST_LOCK,))
                 self._db.executemany(
                     """INSERT INTO embeddings (key, model, vector)
                        SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM papers WHERE key = ?1)
