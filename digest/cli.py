@@ -728,6 +728,79 @@ def store_backup(obj: _Context, file: Path) -> None:
     click.echo(f"backed up {config.store_name} to {file}")
 
 
+@store_group.command(name="copy")
+@click.option(
+    "--to",
+    "to",
+    metavar="TARGET",
+    help="Where to copy: postgresql://user@host:5432/dbname (the password from PGPASSWORD or "
+    "~/.pgpass; a URL holding one ends up in your shell history, so prefer --to-env), or the "
+    "path of a SQLite file (the way back).",
+)
+@click.option(
+    "--to-env",
+    "to_env",
+    metavar="NAME",
+    help="Read TARGET from the environment variable NAME (a URL with its password, say).",
+)
+@click.pass_obj
+def store_copy(obj: _Context, to: str | None, to_env: str | None) -> None:
+    """Copy the whole store (SQLite or PostgreSQL, as configured) to TARGET: every table, row for
+    row, in one snapshot of the store, then the rows of each table counted on both sides (exit 1
+    naming the tables that differ).
+
+    TARGET is made or brought to this release's schema first. It must be empty or an earlier
+    copy of this same store: then the copy adds what it lacks and leaves the rows it has as they
+    are, so running it again is safe; anything else is refused. Runs may go on while it copies,
+    but stop `digest schedule`, `digest run` and `digest serve` for the copy you switch to.
+    """
+    import os
+    import time
+
+    from digest.store import is_postgresql_url, open_store_at
+    from digest.store.copy import copy_store
+
+    if (to is None) == (to_env is None):
+        raise click.UsageError("give one of --to TARGET or --to-env NAME")
+    if to_env is not None:
+        to = os.environ.get(to_env, "")
+        if not to:
+            click.echo(f"error: the environment variable {to_env} is not set (it should hold TARGET)", err=True)
+            sys.exit(1)
+    assert to is not None
+    with _reported_errors():
+        config = obj.config()
+        started = time.monotonic()
+        with open_store(config) as source, open_store_at(to) as target:
+            report = copy_store(source, target, obj.clock())
+    click.echo(report.table())
+    rows = sum(count for _, count, _ in report.counts)
+    click.echo(
+        f"{'refreshed the copy' if report.refreshed else 'copied'} {report.source} to "
+        f"{report.target}: {len(report.counts)} tables, {rows:,} rows in "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    if report.differing:
+        click.echo(
+            f"error: {report.target}: the counts differ from the store's in "
+            f"{', '.join(report.differing)} (the target holds rows the store does not, or the "
+            "copy was changed meanwhile)",
+            err=True,
+        )
+        sys.exit(1)
+    if is_postgresql_url(to):
+        click.echo(
+            f'To use it: in config.toml, [store] url = "{report.target}" (its password from '
+            "password_env or password_file), or url_env = NAME with NAME holding the URL; then "
+            "restart digest schedule and digest serve."
+        )
+    else:
+        click.echo(
+            f"To use it: stop the jobs, put {report.target} at {config.data_dir}/paperdigest.sqlite3 "
+            "and remove url and url_env from [store] in config.toml."
+        )
+
+
 @cli.command("sources")
 def list_kinds() -> None:
     """List the kinds of source a config can use."""

@@ -60,7 +60,9 @@ __all__ = [
     "StoreBackend",
     "StoreSize",
     "SubscriberStore",
+    "is_postgresql_url",
     "open_store",
+    "open_store_at",
     "plan_ingest",
 ]
 
@@ -79,6 +81,29 @@ def open_store(config: Config) -> Store:
             ) from None
         return PostgresStore.connect(target_from_config(config.store))
     return Store.open(config.store_path)
+
+
+def is_postgresql_url(target: str) -> bool:
+    """Whether `target` (of `digest store copy --to`) names a PostgreSQL database, not a file."""
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def open_store_at(target: str) -> Store:
+    """The store at `target`, open and migrated: a `postgresql://` URL (its password in the URL
+    or libpq's PGPASSWORD / ~/.pgpass), else the path of a SQLite file (made if missing). For
+    `digest store copy`, which names a store outside the configuration."""
+    if is_postgresql_url(target):
+        try:
+            from digest.store.postgres import PgTarget, PostgresStore
+        except ImportError as exc:
+            raise StoreError(
+                f"{target.partition('://')[0]}:// names a PostgreSQL database, which needs "
+                f"psycopg ({exc}): pip install 'paperdigest[postgresql]'"
+            ) from None
+        return PostgresStore.connect(PgTarget(target))
+    from pathlib import Path
+
+    return Store.open(Path(target).expanduser())
 
 
 if TYPE_CHECKING:

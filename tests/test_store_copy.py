@@ -1,0 +1,220 @@
+"""`digest store copy --to TARGET` (issue 17): a SQLite store filled through the real code copied
+to PostgreSQL and back, row for row; again without change; a `digest run` on the copy sends
+nothing twice; a target holding another store's data, or out of reach, is refused in one line."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from everytable import AT, fill
+from helpers import digest, outbox, write_config
+
+from digest.store import Store
+
+psycopg = pytest.importorskip("psycopg")
+
+COPY_MARKER = "copied_from"  # the meta row a copy adds: where from, when
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """A config whose SQLite store holds a row or more in every table (everytable.fill: a web
+    subscriber, marks, short links, a library, a sign-up...) and then a real run (the captured
+    sources ingested, digests composed and mailed to the Maildir outbox)."""
+    config = write_config(tmp_path)
+    with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as store:
+        fill(store)  # first: it reads back the deliveries it made
+    result = digest(config, "run")
+    assert result.exit_code == 0, result.output
+    assert outbox(tmp_path), "the run mailed its digests"
+    return config
+
+
+def _sqlite_path(config: Path) -> Path:
+    return config.parent / "data" / "paperdigest.sqlite3"
+
+
+def pg_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table of the PostgreSQL database (but its schema_version), its rows sorted."""
+    with psycopg.connect(url) as connection:
+        tables = [
+            name
+            for (name,) in connection.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            )
+            if name != "schema_version"
+        ]
+        return {
+            table: _sorted(connection.execute(f'SELECT * FROM "{table}"').fetchall(), table)
+            for table in tables
+        }
+
+
+def sqlite_rows(path: Path, columns: dict[str, list[str]]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table of the SQLite file, read by the columns PostgreSQL's table has (SQLite's
+    implicit rowid where PostgreSQL names one), its rows sorted."""
+    connection = sqlite3.connect(path)
+    try:
+        tables = [
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+            )
+        ]
+        found = {}
+        for table in tables:
+            names = columns.get(table) or [r[1] for r in connection.execute(f'PRAGMA table_info("{table}")')]
+            listed = ", ".join(f'"{c}"' for c in names)
+            found[table] = _sorted(connection.execute(f'SELECT {listed} FROM "{table}"').fetchall(), table)
+        return found
+    finally:
+        connection.close()
+
+
+def pg_columns(url: str) -> dict[str, list[str]]:
+    with psycopg.connect(url) as connection:
+        columns: dict[str, list[str]] = {}
+        for table, column in connection.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+        ):
+            columns.setdefault(table, []).append(column)
+        return columns
+
+
+def _sorted(rows: list[tuple[Any, ...]], table: str) -> list[tuple[Any, ...]]:
+    if table == "meta":  # the copy's own row (where from, when) is the one difference
+        rows = [row for row in rows if row[0] != COPY_MARKER]
+    return sorted((tuple(row) for row in rows), key=repr)
+
+
+def copy(config: Path, *args: str) -> Any:
+    return digest(config, "store", "copy", *args)
+
+
+def test_a_sqlite_store_copied_to_postgresql_row_for_row_again_without_change_and_back(
+    source: Path, postgresql_database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DIGEST_COPY_TO", postgresql_database_url)
+    result = copy(source, "--to-env", "DIGEST_COPY_TO")
+    assert result.exit_code == 0, result.output
+    assert "url_env" in result.output and "[store]" in result.output  # how to switch
+    assert "papers" in result.output and "deliveries" in result.output  # the counts' table
+
+    columns = pg_columns(postgresql_database_url)
+    original = sqlite_rows(_sqlite_path(source), columns)
+    copied = pg_rows(postgresql_database_url)
+    assert set(copied) == set(original)
+    for table in original:
+        assert copied[table] == original[table], table
+    # (Every table but those SQLite leaves empty, such as the signing keys kept in its secret.key.)
+    assert len([t for t, rows in original.items() if not rows]) <= 2, "rows in (nearly) every table"
+    # Ids kept, and each identity's sequence past them: the next run's id follows the largest.
+    largest = max(row[columns["runs"].index("id")] for row in copied["runs"])
+    with psycopg.connect(postgresql_database_url) as connection:
+        (next_id,) = connection.execute(
+            "INSERT INTO runs (command, started) VALUES ('x', 'y') RETURNING id"
+        ).fetchone()
+        connection.execute("DELETE FROM runs WHERE id = %s", (next_id,))
+    assert next_id == largest + 1
+
+    # Again: nothing changes (keyless tables such as confirmation_mails are not doubled).
+    result = copy(source, "--to", postgresql_database_url)
+    assert result.exit_code == 0, result.output
+    assert "refreshed the copy" in result.output
+    assert pg_rows(postgresql_database_url) == copied
+
+    # And back, to a new SQLite file: the same rows as the original.
+    back = tmp_path / "back" / "paperdigest.sqlite3"
+    (tmp_path / "pg").mkdir()
+    pg_config = write_config(tmp_path / "pg", extra='[store]\nurl_env = "DIGEST_COPY_TO"')
+    result = copy(pg_config, "--to", str(back))
+    assert result.exit_code == 0, result.output
+    assert "paperdigest.sqlite3" in result.output
+    assert sqlite_rows(back, columns) == original
+    # Its triggers came back with it: a new web subscriber is still counted.
+    with Store.open(back) as store:
+        before = store.quiet_facts()
+    with sqlite3.connect(back) as connection:
+        names = {r[0] for r in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'trigger'")}
+    with sqlite3.connect(_sqlite_path(source)) as connection:
+        assert names == {r[0] for r in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'trigger'")}
+    assert before is not None
+
+
+def test_a_run_on_the_copy_finds_nothing_due_and_sends_nothing_twice(
+    source: Path, postgresql_database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sent = len(outbox(tmp_path))
+    monkeypatch.setenv("DIGEST_COPY_TO", postgresql_database_url)
+    assert copy(source, "--to-env", "DIGEST_COPY_TO").exit_code == 0
+    # The same config on the copy: the same data_dir and outbox, the store by url_env.
+    text = source.read_text() + '\n[store]\nurl_env = "DIGEST_COPY_TO"\n'
+    on_copy = tmp_path / "on-copy.toml"
+    on_copy.write_text(text)
+    (tmp_path / "data" / "paperdigest.sqlite3").rename(tmp_path / "set-aside.sqlite3")
+    before = pg_rows(postgresql_database_url)["deliveries"]
+    result = digest(on_copy, "run")
+    assert result.exit_code == 0, result.output
+    assert len(outbox(tmp_path)) == sent, "nothing mailed again"
+    after = pg_rows(postgresql_database_url)["deliveries"]
+    assert [r for r in after if r not in before] == [], "no delivery made again"
+    assert not (tmp_path / "data" / "paperdigest.sqlite3").exists(), "the run used PostgreSQL"
+
+
+def test_a_target_holding_another_stores_data_is_refused_in_one_line(
+    source: Path, postgresql_database_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "other").mkdir()
+    other = write_config(tmp_path / "other")
+    assert digest(other, "ingest").exit_code == 0  # another store, its own papers
+    back = tmp_path / "other" / "data" / "paperdigest.sqlite3"
+    before = sqlite_rows(back, {})
+    result = copy(source, "--to", str(back))
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "another store's data" in lines[0], result.output
+    assert sqlite_rows(back, {}) == before, "nothing written"
+    # The same on PostgreSQL, and the empty database next to it is taken.
+    from digest.store.postgres import PgTarget, PostgresStore
+
+    with PostgresStore.connect(PgTarget(postgresql_database_url)) as store:
+        store.set_problem("embeddings", "a problem of its own", AT)
+    result = copy(source, "--to", postgresql_database_url)
+    assert result.exit_code == 1 and "another store's data" in result.output
+    assert "problems" in result.output
+
+
+def test_rows_the_target_has_that_the_store_has_not_are_named_and_exit_1(
+    source: Path, postgresql_database_url: str
+) -> None:
+    assert copy(source, "--to", postgresql_database_url).exit_code == 0
+    with psycopg.connect(postgresql_database_url) as connection:
+        connection.execute(
+            "INSERT INTO short_links (code, target, created) VALUES ('new', '/x', '2026-11-26')"
+        )
+    result = copy(source, "--to", postgresql_database_url)
+    assert result.exit_code == 1
+    assert "differ" in result.output and "short_links" in result.output.splitlines()[-1]
+
+
+def test_a_target_out_of_reach_is_one_line_without_its_password(source: Path) -> None:
+    result = copy(source, "--to", "postgresql://someone:s3cret@127.0.0.1:1/paperdigest")
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert "127.0.0.1" in result.output and "s3cret" not in result.output
+    assert "cannot connect" in result.output
+
+
+def test_usage(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert copy(source).exit_code == 2
+    monkeypatch.delenv("DIGEST_NOT_SET", raising=False)
+    result = copy(source, "--to-env", "DIGEST_NOT_SET")
+    assert result.exit_code == 1 and "DIGEST_NOT_SET" in result.output
+    result = copy(source, "--to", str(_sqlite_path(source)))
+    assert result.exit_code == 1 and "the store itself" in result.output
+    assert "shell history" in digest(source, "store", "copy", "--help").output
+
