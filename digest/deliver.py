@@ -28,6 +28,8 @@ PermanentDeliveryError (a bounce, a 4xx webhook answer) is recorded and never re
 UncertainDeliveryError is recorded 'uncertain'; a plain DeliveryError (login refused, an outbox not
 writable, a webhook that no longer exists) is a setup problem that would fail every message, so it
 stops the channel (raised, after deferring the row in hand). A deadline bounds the channel's run.
+A StoreError (the store went away: a PostgreSQL server restarted) is raised as it is, not taken for
+a message that cannot be built or sent: every row after it would fail the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import NamedTuple, Protocol
 from digest.errors import (
     DeliveryError,
     PermanentDeliveryError,
+    StoreError,
     TransientDeliveryError,
     UncertainDeliveryError,
     UnreachableError,
@@ -282,6 +285,8 @@ def deliver_rows(
             attempts = row.attempts + 1  # the claim counted this try
             try:
                 message = channel.build(row)
+            except StoreError:  # not this message's fault: the store is gone for every row
+                raise
             except Exception as exc:  # one digest that cannot be built must not block the others
                 log.exception("%s %s %s to %s: could not build the message", kind, row.profile,
                               row.day, _whom(row))
@@ -322,6 +327,8 @@ def deliver_rows(
                 said = one_line(str(exc), limit=MAX_ERROR)
                 settle(row, "deferred", said)
                 raise ChannelStopped(said, report(len(rows) - index - 1, said)) from exc
+            except StoreError:  # the hand-over could not be recorded: the store is gone
+                raise
             except Exception as exc:  # a bug on the sending side; the next run may do better
                 log.exception("%s %s %s to %s: unexpected error", kind, row.profile, row.day, _whom(row))
                 error = one_line(f"{type(exc).__name__}: {exc}", limit=MAX_ERROR)
