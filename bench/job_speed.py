@@ -1,6 +1,7 @@
 """Benchmark (issue 16): the whole job, `digest run --no-fetch`, as a process, for N profiles.
 
-    python bench/job_speed.py [--profiles 1000 --profiles 10000] [--processes 1|2] [--repeat 1]
+    python bench/job_speed.py [--profiles 1000 --profiles 10000] [--processes 1|2|4 ...]
+        [--store sqlite|postgresql] [--repeat 1]
         [--embeddings] [--readers config|web] [--warm] [--trace-writes]
         [--profile-run [--profiler auto|py-spy|cprofile]] [--keep DIR]
 
@@ -25,6 +26,20 @@ file it went to, summed by kind of file, so what SQLite wrote (its file, -wal an
 is counted exactly. The table's SQLite column is an estimate from /proc/PID/io, which counts what
 reached the disk by the time of the reading, not what the process wrote.
 
+--store postgresql (issue 17): the store is a PostgreSQL database instead of the SQLite file. A
+throwaway server is started for the bench with tests/pgserver.py's code (initdb in a temporary
+folder, a Unix socket there, no TCP), but with honest durability: fsync, synchronous_commit and
+full_page_writes on, as a production server has them, and shared_buffers = 256MB. The corpus is
+ingested once into a template database, and each setup is a copy of it (CREATE DATABASE ...
+TEMPLATE); config.toml names it with `[store] url_env`. The server shares the machine's cores with
+the workers, so its CPU time is measured too: the postmaster's and its children's utime + stime
+from /proc (with what the postmaster reaped of its exited backends, cutime + cstime) before and
+after each run. The store's growth is pg_database_size's; SQLite's written bytes do not apply.
+
+--processes 1 2 4 (repeatable): P processes at once on the same store, each a worker: the ledger
+shares the deliveries (claims), and each starts at another block of profiles (pipeline.block_starts).
+Each P is measured in a setup of its own.
+
 --readers web: the N profiles are confirmed web subscribers in the store instead of tables in
 config.toml (which then holds none), as a deployment with many readers has them.
 
@@ -46,6 +61,7 @@ counted in the table, and its top 25 entries by cumulative time: where the time 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -60,11 +76,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -72,6 +90,7 @@ sys.path.insert(0, str(ROOT))
 from bench.ingest_corpus import load_days as read_listings  # noqa: E402
 from digest.models import Interests, Record  # noqa: E402
 from digest.store import Store  # noqa: E402
+from digest.store.postgres import PgTarget, PostgresStore  # noqa: E402
 from digest.subscriptions import WEB_PREFIX  # noqa: E402
 from digest.terms import STOP_WORDS  # noqa: E402
 
@@ -146,11 +165,18 @@ def load_days(path: Path) -> dict[date, list[Record]]:
     return {date.fromisoformat(day): records for day, records in read_listings(path).items()}
 
 
-def build_store(path: Path, days: dict[date, list[Record]]) -> int:
+def open_store(where: Path | str) -> Store:
+    """The bench's store: the SQLite file at a path, or the PostgreSQL database of a URL."""
+    if isinstance(where, str):
+        return PostgresStore.connect(PgTarget(where))
+    return Store.open(where)
+
+
+def build_store(where: Path | str, days: dict[date, list[Record]]) -> int:
     """The corpus ingested a listing day at a time, each first seen at 20:00 UTC that day; the
     number of papers the last day brought."""
     new = 0
-    with Store.open(path) as store:
+    with open_store(where) as store:
         for day, records in days.items():
             seen_at = datetime.combine(day, dtime(20, 0), tzinfo=UTC)
             new = len(store.ingest(records, seen_at).new_keys)
@@ -238,9 +264,10 @@ class Run:
     store_growth_mb: float
     config_s: float  # the config's load time in the run (the first process's)
     exit_codes: tuple[int, ...]
+    server_cpu_s: float = 0.0  # the PostgreSQL server's CPU time during the run (0: SQLite)
 
 
-def add_subscribers(path: Path, count: int, pool: Pools, seed: int) -> None:
+def add_subscribers(where: Path | str, count: int, pool: Pools, seed: int) -> None:
     """N confirmed web subscribers in the store (--readers web), drawn as config_text draws its
     profiles (no negative keywords: the web form has none). Written in one transaction with
     Store.save_subscriber's columns; setting up 100,000 of them one commit each would take long."""
@@ -259,8 +286,19 @@ def add_subscribers(path: Path, count: int, pool: Pools, seed: int) -> None:
             f"{WEB_PREFIX}{number:016x}", f"reader{number:06}@example.org",
             json.dumps(asdict(interests), ensure_ascii=False), "active", made, made, made,
         ))
-    Store.open(path).close()  # the schema, as the run expects it
-    with sqlite3.connect(path) as db:
+    open_store(where).close()  # the schema, as the run expects it
+    if isinstance(where, str):  # PostgreSQL
+        import psycopg
+
+        with psycopg.connect(where) as pg, pg.cursor() as cursor:  # one transaction
+            cursor.executemany(
+                """INSERT INTO subscribers
+                       (profile, address, interests, status, created, updated, confirmed)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                rows,
+            )
+        return
+    with sqlite3.connect(where) as db:
         db.executemany(
             """INSERT INTO subscribers
                    (profile, address, interests, status, created, updated, confirmed)
@@ -268,6 +306,79 @@ def add_subscribers(path: Path, count: int, pool: Pools, seed: int) -> None:
             rows,
         )
     db.close()
+
+
+# -- PostgreSQL (--store postgresql) ----------------------------------------------------------------
+
+URL_ENV = "PAPERDIGEST_BENCH_DATABASE_URL"  # config.toml's [store] url_env
+TEMPLATE_DB = "corpus"  # the corpus ingested once; each setup's database is a copy of it
+# What tests/pgserver.py turns off for the tests' speed, on again: the bench measures a store as
+# durable as a production server's, with a buffer cache of a sensible size.
+DURABLE_SETTINGS = {
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "full_page_writes": "on",
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "shared_buffers": "256MB",
+}
+
+
+@contextlib.contextmanager
+def postgresql_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL server (tests/pgserver.py's PgServer: initdb in a temporary folder,
+    a Unix socket there, no TCP) with DURABLE_SETTINGS; stopped and removed after the block."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pgserver import PgServer, find_bindir, server_user
+
+    bindir, missing = find_bindir()
+    if bindir is None:
+        sys.exit(f"--store postgresql: {missing}")
+    base = Path(tempfile.mkdtemp(prefix="job_speed-pg-"))
+    server = PgServer(bindir, base, server_user())
+    try:
+        server.init()
+        with (server.data / "postgresql.conf").open("a") as conf:  # the last setting wins
+            conf.write("\n# bench/job_speed.py: durable\n")
+            conf.writelines(f"{key} = {value}\n" for key, value in DURABLE_SETTINGS.items())
+        server.start()
+        yield server
+    finally:
+        try:
+            if server.pid is not None:
+                server.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def server_cpu_s(postmaster: int | None) -> float:
+    """The PostgreSQL server's CPU time so far: the postmaster's utime + stime, what it reaped of
+    its exited children (cutime + cstime: the backends of connections closed), and its live
+    children's utime + stime (backends, checkpointer, WAL writer...)."""
+    if postmaster is None:
+        return 0.0
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # After the command's ")": state, ppid, ... utime (14th field), stime, cutime, cstime.
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(entry.name) == postmaster:
+            total += sum(int(value) for value in fields[11:15])
+        elif int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def database_bytes(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        row = pg.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else 0
 
 
 def files_bytes(data: Path, since_ns: int = 0) -> int:
@@ -290,14 +401,30 @@ def store_bytes(data: Path) -> int:
 
 
 def run_job(
-    folder: Path, at: datetime, processes: int, tag: str, profiler: str = ""
+    folder: Path,
+    at: datetime,
+    processes: int,
+    tag: str,
+    profiler: str = "",
+    *,
+    url: str | None = None,
+    postmaster: int | None = None,
 ) -> Run:
-    """`digest run --no-fetch` at `at`, as `processes` processes at once; the figures."""
+    """`digest run --no-fetch` at `at`, as `processes` processes at once; the figures. With
+    `url`, the store is that PostgreSQL database (config.toml's url_env names it), whose server
+    is `postmaster` (its CPU time measured)."""
     data = folder / "data"
-    before, began_ns = store_bytes(data), time.time_ns()
+
+    def size() -> int:
+        return database_bytes(url) if url else store_bytes(data)
+
+    before, began_ns = size(), time.time_ns()
     # The setup's own cache folder: the run keeps its big config there (digest.configcache) and
     # the idle run after it reads it back, as an hourly job does; nothing lands in ~/.cache.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(folder / "cache")}
+    if url:
+        env[URL_ENV] = url
+    server_before = server_cpu_s(postmaster)
     pids: dict[int, subprocess.Popen[bytes]] = {}
     reports = []
     began = time.perf_counter()
@@ -329,6 +456,7 @@ def run_job(
         codes.append(process.returncode)
         cpu += usage.ru_utime + usage.ru_stime
         ended = time.perf_counter()
+    server_cpu = server_cpu_s(postmaster) - server_before
     figures = [json.loads(report.read_text()) for report in reports if report.exists()]
     written = sum(f["io"]["write_bytes"] for f in figures)
     if len(figures) < processes:
@@ -342,9 +470,10 @@ def run_job(
         # new bytes (each file is written once: a temp file renamed into place).
         sqlite_written_mb=max(written - files_bytes(data, began_ns), 0) / 1e6,
         wchar_mb=sum(f["io"]["wchar"] for f in figures) / 1e6,
-        store_growth_mb=(store_bytes(data) - before) / 1e6,
+        store_growth_mb=(size() - before) / 1e6,
         config_s=figures[0]["config_s"] if figures else float("nan"),
         exit_codes=tuple(codes),
+        server_cpu_s=server_cpu,
     )
 
 
@@ -493,7 +622,11 @@ def main() -> None:
     )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--profiles", type=int, action="append", help="N (repeatable)")
-    parser.add_argument("--processes", type=int, choices=(1, 2), default=1)
+    parser.add_argument(
+        "--processes", type=int, choices=(1, 2, 4), action="append",
+        help="P workers at once on one store (repeatable: each P measured; default 1)",
+    )
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--repeat", type=int, default=1, help="0: only the profiled run")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--embeddings", action="store_true", help="[rank] embeddings = true")
@@ -515,10 +648,18 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep each setup under this folder")
     args = parser.parse_args()
     sizes = args.profiles or [1000, 10_000]
+    worker_counts = args.processes or [1]
     profiler = args.profiler
     if profiler == "auto":
         profiler = "py-spy" if shutil.which("py-spy") else "cprofile"
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(postgresql_server()) if args.store == "postgresql" else None
+        bench(args, sizes, worker_counts, profiler, server)
 
+
+def bench(
+    args: argparse.Namespace, sizes: list[int], worker_counts: list[int], profiler: str, server: Any
+) -> None:
     days = load_days(args.corpus)
     pool = pools(days)
     last_day = max(days)
@@ -526,84 +667,116 @@ def main() -> None:
     print(f"corpus: {sum(map(len, days.values()))} records over {len(days)} listing days; "
           f"the run at {at:%Y-%m-%d %H:%M} UTC, idle run at {at + IDLE_AFTER:%H:%M}")
     work = Path(tempfile.mkdtemp(prefix="job_speed-", dir=args.keep))
-    template = work / "template" / STORE_NAME
+    postmaster = server.pid if server is not None else None
+    template: Path | str
+    if server is not None:
+        template = server.create_database(TEMPLATE_DB)
+    else:
+        template = work / "template" / STORE_NAME
     held = {last_day: days.pop(last_day)} if args.warm else {}
+    began = time.perf_counter()
     new = build_store(template, days)
+    took = time.perf_counter() - began
     if held:
         days.update(held)
         new = len(held[last_day])
-    print(f"store: {store_bytes(template.parent) / 1e6:.1f} MB, {new} papers new on {last_day}")
+    if isinstance(template, str):
+        print(f"store: PostgreSQL {server.bindir} (durable: {DURABLE_SETTINGS}), "
+              f"{database_bytes(template) / 1e6:.1f} MB after {took:.1f} s of ingest, "
+              f"{new} papers new on {last_day}")
+    else:
+        print(f"store: SQLite, {store_bytes(template.parent) / 1e6:.1f} MB, {new} papers new on {last_day}")
     print(code_version())
-    print(f"processes: {args.processes}; embeddings: {args.embeddings}; repeat: {args.repeat}; "
+    print(f"processes: {worker_counts}; embeddings: {args.embeddings}; repeat: {args.repeat}; "
           f"{os.cpu_count()} CPUs\n", flush=True)
 
-    def setup(count: int, name: str, text: str) -> Path:
+    def setup(count: int, name: str, text: str) -> tuple[Path, str | None]:
         folder = work / name
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "data").mkdir(parents=True)
-        shutil.copyfile(template, folder / "data" / STORE_NAME)
+        url: str | None = None
+        where: Path | str
+        if server is not None:
+            server.drop_database(name)
+            with server.connect() as pg:
+                pg.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+            where = url = server.url(name)
+            text += f'\n[store]\nurl_env = "{URL_ENV}"\n'
+        else:
+            assert isinstance(template, Path)
+            shutil.copyfile(template, folder / "data" / STORE_NAME)
+            where = folder / "data" / STORE_NAME
         (folder / "config.toml").write_text(text, encoding="utf-8")
         if args.readers == "web":
-            add_subscribers(folder / "data" / STORE_NAME, count, pool, args.seed)
+            add_subscribers(where, count, pool, args.seed)
         if args.warm:  # yesterday's run, then today's papers: what the measured run finds
-            warm = run_job(folder, at - timedelta(days=1), 1, "warm")
+            warm = run_job(folder, at - timedelta(days=1), 1, "warm", url=url)
             print(f"    warm-up run (the day before, not counted): {warm.wall_s:.1f} s", flush=True)
-            with Store.open(folder / "data" / STORE_NAME) as store:
+            with open_store(where) as store:
                 seen_at = datetime.combine(last_day, dtime(20, 0), tzinfo=UTC)
                 store.ingest(days[last_day], seen_at)
-        return folder
+        return folder, url
 
-    results: dict[int, tuple[list[Run], list[Run]]] = {}
+    def cleanup(folder: Path, name: str) -> None:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            if server is not None:
+                server.drop_database(name)
+
+    results: dict[tuple[int, int], tuple[list[Run], list[Run]]] = {}
     try:
         for count in sizes:
             in_config = count if args.readers == "config" else 0
             text = config_text(in_config, pool, args.seed, args.embeddings)
             where = "in config.toml" if in_config else "web subscribers in the store"
             print(f"N = {count:,} {where}: config.toml {len(text) / 1e6:.1f} MB", flush=True)
-            runs, idles = [], []
-            for repeat in range(args.repeat):
-                folder = setup(count, f"n{count}-r{repeat}", text)
-                print(f"  run {repeat + 1}: {load()}", flush=True)
-                run = run_job(folder, at, args.processes, "run")
-                idle = run_job(folder, at + IDLE_AFTER, 1, "idle")
-                runs.append(run)
-                idles.append(idle)
-                print(
-                    f"    wall {run.wall_s:.1f} s, CPU {run.cpu_s:.1f} s,"
-                    f" peak {run.peak_mb:,.0f} MB, written {run.written_mb:,.0f} MB"
-                    f" (SQLite ~{run.sqlite_written_mb:,.0f} MB)"
-                    f" (wchar {run.wchar_mb:,.0f} MB), store +{run.store_growth_mb:.1f} MB,"
-                    f" config load {run.config_s:.2f} s, exit {run.exit_codes};"
-                    f" idle {idle.wall_s:.2f} s (config {idle.config_s:.2f} s, peak"
-                    f" {idle.peak_mb:,.0f} MB, exit {idle.exit_codes}); {load()}",
-                    flush=True,
-                )
-                print(f"    {check(folder, count, 2 if args.warm else 1)}", flush=True)
-                if not args.keep:
-                    shutil.rmtree(folder, ignore_errors=True)
-            if runs:
-                results[count] = (runs, idles)
+            for processes in worker_counts:
+                runs, idles = [], []
+                for repeat in range(args.repeat):
+                    name = f"n{count}_p{processes}_r{repeat}"
+                    folder, url = setup(count, name, text)
+                    print(f"  {processes} process(es), run {repeat + 1}: {load()}", flush=True)
+                    run = run_job(folder, at, processes, "run", url=url, postmaster=postmaster)
+                    idle = run_job(folder, at + IDLE_AFTER, 1, "idle", url=url, postmaster=postmaster)
+                    runs.append(run)
+                    idles.append(idle)
+                    server_said = f", server CPU {run.server_cpu_s:.1f} s" if server else ""
+                    print(
+                        f"    wall {run.wall_s:.1f} s, CPU {run.cpu_s:.1f} s{server_said},"
+                        f" {count / run.wall_s / processes:.0f} profiles/s a worker,"
+                        f" peak {run.peak_mb:,.0f} MB, written {run.written_mb:,.0f} MB"
+                        f" (SQLite ~{run.sqlite_written_mb:,.0f} MB)"
+                        f" (wchar {run.wchar_mb:,.0f} MB), store +{run.store_growth_mb:.1f} MB,"
+                        f" config load {run.config_s:.2f} s, exit {run.exit_codes};"
+                        f" idle {idle.wall_s:.2f} s (config {idle.config_s:.2f} s, peak"
+                        f" {idle.peak_mb:,.0f} MB, exit {idle.exit_codes}); {load()}",
+                        flush=True,
+                    )
+                    print(f"    {check(folder, count, 2 if args.warm else 1)}", flush=True)
+                    cleanup(folder, name)
+                if runs:
+                    results[(count, processes)] = (runs, idles)
             if args.trace_writes:
-                folder = setup(count, f"n{count}-traced", text)
+                name = f"n{count}_traced"
+                folder, url = setup(count, name, text)
                 print(f"  traced run (strace): {load()}", flush=True)
-                run = run_job(folder, at, 1, "run", profiler="strace")
+                run = run_job(folder, at, 1, "run", profiler="strace", url=url)
                 print(f"    wall {run.wall_s:.1f} s under strace; {check(folder, count, 2 if args.warm else 1)}")
                 print(f"  bytes written at N = {count:,}, by where they went:")
                 print(traced_writes(folder / "run.strace", count))
-                if not args.keep:
-                    shutil.rmtree(folder, ignore_errors=True)
+                cleanup(folder, name)
             if args.profile_run:
-                folder = setup(count, f"n{count}-profiled", text)
+                name = f"n{count}_profiled"
+                folder, url = setup(count, name, text)
                 print(f"  profiled run ({profiler}): {load()}", flush=True)
-                run = run_job(folder, at, 1, "run", profiler=profiler)
+                run = run_job(folder, at, 1, "run", profiler=profiler, url=url)
                 print(f"    wall {run.wall_s:.1f} s under the profiler; {check(folder, count, 2 if args.warm else 1)}")
                 print(f"  where the time goes at N = {count:,}, top {args.top} by cumulative time:")
                 if profiler == "py-spy":
                     print(pyspy_top(folder / "run.pyspy", args.top))
                 else:
                     print(cprofile_top(folder / "run.pstats", args.top))
-                if not args.keep:
-                    shutil.rmtree(folder, ignore_errors=True)
+                cleanup(folder, name)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -611,33 +784,49 @@ def main() -> None:
     if not results:
         return
     medians = "median of " + str(args.repeat) + " runs" if args.repeat > 1 else "one run"
-    print(f"\n`digest run --no-fetch`, {args.processes} process(es), {medians}; {load()}\n")
-    print("| N | config load | wall | CPU | peak RSS | written | SQLite written | store growth"
-          " | idle run | wall per profile | written per profile | SQLite written per profile"
-          " | store per profile | idle per profile |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for count, (runs, idles) in results.items():
+    print(f"\n`digest run --no-fetch` on {args.store}, {medians}; {load()}\n")
+    print("| N | processes | config load | wall | CPU | peak RSS | written | SQLite written"
+          " | store growth | idle run | wall per profile | written per profile"
+          " | SQLite written per profile | store per profile | idle per profile |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (count, processes), (runs, idles) in results.items():
         wall, cpu = median(runs, "wall_s"), median(runs, "cpu_s")
         written, growth = median(runs, "written_mb"), median(runs, "store_growth_mb")
         idle_s, sqlite = median(idles, "wall_s"), median(runs, "sqlite_written_mb")
         print(
-            f"| {count:,} | {median(runs, 'config_s'):.2f} s | {wall:.1f} s | {cpu:.1f} s"
-            f" | {median(runs, 'peak_mb'):,.0f} MB | {written:,.0f} MB | {sqlite:,.0f} MB"
-            f" | {growth:,.1f} MB | {idle_s:.2f} s | {1000 * wall / count:.1f} ms"
+            f"| {count:,} | {processes} | {median(runs, 'config_s'):.2f} s | {wall:.1f} s"
+            f" | {cpu:.1f} s | {median(runs, 'peak_mb'):,.0f} MB | {written:,.0f} MB"
+            f" | {sqlite:,.0f} MB | {growth:,.1f} MB | {idle_s:.2f} s | {1000 * wall / count:.1f} ms"
             f" | {1000 * written / count:,.0f} kB | {1000 * sqlite / count:,.1f} kB"
             f" | {1000 * growth / count:,.1f} kB | {1000 * idle_s / count:.3f} ms |"
         )
-    counts = list(results)
-    if len(counts) > 1:
-        print("\nGrowth between consecutive N (1.0 x the N ratio = linear):\n")
+    print(f"\nWorkers on {args.store}: throughput in all and per worker (N / wall / P); the"
+          " server's CPU on the same cores\n")
+    print("| N | workers | wall | CPU (workers) | CPU (server) | profiles/s | per worker"
+          " | peak RSS (a worker) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (count, processes), (runs, _) in results.items():
+        wall = median(runs, "wall_s")
+        server_cpu = f"{median(runs, 'server_cpu_s'):.1f} s" if server is not None else "-"
+        print(
+            f"| {count:,} | {processes} | {wall:.1f} s | {median(runs, 'cpu_s'):.1f} s"
+            f" | {server_cpu} | {count / wall:.0f} | {count / wall / processes:.0f}"
+            f" | {median(runs, 'peak_mb'):,.0f} MB |"
+        )
+    for processes in worker_counts:
+        counts = [count for count in sizes if (count, processes) in results]
+        if len(counts) < 2:
+            continue
+        print(f"\nGrowth between consecutive N, {processes} process(es) (1.0 x the N ratio = linear):\n")
         print("| from -> to | N | wall | CPU | peak RSS | written | store growth | idle run |")
         print("|---|---|---|---|---|---|---|---|")
         for small, large in itertools.pairwise(counts):
+            big, little = results[(large, processes)], results[(small, processes)]
             ratio = [
-                median(results[large][0], name) / max(median(results[small][0], name), 1e-9)
+                median(big[0], name) / max(median(little[0], name), 1e-9)
                 for name in ("wall_s", "cpu_s", "peak_mb", "written_mb", "store_growth_mb")
             ]
-            idle_ratio = median(results[large][1], "wall_s") / median(results[small][1], "wall_s")
+            idle_ratio = median(big[1], "wall_s") / median(little[1], "wall_s")
             cells = " | ".join(f"{r:.2f}x" for r in (*ratio, idle_ratio))
             print(f"| {small:,} -> {large:,} | {large / small:.2f}x | {cells} |")
 
