@@ -126,6 +126,8 @@ def _print_report(report: IngestReport) -> None:
     papers = f"{total_new} new paper{'' if total_new == 1 else 's'}"
     sources = f"{len(report.sources)} source{'' if len(report.sources) == 1 else 's'}"
     click.echo(f"{papers} from {sources} (run {report.run_id})")
+    for name in report.elsewhere:
+        click.echo(f"{name}: fetched by another worker")
     for run in report.sources:
         if run.error:
             label = "error" if run.failed else "warning"
@@ -429,7 +431,8 @@ def run(obj: _Context, no_fetch: bool, only: Sequence[str], now_too: bool) -> No
         click.echo("no digest was due")
         for line in upcoming:
             click.echo(line)
-    click.echo(f"feeds: {len(report.feeds_written)} files changed in {config.feeds_dir}")
+    kept_in = "the store" if config.store.postgresql else config.feeds_dir
+    click.echo(f"feeds: {len(report.feeds_written)} files changed in {kept_in}")
     where = f"SMTP {config.smtp.host}" if config.smtp else f"the outbox {config.outbox_dir}"
     for name, delivered in report.channels.items():
         if name == "feeds":

@@ -21,6 +21,10 @@ StaticFiles does): other names, hidden files (the temp files of write_atomic), f
 listings), `..` or empty segments, NUL, and symlinks that lead out of the folder; other methods
 get 405. Range requests get the whole file.
 
+With a `source` (digest.web.feeds.StoreFeeds), the files are rows of a PostgreSQL store, not
+files in the folder: the same validators and answers, an identity made from the row (its ETag,
+modified time and size) instead of a stat, so every replica reading that row answers alike.
+
 With a `personal` hook (digest serve's digest.web.personal), a web subscriber's feed is made
 current before it is answered (built when missing or older than its latest digest) and every
 200 or 304 of one is reported, so a run builds only the personal feeds someone reads. The other
@@ -124,9 +128,12 @@ class FeedFiles:
 
     def __init__(
         self, directory: str | Path, memory: int = DEFAULT_MEMORY,
-        personal: PersonalFeeds | None = None,
+        personal: PersonalFeeds | None = None, source: FeedSource | None = None,
     ) -> None:
         self.directory = Path(directory)
+        # Where the files are: None, the folder (a stat a request); else a FeedSource (the
+        # store's feed_files with PostgreSQL: one query of the validators a request).
+        self.source = source
         self.memory = memory
         self.personal = personal
         # Only files that exist get here (one entry per file), so a client cannot grow it.
@@ -152,18 +159,21 @@ class FeedFiles:
             raise HTTPException(404)
         version = self.versions.get(relative)
         full = self.directory / relative if version is None else version.path
-        found = _stat(full)
+        source = self.source
+        found = _stat(full) if source is None else await source.stat(relative)
         personal = self.personal
         profile = None if personal is None else personal.profile_of(relative)
-        if personal is not None and profile is not None:
-            regular = found is not None and stat.S_ISREG(found.st_mode)
-            if await personal.prepare(profile, found.st_mtime_ns if found and regular else None):
-                found = _stat(full)
-        if found is None or not stat.S_ISREG(found.st_mode):
+        if (
+            personal is not None
+            and profile is not None
+            and await personal.prepare(profile, None if found is None else found[2])
+        ):
+            found = _stat(full) if source is None else await source.stat(relative)
+        if found is None:
             self.forget(relative)
             raise HTTPException(404)
 
-        identity = (found.st_dev, found.st_ino, found.st_mtime_ns, found.st_size)
+        identity = found
         fresh: tuple[bytes, bytes | None] | None = None  # the bytes, if read for this request
         if version is None or version.identity != identity:
             pending = self.loading.get(relative)
@@ -231,9 +241,14 @@ class FeedFiles:
         first = self.loading.setdefault(relative, done) is done
         try:
             # Reading and compressing in a worker thread; the caches change here, on the event loop.
-            read = await anyio.to_thread.run_sync(
-                self.read, full, gzipped, None if known is None else known.identity
-            )
+            if self.source is None:
+                read = await anyio.to_thread.run_sync(
+                    self.read, full, gzipped, None if known is None else known.identity
+                )
+            else:
+                read = await self.source.read(
+                    relative, gzipped, None if known is None else known.identity
+                )
             if read is None:
                 self.forget(relative)
                 return None
@@ -427,6 +442,11 @@ def _not_modified_since(version: FileVersion, field: bytes) -> bool:
     return version.modified_at <= mktime_tz(parsed)
 
 
+def gzip_bytes(body: bytes) -> bytes:
+    """A version's gzipped bytes, the same each time (for a FeedSource)."""
+    return _gzip(body)
+
+
 def _gzip(body: bytes) -> bytes:
     # A gzip member with mtime 0 and a fixed level: the same bytes each time a version's file is
     # compressed again, so the Content-Length kept with the version stays true.
@@ -475,12 +495,32 @@ def _version(
     )
 
 
-def _stat(full: Path) -> os.stat_result | None:
+def _stat(full: Path) -> Identity | None:
+    """The identity of the regular file at `full`, or None."""
     try:
         # On the event loop: a stat of a local file takes microseconds, less than a thread hop.
-        return full.stat()
+        found = full.stat()
     except (OSError, ValueError):
         return None
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    return (found.st_dev, found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+class FeedSource(Protocol):
+    """Where feed files are when they are not in the folder (digest.web.feeds' StoreFeeds: the
+    store's feed_files). An identity is (0, a number from the ETag, modified in ns, size): made
+    from the one row every host reads, so every replica derives the same ETag and Last-Modified
+    (the version's validators come from the identity alone, see _version)."""
+
+    async def stat(self, relative: str) -> Identity | None:
+        """The file's identity, None when there is none."""
+
+    async def read(
+        self, relative: str, compress: bool, known: Identity | None
+    ) -> tuple[Identity, int, bytes, bytes | None] | None:
+        """As FeedFiles.read: identity, modified in whole seconds, bytes, gzipped bytes (when
+        `compress` or not the `known` version); None when there is no such file."""
 
 
 def _relative_path(scope: Scope) -> str | None:

@@ -5,7 +5,10 @@ item's id is the paper's key (never a version or a time), every date comes from 
 the digest was composed, when the paper was first seen), and nothing reads the clock. A file whose
 bytes did not change is not rewritten, so its mtime (a web server's Last-Modified) stays put.
 
-Layout of feeds_dir (served as-is by any web server):
+Where they go (`target`): with a SQLite store, files in feeds_dir (served as-is by any web
+server); with a PostgreSQL store, rows of the store (`InStore`), so that every `digest serve`
+replica on every host answers the same bytes and validators without a shared volume. Layout
+(paths relative to feeds_dir, the same in both):
     all.rss  all.atom                  every new paper of the last days, newest first
     profiles/NAME.rss  NAME.atom       one profile's digests of the last days, best first per day,
                                        each item with the profile's feedback links
@@ -15,20 +18,25 @@ Layout of feeds_dir (served as-is by any web server):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from stat import S_ISREG
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 from xml.etree import ElementTree
 
 from markupsafe import escape
 
 from digest import __version__, durable, feedxml
-from digest.errors import DeliveryError
+from digest.errors import DeliveryError, StoreError
 from digest.models import Digest, Paper, Reasons, ScoredPaper
 from digest.render import FeedbackLinks, Renderer
 from digest.text import one_line
+
+if TYPE_CHECKING:
+    from digest.store.protocols import SharedStore
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +327,86 @@ def publish(feeds_dir: Path, files: dict[str, bytes]) -> list[str]:
     if failed:
         raise PublishError(dict(sorted(failed.items())), sorted(relative_of.values()))
     return sorted(relative_of.values())
+
+
+class FeedTarget(Protocol):
+    """Where a deployment's feed files are published: a folder (`Folder`, with a SQLite store)
+    or the store itself (`InStore`, with PostgreSQL: shared by every host, see
+    digest/store/shared.py). Paths are relative to feeds_dir, "/"-separated, in both."""
+
+    in_store: bool
+
+    def publish(self, files: dict[str, bytes]) -> list[str]:
+        """Publish the files; the paths whose bytes changed (the others stay as they were, with
+        their Last-Modified). Raises PublishError when some could not be written."""
+
+    def present(self, paths: Iterable[str]) -> bool:
+        """Whether every one of these files is published."""
+
+    def modified(self, paths: Iterable[str]) -> dict[str, datetime]:
+        """When each of these files that is published last changed."""
+
+
+class Folder:
+    """Feed files in feeds_dir (a SQLite store's deployment: `digest serve` or nginx serves it)."""
+
+    in_store = False
+
+    def __init__(self, feeds_dir: Path) -> None:
+        self.feeds_dir = feeds_dir
+
+    def publish(self, files: dict[str, bytes]) -> list[str]:
+        return publish(self.feeds_dir, files)
+
+    def present(self, paths: Iterable[str]) -> bool:
+        return on_disk(self.feeds_dir, paths)
+
+    def modified(self, paths: Iterable[str]) -> dict[str, datetime]:
+        found = {}
+        for relative in paths:
+            try:
+                stat = (self.feeds_dir / relative).stat()
+            except (OSError, ValueError):
+                continue
+            if S_ISREG(stat.st_mode):
+                found[relative] = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        return found
+
+
+class InStore:
+    """Feed files kept in a shared store (PostgreSQL), each with its ETag and Last-Modified: every
+    web replica answers the same bytes and validators from one row, and no volume shared by the
+    hosts is needed (a feed is tens to hundreds of kB). `clock` dates a file's new bytes. Used on
+    the store's own thread (the store object is not shared between threads)."""
+
+    in_store = True
+
+    def __init__(self, store: SharedStore, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    def publish(self, files: dict[str, bytes]) -> list[str]:
+        if not files:
+            return []
+        try:
+            return self.store.put_feed_files(files, self.clock())
+        except StoreError as exc:
+            raise PublishError(
+                {path: f"{path}: cannot keep the feed file in the store: {exc}" for path in sorted(files)},
+                [],
+            ) from None
+
+    def present(self, paths: Iterable[str]) -> bool:
+        wanted = set(paths)
+        return len(self.store.feed_files_modified(wanted)) == len(wanted)
+
+    def modified(self, paths: Iterable[str]) -> dict[str, datetime]:
+        return self.store.feed_files_modified(paths)
+
+
+def target(feeds_dir: Path, store: SharedStore, clock: Callable[[], datetime]) -> FeedTarget:
+    """Where this deployment's feeds go: into a shared store (PostgreSQL), else into feeds_dir."""
+    return InStore(store, clock) if store.shared else Folder(feeds_dir)
 
 
 def write_atomic(path: Path, data: bytes) -> bool:

@@ -184,6 +184,8 @@ class IngestReport:
     started: datetime
     sources: tuple[SourceRun, ...] = field(default_factory=tuple)
     resolved: Resolved | None = None  # title-only papers looked up in the arXiv API
+    # Sources another worker claimed (and so fetched, or is fetching) in this run's stead
+    elsewhere: tuple[str, ...] = ()
 
     @property
     def all_failed(self) -> bool:

@@ -94,10 +94,19 @@ def ingest(
     *,
     only: Sequence[str] = (),
     progress: Progress = no_progress,
+    claimant: str | None = None,
 ) -> IngestReport:
     """Fetch, parse, diff and store every enabled source (or those named in `only`).
 
     One broken source never stops the others: its error is recorded in the run history and returned.
+
+    With a `claimant` (a `digest run`'s), each source is claimed in the store before it is
+    fetched (store.claim_source): of workers started at once, on one host or several, one fetches
+    it and the others skip it ("fetched by another worker", in the report's `elsewhere`). The
+    claim is held for SOURCE_LEASE while fetching (a killed worker's claim expires with it), then
+    kept for SOURCE_COOL_DOWN after a fetch that got through; a failed fetch gives it up, so
+    another worker may try. Without one (`digest ingest`, the scheduler's per-source fetch: a
+    person or the one scheduler asked for this fetch), every source is fetched.
     """
     sources = (
         [config.source(name) for name in only] if only else [s for s in config.sources if s.enabled]
@@ -105,12 +114,33 @@ def ingest(
     started = clock()
     run_id = store.begin_run("ingest", started)
     runs = []
+    elsewhere = []
     for done, source in enumerate(sources):
         if STOPPING.is_set():
             break
+        if claimant is not None:
+            now = clock()
+            if not store.claim_source(source.name, claimant, now, now + SOURCE_LEASE):
+                elsewhere.append(source.name)
+                log.info("%s: fetched by another worker", source.name)
+                progress("sources", done + 1, len(sources), f"{source.name}: fetched by another worker")
+                continue
         progress("sources", done, len(sources), f"fetching {source.name}")
-        runs.append(ingest_source(source, store, fetcher, clock, run_id))
+        try:
+            runs.append(ingest_source(source, store, fetcher, clock, run_id))
+        except BaseException:
+            if claimant is not None:
+                _let_go(store, source.name, claimant)
+            raise
+        if claimant is not None:
+            if runs[-1].failed:
+                _let_go(store, source.name, claimant)
+            else:
+                now = clock()
+                store.finish_source(source.name, claimant, now, now + SOURCE_COOL_DOWN)
         progress("sources", done + 1, len(sources), f"{source.name}: {runs[-1].status}")
+    if elsewhere:
+        _wait_for_others(store, elsewhere, clock)
     resolved = None
     if config.fetch.resolve_titles and not STOPPING.is_set():
         # Title-only papers (text listings) found in the arXiv API by their title: their ids,
@@ -121,7 +151,44 @@ def ingest(
         # given one of those papers an arXiv id, and so a new key.
         embed_papers(config, store, clock, store.papers(since=started, limit=None))
     store.finish_run(run_id, clock())
-    return IngestReport(run_id=run_id, started=started, sources=tuple(runs), resolved=resolved)
+    return IngestReport(
+        run_id=run_id, started=started, sources=tuple(runs), resolved=resolved,
+        elsewhere=tuple(elsewhere),
+    )
+
+
+# A source's claim while it is fetched (a killed worker's lets another fetch it after this), and
+# how long it is kept after a fetch that got through: workers of the same cron tick, started a
+# few minutes apart, fetch it once between them; the next tick's fetch it again.
+SOURCE_LEASE = timedelta(minutes=15)
+SOURCE_COOL_DOWN = timedelta(minutes=10)
+
+
+CLAIM_POLL_S = 2.0  # how often a worker looks whether the sources others fetch are in
+
+
+def _wait_for_others(store: Store, sources: Sequence[str], clock: Clock) -> None:
+    """Wait until the other workers' fetches of `sources` have ended (their claims say fetched,
+    are given up, or their lease ran out), so the digests this run composes have their papers."""
+    for _ in range(int(SOURCE_LEASE.total_seconds() / CLAIM_POLL_S) + 1):
+        now = clock()
+        fetching = [
+            claim.source for claim in store.source_claims(sources)
+            if claim.fetched is None and claim.until > now
+        ]
+        if not fetching or STOPPING.is_set():
+            return
+        log.info("waiting for another worker to fetch %s", ", ".join(fetching))
+        STOPPING.wait(CLAIM_POLL_S)
+
+
+def _let_go(store: Store, source: str, claimant: str) -> None:
+    """Give up a claim after a failed fetch (another worker may try); a store that cannot is
+    left to the lease."""
+    try:
+        store.release_source(source, claimant)
+    except StoreError as exc:
+        log.warning("%s: could not give up the claim: %s", source, exc)
 
 
 def ingest_source(
@@ -513,7 +580,9 @@ def run_cycle(
     started = clock()
     with logs.context(run_id=claimant):
         report = (
-            ingest(config, store, fetcher, clock, progress=progress) if fetcher is not None else None
+            ingest(config, store, fetcher, clock, progress=progress, claimant=claimant)
+            if fetcher is not None
+            else None
         )
         # A run over every profile, after one that found when the next digest falls due and
         # nothing changed since: idle, without reading a profile (digest.quiet).

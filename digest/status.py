@@ -130,10 +130,11 @@ def gather(config: Config, store: Store, now: datetime) -> Status:
     )
     if feeds_problem:
         problems.append(f"feeds: {feeds_problem}")
+    # In feeds_dir, or with a PostgreSQL store in the store (feed_files): one query for all.
+    published = feed_files.target(config.feeds_dir, store, lambda: now).modified(paths)
     for relative in paths:
-        path = config.feeds_dir / relative
-        if feed_files.on_disk(config.feeds_dir, [relative]):
-            modified = datetime.fromtimestamp(path.stat().st_mtime, tz=now.tzinfo)
+        modified = published.get(relative)
+        if modified is not None:
             feeds.append(FeedStatus(relative, max(now - modified, timedelta(0))))
         else:
             feeds.append(FeedStatus(relative, None))

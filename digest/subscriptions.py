@@ -307,8 +307,10 @@ def sign_up(
         )
         store.save_subscriber(subscriber)
         mail = "confirm"
-    if store.confirmation_mails_since(now - timedelta(days=1), address) < CONFIRMATIONS_PER_ADDRESS_PER_DAY:
-        store.record_confirmation_mail(address, now, network)
+    # Counted and recorded in one step: two web replicas cannot both send the day's last one.
+    if store.record_confirmation_mail_within(
+        address, now, network, now - timedelta(days=1), CONFIRMATIONS_PER_ADDRESS_PER_DAY
+    ):
         return SignupOutcome(subscriber, mail, created=created)
     return SignupOutcome(subscriber, None, limited=True, created=created)
 

@@ -103,6 +103,18 @@ def fill(store: Store) -> None:
     store.save_learned_profiles({"me": ("fp-1", VECTOR[:64], -0.1 - 0.2)}, AT)
     store.set_meta("pruned_at", AT.isoformat())
     store.record_size(AT)
+    if hasattr(store, "put_feed_files"):  # schema 16 on: what hosts share (shared.py)
+        fill_16(store)
+
+
+def fill_16(store: Store) -> None:
+    """Rows in the tables of migration 16 (feed_files, rate_counts, source_claims; a SQLite
+    store keeps its signing keys in secret.key, not in signing_keys)."""
+    store.put_feed_files({"all.atom": VECTOR, "profiles/Zoë.rss": b"<rss>100% ?</rss>"}, AT)
+    store.count_event("subscribe:192.0.2.1", 12345, 12344)
+    store.claim_source("arxiv", "host:1:abc", AT, AT + timedelta(minutes=15))
+    store.finish_source("arxiv", "host:1:abc", AT, AT + timedelta(minutes=10))
+    store.claim_source("hf", "host:2:def", AT, AT + timedelta(minutes=15))
 
 
 def read(store: Store) -> dict[str, Any]:
@@ -137,6 +149,18 @@ def read(store: Store) -> dict[str, Any]:
         "sizes": [(s.day, s.digests, s.deliveries) for s in store.size_samples(DAY - timedelta(days=9))],
         "waiting": store.signups_waiting("2001:db8::/48"),
         "signup": store.claim_signup(AT + timedelta(days=1), timedelta(minutes=5), AT),
+        **read_16(store),
+    }
+
+
+SINCE_16 = ("feed files", "rate counts", "source claims")  # parts a store of schema 15 lacks
+
+
+def read_16(store: Store) -> dict[str, Any]:
+    return {
+        "feed files": [store.feed_file(path) for path in ("all.atom", "profiles/Zoë.rss", "no")],
+        "rate counts": store.count_event("subscribe:192.0.2.1", 12345, 12344),
+        "source claims": store.source_claims(),
     }
 
 

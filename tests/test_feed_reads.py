@@ -121,7 +121,10 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         store.save_subscriber(subscriber(FEED_ONLY, email=False))
         store.ingest([record(f"Paper {n}", arxiv_id=f"2611.0000{n}") for n in range(4)], SIGNED_UP)
         for profile in (READ, UNREAD, FEED_ONLY):
-            publish_first_feed(config, profile)
+            publish_first_feed(
+                config, profile, store.signing_keys(config.data_dir),
+                feeds.target(config.feeds_dir, store, lambda: SIGNED_UP),
+            )
             for kind in ("rss", "atom"):
                 backdate(Setup(config, store).path(profile, kind))
         store.record_feed_reads([READ], NOW - timedelta(days=1))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest import feeds, subscriptions
@@ -35,7 +34,6 @@ from digest.models import Delivery, Digest
 from digest.render import FeedbackLinks, Renderer
 from digest.store import Outcome, Store
 from digest.text import one_line
-from digest.tokens import load_secrets
 
 if TYPE_CHECKING:  # the package's __init__ imports this module
     from digest.channels import RunContext
@@ -46,7 +44,8 @@ FEED_CHANNEL = "feed"  # the ledger's name of a digest's feed row
 
 
 class FeedChannel:
-    """RSS and Atom files under [output] feeds_dir, served by `digest serve` or any web server."""
+    """RSS and Atom files under [output] feeds_dir, served by `digest serve` or any web server
+    (with a PostgreSQL store, kept in the store and served by `digest serve`: feeds.InStore)."""
 
     name = "feeds"
     kind = "feed"
@@ -120,7 +119,7 @@ def publish_feeds(
     clears the problem.
     """
     output = config.output
-    keys = tuple(load_secrets(config.data_dir))
+    keys = tuple(store.signing_keys(config.data_dir))
     fresh = fresh or {}
 
     def ours(profile: str) -> bool:  # is the profile this pass's to publish?
@@ -130,7 +129,7 @@ def publish_feeds(
     for row in store.deliveries(statuses=("pending", "deferred", "sending")):
         if row.channel == FEED_CHANNEL and ours(row.profile):
             open_rows.setdefault(row.profile, []).append(row)
-    written = _Written(output.feeds_dir)
+    written = _Written(feeds.target(output.feeds_dir, store, clock))
     read = read or _Readership(config, store, clock())
     rebuild = (
         [name for name in open_rows if read.builds(name)]
@@ -199,6 +198,13 @@ def _whole_run(
     written.publish({everything.rss_path: everything.rss, everything.atom_path: everything.atom})
     listing = [(everything.title, everything.atom_path)]
     rebuild = []
+    # Which of the other profiles' files are there, asked once (the store: a query per 500).
+    published = written.target.modified(
+        path
+        for profile in config.profiles
+        if ours(profile.name) and profile.name not in open_rows
+        for path in feeds.profile_feed_paths(profile.name)
+    )
     for profile in config.profiles:
         rss_path, atom_path = feeds.profile_feed_paths(profile.name)
         if not subscriptions.is_web_profile(profile.name):  # a web subscriber's feed is private
@@ -207,7 +213,8 @@ def _whole_run(
             ours(profile.name)
             and (
                 profile.name in open_rows
-                or not feeds.on_disk(output.feeds_dir, (rss_path, atom_path))
+                or rss_path not in published
+                or atom_path not in published
             )
             and read.builds(profile.name)
         ):
@@ -281,13 +288,12 @@ def publish_profile_feed(
     profile: str,
     digests: Sequence[Digest],
     keys: Sequence[str],
+    target: feeds.FeedTarget,
 ) -> list[str]:
-    """Build one profile's feed files and write them (atomically, feeds.publish); the paths
-    that changed. Raises feeds.PublishError when a file cannot be written."""
+    """Build one profile's feed files and publish them to `target` (feeds_dir or the store);
+    the paths that changed. Raises feeds.PublishError when a file cannot be written."""
     built = build_profile_feed(config, renderer, profile, digests, keys)
-    return feeds.publish(
-        config.output.feeds_dir, {built.rss_path: built.rss, built.atom_path: built.atom}
-    )
+    return target.publish({built.rss_path: built.rss, built.atom_path: built.atom})
 
 
 def _feed_digests(store: Store, profile: str, newest: Digest | None, days: int) -> list[Digest]:
@@ -308,23 +314,24 @@ FEED_BATCH = 500  # profiles whose feeds are built, then written, together
 class _Written:
     """The files one run published: which changed, which could not be written and why."""
 
-    def __init__(self, feeds_dir: Path) -> None:
-        self.feeds_dir = feeds_dir
+    def __init__(self, target: feeds.FeedTarget) -> None:
+        self.target = target
         self.changed: list[str] = []
         self.failed: dict[str, str] = {}
 
     def publish(self, files: dict[str, bytes]) -> None:
         try:
-            self.changed += feeds.publish(self.feeds_dir, files)
+            self.changed += self.target.publish(files)
         except feeds.PublishError as exc:
             self.changed += exc.changed
             self.failed.update(exc.failed)
 
 
-def publish_first_feed(config: Config, profile: str) -> list[str]:
+def publish_first_feed(
+    config: Config, profile: str, keys: Sequence[str], target: feeds.FeedTarget
+) -> list[str]:
     """A new subscriber's feed, valid and empty, so its address works from the start (the
     first digest fills it); a feed already there is left as it is."""
-    output = config.output
-    if feeds.on_disk(output.feeds_dir, feeds.profile_feed_paths(profile)):
+    if target.present(feeds.profile_feed_paths(profile)):
         return []
-    return publish_profile_feed(config, Renderer(), profile, [], load_secrets(config.data_dir))
+    return publish_profile_feed(config, Renderer(), profile, [], keys, target)

@@ -68,7 +68,7 @@ from digest.render import (
 )
 from digest.store import Store
 from digest.text import one_line
-from digest.tokens import load_secrets, manage_token, unsubscribe_token
+from digest.tokens import manage_token, unsubscribe_token
 
 if TYPE_CHECKING:  # the package's __init__ imports this module
     from digest.channels import RunContext
@@ -663,7 +663,7 @@ class MailBuilder:
         self.config = config
         self.store = store
         self.renderer = renderer
-        self.keys = load_secrets(config.data_dir)
+        self.keys = store.signing_keys(config.data_dir)
         self.profiles = {p.name: p for p in config.profiles}
         host = urlsplit(config.output.base_url).hostname or "localhost"
         self.host = host

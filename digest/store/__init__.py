@@ -7,6 +7,7 @@
     sqlite.py       opening the SQLite file; `Store`, the concerns below composed
     postgres.py     the PostgreSQL store: `Store` on an adapter over psycopg (issue 17)
     papers.py  runs.py  digests.py  ledger.py  subscribers.py  feedback.py  maintenance.py
+    shared.py (what hosts share: feed files, signing keys, rate counts, source claims)
                     one concern each: its tables, its SQL, a mixin of `Store`
 
 `open_store(config)` is the one place a store is opened from the configuration (and so where a
@@ -30,11 +31,13 @@ from digest.store.protocols import (
     MaintenanceStore,
     PaperStore,
     RunStore,
+    SharedStore,
     StoreBackend,
     SubscriberStore,
 )
 from digest.store.runs import KEEP_SOURCE_RUNS
 from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
+from digest.store.shared import FeedFile, FeedFileHead, SourceClaim
 from digest.store.sqlite import Store
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "UNFINISHED_DELIVERIES",
     "DigestStore",
+    "FeedFile",
+    "FeedFileHead",
     "FeedbackStore",
     "IngestOutcome",
     "IngestPlan",
@@ -55,7 +60,9 @@ __all__ = [
     "PaperUpdate",
     "PruneReport",
     "RunStore",
+    "SharedStore",
     "SizeSample",
+    "SourceClaim",
     "Store",
     "StoreBackend",
     "StoreSize",

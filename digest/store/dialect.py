@@ -17,6 +17,8 @@ from typing import Any, Protocol
 # an ingest's read-plan-write of the papers (what SQLite's one write lock gave).
 MIGRATE_LOCK = 0x70645F6D69677261  # "pd_migra"
 INGEST_LOCK = 0x70645F696E676573  # "pd_inges"
+# Counting then recording a confirmation mail (two web replicas' sign-up workers at once).
+CONFIRM_LOCK = 0x70645F636F6E6669  # "pd_confi"
 
 
 class Cursor(Protocol):

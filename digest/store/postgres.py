@@ -262,6 +262,8 @@ class PostgresStore(Store):
     migrating (schema.migrate_postgresql), size and vacuum."""
 
     dialect = POSTGRESQL
+    # Hosts share it: feeds and signing keys are kept in it, not in files (shared.py).
+    shared = True
 
     def __init__(self, connection: PgConnection, target: PgTarget) -> None:
         self._db = connection

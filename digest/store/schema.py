@@ -641,9 +641,67 @@ class Migration:
 
 # The one ordered list. A new step appends Migration(16, "<SQLite>", "<PostgreSQL>"): each
 # store, whichever its backend, goes through the steps after its own version, in order.
-STEPS: tuple[Migration, ...] = tuple(
-    Migration(number, script, POSTGRESQL_15 if number == 15 else None)
-    for number, script in enumerate(MIGRATIONS, start=1)
+STEPS: tuple[Migration, ...] = (
+    *(
+        Migration(number, script, POSTGRESQL_15 if number == 15 else None)
+        for number, script in enumerate(MIGRATIONS, start=1)
+    ),
+    # 16: what processes on several hosts share through the store (digest/store/shared.py):
+    # feed files with their validators, the links' signing keys, rate-limit counters per time
+    # bucket, and each source's claim by the `digest run` fetching it (issue 17).
+    Migration(
+        16,
+        """
+        CREATE TABLE feed_files (
+            path TEXT PRIMARY KEY,
+            body BLOB NOT NULL,
+            etag TEXT NOT NULL,
+            modified TEXT NOT NULL
+        );
+        CREATE TABLE signing_keys (
+            name TEXT PRIMARY KEY,
+            keys TEXT NOT NULL  -- one key a line, newest first, as secret.key
+        ) WITHOUT ROWID;
+        CREATE TABLE rate_counts (
+            bucket INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (bucket, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE source_claims (
+            source TEXT PRIMARY KEY,
+            claimant TEXT NOT NULL,
+            claimed TEXT NOT NULL,
+            until TEXT NOT NULL,  -- the lease while fetching, then the end of the cool-down
+            fetched TEXT  -- when the fetch ended; NULL while fetching
+        ) WITHOUT ROWID;
+        """,
+        """
+        CREATE TABLE feed_files (
+            path TEXT COLLATE "C" PRIMARY KEY,
+            body BYTEA NOT NULL,
+            etag TEXT COLLATE "C" NOT NULL,
+            modified TEXT COLLATE "C" NOT NULL
+        );
+        CREATE TABLE signing_keys (
+            name TEXT COLLATE "C" PRIMARY KEY,
+            keys TEXT COLLATE "C" NOT NULL
+        );
+        CREATE TABLE rate_counts (
+            bucket BIGINT NOT NULL,
+            key TEXT COLLATE "C" NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (bucket, key)
+        );
+        CREATE TABLE source_claims (
+            source TEXT COLLATE "C" PRIMARY KEY,
+            claimant TEXT COLLATE "C" NOT NULL,
+            claimed TEXT COLLATE "C" NOT NULL,
+            until TEXT COLLATE "C" NOT NULL,
+            fetched TEXT COLLATE "C"
+        );
+        """,
+    ),
 )
 SCHEMA_VERSION = len(STEPS)
 POSTGRESQL_FIRST = 15  # the version a new PostgreSQL store is created at

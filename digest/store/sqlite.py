@@ -2,7 +2,7 @@
 
 Opening the file (its pragmas, the patience a new store's switch to WAL needs) and `Store`, the
 concerns composed: papers.py, runs.py, digests.py, ledger.py, subscribers.py, feedback.py,
-maintenance.py, each a mixin running its SQL on the one connection. Every write happens inside
+maintenance.py, shared.py, each a mixin running its SQL on the one connection. Every write happens inside
 one transaction, so a run that fails half-way leaves the store exactly as it was.
 """
 
@@ -24,6 +24,7 @@ from digest.store.maintenance import MaintenanceStoreMixin
 from digest.store.papers import PaperStoreMixin
 from digest.store.runs import RunStoreMixin
 from digest.store.schema import SchemaMixin
+from digest.store.shared import SharedStoreMixin
 from digest.store.subscribers import SubscriberStoreMixin
 
 
@@ -35,6 +36,7 @@ class Store(
     SubscriberStoreMixin,
     FeedbackStoreMixin,
     MaintenanceStoreMixin,
+    SharedStoreMixin,
     SchemaMixin,
 ):
     """A SQLite store. Use `Store.open(path)` (or `digest.store.open_store(config)`); close it

@@ -14,7 +14,7 @@ from typing import Any
 from digest.errors import StoreError
 from digest.models import Interests, SignupRequest, Subscriber
 from digest.store.base import Connected, what_went_wrong
-from digest.store.dialect import Connection
+from digest.store.dialect import CONFIRM_LOCK, Connection
 
 
 class SubscriberStoreMixin(Connected):
@@ -153,6 +153,32 @@ class SubscriberStoreMixin(Connected):
             "SELECT min(at) FROM confirmation_mails WHERE at >= ?", (since.isoformat(),)
         ).fetchone()
         return datetime.fromisoformat(row[0]) if row[0] else None
+
+    def record_confirmation_mail_within(
+        self, address: str, at: datetime, network: str, since: datetime, limit: int
+    ) -> bool:
+        """Record a confirmation mail to `address` unless it already got `limit` since `since`;
+        whether it was recorded (and so may be sent). The count and the insert are one
+        transaction under one lock (SQLite's write lock; on PostgreSQL an advisory lock), so two
+        web replicas' sign-up workers cannot both send the address's last allowed mail."""
+        with self._transaction():
+            if self.dialect.exclusive:
+                self._db.execute(self.dialect.exclusive, (CONFIRM_LOCK,))
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM confirmation_mails WHERE at >= ? AND address = ?",
+                (since.isoformat(), address.lower()),
+            ).fetchone()
+            if int(count) >= limit:
+                return False
+            self._db.execute(
+                "DELETE FROM confirmation_mails WHERE at < ?",
+                ((at - timedelta(days=7)).isoformat(),),
+            )
+            self._db.execute(
+                "INSERT INTO confirmation_mails (address, at, network) VALUES (?, ?, ?)",
+                (address.lower(), at.isoformat(), network),
+            )
+        return True
 
     def record_confirmation_mail(self, address: str, at: datetime, network: str = "") -> None:
         with self._transaction():

@@ -7,16 +7,17 @@ email and never open their feed. So the server, through digest.feedfiles' `perso
   - remembers, in memory, each personal feed it answered (200 or 304), and writes these read
     marks to the store (feed_reads) in one transaction at most once a minute, and at shutdown;
   - builds a personal feed whose file is missing, or older than the profile's latest digest,
-    before answering: with the run's code (channels.feed.publish_profile_feed), its digests read
-    in the store's thread, the files built and written in a worker thread, once however many
-    readers ask at the same time. Only a subscriber's feed is ever built: any other name stays a
+    before answering: with the run's code (channels.feed.build_profile_feed), its digests read
+    in the store's thread, the files built in a worker thread and published where the
+    deployment's feeds go (feeds_dir from a worker thread; with PostgreSQL, the store's
+    feed_files from the store's thread), once however many readers ask at the same time. Only a subscriber's feed is ever built: any other name stays a
     404 and writes nothing, so nobody can fill the disk with made-up names.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ import anyio
 import anyio.to_thread
 
 from digest import feeds, subscriptions
-from digest.channels.feed import feed_digests, publish_profile_feed
+from digest.channels.feed import build_profile_feed, feed_digests
 from digest.config import Config
 from digest.errors import DigestError
 from digest.models import Digest
@@ -34,6 +35,9 @@ from digest.store import Store
 
 if TYPE_CHECKING:  # digest.web.site makes this object
     from digest.web.site import Clock, StoreThread
+
+# Site.publish_feed: runs what it is given with the deployment's feed target, where it may run.
+Publish = Callable[[Callable[[feeds.FeedTarget], list[str]]], Awaitable[list[str]]]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +70,12 @@ class _Checked:
 class PersonalFeeds:
     """The `personal` hook of the /feeds app (digest.feedfiles.PersonalFeeds), and the read marks."""
 
-    def __init__(self, config: Config, clock: Clock, db: StoreThread, keys: Sequence[str]) -> None:
+    def __init__(
+        self, config: Config, clock: Clock, db: StoreThread, keys: Sequence[str],
+        publish: Publish,
+    ) -> None:
         self.config = config
+        self.publish = publish  # Site.publish_feed: to feeds_dir, or to the store
         self.clock = clock
         self.db = db
         self.keys = tuple(keys)
@@ -121,10 +129,13 @@ class PersonalFeeds:
                 return False
             newest, digests = found
             try:
-                # A fresh renderer: its caches are a run's, and this process lives for months.
-                await anyio.to_thread.run_sync(
-                    publish_profile_feed, self.config, Renderer(), profile, digests, self.keys
+                # Built in a worker thread (a fresh renderer: its caches are a run's, and this
+                # process lives for months), then published where the deployment's feeds go.
+                built = await anyio.to_thread.run_sync(
+                    build_profile_feed, self.config, Renderer(), profile, digests, self.keys
                 )
+                files = {built.rss_path: built.rss, built.atom_path: built.atom}
+                await self.publish(lambda target: target.publish(files))
             except DigestError as exc:  # feeds.PublishError: the old file, if any, is served
                 log.warning("feeds: could not build the feed of %s: %s", profile, exc)
                 return False

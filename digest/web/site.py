@@ -24,14 +24,14 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from digest import subscriptions
+from digest import feeds, subscriptions
 from digest.channels.mail import Sender
 from digest.config import WEEKDAYS, Config
 from digest.errors import LibraryError
 from digest.library import LibraryImport, read_library
 from digest.render import default_templates_dir
 from digest.store import Store, open_store
-from digest.tokens import BadToken, csrf_token, load_secrets, read_csrf_token
+from digest.tokens import BadToken, csrf_token, read_csrf_token
 from digest.web.forms import (
     LIBRARY_FIELD,
     LIBRARY_UPLOAD_MAX_BYTES,
@@ -79,6 +79,10 @@ class StoreThread:
     async def __call__(self, work: Callable[[Store], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, work)
 
+    def wait_for(self, work: Callable[[Store], T]) -> T:
+        """`work` done on the store's thread, waited for (before the server serves)."""
+        return self._executor.submit(self._run, work).result()
+
     def _run(self, work: Callable[[Store], T]) -> T:
         if self._store is None:
             self._store = open_store(self.config)
@@ -100,17 +104,21 @@ class Site:
         self.config = config
         self.clock = clock
         self.base = config.output.base_url
-        self.keys = load_secrets(config.data_dir)
+        self.db = StoreThread(config)
+        # The links' signing keys: secret.key beside a SQLite store, the store's own on
+        # PostgreSQL (every replica and worker signs and checks with the same keys).
+        self.keys = self.db.wait_for(lambda store: store.signing_keys(config.data_dir))
+        # Feeds kept in the store (PostgreSQL: every replica serves the same rows) or in feeds_dir.
+        self.feeds_in_store = self.db.wait_for(lambda store: store.shared)
         self.templates = Environment(
             loader=FileSystemLoader(default_templates_dir()),
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=True),
         )
-        self.db = StoreThread(config)
         # Which personal feeds are read (written to the store once a minute), and building
         # those a run left unbuilt when a reader asks (the /feeds app calls it).
-        self.personal = PersonalFeeds(config, clock, self.db, self.keys)
+        self.personal = PersonalFeeds(config, clock, self.db, self.keys, self.publish_feed)
         self.signups = SignupWorker(config, clock, self.keys, make_sender)
-        self.subscribe_limit = RateLimiter(SUBSCRIBES_PER_CLIENT, SUBSCRIBE_WINDOW)
+        self.subscribe_limit = RateLimiter("subscribe", SUBSCRIBES_PER_CLIENT, SUBSCRIBE_WINDOW)
         self.own_origins = {origin_of(self.base)}
         self.secure_cookie = self.base.startswith("https://")
         self.page_defaults = {
@@ -120,6 +128,14 @@ class Site:
         }
 
         self._once: dict[str, str] = {}
+
+    async def publish_feed(self, publish: Callable[[feeds.FeedTarget], T]) -> T:
+        """`publish` given where this deployment's feeds go: on the store's thread when they are
+        kept in the store, else in a worker thread writing to feeds_dir (its fsyncs never hold
+        up the store's work)."""
+        if self.feeds_in_store:
+            return await self.db(lambda store: publish(feeds.InStore(store, self.clock)))
+        return await run_in_threadpool(publish, feeds.Folder(self.config.feeds_dir))
 
     def close(self) -> None:
         self.signups.stop()

@@ -13,7 +13,6 @@ import logging
 from datetime import timedelta
 
 from markupsafe import Markup
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -56,8 +55,9 @@ async def subscribe_page(site: Site, request: Request) -> Response:
 async def subscribe(site: Site, request: Request) -> Response:
     now = site.clock()
     client = request.client.host if request.client else "unknown"
-    if not site.subscribe_limit.allow(client, now):
-        wait = site.subscribe_limit.retry_after(client, now)
+    # Counted in the store: every replica's POSTs from this client count together.
+    wait = await site.db(lambda db: site.subscribe_limit.hit(db, client, now))
+    if wait:
         return site.notice(429, "Too many tries",
                            f"Please wait {max(1, wait // 60)} minutes before subscribing again.",
                            headers={"retry-after": str(wait)})
@@ -173,7 +173,9 @@ async def confirm(site: Site, request: Request) -> Response:
         return _gone(site)
     log.info("subscribe: %s confirmed %s", address, profile)
     try:  # the personal feed answers from now on, empty until the first digest
-        await run_in_threadpool(publish_first_feed, site.config, profile)
+        await site.publish_feed(
+            lambda target: publish_first_feed(site.config, profile, site.keys, target)
+        )
     except DigestError as exc:  # the next run writes it; the subscription stands
         log.warning("subscribe: the feed of %s was not written yet: %s", profile, exc)
     return site.notice(200, "You are subscribed",
