@@ -21,7 +21,13 @@ from digest.config import load_config, url_has_password, url_without_password
 from digest.errors import ConfigError, StoreError
 from digest.models import Digest, Interests, SignupRequest, SourceNote
 from digest.store import SCHEMA_VERSION, Store, open_store
-from digest.store.postgres import PgTarget, PostgresStore, target_from_config, translate
+from digest.store.postgres import (
+    PgTarget,
+    PostgresStore,
+    as_copy,
+    target_from_config,
+    translate,
+)
 
 T = TypeVar("T")
 
@@ -71,6 +77,31 @@ def test_placeholders_become_psycopgs_and_a_percent_stays_a_percent() -> None:
         "SELECT '?%%', \"odd?\" FROM t WHERE x LIKE '%%' || %s",
         None,
     )
+
+
+def test_a_plain_insert_of_many_rows_goes_as_a_copy() -> None:
+    assert as_copy("INSERT INTO papers VALUES (?, ?, ?)") == "COPY papers FROM STDIN"
+    assert as_copy("INSERT INTO h (key, fields)\n  VALUES (?, ?)") == "COPY h (key, fields) FROM STDIN"
+    for sql in (
+        "INSERT INTO t VALUES (?, ?) ON CONFLICT (a) DO NOTHING",
+        "INSERT INTO t (a, b) VALUES (?, 'pending')",
+        "INSERT INTO t (a) VALUES (?) RETURNING a",
+        "INSERT INTO t SELECT ?1 WHERE EXISTS (SELECT 1 FROM u WHERE k = ?1)",
+        "UPDATE t SET a = ?",
+    ):
+        assert as_copy(sql) is None, sql
+
+
+def test_rows_copied_are_the_rows_inserted(pg: PostgresStore) -> None:
+    pg._db.execute("CREATE TABLE t (a BIGINT, b TEXT, c BYTEA)")
+    cursor = pg._db.executemany(
+        "INSERT INTO t VALUES (?, ?, ?)", [(1, "100% ?\t\\N", b"\x00\xff"), (True, None, None)]
+    )
+    assert cursor.rowcount == 2
+    assert pg._db.execute("SELECT * FROM t ORDER BY b").fetchall() == [
+        (1, "100% ?\t\\N", b"\x00\xff"),
+        (1, None, None),
+    ]
 
 
 # -- [store] in config.toml ---------------------------------------------------------------------

