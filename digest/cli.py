@@ -753,9 +753,10 @@ def store_copy(obj: _Context, to: str | None, to_env: str | None) -> None:
     naming the tables that differ).
 
     TARGET is made or brought to this release's schema first. It must be empty or an earlier
-    copy of this same store: then the copy adds what it lacks and leaves the rows it has as they
-    are, so running it again is safe; anything else is refused. Runs may go on while it copies,
-    but stop `digest schedule`, `digest run` and `digest serve` for the copy you switch to.
+    copy of this same store: then the copy adds what it lacks and never changes a row it has (a
+    row it holds otherwise is counted, and its table named), so running it again is safe;
+    anything else is refused. Runs may go on while it copies, but stop `digest schedule`,
+    `digest run` and `digest serve` for the copy you switch to.
     """
     import os
     import time
@@ -785,9 +786,10 @@ def store_copy(obj: _Context, to: str | None, to_env: str | None) -> None:
     )
     if report.differing:
         click.echo(
-            f"error: {report.target}: the counts differ from the store's in "
-            f"{', '.join(report.differing)} (the target holds rows the store does not, or the "
-            "copy was changed meanwhile)",
+            f"error: {report.target}: differs from the store in {', '.join(report.differing)} "
+            "(it holds rows the store does not, or rows changed on either side since the last "
+            "copy, which it keeps as they are; to copy the store as it is now, copy into an "
+            "empty database)",
             err=True,
         )
         sys.exit(1)

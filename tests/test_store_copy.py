@@ -4,6 +4,7 @@ nothing twice; a target holding another store's data, or out of reach, is refuse
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from everytable import AT, fill
 from helpers import digest, outbox, write_config
 
+from digest.models import Interests, Subscriber
 from digest.store import Store
 
 psycopg = pytest.importorskip("psycopg")
@@ -135,14 +137,17 @@ def test_a_sqlite_store_copied_to_postgresql_row_for_row_again_without_change_an
     assert result.exit_code == 0, result.output
     assert "paperdigest.sqlite3" in result.output
     assert sqlite_rows(back, columns) == original
-    # Its triggers came back with it: a new web subscriber is still counted.
-    with Store.open(back) as store:
-        before = store.quiet_facts()
-    with sqlite3.connect(back) as connection:
-        names = {r[0] for r in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'trigger'")}
-    with sqlite3.connect(_sqlite_path(source)) as connection:
-        assert names == {r[0] for r in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'trigger'")}
-    assert before is not None
+    result = copy(pg_config, "--to", str(back))  # again: SQLite's rowids are keys too
+    assert result.exit_code == 0, result.output
+    assert sqlite_rows(back, columns) == original
+    # The triggers are on again in both copies: a new web subscriber is counted.
+    from digest.store.postgres import PgTarget, PostgresStore
+
+    for opened in (PostgresStore.connect(PgTarget(postgresql_database_url)), Store.open(back)):
+        with opened as store:
+            before = int(store.meta("subscribers_changed") or 0)
+            store.save_subscriber(Subscriber("web-new", "new@example.org", Interests(), "pending", AT, AT))
+            assert int(store.meta("subscribers_changed") or 0) == before + 1, store.path
 
 
 def test_a_run_on_the_copy_finds_nothing_due_and_sends_nothing_twice(
@@ -159,7 +164,10 @@ def test_a_run_on_the_copy_finds_nothing_due_and_sends_nothing_twice(
     before = pg_rows(postgresql_database_url)["deliveries"]
     result = digest(on_copy, "run")
     assert result.exit_code == 0, result.output
-    assert len(outbox(tmp_path)) == sent, "nothing mailed again"
+    assert "no digest was due" in result.output, result.output
+    assert not re.search(r"mail: [1-9]\d* sent", result.output), "nothing mailed again"
+    # (The Maildir keeps one file a Message-ID: a mail sent again would replace its file.)
+    assert len(outbox(tmp_path)) == sent
     after = pg_rows(postgresql_database_url)["deliveries"]
     assert [r for r in after if r not in before] == [], "no delivery made again"
     assert not (tmp_path / "data" / "paperdigest.sqlite3").exists(), "the run used PostgreSQL"
@@ -188,17 +196,28 @@ def test_a_target_holding_another_stores_data_is_refused_in_one_line(
     assert "problems" in result.output
 
 
-def test_rows_the_target_has_that_the_store_has_not_are_named_and_exit_1(
+def test_a_second_copy_adds_what_is_new_and_names_the_tables_the_target_holds_otherwise(
     source: Path, postgresql_database_url: str
 ) -> None:
     assert copy(source, "--to", postgresql_database_url).exit_code == 0
+    # A new row in the store: the next copy brings it, and all agrees.
+    with Store.open(_sqlite_path(source)) as store:
+        store.save_short_links({"New1": "/feedback/NEW"}, AT)
+    result = copy(source, "--to", postgresql_database_url)
+    assert result.exit_code == 0, result.output
+    assert ("New1", "/feedback/NEW") in [r[:2] for r in pg_rows(postgresql_database_url)["short_links"]]
+    # The copy's own rows since (used on its own): kept as they are, but named, exit 1.
     with psycopg.connect(postgresql_database_url) as connection:
-        connection.execute(
-            "INSERT INTO short_links (code, target, created) VALUES ('new', '/x', '2026-11-26')"
-        )
+        connection.execute("INSERT INTO short_links VALUES ('only', '/x', '2026-11-26')")
+        connection.execute("UPDATE feedback SET mark = 'less' WHERE mark = 'more'")
     result = copy(source, "--to", postgresql_database_url)
     assert result.exit_code == 1
-    assert "differ" in result.output and "short_links" in result.output.splitlines()[-1]
+    last = result.output.splitlines()[-1]
+    assert "differs from the store in feedback, short_links" in last, result.output
+    assert "rows held otherwise" in result.output
+    with psycopg.connect(postgresql_database_url) as connection:
+        marks = {m for (m,) in connection.execute("SELECT mark FROM feedback")}
+    assert marks == {"less"}, "a row of the copy is never set back"
 
 
 def test_a_target_out_of_reach_is_one_line_without_its_password(source: Path) -> None:

@@ -14,13 +14,16 @@ counters included), so an interrupted copy leaves it as it was.
 
 Safe to run again: the target must be empty (as a newly made store is) or a previous copy of this
 same store (the same `store_id` in meta, given to the source by its first copy); anything else is
-refused. Into a copy, rows whose key the target already has are left as they are (`ON CONFLICT DO
-NOTHING`); a table with no key gets the rows the target lacks (compared as a multiset).
+refused. Into a copy, only the rows the target does not hold as they are are inserted (compared
+whole, as a multiset: a table with no key is not doubled), and a row whose key the target already
+has is left as the target has it (`ON CONFLICT DO NOTHING`: a copy in use since is never set back)
+but counted, so the command says which tables differ and exits 1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import sqlite3
@@ -63,16 +66,24 @@ class CopyReport:
     target: str
     counts: list[tuple[str, int, int]] = field(default_factory=list)
     refreshed: bool = False  # the target held a previous copy
+    # Into an earlier copy: rows of the store whose key the target holds with other values, left
+    # as the target has them (it may have been used since, or the store changed), by table
+    kept: dict[str, int] = field(default_factory=dict)
 
     @property
     def differing(self) -> list[str]:
-        return [name for name, source, target in self.counts if source != target]
+        """The tables whose counts differ, or whose rows the target holds otherwise."""
+        return [
+            name for name, source, target in self.counts if source != target or name in self.kept
+        ]
 
     def table(self) -> str:
         width = max([len("table"), *(len(name) for name, _, _ in self.counts)])
         lines = [f"{'table':<{width}}  {'source':>10}  {'target':>10}"]
         for name, source, target in self.counts:
             flag = "" if source == target else "  differs"
+            if name in self.kept:
+                flag += f"  {self.kept[name]:,} rows held otherwise"
             lines.append(f"{name:<{width}}  {source:>10,}  {target:>10,}{flag}")
         return "\n".join(lines)
 
@@ -110,7 +121,9 @@ def copy_store(source: Store, target: Store, now: datetime, batch: int = BATCH) 
                 for table in _parents_first(tables):
                     if empty and target_counts[table.name]:
                         dst.execute(f"DELETE FROM {_q(table.name)}")  # a new store's own rows
-                    _copy_table(src, dst, table, merge=not empty, batch=batch)
+                    kept = _copy_table(src, dst, table, merge=not empty, batch=batch)
+                    if kept:
+                        report.kept[table.name] = kept
                 dst.identities_on(tables)
                 dst.triggers_on(tables)
                 marker = json.dumps(
@@ -224,7 +237,10 @@ def _parents_first(tables: list[Table]) -> list[Table]:
     return list(done.values())
 
 
-def _copy_table(src: _Side, dst: _Side, table: Table, *, merge: bool, batch: int) -> None:
+def _copy_table(src: _Side, dst: _Side, table: Table, *, merge: bool, batch: int) -> int:
+    """Copy one table's rows; into an earlier copy (`merge`), only those the target does not
+    hold as they are. The rows of the store left out because the target holds their key with
+    other values (changed on either side since the last copy): their number."""
     columns = ", ".join(_q(c) for c in table.columns)
     overriding = " OVERRIDING SYSTEM VALUE" if table.identity and dst.postgresql else ""
     insert = (
@@ -232,23 +248,38 @@ def _copy_table(src: _Side, dst: _Side, table: Table, *, merge: bool, batch: int
         f"({', '.join('?' for _ in table.columns)}) ON CONFLICT DO NOTHING"
     )
     order = " ORDER BY rowid" if "rowid" in table.columns and src.sqlite else ""
-    rows: Iterable[tuple[Any, ...]] = src.rows(f"SELECT {columns} FROM {_q(table.name)}{order}", batch)
-    if merge and not table.keyed:  # no key to conflict on: only the rows the target lacks
-        rows = _lacking(rows, Counter(dst.rows(f"SELECT {columns} FROM {_q(table.name)}", batch)))
+    # A copy's marker is its own (written after), not carried from a store that is a copy itself.
+    where = f" WHERE key <> '{COPIED_FROM}'" if table.name == "meta" else ""
+    rows: Iterable[tuple[Any, ...]] = src.rows(
+        f"SELECT {columns} FROM {_q(table.name)}{where}{order}", batch
+    )
+    if merge:  # the rows the target lacks, compared whole (a table without a key included)
+        held = Counter(_digest(row) for row in dst.rows(f"SELECT {columns} FROM {_q(table.name)}", batch))
+        rows = _lacking(rows, held)
+    tried = inserted = 0
     pending: list[tuple[Any, ...]] = []
     for row in rows:
         pending.append(row)
         if len(pending) >= batch:
-            dst.executemany(insert, pending)
-            pending = []
+            inserted += dst.executemany(insert, pending)
+            tried, pending = tried + len(pending), []
     if pending:
-        dst.executemany(insert, pending)
+        inserted += dst.executemany(insert, pending)
+        tried += len(pending)
+    return tried - inserted if merge else 0
 
 
-def _lacking(rows: Iterable[tuple[Any, ...]], held: Counter[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+def _digest(row: tuple[Any, ...]) -> bytes:
+    """A row's fingerprint, the same for the same values read from either engine (str, int,
+    float, bytes, None), so a table is held in memory as 16 bytes a row."""
+    return hashlib.blake2b(repr(tuple(row)).encode(), digest_size=16).digest()
+
+
+def _lacking(rows: Iterable[tuple[Any, ...]], held: Counter[bytes]) -> Iterator[tuple[Any, ...]]:
     for row in rows:
-        if held[row] > 0:
-            held[row] -= 1
+        key = _digest(row)
+        if held[key] > 0:
+            held[key] -= 1
         else:
             yield row
 
@@ -269,8 +300,9 @@ class _Side:
     def execute(self, sql: str, parameters: Any = ()) -> Any:
         return self.db.execute(sql, parameters)
 
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self.db.executemany(sql, rows)
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        """The rows inserted (an executemany's rowcount is the sum of its statements')."""
+        return int(self.db.executemany(sql, rows).rowcount)
 
     def rollback(self) -> None:
         # no transaction open (it ended), or the connection is gone: nothing to undo
