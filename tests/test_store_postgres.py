@@ -350,3 +350,9 @@ def test_the_cli_works_on_postgresql_and_names_it_without_the_password(
     assert result.exit_code == 1
     assert "s3cret" not in result.output and "gone_" in result.output
     assert "does not exist" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_postgresql_store_is_not_opened_as_a_file(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="PostgresStore.connect"):
+        PostgresStore.open(tmp_path / "s.sqlite3")
+    assert not (tmp_path / "s.sqlite3").exists()

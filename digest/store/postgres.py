@@ -302,6 +302,11 @@ class PostgresStore(Store):
         self.path = Path(target.where)  # for the messages that name the store by its path
 
     @classmethod
+    def open(cls, path: Path) -> Store:
+        """Not for PostgreSQL (Store.open opens a SQLite file): use connect, or open_store."""
+        raise TypeError(f"{path}: a PostgreSQL store is opened with PostgresStore.connect(target)")
+
+    @classmethod
     def connect(cls, target: PgTarget) -> PostgresStore:
         """Connect, and bring the database's schema up to date."""
         db = PgConnection.connect(target)
