@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
+from helpers import make_config, record
 
-from digest import feeds
+from digest import feeds, status
 from digest.store import Store
 from digest.store.postgres import PgTarget, PostgresStore
 from digest.tokens import SECRET_FILE, feedback_token, read_feedback_token
@@ -176,16 +176,43 @@ def test_of_workers_claiming_a_source_at_once_exactly_one_gets_it(store: Store) 
     assert sorted(got, key=str) == [False, False, False, True], got
 
 
-@pytest.mark.parametrize("limit", [3])
 def test_a_confirmation_mail_is_recorded_only_within_the_limit_even_from_many_at_once(
-    store: Store, limit: int
+    store: Store,
 ) -> None:
-    def send(n: int) -> bool:
-        with store.another() as other:
-            return other.record_confirmation_mail_within(
-                "Flood@example.org", AT + timedelta(seconds=n), "net", AT - timedelta(days=1), limit
-            )
+    """Sign-up workers of several replicas sending to the same addresses at once: each address
+    gets at most its day's limit (the count and the insert are one locked step)."""
+    limit, addresses = 3, [f"flood-{n}@example.org" for n in range(40)]
+    workers = 6
+    start = threading.Barrier(workers)
+    sent: list[list[bool]] = [[] for _ in range(workers)]
 
-    got = _together(6, send)
-    assert sorted(got, key=str) == [False] * 3 + [True] * 3, got
-    assert store.confirmation_mails_since(AT - timedelta(days=1), "flood@example.org") == limit
+    def send(n: int) -> None:
+        with store.another() as own:  # opened first (a connection of the thread's own), then
+            start.wait()  # all released at once
+            for k, address in enumerate(addresses):
+                sent[n].append(own.record_confirmation_mail_within(
+                    address, AT + timedelta(seconds=k), "net", AT - timedelta(days=1), limit
+                ))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert all(len(got) == len(addresses) for got in sent)
+    for k, address in enumerate(addresses):
+        assert sum(got[k] for got in sent) == limit, address
+        assert store.confirmation_mails_since(AT - timedelta(days=1), address) == limit
+
+
+def test_status_tells_the_feeds_ages_from_where_they_are_kept(store: Store, tmp_path: Path) -> None:
+    """`digest status`'s feed ages: the files' mtimes with SQLite, the rows' with PostgreSQL."""
+    config = make_config(tmp_path)
+    store.ingest([record("A Paper", arxiv_id="2611.00001")], AT)
+    feeds.target(config.feeds_dir, store, lambda: AT).publish({feeds.ALL_ATOM: b"<feed/>"})
+    found = {feed.path: feed.age for feed in status.gather(config, store, AT + timedelta(hours=2)).feeds}
+    if store.dialect.name == "postgresql":
+        assert found[feeds.ALL_ATOM] == timedelta(hours=2)
+    else:  # a file's mtime is the wall clock's: some age, not missing
+        assert found[feeds.ALL_ATOM] is not None
+    assert found[feeds.ALL_RSS] is None
