@@ -776,7 +776,7 @@ def store_copy(obj: _Context, to: str | None, to_env: str | None) -> None:
         config = obj.config()
         started = time.monotonic()
         with open_store(config) as source, open_store_at(to) as target:
-            report = copy_store(source, target, obj.clock())
+            report = copy_store(source, target, obj.clock(), config.data_dir)
     click.echo(report.table())
     rows = sum(count for _, count, _ in report.counts)
     click.echo(
@@ -784,6 +784,8 @@ def store_copy(obj: _Context, to: str | None, to_env: str | None) -> None:
         f"{report.target}: {len(report.counts)} tables, {rows:,} rows in "
         f"{time.monotonic() - started:.1f} s"
     )
+    if report.keys:
+        click.echo(report.keys)
     if report.differing:
         click.echo(
             f"error: {report.target}: differs from the store in {', '.join(report.differing)} "

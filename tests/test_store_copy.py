@@ -88,9 +88,15 @@ def pg_columns(url: str) -> dict[str, list[str]]:
 
 
 def _sorted(rows: list[tuple[Any, ...]], table: str) -> list[tuple[Any, ...]]:
+    if table == "signing_keys":  # SQLite's are its secret.key: compared as such below
+        return []
     if table == "meta":  # the copy's own row (where from, when) is the one difference
         rows = [row for row in rows if row[0] != COPY_MARKER]
     return sorted((tuple(row) for row in rows), key=repr)
+
+
+def _keys(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def copy(config: Path, *args: str) -> Any:
@@ -123,6 +129,12 @@ def test_a_sqlite_store_copied_to_postgresql_row_for_row_again_without_change_an
         connection.execute("DELETE FROM runs WHERE id = %s", (next_id,))
     assert next_id == largest + 1
 
+    # The links' signing keys came along (SQLite keeps them in secret.key beside the store).
+    keys = _keys((source.parent / "data" / "secret.key").read_text())
+    with psycopg.connect(postgresql_database_url) as connection:
+        (held,) = connection.execute("SELECT keys FROM signing_keys").fetchone()
+    assert keys and _keys(held) == keys
+
     # Again: nothing changes (keyless tables such as confirmation_mails are not doubled).
     result = copy(source, "--to", postgresql_database_url)
     assert result.exit_code == 0, result.output
@@ -137,6 +149,7 @@ def test_a_sqlite_store_copied_to_postgresql_row_for_row_again_without_change_an
     assert result.exit_code == 0, result.output
     assert "paperdigest.sqlite3" in result.output
     assert sqlite_rows(back, columns) == original
+    assert _keys((back.parent / "secret.key").read_text()) == keys
     result = copy(pg_config, "--to", str(back))  # again: SQLite's rowids are keys too
     assert result.exit_code == 0, result.output
     assert sqlite_rows(back, columns) == original

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import tempfile
@@ -38,11 +39,15 @@ from typing import Any
 
 from digest.errors import StoreError
 from digest.store.sqlite import Store
+from digest.tokens import SECRET_FILE
 
 BATCH = 5000  # rows an executemany
 STORE_ID = "store_id"  # meta: the identity of a store and of its copies
 COPIED_FROM = "copied_from"  # meta of a copy: JSON {store_id, from, at}
 _POSTGRESQL_BOOKKEEPING = frozenset({"schema_version"})
+# The links' signing keys: a row of a shared (PostgreSQL) store, secret.key beside a SQLite one,
+# whose table stays empty; a copy carries them the store's own way (carry_link_keys).
+LINK_KEYS_TABLE = "signing_keys"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class CopyReport:
     # Into an earlier copy: rows of the store whose key the target holds with other values, left
     # as the target has them (it may have been used since, or the store changed), by table
     kept: dict[str, int] = field(default_factory=dict)
+    keys: str = ""  # what carry_link_keys did
 
     @property
     def differing(self) -> list[str]:
@@ -88,10 +94,13 @@ class CopyReport:
         return "\n".join(lines)
 
 
-def copy_store(source: Store, target: Store, now: datetime, batch: int = BATCH) -> CopyReport:
+def copy_store(
+    source: Store, target: Store, now: datetime, data_dir: Path | None = None, batch: int = BATCH
+) -> CopyReport:
     """Copy every table of `source` into `target` (both open and migrated to this release's
-    schema); the rows of each table counted on both sides after. A StoreError of one line when
-    the target holds another store's data, or when either store fails."""
+    schema), then the links' signing keys (carry_link_keys, from `data_dir`, the source's data
+    directory, when given); the rows of each table counted on both sides after. A StoreError of
+    one line when the target holds another store's data, or when either store fails."""
     if _same(source, target):
         raise StoreError(f"{target.path}: the target is the store itself")
     report = CopyReport(_where(source), _where(target))
@@ -141,12 +150,48 @@ def copy_store(source: Store, target: Store, now: datetime, batch: int = BATCH) 
                 raise
         finally:
             src.rollback()
+        if data_dir is not None:
+            report.keys = carry_link_keys(source, target, data_dir)
         for table in tables:
             expected = source_counts[table.name] + (meta_gains if table.name == "meta" else 0)
-            report.counts.append((table.name, expected, dst.count(table.name)))
+            found = dst.count(table.name)
+            if table.name == LINK_KEYS_TABLE and not source.shared:
+                expected = found  # a SQLite store's keys are its secret.key (carry_link_keys)
+            report.counts.append((table.name, expected, found))
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"copying {report.source} to {report.target}: {exc}") from None
     return report
+
+
+def carry_link_keys(source: Store, target: Store, data_dir: Path) -> str:
+    """The keys that sign the links of mails already sent, taken along so those links keep
+    working, each store keeping them its own way (digest/store/shared.py): a PostgreSQL target
+    without keys of its own takes a SQLite store's secret.key from `data_dir` at its first
+    `signing_keys` (a PostgreSQL store's keys are a row, copied with its table); a SQLite target
+    gets the source's keys as the secret.key beside its file, unless it has one. What was done,
+    in a line."""
+    keys = source.signing_keys(data_dir)
+    if target.shared:
+        held = target.signing_keys(data_dir)
+        same = held[: len(keys)] == keys
+        return "link keys: in the target's store" + ("" if same else " (its own, kept: links mailed "
+                                                       "from the store may not open there)")
+    path = target.path.parent / SECRET_FILE
+    if path.exists():
+        return f"link keys: {path} kept as it is"
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+            handle.write("".join(f"{key}\n" for key in keys))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot write the signing keys: {exc.strerror or exc}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return f"link keys: written to {path}"
 
 
 def _where(store: Store) -> str:
