@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -283,6 +284,30 @@ def test_ingests_and_digests_saved_at_once_keep_one_of_each(pg: PostgresStore) -
             worker.close()
     assert pg.count_papers() == 150
     assert len(pg.deliveries()) == 5
+
+
+def test_workers_saving_the_same_digests_in_opposite_orders_never_deadlock(
+    pg: PostgresStore,
+) -> None:
+    """A save locks each digest's key as it inserts it; saved in one order for all writers, two
+    saves of overlapping sets wait for each other at most, where opposite orders would deadlock
+    (and PostgreSQL would fail one of them). Each digest has source notes of its own here, so
+    the row they would share in digest_sources does not make the saves take turns anyway."""
+    workers = [pg.another() for _ in range(2)]
+    try:
+        for round_ in range(5):
+            digests = [
+                (replace(_digest(pg, f"r{round_}-p{n:03}"), sources=(SourceNote("arxiv", "failed", f"e{n}"),)), ["feed"])
+                for n in range(150)
+            ]
+            orders = [digests, digests[::-1]]
+            saved = _together(2, lambda n, orders=orders: workers[n].save_digests(orders[n], T0))
+            assert all(not isinstance(s, BaseException) for s in saved), saved
+            assert [d.profile for d in saved[1]] == [d.profile for d, _ in orders[1]]  # type: ignore[union-attr]
+    finally:
+        for worker in workers:
+            worker.close()
+    assert len(pg.deliveries()) == 5 * 150
 
 
 def test_two_workers_never_claim_the_same_signup(pg: PostgresStore) -> None:

@@ -122,16 +122,20 @@ class DigestStoreMixin(Connected):
         transaction (a run's hundreds of digests cost one commit, not one each). As save_digest:
         a (profile, day) already stored (another run was first) keeps the stored digest, which
         is returned in its place."""
-        saved: list[Digest] = []
+        saved: list[Digest | None] = [None] * len(composed)
+        # In one order for every writer, (profile, day): two workers saving overlapping sets
+        # then wait for each other at most, where opposite orders would deadlock on PostgreSQL.
+        order = sorted(range(len(composed)), key=lambda n: (composed[n][0].profile, composed[n][0].day))
         try:
             with self._transaction():
-                for digest, channels in composed:
-                    saved.append(self._insert_digest(digest, channels, now))
+                for n in order:
+                    digest, channels = composed[n]
+                    saved[n] = self._insert_digest(digest, channels, now)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"{self.path}: could not store {len(composed)} digests: {what_went_wrong(exc)}"
             ) from None
-        return saved
+        return [digest for digest in saved if digest is not None]
 
     def digests(
         self,
