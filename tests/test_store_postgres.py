@@ -377,6 +377,21 @@ def test_the_cli_works_on_postgresql_and_names_it_without_the_password(
     assert "does not exist" in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_vacuum_on_postgresql_does_not_ask_the_sqlite_schedulers_lock(
+    tmp_path: Path, postgresql_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `digest schedule` on this host holds data/schedule.lock; PostgreSQL's VACUUM works
+    beside it (and schedulers of a PostgreSQL store lead through the database, not that file)."""
+    from digest.lock import ProcessLock
+
+    monkeypatch.setenv("DIGEST_TEST_DB", postgresql_database_url)
+    config = write_config(tmp_path, extra='[store]\nurl_env = "DIGEST_TEST_DB"')
+    with ProcessLock(tmp_path / "data" / "schedule.lock"):
+        result = digest(config, "store", "vacuum")
+    assert result.exit_code == 0, result.output
+    assert "after (" in result.output
+
+
 def test_a_postgresql_store_is_not_opened_as_a_file(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="PostgresStore.connect"):
         PostgresStore.open(tmp_path / "s.sqlite3")
