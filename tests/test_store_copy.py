@@ -233,6 +233,28 @@ def test_a_second_copy_adds_what_is_new_and_names_the_tables_the_target_holds_ot
     assert marks == {"less"}, "a row of the copy is never set back"
 
 
+def test_the_store_is_copied_as_it_was_at_one_moment_while_a_run_writes_it(
+    source: Path, postgresql_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digest.store.copy as copying
+
+    copy_table = copying._copy_table
+    written: list[str] = []
+
+    def copy_then_write(*args: Any, **kwargs: Any) -> int:
+        kept = copy_table(*args, **kwargs)
+        if not written:  # after the first table, another process writes the store
+            with Store.open(_sqlite_path(source)) as writer:
+                writer.save_short_links({"Later": "/feedback/LATER"}, AT)
+            written.append("short link")
+        return kept
+
+    monkeypatch.setattr(copying, "_copy_table", copy_then_write)
+    result = copy(source, "--to", postgresql_database_url)
+    assert written and result.exit_code == 0, result.output
+    assert "Later" not in [row[0] for row in pg_rows(postgresql_database_url)["short_links"]]
+
+
 def test_a_target_out_of_reach_is_one_line_without_its_password(source: Path) -> None:
     result = copy(source, "--to", "postgresql://someone:s3cret@127.0.0.1:1/paperdigest")
     assert result.exit_code == 1
