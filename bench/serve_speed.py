@@ -21,6 +21,7 @@ Target: at least 2,000 requests/s for the 304s on the 2-core machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -141,11 +143,14 @@ def week_of_digests(papers: list[Paper], per_day: int = 20, days: int = 7) -> li
     return digests
 
 
-def make_site(folder: Path, corpus: Path) -> Path:
-    """A config and the published feeds, as `digest run` leaves them; returns the config's path."""
+def make_site(folder: Path, corpus: Path, store_url: str | None = None) -> Path:
+    """A config and the published feeds, as `digest run` leaves them (in feeds_dir, or in the
+    PostgreSQL store at `store_url`: its feed_files); returns the config's path."""
     config = folder / "config.toml"
+    store_table = f'\n[store]\nurl = "{store_url}"\n' if store_url else ""
     config.write_text(
         f"""data_dir = "data"
+{store_table}
 
 [output]
 base_url = "{BASE}"
@@ -173,8 +178,25 @@ keywords = ["language model"]
         files[made.rss_path], files[made.atom_path] = made.rss, made.atom
     files["feeds.opml"] = feeds.opml([(f.title, f.atom_path) for f in (everything, profile)],
                                      f"{BASE}/feeds")
-    feeds.publish(folder / "data" / "feeds", files)
+    if store_url:
+        from digest.store.postgres import PgTarget, PostgresStore
+
+        with PostgresStore.connect(PgTarget(store_url)) as store:
+            store.put_feed_files(files, datetime(2026, 6, 1, tzinfo=UTC))
+    else:
+        feeds.publish(folder / "data" / "feeds", files)
     return config
+
+
+@contextlib.contextmanager
+def postgresql_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server (tests/pgserver.py: initdb in a temporary folder, a Unix
+    socket there) and a database on it; stopped and removed after the block."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pgserver import postgresql_or_skip, running
+
+    with running(postgresql_or_skip()) as server:
+        yield server.create_database("serve_speed")
 
 
 # -- the server -------------------------------------------------------------------------------------
@@ -299,13 +321,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--kind", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgresql"), default="sqlite",
+        help="where the feeds are: feeds_dir (sqlite) or a throwaway PostgreSQL store's "
+        "feed_files, as a web replica serves them (issue 17)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
 
-    with tempfile.TemporaryDirectory() as folder_name:
-        folder = Path(folder_name)
-        config = make_site(folder, args.corpus)
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        store_url = stack.enter_context(postgresql_url()) if args.store == "postgresql" else None
+        config = make_site(folder, args.corpus, store_url)
         done = folder / "done.lua"
         done.write_text(LUA_DONE, encoding="utf-8")
         counting = folder / "count.lua"

@@ -168,7 +168,7 @@ class FeedFiles:
             and profile is not None
             and await personal.prepare(profile, None if found is None else found[2])
         ):
-            found = _stat(full) if source is None else await source.stat(relative)
+            found = _stat(full) if source is None else await source.stat(relative, fresh=True)
         if found is None:
             self.forget(relative)
             raise HTTPException(404)
@@ -513,8 +513,9 @@ class FeedSource(Protocol):
     from the one row every host reads, so every replica derives the same ETag and Last-Modified
     (the version's validators come from the identity alone, see _version)."""
 
-    async def stat(self, relative: str) -> Identity | None:
-        """The file's identity, None when there is none."""
+    async def stat(self, relative: str, fresh: bool = False) -> Identity | None:
+        """The file's identity, None when there is none; `fresh`: as it is now, not as read a
+        moment ago (the personal feed this request just built)."""
 
     async def read(
         self, relative: str, compress: bool, known: Identity | None

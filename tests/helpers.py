@@ -16,6 +16,10 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -422,3 +426,52 @@ def contrast(one: str, other: str) -> float:
     """WCAG contrast ratio, 1 to 21; 4.5 is the AA minimum for body text."""
     lighter, darker = sorted((luminance(one), luminance(other)), reverse=True)
     return (lighter + 0.05) / (darker + 0.05)
+
+
+# -- the CLI in processes of its own (test_service.py, test_replicas.py) --------------------------
+
+
+def digest_process(config: Path, *args: str, at: datetime = MONDAY) -> subprocess.Popen[str]:
+    """`digest ARGS` in a new process whose clock starts at `at` and ticks on."""
+    program = (
+        "import sys; from freezegun import freeze_time; from digest.cli import main\n"
+        f"with freeze_time({at.isoformat()!r}, tick=True):\n"
+        f"    main(['-v', '--config', {str(config)!r}, *{list(args)!r}])\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+class Said:
+    """A process's stderr, read line by line on a thread of its own as it comes."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self.lines: list[str] = []
+        self._thread = threading.Thread(
+            target=lambda: self.lines.extend(iter(process.stderr.readline, "")), daemon=True
+        )
+        self._thread.start()
+
+    def wait_for(self, text: str, seconds: float = 60.0) -> str:
+        """The first line holding `text`, once it came."""
+        wait_for(lambda: any(text in line for line in self.lines), seconds)
+        return next(line for line in self.lines if text in line)
+
+    def all(self) -> str:
+        self._thread.join(timeout=60)
+        return "".join(self.lines)
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)

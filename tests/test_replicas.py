@@ -10,14 +10,19 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import MONDAY, write_config
-from test_service import Said, digest_process
+from helpers import MONDAY, Said, digest_process, record, write_config
+from starlette.testclient import TestClient
 
-from digest.web import SUBSCRIBES_PER_CLIENT
+from digest import feeds
+from digest.config import load_config
+from digest.models import Digest, Interests, Reasons, ScoredPaper, Subscriber
+from digest.store import open_store
+from digest.web import SUBSCRIBES_PER_CLIENT, create_app
 
 
 def _free_port() -> int:
@@ -128,3 +133,42 @@ def test_the_subscribe_rate_limit_is_shared_by_the_replicas(
     limited = httpx.post(f"{two}/subscribe")
     assert limited.status_code == 429, limited.text[:500]
     assert int(limited.headers["retry-after"]) > 0
+
+
+def test_a_personal_feed_built_on_request_goes_into_the_store_and_another_replica_serves_it(
+    tmp_path: Path, postgresql_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A web subscriber's feed no run built (nobody read it) is built by the replica asked
+    first, into the store; the other replica then answers the same bytes and validators."""
+    monkeypatch.setenv("DIGEST_TEST_DB", postgresql_database_url)
+    config = load_config(write_config(tmp_path, extra='[store]\nurl_env = "DIGEST_TEST_DB"'))
+    profile, at = "web-00000000000000aa", MONDAY
+    path = feeds.profile_feed_paths(profile)[1]
+    with open_store(config) as store:
+        store.save_subscriber(Subscriber(
+            profile, f"{profile}@example.org", Interests(keywords=("x",)), "active", at, at,
+            confirmed=at,
+        ))
+        store.ingest([record("A Paper", arxiv_id="2611.00001")], at)
+        paper = store.paper("2611.00001")
+        assert paper is not None
+        store.save_digests([(Digest(
+            profile, at.date(), "UTC", at - timedelta(days=1), at, 1, (),
+            (ScoredPaper(paper, 1.0, Reasons(keywords=("x",))),),
+        ), ["feed"])], at)
+        assert store.feed_file(path) is None
+    later = at + timedelta(hours=1)
+    with TestClient(create_app(config, lambda: later)) as one, TestClient(
+        create_app(config, lambda: later)
+    ) as two:
+        built = one.get(f"/feeds/{path}")
+        assert built.status_code == 200 and feeds.item_id("2611.00001") in built.text
+        with open_store(config) as store:
+            kept = store.feed_file(path)
+        assert kept is not None and kept.modified == later
+        served = two.get(f"/feeds/{path}")
+        assert served.content == built.content
+        assert served.headers["etag"] == built.headers["etag"]
+        assert served.headers["last-modified"] == built.headers["last-modified"]
+        assert two.get(f"/feeds/{path}", headers={"if-none-match": built.headers["etag"]}).status_code == 304
+    assert not (tmp_path / "data" / "feeds").exists()  # no file written on any host
