@@ -40,7 +40,12 @@ from ledger import (
 from digest.channels.mail import RECONNECT_PAUSE_S, Outbox, SmtpSender, deliver_mail
 from digest.config import SmtpConfig
 from digest.deliver import DeliveryReport
-from digest.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from digest.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    StoreError,
+    TransientDeliveryError,
+)
 from digest.models import Delivery, Digest
 
 PASSWORD = "correct horse battery staple"
@@ -348,6 +353,29 @@ def test_nothing_to_send_is_skipped_and_a_broken_digest_blocks_nobody(
     }
     assert "could not build the message: KeyError" in report.problems[0].error
     assert recorder.recipients() == Counter(["ok@example.org"])
+
+
+def test_a_store_gone_while_building_ends_the_run_instead_of_failing_each_message(
+    tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]
+) -> None:
+    """A StoreError (a PostgreSQL server restarted under the run) is no broken digest: it ends
+    the channel's run with the store's one line, not a traceback a row and every row deferred
+    against a store that is gone (tests/test_workers.py restarts a real one)."""
+    recorder, settings = smtp
+    tried: list[str] = []
+
+    def make(row: Delivery) -> EmailMessage | None:
+        tried.append(row.address or "")
+        if row.address == "second@example.org":
+            raise StoreError("postgresql://digest@db/digest: lost the connection to the store")
+        return build(row)
+
+    with open_store(tmp_path) as store, SmtpSender(settings) as sender:
+        owe(store, ["first@example.org", "second@example.org", "third@example.org"])
+        with pytest.raises(StoreError, match="lost the connection"):
+            run(store, sender, Clock(), make=make)
+    assert tried == ["first@example.org", "second@example.org"]  # the third never tried
+    assert recorder.recipients() == Counter(["first@example.org"])
 
 
 def test_feed_rows_are_left_alone(tmp_path: Path, smtp: tuple[Recorder, SmtpConfig]) -> None:
