@@ -129,10 +129,13 @@ def test_a_standby_stops_on_sigterm_without_ever_leading(tmp_path: Path) -> None
     holder = ProcessLock(tmp_path / "data" / "schedule.lock")
     with holder:
         standby = digest_process(config, "schedule")
-        said = Said(standby)
-        said.wait_for(f"(pid {os.getpid()}) leads")
-        standby.send_signal(signal.SIGTERM)
-        standby.wait(timeout=60)
+        try:
+            said = Said(standby)
+            said.wait_for(f"(pid {os.getpid()}) leads")
+            standby.send_signal(signal.SIGTERM)
+            standby.wait(timeout=60)
+        finally:
+            standby.kill()  # a failed wait must not leave it standing by for good
         errors = said.all()
     assert standby.returncode == 0, errors
     assert "leading" not in errors and errors.rstrip().endswith("stopped")
