@@ -477,8 +477,9 @@ def run_job(
     )
 
 
-def check(folder: Path, count: int, days: int = 1) -> str:
-    """What the run left: digests composed, mails in the outbox, profile feed files."""
+def check(folder: Path, count: int, days: int = 1, url: str | None = None) -> str:
+    """What the run left: digests composed, mails in the outbox, profile feed files (on
+    PostgreSQL, the feeds' rows in the store: digest/store/shared.py)."""
     logs = "".join(
         p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("run-*.log"))
     )
@@ -491,7 +492,16 @@ def check(folder: Path, count: int, days: int = 1) -> str:
     )
     feeds = folder / "data" / "feeds" / "profiles"
     feed_files = sum(1 for _ in feeds.iterdir()) if feeds.is_dir() else 0
-    note = f"{composed} digests composed, {mails} mails in the outbox, {feed_files} profile feed files"
+    where = "profile feed files"
+    if url and not feed_files:
+        import psycopg
+
+        with psycopg.connect(url) as pg:
+            found = pg.execute(
+                "SELECT count(*) FROM feed_files WHERE path LIKE 'profiles/%'"
+            ).fetchone()
+        feed_files, where = (int(found[0]) if found else 0), "profile feeds in the store"
+    note = f"{composed} digests composed, {mails} mails in the outbox, {feed_files} {where}"
     if composed != count or mails != count * days:
         note += f"  (expected {count}: look at {folder}/run-*.log)"
     return note
@@ -752,7 +762,7 @@ def bench(
                         f" {idle.peak_mb:,.0f} MB, exit {idle.exit_codes}); {load()}",
                         flush=True,
                     )
-                    print(f"    {check(folder, count, 2 if args.warm else 1)}", flush=True)
+                    print(f"    {check(folder, count, 2 if args.warm else 1, url)}", flush=True)
                     cleanup(folder, name)
                 if runs:
                     results[(count, processes)] = (runs, idles)
