@@ -329,26 +329,13 @@ def postgresql_server() -> Iterator[Any]:
     """A throwaway PostgreSQL server (tests/pgserver.py's PgServer: initdb in a temporary folder,
     a Unix socket there, no TCP) with DURABLE_SETTINGS; stopped and removed after the block."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from pgserver import PgServer, find_bindir, server_user
+    from pgserver import find_bindir, running
 
     bindir, missing = find_bindir()
     if bindir is None:
         sys.exit(f"--store postgresql: {missing}")
-    base = Path(tempfile.mkdtemp(prefix="job_speed-pg-"))
-    server = PgServer(bindir, base, server_user())
-    try:
-        server.init()
-        with (server.data / "postgresql.conf").open("a") as conf:  # the last setting wins
-            conf.write("\n# bench/job_speed.py: durable\n")
-            conf.writelines(f"{key} = {value}\n" for key, value in DURABLE_SETTINGS.items())
-        server.start()
+    with running(bindir, settings=DURABLE_SETTINGS) as server:
         yield server
-    finally:
-        try:
-            if server.pid is not None:
-                server.stop()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def server_cpu_s(postmaster: int | None) -> float:

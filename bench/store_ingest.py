@@ -63,8 +63,7 @@ def main() -> None:
         results["sqlite"] = measure(
             lambda n: Store.open(Path(folder) / f"bench-{n}.sqlite3"), days, args.repeat
         )
-    pgserver.SETTINGS.update(DURABLE)
-    with pgserver.running(pgserver.postgresql_or_skip()) as server:
+    with pgserver.running(pgserver.postgresql_or_skip(), settings=DURABLE) as server:
         version = server.connect().execute("SHOW server_version").fetchone()[0]
         settings = ", ".join(
             f"{name}={server.connect().execute(f'SHOW {name}').fetchone()[0]}" for name in DURABLE

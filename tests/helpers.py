@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -475,3 +475,26 @@ def wait_for(condition, seconds: float = 60.0) -> None:  # type: ignore[no-untyp
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.1)
+
+
+T = TypeVar("T")
+
+
+def together(count: int, work: Callable[[int], T]) -> list[T | BaseException]:
+    """Run work(0..count-1) on threads released at the same instant; results or exceptions."""
+    start = threading.Barrier(count)
+    results: list[T | BaseException] = [RuntimeError("not run")] * count
+
+    def run(n: int) -> None:
+        start.wait()
+        try:
+            results[n] = work(n)
+        except BaseException as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results

@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -292,13 +292,21 @@ class PgServer:
 
 
 @contextlib.contextmanager
-def running(bindir: Path, parent: Path | None = None) -> Iterator[PgServer]:
+def running(
+    bindir: Path, parent: Path | None = None, settings: Mapping[str, str] | None = None
+) -> Iterator[PgServer]:
     """A fresh server for the block: made in a new folder under `parent` (the system's
-    temporary folder by default), stopped and its folder removed after, whatever happened."""
+    temporary folder by default), stopped and its folder removed after, whatever happened.
+    `settings` go into its postgresql.conf after SETTINGS (the last one wins: the benchmarks
+    turn durability back on)."""
     base = Path(tempfile.mkdtemp(prefix="paperdigest-pg-", dir=parent))
     server = PgServer(bindir, base, server_user())
     try:
         server.init()
+        if settings:
+            with (server.data / "postgresql.conf").open("a") as conf:
+                conf.write("\n# the caller's own\n")
+                conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
         server.start()
         yield server
     finally:

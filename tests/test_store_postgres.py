@@ -5,9 +5,8 @@ run on both backends through the `store` fixture (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import T0, digest, record, write_config
+from helpers import T0, digest, record, together, write_config
 from pgserver import PgServer
 
 from digest.config import load_config, url_has_password, url_without_password
@@ -37,26 +36,6 @@ T = TypeVar("T")
 def pg(postgresql_database_url: str) -> Iterator[PostgresStore]:
     with PostgresStore.connect(PgTarget(postgresql_database_url)) as opened:
         yield opened
-
-
-def _together(count: int, work: Callable[[int], T]) -> list[T | BaseException]:
-    """Run work(0..count-1) on threads released at the same instant; results or exceptions."""
-    start = threading.Barrier(count)
-    results: list[T | BaseException] = [RuntimeError("not run")] * count
-
-    def run(n: int) -> None:
-        start.wait()
-        try:
-            results[n] = work(n)
-        except BaseException as exc:
-            results[n] = exc
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
 
 
 # -- SQL as the concerns write it ---------------------------------------------------------------
@@ -191,7 +170,7 @@ def test_processes_opening_one_new_database_at_once_create_the_schema_once(
     postgresql_database_url: str,
 ) -> None:
     # Each connection takes the advisory lock, then finds the schema made by the first.
-    results = _together(6, lambda _: PostgresStore.connect(PgTarget(postgresql_database_url)))
+    results = together(6, lambda _: PostgresStore.connect(PgTarget(postgresql_database_url)))
     stores = [r for r in results if isinstance(r, PostgresStore)]
     try:
         assert len(stores) == 6, [r for r in results if not isinstance(r, PostgresStore)]
@@ -253,7 +232,7 @@ def test_workers_claiming_the_same_rows_take_each_once(pg: PostgresStore) -> Non
     rows = pg.deliveries()
     workers = [pg.another() for _ in range(4)]
     try:
-        got = _together(
+        got = together(
             4,
             lambda n: workers[n].claim_many(
                 rows, f"worker-{n}", T0, stale_before=T0 - timedelta(minutes=15)
@@ -272,12 +251,12 @@ def test_ingests_and_digests_saved_at_once_keep_one_of_each(pg: PostgresStore) -
     try:
         for round_ in range(5):
             batch = [record(f"Paper {round_}-{n}", arxiv_id=f"2611.{round_}{n:04}") for n in range(30)]
-            outcomes = _together(3, lambda n, batch=batch: workers[n].ingest(batch, T0))
+            outcomes = together(3, lambda n, batch=batch: workers[n].ingest(batch, T0))
             assert all(not isinstance(o, BaseException) for o in outcomes), outcomes
             # Exactly one of the ingests found them new.
             assert sorted(len(o.new_keys) for o in outcomes) == [0, 0, 30]  # type: ignore[union-attr]
             digest = _digest(pg, f"p{round_}")
-            saved = _together(3, lambda n, d=digest: workers[n].save_digest(d, ["feed"], T0))
+            saved = together(3, lambda n, d=digest: workers[n].save_digest(d, ["feed"], T0))
             assert all(s == digest for s in saved), saved
     finally:
         for worker in workers:
@@ -301,7 +280,7 @@ def test_workers_saving_the_same_digests_in_opposite_orders_never_deadlock(
                 for n in range(150)
             ]
             orders = [digests, digests[::-1]]
-            saved = _together(2, lambda n, orders=orders: workers[n].save_digests(orders[n], T0))
+            saved = together(2, lambda n, orders=orders: workers[n].save_digests(orders[n], T0))
             assert all(not isinstance(s, BaseException) for s in saved), saved
             assert [d.profile for d in saved[1]] == [d.profile for d, _ in orders[1]]  # type: ignore[union-attr]
     finally:

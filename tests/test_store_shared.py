@@ -5,12 +5,11 @@ Every test runs on both backends (the `store` fixture); the races on PostgreSQL'
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from helpers import make_config, record
+from helpers import make_config, record, together
 
 from digest import feeds, status
 from digest.store import Store
@@ -19,25 +18,6 @@ from digest.tokens import SECRET_FILE, feedback_token, read_feedback_token
 
 T = TypeVar("T")
 AT = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
-
-
-def _together(count: int, work: Callable[[int], T]) -> list[T | BaseException]:
-    start = threading.Barrier(count)
-    results: list[T | BaseException] = [RuntimeError("not run")] * count
-
-    def run(n: int) -> None:
-        start.wait()
-        try:
-            results[n] = work(n)
-        except BaseException as exc:
-            results[n] = exc
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
 
 
 # -- feed files -----------------------------------------------------------------------------------
@@ -116,7 +96,7 @@ def test_hosts_creating_the_signing_keys_at_once_agree_on_them(
         with PostgresStore.connect(PgTarget(postgresql_database_url)) as pg:
             return pg.signing_keys(tmp_path / f"host-{n}")
 
-    found = _together(4, first_use)
+    found = together(4, first_use)
     assert all(isinstance(keys, list) for keys in found), found
     assert len({tuple(keys) for keys in found if isinstance(keys, list)}) == 1
 
@@ -141,7 +121,7 @@ def test_rate_counts_from_many_connections_at_once_lose_no_event(store: Store) -
                 other.count_event("subscribe:flood", 7, 6)
         return n
 
-    assert all(isinstance(r, int) for r in _together(4, hit))
+    assert all(isinstance(r, int) for r in together(4, hit))
     assert store.count_event("subscribe:flood", 7, 6) == (41, 0)
 
 
@@ -172,7 +152,7 @@ def test_of_workers_claiming_a_source_at_once_exactly_one_gets_it(store: Store) 
         with store.another() as other:
             return other.claim_source("arxiv", f"worker-{n}", AT, AT + timedelta(minutes=15))
 
-    got = _together(4, claim)
+    got = together(4, claim)
     assert sorted(got, key=str) == [False, False, False, True], got
 
 
