@@ -100,8 +100,8 @@ def ingest(
 
     One broken source never stops the others: its error is recorded in the run history and returned.
 
-    With a `claimant` (a `digest run`'s), each source is claimed in the store before it is
-    fetched (store.claim_source): of workers started at once, on one host or several, one fetches
+    With a `claimant` (a `digest run`'s on a shared store: PostgreSQL), each source is claimed in
+    the store before it is fetched (store.claim_source): of workers started at once, one fetches
     it and the others skip it ("fetched by another worker", in the report's `elsewhere`). The
     claim is held for SOURCE_LEASE while fetching (a killed worker's claim expires with it), then
     kept for SOURCE_COOL_DOWN after a fetch that got through; a failed fetch gives it up, so
@@ -579,8 +579,13 @@ def run_cycle(
     claimant = claimant or run_id()
     started = clock()
     with logs.context(run_id=claimant):
+        # Workers on several hosts share a store's sources (claims); one host's SQLite store
+        # fetches as it always did, so a run right after another (a config just fixed) fetches.
         report = (
-            ingest(config, store, fetcher, clock, progress=progress, claimant=claimant)
+            ingest(
+                config, store, fetcher, clock, progress=progress,
+                claimant=claimant if store.shared else None,
+            )
             if fetcher is not None
             else None
         )

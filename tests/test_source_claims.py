@@ -147,3 +147,22 @@ def test_without_a_claimant_every_source_is_fetched(tmp_path: Path, store: Store
         report = pipeline.ingest(config, store, fetcher, lambda: T0 + timedelta(minutes=1))
     assert [run.source for run in report.sources] == list(SOURCES)
     assert handler.asked == Counter(dict.fromkeys(SOURCES, 2))
+
+
+def test_a_run_claims_sources_only_on_a_store_shared_by_hosts(tmp_path: Path, store: Store) -> None:
+    """`digest run` (run_cycle) claims on PostgreSQL; one host's SQLite store fetches every
+    source on every run, as before (a run right after another, a config just fixed, fetches)."""
+    handler = Counting()
+    config = make_config(tmp_path, *SOURCES)
+    for minute in (0, 5):  # the second run inside the first one's cool-down
+        with Fetcher(
+            FetchPolicy(retries=1, backoff_s=0), transport=httpx.MockTransport(handler),
+            sleep=lambda s: None,
+        ) as fetcher:
+            pipeline.run_cycle(
+                config, store, lambda m=minute: T0 + timedelta(minutes=m), sender=None,  # type: ignore[arg-type]
+                fetcher=fetcher,
+            )
+    expected = 1 if store.shared else 2
+    assert handler.asked == Counter(dict.fromkeys(SOURCES, expected))
+    assert bool(store.source_claims()) == store.shared
