@@ -616,15 +616,19 @@ def run_cycle(
             config, store, clock, targets=lambda profile: channels.targets(opened, profile)
         )
         composed: list[Composed] = []
-        for start in block_starts(len(due), claimant):
-            if STOPPING.is_set():
-                break
-            # Another run at work on the same store may have composed some of them by now.
-            todo = composer.still_due(due[start : start + BLOCK])
-            digests, ours = composer.compose(todo)
-            composed += [Composed.of(digest) for digest in ours]
+
+        def compose_claimed(start: int, key: int, todo: list[Due] | None = None) -> None:
+            """Compose the block at `start`, claimed as `key` (given back once its digests are
+            saved, or composing failed), then deliver it."""
+            nonlocal delivered
+            try:
+                # Another run at work on the same store may have composed some of them by now.
+                todo = composer.still_due(todo if todo is not None else due[start : start + BLOCK])
+                digests, ours = composer.compose(todo)
+            finally:
+                store.release_block(key)
+            composed.extend(Composed.of(digest) for digest in ours)
             fresh = {(digest.profile, digest.day): digest for digest in digests}
-            block = dataclasses.replace(run, block=frozenset(fresh), fresh=fresh)
             going, benched = _still_going(opened, delivered)
             # A channel that stopped for the run leaves this block's rows for the next run.
             left = {
@@ -633,8 +637,39 @@ def run_cycle(
                 )
                 for channel in benched
             }
-            passed = channels.deliver_all(going, store, block)
+            passed = channels.deliver_all(
+                going, store, dataclasses.replace(run, block=frozenset(fresh), fresh=fresh)
+            )
             delivered = channels.merged(delivered, {**passed, **left})
+
+        # A block is claimed before it is ranked: of workers reaching it at once one composes it,
+        # the others skip it, and come back to it once after their other blocks.
+        skipped: list[int] = []
+        for start in block_starts(len(due), claimant):
+            if STOPPING.is_set():
+                break
+            key = block_key(due[start])
+            if store.claim_block(key):
+                compose_claimed(start, key)
+            else:
+                log.info("block starting at %s: another worker is composing it", due[start].profile.name)
+                skipped.append(start)
+        for start in skipped:
+            if STOPPING.is_set():
+                break
+            # What the other worker saved meanwhile is done; the rest is left to it while it
+            # holds the block (a worker killed meanwhile let it go: its profiles are due again).
+            todo = composer.still_due(due[start : start + BLOCK])
+            if not todo:
+                continue
+            key = block_key(due[start])
+            if store.claim_block(key):
+                compose_claimed(start, key, todo)
+            else:
+                log.info(
+                    "block starting at %s: another worker is still composing it, left to it",
+                    due[start].profile.name,
+                )
         written = next((c.written for c in opened if isinstance(c, FeedChannel)), [])
         if not STOPPING.is_set():  # [store] keep_days: once a day, after the delivery
             from digest.retention import after_run
@@ -655,6 +690,13 @@ def block_starts(count: int, claimant: str) -> list[int]:
         return starts
     first = int(hashlib.blake2b(claimant.encode(), digest_size=4).hexdigest(), 16) % len(starts)
     return starts[first:] + starts[:first]
+
+
+def block_key(first: Due) -> int:
+    """The number a block of due profiles is claimed by (`Store.claim_block`): a stable signed
+    64-bit hash of its day and its first profile's name, the same for every worker of the run."""
+    name = f"{first.day.isoformat()} {first.profile.name}".encode()
+    return int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big", signed=True)
 
 
 def _still_going(

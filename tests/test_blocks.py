@@ -8,6 +8,7 @@ Maildir outbox or to a port nothing listens on; the clock is frozen.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
@@ -16,7 +17,7 @@ from pathlib import Path
 import feedparser
 import pytest
 from freezegun import freeze_time
-from helpers import MONDAY, digest, free_port, outbox, write_config
+from helpers import MONDAY, Recorder, digest, free_port, outbox, write_config
 
 from digest import pipeline
 from digest.models import Delivery, Digest
@@ -203,3 +204,59 @@ def test_runs_on_one_store_start_at_different_blocks_and_skip_what_another_compo
     left = second.still_due(due)
     assert [entry.profile.name for entry in left] == [entry.profile.name for entry in due[4:]]
     store.close()
+
+
+def test_two_workers_reaching_a_block_at_once_compose_it_once(
+    tmp_path: Path,
+    postgresql_database_url: str,
+    smtp_server: tuple[Recorder, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two workers on one PostgreSQL store, both taking the blocks in the same order and started
+    at the same instant (the worst case block_starts avoids): each block is claimed before it is
+    ranked, so the one that finds it claimed goes on to the next, and each profile is ranked once
+    between them; every digest is sent once."""
+    from datetime import timedelta
+
+    from freezegun import freeze_time
+    from helpers import together
+
+    from digest.channels.mail import SmtpSender
+    from digest.config import load_config
+    from digest.store import open_store
+
+    recorder, port = smtp_server
+    monkeypatch.setenv("DIGEST_TEST_DB", postgresql_database_url)
+    path = write_config(
+        tmp_path, profiles=readers(6), smtp_port=port,
+        extra='[rank]\nembeddings = false\n\n[store]\nurl_env = "DIGEST_TEST_DB"\n',
+    )
+    with freeze_time(MONDAY - timedelta(hours=1)):
+        assert digest(path, "ingest").exit_code == 0
+    config = load_config(path)
+    assert config.smtp is not None
+    monkeypatch.setattr(pipeline, "BLOCK", 2)  # 3 blocks
+    monkeypatch.setattr(pipeline, "block_starts", lambda count, claimant: list(range(0, count, 2)))
+    ranked: list[str] = []
+    real_compose = pipeline.Composer.compose
+
+    def slow(self: pipeline.Composer, block: list[pipeline.Due]) -> tuple[list[Digest], list[Digest]]:
+        if block:  # long enough for the other worker to reach the same block meanwhile
+            ranked.extend(entry.profile.name for entry in block)
+            time.sleep(0.5)
+        return real_compose(self, block)
+
+    monkeypatch.setattr(pipeline.Composer, "compose", slow)
+
+    def worker(number: int) -> int:
+        with open_store(config) as store, SmtpSender(config.smtp) as sender:  # type: ignore[arg-type]
+            report = pipeline.run_cycle(
+                config, store, lambda: MONDAY, sender, claimant=f"worker{number}"
+            )
+        return len(report.composed)
+
+    results = together(2, worker)
+    assert all(isinstance(result, int) for result in results), results
+    assert sum(results) == 6, results  # type: ignore[arg-type]
+    assert sorted(Counter(ranked).values()) == [1] * 6, Counter(ranked)  # each ranked once
+    assert sorted(recorder.recipients().values()) == [1] * 6, recorder.recipients()

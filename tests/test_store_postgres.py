@@ -375,3 +375,26 @@ def test_a_postgresql_store_is_not_opened_as_a_file(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="PostgresStore.connect"):
         PostgresStore.open(tmp_path / "s.sqlite3")
     assert not (tmp_path / "s.sqlite3").exists()
+
+
+# -- block claims ---------------------------------------------------------------------------------
+
+
+def test_a_block_claimed_by_one_connection_is_refused_to_another_until_released(
+    pg: PostgresStore,
+) -> None:
+    key = -0x1234_5678_9ABC_DEF0  # any signed 64-bit number (pipeline.block_key's)
+    with pg.another() as other:
+        assert pg.claim_block(key)
+        assert not other.claim_block(key)
+        assert other.claim_block(key + 1)  # another block is free
+        pg.release_block(key)
+        assert other.claim_block(key)
+        assert not pg.claim_block(key)
+    # The connection that held it closed (a worker killed mid-block): the block is free again,
+    # once the server has ended that session (it does so after the client has gone).
+    deadline = time.monotonic() + 10
+    while not pg.claim_block(key):
+        assert time.monotonic() < deadline, "the closed connection's claim was not released"
+        time.sleep(0.05)
+    pg.release_block(key)

@@ -61,6 +61,11 @@ class Dialect:
     # Within a transaction, wait for the lock of this number and hold it until its end (SQLite:
     # nothing to say, the transaction holds the one write lock)
     exclusive: str
+    # A session lock of this number taken if free (one row: whether it was), and given back:
+    # a block of due profiles claimed by one worker (SQLite: one host, its write lock and the
+    # stored digests serialise the runs already, so there is nothing to say)
+    try_claim: str
+    release_claim: str
 
     def patience_sql(self, seconds: float) -> str:
         return self.patience.format(ms=int(seconds * 1000))
@@ -84,6 +89,8 @@ SQLITE = Dialect(
     skip_locked="",
     patience="PRAGMA busy_timeout = {ms}",
     exclusive="",
+    try_claim="",
+    release_claim="",
 )
 POSTGRESQL = Dialect(
     name="postgresql",
@@ -94,4 +101,6 @@ POSTGRESQL = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     patience="SET lock_timeout = {ms}",
     exclusive="SELECT pg_advisory_xact_lock(?)",
+    try_claim="SELECT pg_try_advisory_lock(?)",
+    release_claim="SELECT pg_advisory_unlock(?)",
 )

@@ -27,6 +27,12 @@ and the trade-offs are the same for all four, so they read best together.
                    killed worker's claim expires with it), then kept for a cool-down, its
                    `fetched` time set (a worker that skipped the source waits for that before
                    composing, so its digests have the papers).
+    block claims   No table: on PostgreSQL a session advisory lock per block of due profiles
+                   (pg_try_advisory_lock, keyed by the run's day and the block's first profile),
+                   taken by the worker that ranks and composes the block and given back once its
+                   digests are saved; another worker reaching the block skips it instead of
+                   composing it a second time. A killed worker's locks go with its connection.
+                   SQLite: always taken (one host; the write lock serialises the runs).
 """
 
 from __future__ import annotations
@@ -227,6 +233,24 @@ class SharedStoreMixin(Connected):
             self._db.execute(
                 "DELETE FROM source_claims WHERE source = ? AND claimant = ?", (source, claimant)
             )
+
+    # -- block claims -------------------------------------------------------------------------
+
+    def claim_block(self, key: int) -> bool:
+        """Take the block of due profiles numbered `key` (a signed 64-bit number, the same for
+        every worker of a run: `pipeline.block_key`) for this store's connection, unless another
+        connection holds it; whether it was taken. PostgreSQL: a session advisory lock, held until
+        `release_block` or until the connection closes (a killed worker's go with it). SQLite:
+        always taken (one host; its write lock and the stored digests serialise the runs)."""
+        if not self.dialect.try_claim:
+            return True
+        row = self._db.execute(self.dialect.try_claim, (key,)).fetchone()
+        return bool(row[0])
+
+    def release_block(self, key: int) -> None:
+        """Give back the block `claim_block(key)` took (its digests are saved, or composing failed)."""
+        if self.dialect.release_claim:
+            self._db.execute(self.dialect.release_claim, (key,))
 
     def source_claims(self, sources: Iterable[str] | None = None) -> list[SourceClaim]:
         """The sources' claims (every claim when None), by source."""
