@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest import configcache
-from digest.errors import ConfigError
+from digest.errors import ConfigError, DigestError
 from digest.sources import SOURCE_KINDS
 
 DEFAULT_CONFIG = "config.toml"
@@ -224,6 +224,41 @@ def chat_secret(chat: ChatConfig, environ: Mapping[str, str] | None = None) -> s
             held = f"the text in {getattr(chat, key)}"
         raise ConfigError(f"{place}: {held} {problem} (not shown: it is a secret)")
     return value
+
+
+def read_password(
+    place: str,
+    what: str,
+    variable: str | None,
+    path: Path | None,
+    environ: Mapping[str, str],
+    error: type[DigestError],
+) -> str | None:
+    """The password a table (`place`: "smtp", "store") names, read now: from its password_env
+    `variable` or its password_file `path` (the line end stripped); None when it names neither.
+    A problem is `error` of one line naming the key or the file, never holding the password."""
+    if variable is not None:
+        value = environ.get(variable)
+        if not value:
+            raise error(
+                f"{place}.password_env: the environment variable {variable} is not set "
+                f"(it should hold the {what} password)"
+            )
+        return value
+    if path is not None:
+        try:
+            value = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise error(
+                f"{path}: cannot read the {what} password file: {exc.strerror or type(exc).__name__}"
+            ) from None
+        except UnicodeDecodeError:
+            # Its message would quote a byte of the password.
+            raise error(f"{path}: the {what} password file is not UTF-8 text") from None
+        if not value:
+            raise error(f"{path}: the {what} password file is empty")
+        return value
+    return None
 
 
 def _secret_what(kind: str) -> str:

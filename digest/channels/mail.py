@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 from digest import durable, feeds
-from digest.config import Config, ProfileConfig, SmtpConfig
+from digest.config import Config, ProfileConfig, SmtpConfig, read_password
 from digest.deliver import DEFAULT_BREAKER, MAX_ERROR, DeliveryReport, deliver_rows
 from digest.errors import (
     DeliveryError,
@@ -578,27 +578,11 @@ class SmtpSender:
 
     def _password(self) -> _Secret:
         settings = self.settings
-        if settings.password_env is not None:
-            value = self._environ.get(settings.password_env)
-            if not value:
-                raise DeliveryError(
-                    f"smtp.password_env: the environment variable {settings.password_env} "
-                    "is not set (it should hold the SMTP password)"
-                )
-            return _Secret(value)
-        if settings.password_file is not None:
-            path = settings.password_file
-            try:
-                value = path.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise DeliveryError(
-                    f"{path}: cannot read the SMTP password file: {exc.strerror or type(exc).__name__}"
-                ) from None
-            except UnicodeDecodeError:
-                # Its message would quote a byte of the password.
-                raise DeliveryError(f"{path}: the SMTP password file is not UTF-8 text") from None
-            if not value:
-                raise DeliveryError(f"{path}: the SMTP password file is empty")
+        value = read_password(
+            "smtp", "SMTP", settings.password_env, settings.password_file, self._environ,
+            DeliveryError,
+        )
+        if value is not None:
             return _Secret(value)
         raise DeliveryError(f"smtp: user {settings.username} needs password_env or password_file")
 

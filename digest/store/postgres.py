@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Dumper
 
-from digest.config import StoreConfig, url_without_password
+from digest.config import StoreConfig, read_password, url_without_password
 from digest.errors import StoreError
 from digest.store.dialect import POSTGRESQL
 from digest.store.maintenance import StoreSize
@@ -70,29 +70,10 @@ def target_from_config(store: StoreConfig, environ: Mapping[str, str] | None = N
 
 
 def _password(store: StoreConfig, env: Mapping[str, str]) -> str | None:
-    if store.password_env is not None:
-        value = env.get(store.password_env)
-        if not value:
-            raise StoreError(
-                f"store.password_env: the environment variable {store.password_env} "
-                "is not set (it should hold the PostgreSQL password)"
-            )
-        return value
-    if store.password_file is not None:
-        path = store.password_file
-        try:
-            value = path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise StoreError(
-                f"{path}: cannot read the PostgreSQL password file: {exc.strerror or type(exc).__name__}"
-            ) from None
-        except UnicodeDecodeError:
-            # Its message would quote a byte of the password.
-            raise StoreError(f"{path}: the PostgreSQL password file is not UTF-8 text") from None
-        if not value:
-            raise StoreError(f"{path}: the PostgreSQL password file is empty")
-        return value
-    return None  # libpq's own: PGPASSWORD, ~/.pgpass
+    """None: libpq's own (PGPASSWORD, ~/.pgpass)."""
+    return read_password(
+        "store", "PostgreSQL", store.password_env, store.password_file, env, StoreError
+    )
 
 
 def connect(target: PgTarget, application_name: str = "paperdigest") -> psycopg.Connection[Any]:
