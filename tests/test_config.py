@@ -536,3 +536,28 @@ def test_the_cli_exits_2_with_one_line_naming_the_key(
     result = digest(config, command)
     assert result.exit_code == 2
     assert result.output == f"error: {config}: {expected.replace('{tmp}', str(tmp_path))}\n"
+
+
+def test_a_password_is_read_from_its_variable_or_file_and_problems_never_show_it(tmp_path: Path) -> None:
+    from digest.config import read_password
+    from digest.errors import DeliveryError
+
+    def read(variable: str | None, path: Path | None, environ: dict[str, str]) -> str | None:
+        return read_password("smtp", "SMTP", variable, path, environ, DeliveryError)
+
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n", encoding="utf-8")
+    assert read("PW", None, {"PW": "from-env"}) == "from-env"
+    assert read(None, secret, {}) == "s3cret"  # the line end stripped
+    assert read(None, None, {"PW": "x"}) is None  # neither named: the caller decides
+    with pytest.raises(DeliveryError, match=r"^smtp\.password_env: the environment variable PW is not set \(it should hold the SMTP password\)$"):
+        read("PW", None, {"PW": ""})
+    with pytest.raises(DeliveryError, match="cannot read the SMTP password file: No such file"):
+        read(None, tmp_path / "gone", {})
+    secret.write_bytes(b"\xffs3cret")
+    with pytest.raises(DeliveryError, match="password file is not UTF-8 text") as caught:
+        read(None, secret, {})
+    assert "s3cret" not in str(caught.value)
+    secret.write_text("\n", encoding="utf-8")
+    with pytest.raises(DeliveryError, match="the SMTP password file is empty"):
+        read(None, secret, {})
