@@ -56,7 +56,14 @@ from digest.identify import normalize_title
 from digest.learn import BACKGROUND, MIN_DISLIKED, MIN_LIKED, LearnedProfile, fingerprint, train
 from digest.models import Feedback, Paper, Reasons, ScoredPaper
 from digest.sources.common import split_arxiv_id
-from digest.terms import author_keys, author_match_key, is_content, phrase, words
+from digest.terms import (
+    author_keys,
+    author_match_key,
+    content_words,
+    is_content,
+    phrase,
+    words,
+)
 
 if TYPE_CHECKING:
     from digest.embed import VectorSource
@@ -128,7 +135,7 @@ def _words(text: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=8192)
 def _content_words(text: str) -> tuple[str, ...]:
-    return tuple(w for w in _words(text) if is_content(w))
+    return tuple(content_words(text))
 
 
 @dataclass

@@ -10,9 +10,10 @@ import pytest
 from helpers import TOPICS, corpus, keys, paper, profile
 
 import digest.rank
+import digest.terms
 from digest.models import Feedback, Paper
 from digest.rank import Ranker
-from digest.terms import author_match_key, phrase, stem, words
+from digest.terms import author_match_key, content_words, is_content, phrase, stem, words
 
 
 def test_words_fold_case_plurals_accents_and_latex() -> None:
@@ -30,6 +31,25 @@ def test_words_fold_case_plurals_accents_and_latex() -> None:
     # Light on purpose: a transformer is not a transformation, and analysis is not plural.
     assert stem("transformation") != stem("transformer")
     assert stem("analysis") == "analysis"
+
+
+def test_content_words_are_words_without_stop_words_numbers_and_letters_even_as_the_table_fills(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # content_words keeps each distinct word's form in a table; whatever the table holds (empty,
+    # full, cleared when it reaches its bound), the words are words() filtered by is_content.
+    monkeypatch.setattr(digest.terms, "_CONTENT_FORMS", {})
+    monkeypatch.setattr(digest.terms, "_CONTENT_FORMS_MAX", 5)
+    texts = [
+        "The Transformers of 2024: a study of $\\mathcal{O}(n)$ Diffusion Models",
+        "Studies in diffusion: the model, the models and x",
+        "Schölkopf and LeCun on kernels, kernels, kernels",
+        "",
+    ]
+    for text in texts * 2:
+        assert content_words(text) == [w for w in words(text) if is_content(w)], text
+    assert content_words("The Transformers of 2024: a study") == ["transformer", "study"]
+    assert len(digest.terms._CONTENT_FORMS) <= 5  # bounded: cleared when full
 
 
 def test_author_keys_match_initials_and_comma_forms() -> None:
