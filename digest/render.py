@@ -262,6 +262,18 @@ class Renderer:
         self._items[(id(item), position)] = (item, feedback, html)
         return html
 
+    def item_parts(
+        self, item: ScoredPaper, position: int, feedback: FeedbackLinks | None = None
+    ) -> tuple[str, Markup, str]:
+        """item_html in three pieces, (before, card, after): the card is the paper's, the same
+        object for every reader, so a feed can escape it once a paper and only the reader's own
+        few words (position, why, feedback links) per item. Joined, they are item_html."""
+        urls = self.feedback_urls(feedback, item.paper.key) if feedback else None
+        before, after = _item_around(
+            self._plain_item, compose.reasons_line(item.reasons), position, urls
+        )
+        return before, self.card(item.paper), after
+
     def _item(
         self,
         tags: _ItemTags,
