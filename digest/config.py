@@ -9,12 +9,13 @@ disabled, or its name holds {date}): a wrong path is found by every command, bef
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -420,12 +421,20 @@ class Config:
 
 def load_config(path: str | Path) -> Config:
     """Read and check a config file; raise ConfigError naming the place of the first mistake."""
+    return load_config_head(path)[1]()
+
+
+def load_config_head(path: str | Path) -> tuple[Config, Callable[[], Config]]:
+    """The config, maybe without its profiles, and how to get the whole of it: for a big config
+    kept by digest.configcache, its head (every table but the profiles, read in milliseconds) and
+    a function that reads the profiles once; otherwise the whole config, read and checked (the
+    function then gives it back). A caller that can stop before it needs a profile (an idle run) stops sooner."""
     path = Path(path)
     label = str(path)
     try:
         data = path.read_bytes()
-        if kept := configcache.load(path, data):  # a big config, unchanged since it was checked
-            return kept
+        if kept := configcache.load_kept(path, data):  # a big config, unchanged since checked
+            return kept.head, functools.cache(kept.whole)
         raw = tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         hint = " (copy config.example.toml to start)" if path.name == DEFAULT_CONFIG else ""
@@ -437,7 +446,7 @@ def load_config(path: str | Path) -> Config:
     reader = _Reader(label, path.resolve().parent)
     config = reader.config(raw, path)
     configcache.save(path, data, config, reader.checked)
-    return config
+    return config, lambda: config
 
 
 class _Reader:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FROM_BYTES = 256 * 1024  # below this, reading the file is as fast as reading the cache
 KEPT = 4  # configs kept at once (most people have one)
-_FORMAT = 1
+_FORMAT = 2  # 2: the profiles pickled apart (Kept)
 
 
 def cache_dir() -> Path:
@@ -44,19 +44,40 @@ def cache_dir() -> Path:
     return Path(base) / "paperdigest"
 
 
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    """A kept Config read back in two steps: `head` is the config without its profiles (read in a
+    few milliseconds, whatever their number), `whole()` the config with them. An idle hourly run
+    needs only the head to learn that nothing is due (digest.quiet)."""
+
+    head: Config
+    profile_rows: bytes = dataclasses.field(repr=False)  # the profiles, pickled apart
+
+    def whole(self) -> Config:
+        return _rebuilt(self.head, pickle.loads(self.profile_rows))
+
+
 def load(path: Path, data: bytes) -> Config | None:
     """The Config kept for this file and these bytes, or None (none kept, or it no longer holds)."""
+    kept = load_kept(path, data)
+    return kept.whole() if kept is not None else None
+
+
+def load_kept(path: Path, data: bytes) -> Kept | None:
+    """As `load`, in two steps (see Kept)."""
     if len(data) < CACHE_FROM_BYTES:
         return None
     try:
         kept = _read_own(_cache_file(path))
         if kept is None:
             return None
-        header, config, profiles = pickle.loads(kept)
+        header, config, profile_rows = pickle.loads(kept)
         expected = {**_header(path, data), "checked": header.get("checked")}
         if header != {**expected, "existing": _existing(header["checked"])}:
             return None
-        return _rebuilt(config, profiles)
+        if not isinstance(profile_rows, bytes):
+            return None
+        return Kept(config, profile_rows)
     except Exception as exc:  # a damaged or foreign cache: read the file instead
         log.debug("%s: kept config not used: %s", path, exc)
         return None
@@ -74,8 +95,10 @@ def save(path: Path, data: bytes, config: Config, checked: Iterable[Path]) -> No
     # dataclasses, and building the dataclasses from them is quicker still.
     names = [field.name for field in dataclasses.fields(ProfileConfig)]
     profiles = [tuple(getattr(profile, name) for name in names) for profile in config.profiles]
+    # Pickled apart, so that reading the head does not read them (Kept).
+    profile_rows = pickle.dumps(profiles, pickle.HIGHEST_PROTOCOL)
     blob = pickle.dumps(
-        (header, dataclasses.replace(config, profiles=()), profiles), pickle.HIGHEST_PROTOCOL
+        (header, dataclasses.replace(config, profiles=()), profile_rows), pickle.HIGHEST_PROTOCOL
     )
     target = _cache_file(path)
     temp = target.with_name(f".{target.name}.{os.getpid()}")

@@ -533,6 +533,8 @@ class CycleReport:
     feeds_written: tuple[str, ...]  # feed files that changed (paths relative to feeds_dir)
     # What each channel did, by its name ("feeds", "mail", "slack:lab"), in delivery order.
     channels: Mapping[str, DeliveryReport] = dataclasses.field(default_factory=dict)
+    # Set when the run was idle by the last full run's word (digest.quiet): nothing is due before.
+    quiet_until: datetime | None = None
 
     @property
     def mail(self) -> DeliveryReport:
@@ -563,13 +565,16 @@ def run_cycle(
     renderer: Renderer | None = None,
     now_too: bool = False,
     progress: Progress = no_progress,
+    whole_config: Callable[[], Config] | None = None,
 ) -> CycleReport:
     """One cycle for every profile whose digest is due; safe to re-run and to run twice at once.
 
     `sender` takes the mail, `poster` posts to team chats (None: chats wait for a run that has
     one). The ledger decides what is left to do: a digest is composed once per (profile, day), and
     each of its deliveries is claimed by one run, so a re-run after a crash only finishes what is
-    open.
+    open. `config` may be the head of a big config, without its profiles
+    (digest.config.load_config_head): `whole_config` then gives the whole one, read only once the
+    run knows it is not idle.
 
     First every channel delivers what earlier runs left open; then the due profiles go through
     rank -> compose -> store -> every channel BLOCK at a time, each channel delivering the block's
@@ -598,7 +603,9 @@ def run_cycle(
                 log.info("nothing is due before %s (as the last full run found)", f"{until:%Y-%m-%d %H:%M} UTC")
                 idle = channels.Parts(config, store, renderer or Renderer(), sender, poster)
                 said = {channel.name: DeliveryReport() for channel in channels.open_channels(idle)}
-                return CycleReport(report, (), (), said)
+                return CycleReport(report, (), (), said, quiet_until=until)
+        if whole_config is not None:
+            config = whole_config()
         # People who subscribed on the web are profiles too; read fresh each cycle, since they
         # sign up, pause and edit their interests while the job runs.
         config = subscriptions.with_subscribers(config, store)

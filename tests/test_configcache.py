@@ -7,7 +7,7 @@ import pytest
 
 from digest import config as config_module
 from digest import configcache
-from digest.config import load_config
+from digest.config import load_config, load_config_head
 from digest.errors import ConfigError
 
 HEAD = """
@@ -189,3 +189,18 @@ def test_only_the_newest_few_configs_stay_kept(
     assert len(list(cache.iterdir())) == configcache.KEPT
     load_config(paths[-1])  # the newest is still kept
     assert len(checks) == configcache.KEPT + 2
+
+
+def test_a_kept_config_reads_back_its_head_without_the_profiles_and_then_the_whole(
+    cache: Path, config_path: Path, checks: list[Path]
+) -> None:
+    first = load_config(config_path)
+    head, whole = load_config_head(config_path)
+    assert checks == [config_path]  # both read back, neither checked again
+    assert head.profiles == () and head.sources == first.sources and head.fetch == first.fetch
+    assert whole() == first
+    assert whole() is whole()  # the profiles are read once
+    # Not kept (yet): the whole config, whichever is asked for.
+    config_path.write_text(HEAD + profiles(51))
+    head, whole = load_config_head(config_path)
+    assert len(head.profiles) == 51 and whole() is head

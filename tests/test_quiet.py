@@ -16,7 +16,8 @@ import pytest
 from freezegun import freeze_time
 from helpers import MONDAY, digest, outbox, write_config
 
-from digest import subscriptions
+from digest import configcache, subscriptions
+from digest.config import Config
 from digest.models import Interests, Subscriber
 from digest.store import Store
 
@@ -127,3 +128,31 @@ def test_asked_for_runs_always_look(tmp_path: Path, looked: list[int]) -> None:
         asked = len(looked)
         assert digest(config, "run", "--no-fetch").exit_code == 0
         assert len(looked) == asked  # the runs asked for left the kept moment as it was
+
+
+def test_an_idle_run_of_a_big_config_reads_its_head_not_its_profiles(
+    tmp_path: Path, looked: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config big enough to be kept (digest.configcache) is read in two steps: an idle run
+    stops at its head, without the profiles (100,000 of them are half a second); the run at the
+    next slot reads them, once, and composes."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(configcache, "CACHE_FROM_BYTES", 64)  # this small config counts as big
+    read: list[int] = []
+    whole = configcache.Kept.whole
+
+    def counted(kept: configcache.Kept) -> Config:
+        read.append(1)
+        return whole(kept)
+
+    monkeypatch.setattr(configcache.Kept, "whole", counted)
+    config = first_day(tmp_path)  # read and checked: kept from now on
+    read.clear()
+    idle = run_at(config, 1)
+    assert "no digest was due" in idle and "mail: 0 sent" in idle
+    assert "  nothing is due before 2026-11-24 00:00 UTC\n" in idle  # the next UTC day (pruning)
+    assert read == []
+    due = run_at(config, 23)
+    assert "ml: digest of 2026-11-24" in due and "quiet: digest of 2026-11-24" in due
+    assert read == [1]
+    assert len(outbox(tmp_path)) == 6
