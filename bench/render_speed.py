@@ -1,6 +1,7 @@
 """Benchmark: render 10,000 personal emails of 20 papers each, plus 10,000 feed pairs.
 
     python bench/render_speed.py [--profiles 10000] [--items 20] [--repeat 3] [--workers 1 2]
+                                 [--email-only]
 
 Papers are 2,000 real arXiv papers from the shared corpus (../shared/corpus). Each profile's
 digest holds 20 of them with reasons (matched keywords, a pinned author, categories), as the
@@ -12,7 +13,8 @@ reader; a profile's feedback links are signed once here for its email and feed (
 makes every feed before the first email, so with many profiles it signs them twice).
 Prints the median over the repeats, for one process and for a pool of two (the machine's cores),
 and the cost of a full 7-day feed window (140 items) apart.
-Target: at most 60 s for everything on the 2-core machine.
+Target: at most 60 s for everything on the 2-core machine. `--email-only` times the email and its
+MIME message alone (the mail channel's share of the CPU), without the feeds.
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ from rank_speed import DEFAULT_CORPUS, load_papers
 
 from digest import feeds
 from digest.models import Digest, Paper, Reasons, ScoredPaper, SourceNote
-from digest.render import EmailLinks, FeedbackLinks, Renderer, build_message, message_id
+from digest.render import (
+    EmailLinks,
+    FeedbackLinks,
+    LinkShortener,
+    Renderer,
+    build_message,
+    message_id,
+)
 from digest.tokens import manage_token, unsubscribe_token
 
 BASE = "https://digest.example.org"
@@ -73,13 +82,15 @@ def make_digests(papers: list[Paper], profiles: int, items: int, seed: int = 0) 
     return digests
 
 
-def render_all(digests: list[Digest]) -> int:
+def render_all(digests: list[Digest], email_only: bool = False) -> int:
     """Everything one run makes per profile; returns the bytes made (so nothing is optimised away)."""
     renderer = Renderer()
+    shorten = LinkShortener(BASE, tuple(KEYS))
     made = 0
     for digest in digests:
         recipient = f"{digest.profile}@example.org"
-        # As MailBuilder.links makes them: every token signed, one HMAC each.
+        # As MailBuilder.links makes them: every token signed, one HMAC each, and the text
+        # part's links short.
         links = EmailLinks(
             feed_rss=f"{BASE}/feeds/profiles/{digest.profile}.rss",
             feed_atom=f"{BASE}/feeds/profiles/{digest.profile}.atom",
@@ -87,6 +98,7 @@ def render_all(digests: list[Digest]) -> int:
             unsubscribe_mailto="mailto:unsubscribe@example.org",
             manage=f"{BASE}/manage/{manage_token(KEYS, digest.profile, recipient)}",
             feedback=FeedbackLinks(digest.profile, BASE, tuple(KEYS)),
+            shorten=shorten,
         )
         rendered = renderer.email(digest, recipient=recipient, links=links)
         message = build_message(
@@ -98,21 +110,25 @@ def render_all(digests: list[Digest]) -> int:
             list_id=f"<{digest.profile}.paperdigest.example.org>",
             links=links,
         )
+        shorten.take()  # as the mail channel does, a batch at a time
+        made += len(message.data)
+        if email_only:
+            continue
         feed = feeds.profile_feed(
             digest.profile, [digest], renderer, f"{BASE}/feeds", 200, links.feedback
         )
-        made += len(message.data) + len(feed.rss) + len(feed.atom)
+        made += len(feed.rss) + len(feed.atom)
     return made
 
 
-def timed(digests: list[Digest], workers: int) -> float:
+def timed(digests: list[Digest], workers: int, email_only: bool) -> float:
     began = time.perf_counter()
     if workers == 1:
-        render_all(digests)
+        render_all(digests, email_only)
     else:
         chunks = [digests[i::workers] for i in range(workers)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(render_all, chunks))
+            list(pool.map(render_all, chunks, [email_only] * workers))
     return time.perf_counter() - began
 
 
@@ -123,19 +139,24 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--email-only", action="store_true",
+                        help="the email and its MIME message alone, no feeds")
     args = parser.parse_args()
 
     papers = load_papers(args.corpus)[-2_000:]
     digests = make_digests(papers, args.profiles, args.items)
     print(f"{args.profiles:,} profiles × {args.items} papers (from {len(papers):,} papers)")
     for workers in args.workers:
-        runs = [timed(digests, workers) for _ in range(args.repeat)]
+        runs = [timed(digests, workers, args.email_only) for _ in range(args.repeat)]
         median = statistics.median(runs)
         print(
             f"  {workers} process{'es' if workers > 1 else ''}: median {median:.1f} s "
             f"(runs {', '.join(f'{r:.1f}' for r in runs)}), "
-            f"{median / args.profiles * 1000:.2f} ms per profile (email + message + RSS + Atom)"
+            f"{median / args.profiles * 1000:.2f} ms per profile "
+            f"({'email + message' if args.email_only else 'email + message + RSS + Atom'})"
         )
+    if args.email_only:
+        return
 
     # A full rolling window: 7 days of 20 papers in one profile's feed.
     week = [

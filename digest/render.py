@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from email import base64mime, quoprimime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
@@ -28,7 +29,7 @@ from markupsafe import Markup, escape
 
 from digest import compose
 from digest.errors import ConfigError
-from digest.models import Digest, Paper, ScoredPaper
+from digest.models import Digest, Paper, ScoredPaper, SourceNote
 from digest.text import one_line, safe_url
 from digest.tokens import feedback_token, short_code
 
@@ -192,6 +193,10 @@ class Renderer:
         self._text_halves_of: dict[Paper, tuple[str, str]] = {}
         self._items: dict[tuple[int, int], tuple[ScoredPaper, FeedbackLinks | None, Markup]] = {}
         self._feedback: OrderedDict[tuple[FeedbackLinks, str], tuple[str, str]] = OrderedDict()
+        # The email's shell (header, footer) for each shape, rendered and inlined once: None
+        # for a shape that could not be cut into pieces (every reader's is then made whole).
+        self._html_shells: dict[tuple[int, bool, bool], _Shell | None] = {}
+        self._text_shells: dict[tuple[int, int, bool], _Shell] = {}
 
     # -- one paper, the same for every reader ---------------------------------------------------
 
@@ -328,15 +333,6 @@ class Renderer:
             unsubscribe_url=links.unsubscribe,
             manage_url=links.manage,
         )
-        # The shell (header, footer) is rendered and inlined per reader, with a mark where the
-        # items go; the items, inlined once per paper, are put in after.
-        shell = self._html.render(
-            css=self._css,
-            keep_css=self._keep_css,
-            items_html=Markup(_ITEMS_MARK),
-            items=digest.items,
-            **common,
-        )
         # Each paper's feedback links, signed once for the HTML and the text part; so is why it
         # was chosen.
         feedback = links.feedback
@@ -350,8 +346,9 @@ class Renderer:
             for n, item in enumerate(digest.items, 1)
         ]
         # The HTML in pieces: each card (the same object for every reader) between the reader's
-        # own words, so build_message can reuse each card's encoded bytes.
-        head, _, tail = self._inliner.inline(shell).partition(_ITEMS_MARK)
+        # own words, so build_message can reuse each card's encoded bytes. The shell (header,
+        # footer) has a mark where the items go; the items, inlined once per paper, go there.
+        head, tail = self._html_shell(digest, common)
         parts: list[str] = []
         between = head
         for n, item, urls, why in items:
@@ -378,10 +375,7 @@ class Renderer:
                 f'You get this because {recipient} subscribed to the "{digest.profile}" digest.', 78
             ),
         )
-        text_parts = self._text_parts(
-            self._text.render(items=[_text_mark(n) for n in range(len(text_items))], **common),
-            text_items,
-        )
+        text_parts = self._text_parts(self._text_shell(common, len(text_items)), text_items)
         text = (
             "".join(text_parts)
             if text_parts
@@ -394,6 +388,56 @@ class Renderer:
             html_parts=tuple(parts),
             text_parts=text_parts,
         )
+
+    def _html_shell(self, digest: Digest, fields: dict[str, Any]) -> tuple[str, str]:
+        """The email's HTML before and after its items: from the shell of its shape (which
+        optional parts it has), rendered and inlined once a run, with the reader's own values
+        put in, escaped as the inliner writes them. A value with a character the inliner might
+        write otherwise (a control character, a no-break space) has it made whole, as before:
+        rendered and inlined for this reader alone."""
+        failed = fields["failed"]
+        shape = (len(failed), bool(digest.items), bool(fields["manage_url"]))
+        if shape not in self._html_shells:
+            self._html_shells[shape] = self._cut_html_shell(shape)
+        shell = self._html_shells[shape]
+        values = {name: fields[name] for name in _HTML_VALUES if fields[name] is not None}
+        values.update((f"failed{n}", note.source) for n, note in enumerate(failed))
+        if shell is None or not all(value.isprintable() for value in values.values()):
+            head, _, tail = self._inline_shell(fields, digest.items).partition(_ITEMS_MARK)
+            return head, tail
+        return shell.filled(values, 0), shell.filled(values, 1)
+
+    def _inline_shell(self, fields: Mapping[str, Any], items: object) -> str:
+        return self._inliner.inline(self._html.render(
+            css=self._css, keep_css=self._keep_css, items_html=Markup(_ITEMS_MARK), items=items,
+            **fields,
+        ))
+
+    def _cut_html_shell(self, shape: tuple[int, bool, bool]) -> _Shell | None:
+        failures, has_items, has_manage = shape
+        fields: dict[str, Any] = {name: _slot(name) for name in _HTML_VALUES}
+        fields["manage_url"] = _slot("manage_url") if has_manage else None
+        fields["failed"] = [SourceNote(_slot(f"failed{n}"), "failed") for n in range(failures)]
+        inlined = self._inline_shell(fields, [None] if has_items else [])
+        if inlined.count(_ITEMS_MARK) != 1:
+            return None
+        return _Shell.cut(inlined.split(_ITEMS_MARK), html=True)
+
+    def _text_shell(self, fields: Mapping[str, Any], items: int) -> str:
+        """The text part with a mark for each item, from the shell of its shape rendered once a
+        run; the template escapes nothing, so each value goes in as it is."""
+        failed = fields["failed"]
+        shape = (len(failed), items, bool(fields["manage_url"]))
+        shell = self._text_shells.get(shape)
+        if shell is None:
+            marked: dict[str, Any] = {name: _slot(name) for name in _TEXT_VALUES}
+            marked["manage_url"] = _slot("manage_url") if fields["manage_url"] else None
+            marked["failed"] = [SourceNote(_slot(f"failed{n}"), "failed") for n in range(len(failed))]
+            rendered = self._text.render(items=[_text_mark(n) for n in range(items)], **marked)
+            shell = self._text_shells[shape] = _Shell.cut([rendered], html=False)
+        values = {name: fields[name] for name in _TEXT_VALUES if fields[name] is not None}
+        values.update((f"failed{n}", note.source) for n, note in enumerate(failed))
+        return shell.filled(values, 0)
 
     @staticmethod
     def _text_parts(
@@ -426,6 +470,67 @@ class _ItemTags:
     feedback_between: str
     feedback_close: str
     close: str
+
+
+# A shell's values: marks where they go when the shell is rendered once, filled in per reader.
+_HTML_VALUES = (
+    "subject", "profile", "headline", "summary", "empty_message",
+    "recipient", "feed_rss", "feed_atom", "unsubscribe_url", "manage_url",
+)
+_TEXT_VALUES = (
+    "headline", "summary", "empty_message", "feed_rss", "feed_atom", "because",
+    "unsubscribe_url", "manage_url",
+)
+_SLOT_RE = re.compile(r"paperdigestslot([a-z_0-9]+)\.")
+
+
+def _slot(name: str) -> str:
+    """A value's mark: letters and a dot, which escaping and the inliner leave as they are; the
+    dot ends it, whatever the template has next."""
+    return f"paperdigestslot{name}."
+
+
+@dataclass(frozen=True, slots=True)
+class _Shell:
+    """An email's shell of one shape, rendered once, cut around the marks of the reader's values.
+    Part n (the HTML before and after its items; the text has one part) is `texts[n]` with the
+    values `slots[n]` names between them: each value's name, and whether it is inside a tag (an
+    attribute's value, which the inliner escapes otherwise than text)."""
+
+    texts: tuple[tuple[str, ...], ...]
+    slots: tuple[tuple[tuple[str, bool], ...], ...]
+    html: bool  # False: a text shell, whose values go in as they are
+
+    @classmethod
+    def cut(cls, parts: list[str], *, html: bool) -> _Shell:
+        texts, slots = [], []
+        for text in parts:
+            between: list[str] = []
+            names: list[tuple[str, bool]] = []
+            start = 0
+            for match in _SLOT_RE.finditer(text):
+                here = match.start()
+                between.append(text[start:here])
+                names.append((match[1], html and text.rfind("<", 0, here) > text.rfind(">", 0, here)))
+                start = match.end()
+            between.append(text[start:])
+            texts.append(tuple(between))
+            slots.append(tuple(names))
+        return cls(tuple(texts), tuple(slots), html)
+
+    def filled(self, values: Mapping[str, str], part: int) -> str:
+        """Part `part` with the values in, escaped as the inliner writes them (the caller keeps
+        from it a value with a character the inliner writes otherwise: see _html_shell)."""
+        texts = self.texts[part]
+        out = [texts[0]]
+        for (name, in_tag), text in zip(self.slots[part], texts[1:], strict=True):
+            value = values[name]
+            if in_tag:
+                value = value.replace("&", "&amp;").replace('"', "&quot;")
+            elif self.html:
+                value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            out += (value, text)
+        return "".join(out)
 
 
 _MORE = "More like this"
@@ -680,8 +785,29 @@ def _soft_joined(pieces: list[bytes]) -> bytes:
 
 @functools.lru_cache(maxsize=1024)
 def _encoded_word(value: str) -> str:
-    """RFC 2047 encoding of a non-ASCII header value; every reader of a digest shares its subject."""
+    """RFC 2047 encoding of a non-ASCII header value; every reader of a digest shares its subject.
+
+    A value whose encoding fits on one line is written here as email.header.Header writes it
+    (the shorter of the "q" and "b" forms, "q" when they are as long), without its search for
+    where to fold, which tries every prefix of the value and took 90 µs a subject."""
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: Header says what it makes of it
+        data = b""
+    if data:
+        quoted = quoprimime.header_encode(data, charset="utf-8")
+        quoted_length = len(quoted) - len("=?utf-8?q??=")
+        if base64mime.header_length(data) < quoted_length:
+            word, length = base64mime.header_encode(data, charset="utf-8"), base64mime.header_length(data)
+        else:
+            word, length = quoted, quoted_length
+        if length <= _WORD_ROOM:
+            return word
     return Header(value, "utf-8").encode(linesep="\r\n", maxlinelen=76)
+
+
+# What an encoded word's text may take on a line of 76: the rest is "=?utf-8?q?" and "?=".
+_WORD_ROOM = 76 - len("utf-8") - 7
 
 
 # Parsing an address takes longer than writing the rest of the headers; the sender is the same

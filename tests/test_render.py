@@ -664,3 +664,80 @@ def test_a_days_feedback_codes_share_their_first_characters() -> None:
     assert len(set(codes.values())) == 6  # each digest its own code
     assert len({code[:4] for (_, day), code in codes.items() if day == monday}) == 1
     assert codes[("me", monday)][:4] != codes[("me", tuesday)][:4]
+
+
+# -- the shell of a shape, rendered once a run --------------------------------------------------
+
+# Every character escaping or the inliner treats apart, and some it might: each value of a shell
+# holds them all.
+NASTY = "a&b <i>x</i> \"q\" 'p' &amp; “s” é 😀 \xa0nbsp \u2028 \x0c \x01"
+
+
+def made_whole(renderer: Renderer) -> Renderer:
+    """The renderer with every email's shell rendered (and inlined) whole for its reader, as
+    before shells were rendered once a shape."""
+    renderer._cut_html_shell = lambda shape: None  # type: ignore[method-assign]
+
+    def text_shell(fields, items):  # type: ignore[no-untyped-def]
+        from digest.render import _text_mark
+
+        return renderer._text.render(items=[_text_mark(n) for n in range(items)], **fields)
+
+    renderer._text_shell = text_shell  # type: ignore[method-assign]
+    return renderer
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        NASTY,  # made whole: characters the inliner may write otherwise
+        NASTY.replace("\xa0", " ").replace("\x0c", "").replace("\x01", "").replace("\u2028", ""),
+        'https://x.example/?a=1&b="2"&c=<3>',
+        "plain",
+    ],
+)
+@pytest.mark.parametrize("items", [0, 3])
+def test_a_shell_rendered_once_holds_each_readers_values_as_rendering_it_whole_would(
+    value: str, items: int
+) -> None:
+    digest = sample_digest(
+        profile=f"me{value}",
+        sources=(SourceNote(f"src{value}", "ok"), SourceNote(f"bad{value}", "failed", "x")),
+        items=sample_digest().items[:items],
+    )
+    links = replace(
+        LINKS, feed_rss=f"{SITE}/r{value}", feed_atom=f"{SITE}/a{value}",
+        unsubscribe=f"{SITE}/u{value}", manage=None if items else f"{SITE}/m{value}",
+    )
+    once, whole = Renderer(), made_whole(Renderer())
+    for recipient in (f"r{value}@example.org", "s@example.org"):  # the second: the shell kept
+        fast = once.email(digest, recipient=recipient, links=links)
+        slow = whole.email(digest, recipient=recipient, links=links)
+        assert (fast.html, fast.text, fast.subject) == (slow.html, slow.text, slow.subject)
+        assert fast.html_parts == slow.html_parts and fast.text_parts == slow.text_parts
+    assert once._html_shells and None not in once._html_shells.values()
+
+
+def test_a_shell_is_kept_per_shape_and_shared_by_every_reader_of_it() -> None:
+    renderer = Renderer()
+    for profile in ("a", "b", "c"):
+        renderer.email(sample_digest(profile=profile), recipient=f"{profile}@example.org", links=LINKS)
+    renderer.email(sample_digest(items=()), recipient="d@example.org", links=LINKS)
+    assert len(renderer._html_shells) == 2 and len(renderer._text_shells) == 2
+
+
+def test_a_subject_is_encoded_as_email_header_encodes_it() -> None:
+    # One line written directly; a longer one (folded) by email.header itself.
+    import random
+    from email.header import Header
+
+    from digest.render import _encoded_word
+
+    rng = random.Random(16)
+    alphabet = [*"ab ,()·–é数😀_=?-!*+/\t", "naïve ", "20 new papers for you · Jun 30 ", "  "]
+    for _ in range(3000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+        if value.isascii():
+            continue
+        _encoded_word.cache_clear()
+        assert _encoded_word(value) == Header(value, "utf-8").encode(linesep="\r\n", maxlinelen=76)
