@@ -10,7 +10,7 @@ made once a repeat, each profile's feedback links are signed afresh.
 
 Prints medians over the repeats of:
     feeds        profile_feed for every profile (RSS + Atom bytes): the whole feed build
-    item HTML    only the items' HTML (Renderer.item_html, with the feedback links), fresh Renderer
+    item HTML    only the items' HTML (Renderer.item_parts, with the feedback links), fresh Renderer
     tokens       only the feedback links (FeedbackLinks.urls, two signed tokens a paper)
 and "the rest" (feeds minus item HTML): the feed library's entries and serialisation.
 """
@@ -53,7 +53,8 @@ def item_html(digests: list[Digest]) -> int:
     for digest in digests:
         feedback = FeedbackLinks(digest.profile, BASE, tuple(KEYS))
         for position, item in enumerate(digest.items, start=1):
-            made += len(renderer.item_html(item, position, feedback))
+            before, card, after = renderer.item_parts(item, position, feedback)
+            made += len(before) + len(card) + len(after)
     return made
 
 

@@ -4,6 +4,24 @@ Feeds are rebuilt from stored data on every run, and must not change when the da
 item's id is the paper's key (never a version or a time), every date comes from the store (when
 the digest was composed, when the paper was first seen), and nothing reads the clock. A file whose
 bytes did not change is not rewritten, so its mtime (a web server's Last-Modified) stays put.
+An entry's dates depend on its own digest and place in it only, so newer days never move them.
+
+A profile's entry is written once, like a sent email. When a profile gets a new digest, its feed
+is rebuilt from the new digest's entries and its older days' entries as its files hold them
+(`previous`), not rendered again: each day's entries follow a comment
+    <!-- paperdigest-day DAY FINGERPRINT CHECKSUM -->
+where FINGERPRINT hashes everything that decided those bytes and is known without the digest's
+items (ENTRY_FORMAT, the release, the renderer's templates, the feeds' and the links' addresses, an
+id of the signing key (a MAC under it, never the key), the profile, the day and the digest's end)
+and CHECKSUM the entries as written. A day is taken from the files only when both files hold it
+with the fingerprint it would have now and intact, it is still in the window (its digest among
+those given) and wholly shown (a day cut by max_items is rendered); at any doubt (a file
+missing, unreadable, damaged, edited, of an older format) the day or the whole feed is rendered,
+giving the same bytes a full rebuild gives, and reading the files never fails the feed. The
+trade, deliberate: a paper whose text is corrected later (a new title, a fixed abstract) keeps
+its first text in the entries already written, as in the emails already sent; the new text shows
+in the digests to come, and in every entry once a fingerprint input changes (a new release, new
+templates, a new key).
 
 Where they go (`target`): with a SQLite store, files in feeds_dir (served as-is by any web
 server); with a PostgreSQL store, rows of the store (`InStore`), so that every `digest serve`
@@ -17,14 +35,19 @@ replica on every host answers the same bytes and validators without a shared vol
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from stat import S_ISREG
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
+from weakref import WeakKeyDictionary
 from xml.etree import ElementTree
 
 from markupsafe import escape
@@ -107,30 +130,60 @@ def profile_feed(
     base_url: str,
     max_items: int,
     feedback: FeedbackLinks | None = None,
+    previous: WrittenFeed | None = None,
 ) -> FeedFiles:
     """A profile's feed: the papers of its recent digests, newest digest first, best first.
 
     With `feedback` (the profile's), each item ends with its "More like this" and "Not relevant"
     links, as in the email. The links are signed, not random, so the bytes stay the same.
+    With `previous` (the profile's files as published), a digest's entries written there under
+    a marker that still matches are taken as they are instead of rendered again (see the
+    module's docstring): the same bytes as rendering them.
     """
     if feedback is not None and feedback.profile != profile:
         raise ValueError(f"feedback links of {feedback.profile!r} in the feed of {profile!r}")
-    entries: list[tuple[ScoredPaper, datetime, int]] = []
+    inputs = _entry_inputs(renderer, base_url, feedback)
+    written = _written_days(previous, profile)
+    rss_items: list[str] = []
+    atom_entries: list[str] = []
+    room = max_items
     for digest in sorted(digests, key=lambda d: d.day, reverse=True):
-        for position, item in enumerate(digest.items, start=1):
-            entries.append((item, digest.until, position))
-    entries = entries[:max_items]
-    newest = max((d.until for d in digests), default=_NO_DATA)
+        shown = digest.items[:room]
+        room -= len(shown)
+        if not shown:
+            continue
+        # A day cut short by max_items is never taken from a file: next time it may hold more.
+        fingerprint = (
+            _fingerprint(inputs, profile, digest)
+            if len(shown) == len(digest.items)
+            else _PARTIAL
+        )
+        found = written.get(digest.day)
+        if fingerprint != _PARTIAL and found is not None and found.fingerprint == fingerprint:
+            rss_block, atom_block = found.rss, found.atom
+        else:
+            rss_block, atom_block = _entries(
+                profile,
+                [
+                    # The digest's time, a second earlier for each paper before it (_stamp).
+                    (item, _stamp(digest.until, position - 1), position)
+                    for position, item in enumerate(shown, start=1)
+                ],
+                renderer,
+                base_url,
+                feedback,
+            )
+        rss_items += (_marker(_RSS_INDENT, digest.day, fingerprint, rss_block), rss_block)
+        atom_entries += (_marker(_ATOM_INDENT, digest.day, fingerprint, atom_block), atom_block)
     return _feed_files(
         name=profile,
         title=profile_feed_title(profile),
         subtitle=f"New research papers chosen for the {profile} profile, with the reasons why.",
         paths=profile_feed_paths(profile),
-        entries=entries,
-        updated=newest,
-        renderer=renderer,
+        updated=max((d.until for d in digests), default=_NO_DATA),
         base_url=base_url,
-        feedback=feedback,
+        rss_items=rss_items,
+        atom_entries=atom_entries,
     )
 
 
@@ -139,18 +192,52 @@ def all_papers_feed(
 ) -> FeedFiles:
     """Every newly seen paper, newest first: for readers who want the whole stream."""
     chosen = sorted(papers, key=lambda p: (p.first_seen, p.key), reverse=True)[:max_items]
-    entries = [(ScoredPaper(paper, 0.0, Reasons()), paper.first_seen, 0) for paper in chosen]
+    entries = []
+    previous: datetime | None = None
+    for paper in chosen:
+        # A second apart among papers first seen together (one source's listing), each below the
+        # one before it: a date of its own that newer papers do not move, unless they were first
+        # seen within as many seconds (then they push it down, to keep every date its own).
+        stamp = paper.first_seen if previous is None else min(paper.first_seen, previous - _A_SECOND)
+        entries.append((ScoredPaper(paper, 0.0, Reasons()), stamp, 0))
+        previous = stamp
+    rss_items, atom_entries = _entries("all", entries, renderer, base_url, None)  # no profile
     return _feed_files(
         name="all",
         title="paperdigest · all new papers",
         subtitle="Every new paper paperdigest has seen in the last days, newest first.",
         paths=(ALL_RSS, ALL_ATOM),
-        entries=entries,
         updated=max((p.first_seen for p in chosen), default=_NO_DATA),
-        renderer=renderer,
         base_url=base_url,
-        feedback=None,  # no profile: nobody's interests to tell
+        rss_items=[rss_items],
+        atom_entries=[atom_entries],
     )
+
+
+def _entries(
+    name: str,
+    entries: Sequence[tuple[ScoredPaper, datetime, int]],
+    renderer: Renderer,
+    base_url: str,
+    feedback: FeedbackLinks | None,
+) -> tuple[str, str]:
+    """Entries (paper, date, position; 0 in the all-papers feed) as RSS items and as Atom
+    entries, each format's as one text. An entry XML cannot hold is left out, never the feed."""
+    rss_items: list[str] = []
+    atom_entries: list[str] = []
+    for item, stamp, position in entries:
+        try:
+            rss_item, atom_entry = feedxml.entry_xml_escaped(
+                _paper_text(item.paper, renderer, f"{base_url}/"),
+                stamp,
+                _content(item, position, renderer, feedback),
+            )
+        except ValueError as exc:  # a string XML cannot hold (U+FFFF, which one_line keeps)
+            log.warning("feed %s: left out paper %s: %s", name, item.paper.key, exc)
+            continue
+        rss_items.append(rss_item)
+        atom_entries.append(atom_entry)
+    return "".join(rss_items), "".join(atom_entries)
 
 
 def _feed_files(
@@ -159,41 +246,204 @@ def _feed_files(
     title: str,
     subtitle: str,
     paths: tuple[str, str],
-    entries: Sequence[tuple[ScoredPaper, datetime, int]],
     updated: datetime,
-    renderer: Renderer,
     base_url: str,
-    feedback: FeedbackLinks | None,
+    rss_items: Sequence[str],
+    atom_entries: Sequence[str],
 ) -> FeedFiles:
     rss_path, atom_path = paths
     # Each entry is written once in both formats; only the feed's self link differs.
-    items: list[str] = []
-    atom_entries: list[str] = []
-    for index, (item, when, position) in enumerate(entries):
-        # Papers of one digest share its time; a second apart, each entry has an updated of its
-        # own (feed validators warn about equal ones), in the feed's order, from stored data.
-        stamp = when - timedelta(seconds=index)
-        # The email's item (with the profile's reasons and feedback links), or in the all-papers
-        # feed (position 0) the paper's card alone.
-        html = renderer.item_html(item, position, feedback) if position else renderer.card(item.paper)
-        try:
-            rss_item, atom_entry = feedxml.entry_xml(
-                _paper_text(item.paper, renderer, f"{base_url}/"), stamp, str(html)
-            )
-        except ValueError as exc:  # a string XML cannot hold (U+FFFF, which one_line keeps)
-            log.warning("feed %s: left out paper %s: %s", name, item.paper.key, exc)
-            continue
-        items.append(rss_item)
-        atom_entries.append(atom_entry)
     head = _head(name, title, subtitle, updated, f"{base_url}/")
     return FeedFiles(
         name=name,
         title=title,
         rss_path=rss_path,
         atom_path=atom_path,
-        rss=feedxml.rss(head, f"{base_url}/{rss_path}", items),
+        rss=feedxml.rss(head, f"{base_url}/{rss_path}", rss_items),
         atom=feedxml.atom(head, f"{base_url}/{atom_path}", atom_entries),
     )
+
+
+# -- taking a digest's entries from the feed as written (see the module's docstring) ---------------
+
+# Part of every fingerprint: bump it when this module or digest/feedxml.py changes how an entry is
+# written, so that files written before are rendered anew, not spliced.
+ENTRY_FORMAT = "1"
+_RSS_INDENT, _ATOM_INDENT = "    ", "  "
+_RSS_END, _ATOM_END = "  </channel>\n</rss>\n", "</feed>\n"
+_PARTIAL = "partial"  # a day cut short by max_items: never taken from a file
+# Before each digest's entries: its day, the fingerprint of what decided them, their checksum.
+_MARKER = re.compile(
+    r"^ *<!-- paperdigest-day ([0-9]{4}-[0-9]{2}-[0-9]{2}) ([0-9a-f]{16}|partial) ([0-9a-f]{16}) -->\n",
+    re.MULTILINE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenFeed:
+    """A profile's feed files as published (None: missing, or they could not be read)."""
+
+    rss: bytes | None
+    atom: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class _WrittenDay:
+    """One digest's entries as a feed file holds them, in both formats."""
+
+    fingerprint: str
+    rss: str
+    atom: str
+
+
+def _marker(indent: str, day: date, fingerprint: str, block: str) -> str:
+    return f"{indent}<!-- paperdigest-day {day.isoformat()} {fingerprint} {_checksum(block)} -->\n"
+
+
+def _checksum(block: str) -> str:
+    """Of a day's entries as written: a file damaged or edited by hand is not taken as written."""
+    return hashlib.blake2b(block.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _written_days(previous: WrittenFeed | None, profile: str) -> dict[date, _WrittenDay]:
+    """The days whose entries both files hold intact, by day; {} (everything rendered anew) at
+    the least doubt: a file missing, not UTF-8, cut short, without markers (an older format),
+    or with a day whose entries do not match their checksum. Never raises."""
+    if previous is None or previous.rss is None or previous.atom is None:
+        return {}
+    try:
+        rss = _blocks(previous.rss, _RSS_END)
+        atom = _blocks(previous.atom, _ATOM_END)
+    except Exception:  # doubt, not a failed feed: the feed is then rendered whole
+        log.warning("feed %s: its files as written could not be read back; rendered anew", profile,
+                    exc_info=True)
+        return {}
+    return {
+        day: _WrittenDay(fingerprint, rss_block, atom[day][1])
+        for day, (fingerprint, rss_block) in rss.items()
+        if day in atom and atom[day][0] == fingerprint
+    }
+
+
+def _blocks(data: bytes, end: str) -> dict[date, tuple[str, str]]:
+    """A file's days: day -> (fingerprint, its entries as written); {} if anything is in doubt."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}
+    if not text.endswith(end):
+        return {}
+    marks = list(_MARKER.finditer(text))
+    found: dict[date, tuple[str, str]] = {}
+    for number, mark in enumerate(marks):
+        stop = marks[number + 1].start() if number + 1 < len(marks) else len(text) - len(end)
+        block = text[mark.end() : stop]
+        day = date.fromisoformat(mark[1])
+        if _checksum(block) != mark[3] or day in found:
+            return {}
+        found[day] = (mark[2], block)
+    return found
+
+
+def _fingerprint(inputs: str, profile: str, digest: Digest) -> str:
+    """What decided a digest's entries, known without its items: `inputs` (_entry_inputs), the
+    profile, the day and the digest's end (`until`, which dates its entries)."""
+    said = f"{inputs}\n{profile}\n{digest.day.isoformat()}\n{digest.until.isoformat()}"
+    return hashlib.blake2b(said.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _entry_inputs(renderer: Renderer, base_url: str, feedback: FeedbackLinks | None) -> str:
+    """What decides every entry of a profile's feed beside its digest: the entry format and the
+    release, the renderer's templates, the addresses, and which key signs the feedback links."""
+    links = f"{feedback.base_url} {_key_id(feedback.keys[0])}" if feedback and feedback.keys else "-"
+    return "\n".join((ENTRY_FORMAT, __version__, _renderer_fingerprint(renderer), base_url, links))
+
+
+@functools.lru_cache(maxsize=8)
+def _key_id(key: str) -> str:
+    """Names the signing key without telling it: a MAC of a fixed text under the key, as every
+    feedback link already is one of its own text."""
+    return hmac.new(key.encode("utf-8"), b"paperdigest feed entries", hashlib.sha256).hexdigest()[:16]
+
+
+def _renderer_fingerprint(renderer: Renderer) -> str:
+    """The renderer's templates and styles (every file of its folder) and a sample item as it
+    renders it (which catches a change in the item's own tags), computed once per renderer."""
+    found = _RENDERERS.get(renderer)
+    if found is None:
+        made = hashlib.blake2b(digest_size=16)
+        folders = getattr(renderer.env.loader, "searchpath", [])
+        for folder in folders:
+            for path in sorted(Path(folder).rglob("*")):
+                if path.is_file():
+                    made.update(f"{path.relative_to(folder)}\n".encode())
+                    made.update(path.read_bytes())
+        made.update("".join(renderer.item_parts(_SAMPLE_ITEM, 1, _SAMPLE_LINKS)).encode())
+        found = _RENDERERS[renderer] = made.hexdigest()
+    return found
+
+
+_RENDERERS: WeakKeyDictionary[Renderer, str] = WeakKeyDictionary()
+_SAMPLE_ITEM = ScoredPaper(
+    Paper(
+        key="2601.00001",
+        title="A sample <paper>",
+        first_seen=_NO_DATA,
+        first_source="sample",
+        first_listing="https://example.org/",
+        sources=("sample",),
+        arxiv_id="2601.00001",
+        abstract="What it found & why.",
+        authors=("A. Author", "B. Author"),
+        categories=("cs.LG",),
+        primary_category="cs.LG",
+        code_url="https://example.org/code",
+    ),
+    1.0,
+    Reasons(keywords=("sample",), authors=("A. Author",)),
+)
+_SAMPLE_LINKS = FeedbackLinks("sample", "https://example.org", ("not-a-key",))
+
+
+def _content(
+    item: ScoredPaper, position: int, renderer: Renderer, feedback: FeedbackLinks | None
+) -> feedxml.XmlText:
+    """An entry's content, escaped: the email's item (the profile's position, reasons and feedback
+    links around the paper's card), or in the all-papers feed (position 0) the card alone. The
+    card, most of the bytes and the same in every profile's feed, is escaped once a run; only the
+    profile's few words are escaped per item. Raises ValueError as feedxml.text does."""
+    if not position:
+        return _escaped_card(renderer.card(item.paper))
+    before, card, after = renderer.item_parts(item, position, feedback)
+    return feedxml.joined(feedxml.text(before), _escaped_card(card), feedxml.text(after))
+
+
+def _escaped_card(card: str) -> feedxml.XmlText:
+    """A paper's card escaped for XML, kept by the card's HTML itself (the renderer hands out
+    the same string object for a paper all run, whose hash Python keeps: a look-up costs next to
+    nothing). A card XML cannot hold raises each time, never kept."""
+    found = _ESCAPED_CARDS.get(card)
+    if found is None:
+        found = feedxml.text(str(card))  # as a str: Markup's replace would escape its arguments
+        if len(_ESCAPED_CARDS) >= _PAPER_TEXTS_KEPT:
+            _ESCAPED_CARDS.clear()
+        _ESCAPED_CARDS[card] = found
+    return found
+
+
+_ESCAPED_CARDS: dict[str, feedxml.XmlText] = {}
+
+
+def _stamp(when: datetime, place: int) -> datetime:
+    """A profile feed's entry's published and updated date: its digest's time, a second earlier
+    for each paper before it in the digest. Each entry then has one of its own (feed validators
+    warn about equal ones), and it depends only on the entry's own digest and place in it, never
+    on what else the feed holds: an entry's dates, like its bytes, do not change when newer days
+    come in."""
+    return when - place * _A_SECOND
+
+
+_A_SECOND = timedelta(seconds=1)
 
 
 def _head(name: str, title: str, subtitle: str, updated: datetime, site_url: str) -> feedxml.FeedHead:
@@ -346,6 +596,10 @@ class FeedTarget(Protocol):
     def modified(self, paths: Iterable[str]) -> dict[str, datetime]:
         """When each of these files that is published last changed."""
 
+    def read(self, path: str) -> bytes | None:
+        """A published file's bytes; None when it is missing or cannot be read (never raises:
+        a caller only saves work with them, see profile_feed)."""
+
 
 class Folder:
     """Feed files in feeds_dir (a SQLite store's deployment: `digest serve` or nginx serves it)."""
@@ -371,6 +625,12 @@ class Folder:
             if S_ISREG(stat.st_mode):
                 found[relative] = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
         return found
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            return (self.feeds_dir / path).read_bytes()
+        except (OSError, ValueError):
+            return None
 
 
 class InStore:
@@ -402,6 +662,14 @@ class InStore:
 
     def modified(self, paths: Iterable[str]) -> dict[str, datetime]:
         return self.store.feed_files_modified(paths)
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            found = self.store.feed_file(path)
+        except StoreError as exc:
+            log.warning("feeds: cannot read %s back from the store (rendered anew): %s", path, exc)
+            return None
+        return found.body if found is not None else None
 
 
 def target(feeds_dir: Path, store: SharedStore, clock: Callable[[], datetime]) -> FeedTarget:

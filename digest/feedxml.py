@@ -10,6 +10,9 @@ Untrusted text reaches the XML only through `_text` and `_attr`, which escape it
 (& < > and CR in text; also " TAB LF in attributes) and refuse, with ValueError as lxml does,
 what XML 1.0 cannot hold: C0 controls other than TAB LF CR, lone surrogates, U+FFFE and U+FFFF.
 A caller leaves out the entry whose fields raise (digest.feeds does), never the whole feed.
+A caller that escapes pieces ahead (`text`, an `XmlText`: digest.feeds escapes each paper's card
+once a run) gets the same bytes: the escaping is character by character, so escaping the pieces
+and joining them is escaping the whole, and a piece XML cannot hold raises as the whole would.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NewType
 
 RSS_DOCS = "http://www.rssboard.org/rss-specification"  # feedgen's <docs>, kept
 _DECLARATION = "<?xml version='1.0' encoding='UTF-8'?>\n"
@@ -27,6 +31,11 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # RFC 822 dates in English whatever the locale (feedgen switched the process's locale to "C").
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+# Text already escaped as XML character data, by `text` (or `joined` from such pieces) only: what
+# entry_xml_escaped takes, so that unescaped text cannot be handed to it by mistake.
+XmlText = NewType("XmlText", str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,33 +103,48 @@ def entry_text(
     )
 
 
-def entry_xml(text: EntryText, when: datetime, content_html: str) -> tuple[str, str]:
+def entry_xml(entry: EntryText, when: datetime, content_html: str) -> tuple[str, str]:
     """One entry as an RSS <item> and as an Atom <entry>, indented for their place in the feed:
-    its paper's `text`, its date (published and updated; with a timezone) and its content (HTML,
+    its paper's words (`entry`), its date (published and updated; with a timezone) and its content (HTML,
     carried escaped: Atom's <content type="html">, RSS's <content:encoded>, or its <description>
     when there is no summary, as feedgen did).
 
     Raises ValueError when the content or date cannot be written (see the module's docstring).
     """
-    if not content_html:
+    return entry_xml_escaped(entry, when, text(content_html))
+
+
+def entry_xml_escaped(entry: EntryText, when: datetime, content: XmlText) -> tuple[str, str]:
+    """entry_xml with its content already escaped (`text`, `joined`): the longest string of an
+    entry, which digest.feeds escapes in pieces, each paper's card once a run."""
+    if not content:
         raise ValueError("an entry needs content")
     stamp, rfc822 = _dates(when)
-    content = _text(content_html)  # the longest string: escaped once, for both formats
     rss_content = (
         f"      <content:encoded>{content}</content:encoded>\n"
-        if text.has_summary
+        if entry.has_summary
         else f"      <description>{content}</description>\n"
     )
     rss = (
-        f"{text.rss_head}{rss_content}{text.rss_tail}"
+        f"{entry.rss_head}{rss_content}{entry.rss_tail}"
         f"      <pubDate>{rfc822}</pubDate>\n    </item>\n"
     )
     atom = (
-        f"{text.atom_head}    <updated>{stamp}</updated>\n{text.atom_author}"
-        f'    <content type="html">{content}</content>\n{text.atom_tail}'
+        f"{entry.atom_head}    <updated>{stamp}</updated>\n{entry.atom_author}"
+        f'    <content type="html">{content}</content>\n{entry.atom_tail}'
         f"    <published>{stamp}</published>\n  </entry>\n"
     )
     return rss, atom
+
+
+def text(value: str) -> XmlText:
+    """`value` as XML character data, escaped; raises ValueError when XML cannot hold it."""
+    return XmlText(_text(value))
+
+
+def joined(*pieces: XmlText) -> XmlText:
+    """Escaped pieces as one: the same as escaping them joined (see the module's docstring)."""
+    return XmlText("".join(pieces))
 
 
 def rss(head: FeedHead, self_url: str, items: Iterable[str]) -> bytes:

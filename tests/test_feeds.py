@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import shutil
 import stat
 from dataclasses import replace
 from datetime import timedelta
@@ -17,6 +18,7 @@ import feedrules
 import lxml.html
 import pytest
 from digests import (
+    COMPOSED,
     DIFFUSION,
     FEEDBACK,
     HOSTILE,
@@ -34,7 +36,8 @@ from helpers import MONDAY, digest, outbox, sample_config, write_config
 
 from digest import durable, feeds
 from digest.errors import DeliveryError
-from digest.render import FeedbackLinks, Renderer
+from digest.models import Digest, ScoredPaper
+from digest.render import FeedbackLinks, Renderer, default_templates_dir
 from digest.store import Store
 from digest.tokens import load_secrets, read_feedback_token, read_manage_token
 from digest.web.links import feedback_path
@@ -185,6 +188,40 @@ def test_a_run_signs_each_emails_and_feeds_links_with_the_stores_key(tmp_path: P
 def test_unchanged_data_gives_byte_identical_files() -> None:
     first, second = profile_feed(), profile_feed()
     assert (first.rss, first.atom) == (second.rss, second.atom)
+
+
+def entries_of(data: bytes) -> list[str]:
+    """A feed's entries as written: each RSS <item> or Atom <entry>, whole."""
+    return re.findall(r"(?s)<item>.*?</item>|<entry>.*?</entry>", data.decode())
+
+
+def test_a_feed_rebuilt_with_one_more_day_keeps_every_older_entry_byte_identical() -> None:
+    # Its dates too: a reader must not see yesterday's items as updated today.
+    monday = sample_digest(day=sample_digest().day - timedelta(days=1),
+                           until=sample_digest().until - timedelta(days=1))
+    tuesday = sample_digest(items=(scored(HOSTILE, 9.0), scored(paper("2611.09999", "New"), 1.0)))
+    before, after = profile_feed(monday), profile_feed(monday, tuesday)
+    for kind in ("rss", "atom"):
+        old, new = entries_of(getattr(before, kind)), entries_of(getattr(after, kind))
+        assert len(old) == 3 and len(new) == 5
+        assert new[2:] == old  # the older day's entries, as they were
+    # The all-papers feed too: papers first seen together keep their dates as newer ones come.
+    later = [paper(f"2611.0900{n}", f"Later {n}", first_seen=DIFFUSION.first_seen + timedelta(days=1))
+             for n in range(3)]
+    first = feeds.all_papers_feed([DIFFUSION, POLICY], Renderer(), BASE, 200)
+    second = feeds.all_papers_feed([DIFFUSION, POLICY, *later], Renderer(), BASE, 200)
+    for kind in ("rss", "atom"):
+        assert entries_of(getattr(second, kind))[3:] == entries_of(getattr(first, kind))
+
+
+def test_entries_sharing_a_time_each_have_a_date_of_their_own() -> None:
+    updated = re.findall(r"<updated>(.*?)</updated>", profile_feed().atom.decode())[1:]
+    assert updated == ["2026-11-23T07:00:00+00:00", "2026-11-23T06:59:59+00:00",
+                       "2026-11-23T06:59:58+00:00"]
+    together = feeds.all_papers_feed([DIFFUSION, POLICY], Renderer(), BASE, 200)
+    assert re.findall(r"<published>(.*?)</published>", together.atom.decode()) == [
+        "2026-11-22T21:00:00+00:00", "2026-11-22T20:59:59+00:00"
+    ]
 
 
 def test_a_version_bump_keeps_the_item_id() -> None:
@@ -354,3 +391,153 @@ def test_the_rules_checker_catches_what_the_validator_would(fault: Any, expected
     good = profile_feed().atom
     assert feedrules.problems(good) == []
     assert any(problem.startswith(expected) for problem in feedrules.problems(fault(good)))
+
+
+# -- a profile's older days taken from its files as written (feeds.profile_feed's `previous`) -----
+
+
+def week(days: int = 7, start: int = 0, per_day: int = 3) -> list[Digest]:
+    """A profile's digests of `days` days from Monday + `start`, newest first; papers of their own."""
+    made = []
+    for n in range(start, start + days):
+        items = tuple(
+            scored(paper(f"2611.{n:02d}{i:03d}", f"Paper {i} of day {n}", arxiv_id=f"2611.{n:02d}{i:03d}",
+                         abstract="Findings & <claims>."), 10.0 - i, keywords=("diffusion",))
+            for i in range(per_day)
+        )
+        made.append(sample_digest(day=sample_digest().day + timedelta(days=n),
+                                  until=COMPOSED + timedelta(days=n), items=items))
+    return made[::-1]
+
+
+def build(digests: list[Digest], previous: feeds.FeedFiles | None = None, *, renderer: Renderer | None = None,
+          base: str = BASE, links: FeedbackLinks = FEEDBACK, max_items: int = 200) -> feeds.FeedFiles:
+    written = feeds.WrittenFeed(previous.rss, previous.atom) if previous else None
+    return feeds.profile_feed("me", digests, renderer or Renderer(), base, max_items, links, written)
+
+
+@pytest.fixture
+def rendered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys of the papers whose entries were rendered (not taken from a file)."""
+    keys: list[str] = []
+    content = feeds._content
+
+    def counted(item: ScoredPaper, *args: Any) -> Any:
+        keys.append(item.paper.key)
+        return content(item, *args)
+
+    monkeypatch.setattr(feeds, "_content", counted)
+    return keys
+
+
+def test_a_spliced_feed_is_byte_identical_to_a_full_rebuild(rendered: list[str]) -> None:
+    yesterday = build(week(6))
+    rendered.clear()
+    spliced = build(week(7), yesterday)
+    assert rendered == [item.paper.key for item in week(7)[0].items]  # only the new day's
+    whole = build(week(7))
+    assert (spliced.rss, spliced.atom) == (whole.rss, whole.atom)
+    for data in (spliced.rss, spliced.atom):
+        parsed = feedparser.parse(data)
+        assert not parsed.bozo and len(parsed.entries) == 21
+        assert feedrules.problems(data) == []
+    # A day out of the window goes; a day gone from the store (not among the digests) too.
+    rendered.clear()
+    later = build(week(7, start=1), spliced)
+    assert rendered == [item.paper.key for item in week(7, start=1)[0].items]
+    assert (later.rss, later.atom) == (build(week(7, start=1)).rss, build(week(7, start=1)).atom)
+    pruned = [d for d in week(7, start=1) if d.day != week(7, start=1)[3].day]
+    assert build(pruned, later).atom == build(pruned).atom
+
+
+def test_a_day_cut_short_by_max_items_is_rendered_again_and_the_feed_is_the_same(
+    rendered: list[str],
+) -> None:
+    before = build(week(3), max_items=7)  # 3 + 3 + 1 of the oldest day's 3
+    assert b" partial " in before.atom
+    rendered.clear()
+    after = build(week(3, start=1), before, max_items=7)
+    # The new day and the day now cut short are rendered; the one whole day in between is not.
+    assert rendered == [i.paper.key for d in week(3, start=1)[::2] for i in d.items][:4]
+    assert after.atom == build(week(3, start=1), max_items=7).atom
+    assert after.rss == build(week(3, start=1), max_items=7).rss
+
+
+@pytest.mark.parametrize(
+    "change", ["feeds_url", "links_url", "key", "templates", "version", "until", "profile"]
+)
+def test_a_changed_fingerprint_input_renders_the_day_again(
+    change: str, rendered: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yesterday = build(week(6))
+    digests, templates, base, links = week(7), None, BASE, FEEDBACK
+    if change == "feeds_url":  # where a paper without a page of its own links to
+        base = "https://other.example/feeds"
+    elif change == "links_url":  # where the feedback links go
+        links = FeedbackLinks("me", "https://other.example", tuple(KEYS))
+    elif change == "key":
+        links = FeedbackLinks("me", SITE, ("a-new-key", *KEYS))  # the newest key signs
+    elif change == "templates":
+        templates = tmp_path / "templates"
+        shutil.copytree(default_templates_dir(), templates)
+        with (templates / "email.css").open("a") as css:  # not even in a feed's item
+            css.write("\n/* changed */\n")
+    elif change == "version":
+        monkeypatch.setattr(feeds, "__version__", "99.0")
+    elif change == "until":
+        digests = [replace(d, until=d.until + timedelta(minutes=1)) for d in digests]
+    elif change == "profile":  # another profile's file given by mistake
+        links = FeedbackLinks("them", SITE, tuple(KEYS))
+        digests = [replace(d, profile="them") for d in digests]
+    rendered.clear()
+    spliced = feeds.profile_feed(links.profile, digests, Renderer(templates), base, 200, links,
+                                 feeds.WrittenFeed(yesterday.rss, yesterday.atom))
+    assert len(rendered) == 21  # every day rendered again
+    whole = feeds.profile_feed(links.profile, digests, Renderer(templates), base, 200, links)
+    assert (spliced.rss, spliced.atom) == (whole.rss, whole.atom)
+
+
+def damaged(data: bytes) -> list[bytes]:
+    """The file edited by hand, cut short, of an older format (no markers), not UTF-8 or empty."""
+    text = data.decode()
+    return [
+        text.replace("Paper 1 of day 2", "Paper 1 of day two").encode(),  # inside an entry
+        text.replace("</title>", "</title>\n", 3).encode(),
+        data[: len(data) // 2],
+        re.sub(r"(?m)^ *<!-- paperdigest-day [^\n]*-->\n", "", text).encode(),
+        text.replace("<!-- paperdigest-day 2026-11-2", "<!-- paperdigest-day 2026-13-2", 1).encode(),
+        b"\xff\xfe" + data,
+        b"",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["rss", "atom"])
+def test_a_damaged_or_old_format_file_makes_the_feed_rendered_whole(kind: str, rendered: list[str]) -> None:
+    yesterday = build(week(6))
+    whole = build(week(7))
+    for bad in damaged(getattr(yesterday, kind)):
+        previous = replace(yesterday, **{kind: bad})
+        rendered.clear()
+        rebuilt = build(week(7), previous)
+        assert len(rendered) == 21, bad[:200]
+        assert (rebuilt.rss, rebuilt.atom) == (whole.rss, whole.atom)
+    # Missing files: rendered whole, as on a first run.
+    rendered.clear()
+    assert build(week(7), feeds.WrittenFeed(None, yesterday.atom)).atom == whole.atom  # type: ignore[arg-type]
+    assert len(rendered) == 21
+
+
+def test_reading_a_published_feed_back_from_a_folder_and_from_the_store(tmp_path: Path) -> None:
+    yesterday = build(week(6))
+    files = {"profiles/me.rss": yesterday.rss, "profiles/me.atom": yesterday.atom}
+    with Store.open(tmp_path / "store.sqlite3") as store:
+        for target in (feeds.Folder(tmp_path / "feeds"), feeds.InStore(store, lambda: COMPOSED)):
+            assert target.read("profiles/me.atom") is None
+            target.publish(files)
+            assert target.read("profiles/me.rss") == yesterday.rss
+            previous = feeds.WrittenFeed(target.read("profiles/me.rss"), target.read("profiles/me.atom"))
+            spliced = feeds.profile_feed("me", week(7), Renderer(), BASE, 200, FEEDBACK, previous)
+            assert spliced.atom == build(week(7)).atom
+    unreadable = tmp_path / "feeds" / "profiles" / "it.atom"
+    unreadable.mkdir()  # a folder where the file should be
+    assert feeds.Folder(tmp_path / "feeds").read("profiles/it.atom") is None

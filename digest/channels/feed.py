@@ -142,7 +142,10 @@ def publish_feeds(
         files: dict[str, bytes] = {}
         for name in rebuild[start : start + FEED_BATCH]:
             digests = _feed_digests(store, name, newest.get(name), output.feed_days)
-            built = build_profile_feed(config, renderer, name, digests, keys)
+            # The older days' entries are taken from the files as published, not rendered again.
+            built = build_profile_feed(
+                config, renderer, name, digests, keys, previous=_as_written(written.target, name)
+            )
             files[built.rss_path] = built.rss
             files[built.atom_path] = built.atom
         written.publish(files)
@@ -265,16 +268,23 @@ def build_profile_feed(
     profile: str,
     digests: Sequence[Digest],
     keys: Sequence[str],
+    previous: feeds.WrittenFeed | None = None,
 ) -> feeds.FeedFiles:
     """One profile's feed files (not written) from its digests (feed_digests), as every run and
     `digest serve` build them: its items carry the profile's feedback links, signed with
-    `keys` (the same as the emails')."""
+    `keys` (the same as the emails'). With `previous`, its files as published, the days still
+    written as they would be are taken from them (feeds.profile_feed)."""
     output = config.output
     feedback = FeedbackLinks(profile, output.base_url, tuple(keys))
     return feeds.profile_feed(
         profile, digests, renderer, feeds.feeds_url(output.base_url), output.feed_max_items,
-        feedback,
+        feedback, previous,
     )
+
+
+def _as_written(target: feeds.FeedTarget, profile: str) -> feeds.WrittenFeed:
+    rss_path, atom_path = feeds.profile_feed_paths(profile)
+    return feeds.WrittenFeed(rss=target.read(rss_path), atom=target.read(atom_path))
 
 
 def feed_digests(store: Store, config: Config, profile: str) -> list[Digest]:
