@@ -40,6 +40,7 @@ import hashlib
 import hmac
 import logging
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -144,8 +145,8 @@ def profile_feed(
         raise ValueError(f"feedback links of {feedback.profile!r} in the feed of {profile!r}")
     inputs = _entry_inputs(renderer, base_url, feedback)
     written = _written_days(previous, profile)
-    rss_items: list[str] = []
-    atom_entries: list[str] = []
+    rss_items: list[bytes] = []
+    atom_entries: list[bytes] = []
     room = max_items
     for digest in sorted(digests, key=lambda d: d.day, reverse=True):
         shown = digest.items[:room]
@@ -162,7 +163,7 @@ def profile_feed(
         if fingerprint != _PARTIAL and found is not None and found.fingerprint == fingerprint:
             rss_block, atom_block = found.rss, found.atom
         else:
-            rss_block, atom_block = _entries(
+            rss_block, atom_block = _entries_utf8(
                 profile,
                 [
                     # The digest's time, a second earlier for each paper before it (_stamp).
@@ -201,7 +202,7 @@ def all_papers_feed(
         stamp = paper.first_seen if previous is None else min(paper.first_seen, previous - _A_SECOND)
         entries.append((ScoredPaper(paper, 0.0, Reasons()), stamp, 0))
         previous = stamp
-    rss_items, atom_entries = _entries("all", entries, renderer, base_url, None)  # no profile
+    rss_items, atom_entries = _entries_utf8("all", entries, renderer, base_url, None)  # no profile
     return _feed_files(
         name="all",
         title="paperdigest · all new papers",
@@ -214,15 +215,16 @@ def all_papers_feed(
     )
 
 
-def _entries(
+def _entries_utf8(
     name: str,
     entries: Sequence[tuple[ScoredPaper, datetime, int]],
     renderer: Renderer,
     base_url: str,
     feedback: FeedbackLinks | None,
-) -> tuple[str, str]:
+) -> tuple[bytes, bytes]:
     """Entries (paper, date, position; 0 in the all-papers feed) as RSS items and as Atom
-    entries, each format's as one text. An entry XML cannot hold is left out, never the feed."""
+    entries, each format's as one UTF-8 text. An entry XML cannot hold is left out, never the
+    feed."""
     rss_items: list[str] = []
     atom_entries: list[str] = []
     for item, stamp, position in entries:
@@ -237,7 +239,7 @@ def _entries(
             continue
         rss_items.append(rss_item)
         atom_entries.append(atom_entry)
-    return "".join(rss_items), "".join(atom_entries)
+    return "".join(rss_items).encode("utf-8"), "".join(atom_entries).encode("utf-8")
 
 
 def _feed_files(
@@ -248,8 +250,8 @@ def _feed_files(
     paths: tuple[str, str],
     updated: datetime,
     base_url: str,
-    rss_items: Sequence[str],
-    atom_entries: Sequence[str],
+    rss_items: Sequence[bytes],
+    atom_entries: Sequence[bytes],
 ) -> FeedFiles:
     rss_path, atom_path = paths
     # Each entry is written once in both formats; only the feed's self link differs.
@@ -259,8 +261,10 @@ def _feed_files(
         title=title,
         rss_path=rss_path,
         atom_path=atom_path,
-        rss=feedxml.rss(head, f"{base_url}/{rss_path}", rss_items),
-        atom=feedxml.atom(head, f"{base_url}/{atom_path}", atom_entries),
+        rss=feedxml.document(feedxml.rss_start(head, f"{base_url}/{rss_path}"), rss_items, feedxml.RSS_END),
+        atom=feedxml.document(
+            feedxml.atom_start(head, f"{base_url}/{atom_path}"), atom_entries, feedxml.ATOM_END
+        ),
     )
 
 
@@ -270,12 +274,11 @@ def _feed_files(
 # written, so that files written before are rendered anew, not spliced.
 ENTRY_FORMAT = "1"
 _RSS_INDENT, _ATOM_INDENT = "    ", "  "
-_RSS_END, _ATOM_END = "  </channel>\n</rss>\n", "</feed>\n"
 _PARTIAL = "partial"  # a day cut short by max_items: never taken from a file
 # Before each digest's entries: its day, the fingerprint of what decided them, their checksum.
+_MARKER_START = b"<!-- paperdigest-day "
 _MARKER = re.compile(
-    r"^ *<!-- paperdigest-day ([0-9]{4}-[0-9]{2}-[0-9]{2}) ([0-9a-f]{16}|partial) ([0-9a-f]{16}) -->\n",
-    re.MULTILINE,
+    rb" *<!-- paperdigest-day ([0-9]{4}-[0-9]{2}-[0-9]{2}) ([0-9a-f]{16}|partial) ([0-9a-f]{8}) -->\n"
 )
 
 
@@ -292,17 +295,19 @@ class _WrittenDay:
     """One digest's entries as a feed file holds them, in both formats."""
 
     fingerprint: str
-    rss: str
-    atom: str
+    rss: bytes  # as the file holds them: UTF-8
+    atom: bytes
 
 
-def _marker(indent: str, day: date, fingerprint: str, block: str) -> str:
-    return f"{indent}<!-- paperdigest-day {day.isoformat()} {fingerprint} {_checksum(block)} -->\n"
+def _marker(indent: str, day: date, fingerprint: str, block: bytes) -> bytes:
+    said = f"{indent}<!-- paperdigest-day {day.isoformat()} {fingerprint} {_checksum(block)} -->\n"
+    return said.encode("ascii")
 
 
-def _checksum(block: str) -> str:
-    """Of a day's entries as written: a file damaged or edited by hand is not taken as written."""
-    return hashlib.blake2b(block.encode("utf-8"), digest_size=8).hexdigest()
+def _checksum(block: bytes) -> str:
+    """Of a day's entries as written, so that a file damaged or edited by hand is not taken as
+    written: against accidents, not an adversary (one who can edit the files can serve anything)."""
+    return f"{zlib.crc32(block):08x}"
 
 
 def _written_days(previous: WrittenFeed | None, profile: str) -> dict[date, _WrittenDay]:
@@ -312,8 +317,8 @@ def _written_days(previous: WrittenFeed | None, profile: str) -> dict[date, _Wri
     if previous is None or previous.rss is None or previous.atom is None:
         return {}
     try:
-        rss = _blocks(previous.rss, _RSS_END)
-        atom = _blocks(previous.atom, _ATOM_END)
+        rss = _blocks(previous.rss, feedxml.RSS_END.encode())
+        atom = _blocks(previous.atom, feedxml.ATOM_END.encode())
     except Exception:  # doubt, not a failed feed: the feed is then rendered whole
         log.warning("feed %s: its files as written could not be read back; rendered anew", profile,
                     exc_info=True)
@@ -325,23 +330,29 @@ def _written_days(previous: WrittenFeed | None, profile: str) -> dict[date, _Wri
     }
 
 
-def _blocks(data: bytes, end: str) -> dict[date, tuple[str, str]]:
-    """A file's days: day -> (fingerprint, its entries as written); {} if anything is in doubt."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
+def _blocks(data: bytes, end: bytes) -> dict[date, tuple[str, bytes]]:
+    """A file's days: day -> (fingerprint, its entries as written); {} if anything is in doubt.
+    The file is searched as bytes (a marker is ASCII, and UTF-8 never holds its bytes inside
+    another character): no decoding of what is taken as it is."""
+    if not data.endswith(end):
         return {}
-    if not text.endswith(end):
-        return {}
-    marks = list(_MARKER.finditer(text))
-    found: dict[date, tuple[str, str]] = {}
-    for number, mark in enumerate(marks):
-        stop = marks[number + 1].start() if number + 1 < len(marks) else len(text) - len(end)
-        block = text[mark.end() : stop]
-        day = date.fromisoformat(mark[1])
-        if _checksum(block) != mark[3] or day in found:
+    marks = []
+    at = data.find(_MARKER_START)
+    while at != -1:
+        line_start = data.rfind(b"\n", 0, at) + 1
+        mark = _MARKER.match(data, line_start)
+        if mark is None:
             return {}
-        found[day] = (mark[2], block)
+        marks.append(mark)
+        at = data.find(_MARKER_START, mark.end())
+    found: dict[date, tuple[str, bytes]] = {}
+    for number, mark in enumerate(marks):
+        stop = marks[number + 1].start() if number + 1 < len(marks) else len(data) - len(end)
+        block = data[mark.end() : stop]
+        day = date.fromisoformat(mark[1].decode("ascii"))
+        if _checksum(block) != mark[3].decode("ascii") or day in found:
+            return {}
+        found[day] = (mark[2].decode("ascii"), block)
     return found
 
 

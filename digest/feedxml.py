@@ -149,7 +149,27 @@ def joined(*pieces: XmlText) -> XmlText:
 
 def rss(head: FeedHead, self_url: str, items: Iterable[str]) -> bytes:
     """The RSS 2.0 document: the channel, then the items (from `entry_xml`) in order."""
-    parts = [
+    return document(rss_start(head, self_url), [item.encode("utf-8") for item in items], RSS_END)
+
+
+def atom(head: FeedHead, self_url: str, entries: Iterable[str]) -> bytes:
+    """The Atom 1.0 document: the feed's own elements, then the entries (from `entry_xml`)."""
+    return document(atom_start(head, self_url), [entry.encode("utf-8") for entry in entries], ATOM_END)
+
+
+def document(start: str, entries: Iterable[bytes], end: str) -> bytes:
+    """A feed from its start (rss_start, atom_start), its entries as UTF-8 bytes and its end:
+    digest.feeds hands over the entries of a feed's older days as the file holds them."""
+    return b"".join((start.encode("utf-8"), *entries, end.encode("utf-8")))
+
+
+RSS_END = "  </channel>\n</rss>\n"
+ATOM_END = "</feed>\n"
+
+
+def rss_start(head: FeedHead, self_url: str) -> str:
+    """An RSS 2.0 document up to its items: the channel's own elements."""
+    return "".join((
         _DECLARATION,
         '<rss xmlns:atom="http://www.w3.org/2005/Atom" '
         'xmlns:content="http://purl.org/rss/1.0/modules/content/" version="2.0">\n',
@@ -162,20 +182,17 @@ def rss(head: FeedHead, self_url: str, items: Iterable[str]) -> bytes:
         f"    <generator>{_text(head.generator)}</generator>\n",
         f"    <language>{_text(head.language)}</language>\n",
         f"    <lastBuildDate>{_dates(head.updated)[1]}</lastBuildDate>\n",
-        *items,
-        "  </channel>\n</rss>\n",
-    ]
-    return "".join(parts).encode("utf-8")
+    ))
 
 
-def atom(head: FeedHead, self_url: str, entries: Iterable[str]) -> bytes:
-    """The Atom 1.0 document: the feed's own elements, then the entries (from `entry_xml`)."""
+def atom_start(head: FeedHead, self_url: str) -> str:
+    """An Atom 1.0 document up to its entries: the feed's own elements."""
     generator = "<generator"
     if head.generator_uri:
         generator += f" uri={_attr(head.generator_uri)}"
     if head.generator_version:
         generator += f" version={_attr(head.generator_version)}"
-    parts = [
+    return "".join((
         _DECLARATION,
         f'<feed xmlns="http://www.w3.org/2005/Atom" xml:lang={_attr(head.language)}>\n',
         f"  <id>{_text(head.id)}</id>\n",
@@ -186,10 +203,7 @@ def atom(head: FeedHead, self_url: str, entries: Iterable[str]) -> bytes:
         f'  <link href={_attr(head.site_url)} rel="alternate"/>\n',
         f"  {generator}>{_text(head.generator)}</generator>\n",
         f"  <subtitle>{_text(head.subtitle)}</subtitle>\n",
-        *entries,
-        "</feed>\n",
-    ]
-    return "".join(parts).encode("utf-8")
+    ))
 
 
 def _text(value: str) -> str:

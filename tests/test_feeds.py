@@ -498,7 +498,8 @@ def test_a_changed_fingerprint_input_renders_the_day_again(
 
 
 def damaged(data: bytes) -> list[bytes]:
-    """The file edited by hand, cut short, of an older format (no markers), not UTF-8 or empty."""
+    """The file edited by hand, cut short, of an older format (no markers), with a marker
+    damaged, not UTF-8, or empty."""
     text = data.decode()
     return [
         text.replace("Paper 1 of day 2", "Paper 1 of day two").encode(),  # inside an entry
@@ -506,7 +507,7 @@ def damaged(data: bytes) -> list[bytes]:
         data[: len(data) // 2],
         re.sub(r"(?m)^ *<!-- paperdigest-day [^\n]*-->\n", "", text).encode(),
         text.replace("<!-- paperdigest-day 2026-11-2", "<!-- paperdigest-day 2026-13-2", 1).encode(),
-        b"\xff\xfe" + data,
+        data.replace(b"Paper 0 of day 3", b"Paper 0 of day \xff"),  # not UTF-8
         b"",
     ]
 
