@@ -571,7 +571,7 @@ def publish(feeds_dir: Path, files: dict[str, bytes]) -> list[str]:
     for relative, data in sorted(files.items()):
         path = feeds_dir / relative
         try:
-            if path.is_file() and path.read_bytes() == data:
+            if _holds(path, data):
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             _sweep_once(path.parent)
@@ -588,6 +588,16 @@ def publish(feeds_dir: Path, files: dict[str, bytes]) -> list[str]:
     if failed:
         raise PublishError(dict(sorted(failed.items())), sorted(relative_of.values()))
     return sorted(relative_of.values())
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file is there with these bytes; read only when its size says it may be (a
+    feed that got a new day has grown: most files a run writes are not read back)."""
+    try:
+        found = path.stat()
+    except (FileNotFoundError, NotADirectoryError):  # as Path.is_file: not there
+        return False
+    return S_ISREG(found.st_mode) and found.st_size == len(data) and path.read_bytes() == data
 
 
 class FeedTarget(Protocol):
