@@ -319,3 +319,40 @@ def test_sweep_leaves_what_it_is_not_told_is_a_temp_file(tmp_path: Path) -> None
     os.utime(tmp_path / "old", (LONG_AGO, LONG_AGO))
     assert durable.sweep(tmp_path, accept, timedelta(days=1)) == 1
     assert names(tmp_path) == ["keep"]
+
+
+def test_temp_files_are_named_as_mkstemp_names_them_and_a_taken_name_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """put names its temp files itself (a counter from a random start, not mkstemp): the same
+    `.NAME.XXXXXXXX` shape, so a sweep finds a killed batch's leftovers however they were named,
+    and a name already taken (another process's temp, a leftover) is passed over, never opened."""
+    import tempfile
+
+    handle, old_style = tempfile.mkstemp(prefix=".all.rss.", dir=tmp_path)  # a leftover of before
+    os.close(handle)
+    taken = tmp_path / ".all.atom.aaaaaaaa"
+    taken.write_bytes(b"another batch's")
+    names_given = iter(["aaaaaaaa", "bbbbbbbb", "cccccccc"])
+    monkeypatch.setattr(durable, "_temp_name", lambda: next(names_given))
+    batch = durable.Batch()
+    batch.put(tmp_path / "all.atom", b"new", mode=0o644)
+    assert taken.read_bytes() == b"another batch's"
+    fresh = tmp_path / ".all.atom.bbbbbbbb"
+    assert fresh.read_bytes() == b"new" and fresh.stat().st_mode & 0o777 == 0o644
+    assert [durable.hidden_temp_target(name) for name in (Path(old_style).name, fresh.name)] == [
+        "all.rss", "all.atom",
+    ]
+    del batch  # killed: never committed
+    for leftover in tmp_path.iterdir():
+        os.utime(leftover, (LONG_AGO, LONG_AGO))
+    removed = durable.sweep(tmp_path, lambda name: durable.hidden_temp_target(name) is not None,
+                            timedelta(hours=1))
+    assert removed == 3 and names(tmp_path) == []
+
+
+def test_each_process_names_its_temp_files_from_a_place_of_its_own() -> None:
+    first = [durable._temp_name() for _ in range(3)]
+    assert len(set(first)) == 3 and all(len(name) == 8 for name in first)
+    durable._temp_name.restart()  # as a forked child does
+    assert durable._temp_name() not in first
