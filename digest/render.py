@@ -93,12 +93,16 @@ class LinkShortener:
     """
 
     _REMEMBERED = 100_000  # codes known to be kept already; past it they are kept again (harmless)
+    _CODES_KEPT = 10_000  # codes remembered by link: a block's readers' three (digest.pipeline.BLOCK)
 
     def __init__(self, base_url: str, keys: tuple[str, ...]) -> None:
         self.base_url = base_url
         self.keys = keys
         self._made: dict[str, str] = {}
         self._kept: set[str] = set()
+        # The codes of the links shortened lately, by (path, group): the mail channel shortens a
+        # block's links before its first mail (to keep them), then again as it renders each.
+        self._codes: dict[tuple[str, str], str] = {}
 
     def __call__(self, url: str, group: str = "") -> str:
         """The short form of `url`; `group` (the email's profile) keeps one email's codes
@@ -106,7 +110,7 @@ class LinkShortener:
         if not url.startswith(self.base_url + "/"):
             return url
         path = url[len(self.base_url):]
-        code = short_code(self.keys, path, group)
+        code = self._code(path, group)
         if code not in self._kept:
             self._made[code] = path
         return f"{self.base_url}/l/{code}"
@@ -116,10 +120,18 @@ class LinkShortener:
         codes of one day's digests share their first characters (the day's), so the store keeps
         them side by side: a day's thousands are written to a few pages, not one page each."""
         path = digest_links_path(profile, day)
-        code = short_code(self.keys, path, day.isoformat())
+        code = self._code(path, day.isoformat())
         if code not in self._kept:
             self._made[code] = path
         return f"{self.base_url}/l/{code}."
+
+    def _code(self, path: str, group: str) -> str:
+        code = self._codes.get((path, group))
+        if code is None:
+            if len(self._codes) >= self._CODES_KEPT:
+                self._codes.clear()
+            code = self._codes[(path, group)] = short_code(self.keys, path, group)
+        return code
 
     def take(self) -> dict[str, str]:
         """The codes made since the last call, code -> path, to be kept."""

@@ -60,3 +60,33 @@ def test_a_block_keeps_its_short_links_in_one_transaction_before_its_mail(
             codes = re.findall(r"/l/(\S+)$", text_of(message).replace("\r\n", "\n"), re.MULTILINE)
             # A digest's feedback links share its code: CODE.m1, CODE.l1, ...
             assert codes and all(store.short_link(code.partition(".")[0]) for code in codes)
+
+
+def test_a_readers_links_are_signed_once_a_pass_for_its_short_links_and_its_mail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # begin() makes each reader's links to keep their short forms; the reader's email uses them.
+    config = write_config(tmp_path, profiles=profiles(3))
+    signed: list[str] = []
+    real_token = mail.unsubscribe_token
+
+    def token(keys: object, profile: str, address: str) -> str:
+        signed.append(address)
+        return real_token(keys, profile, address)  # type: ignore[arg-type]
+
+    codes: list[tuple[str, str]] = []
+    real_code = mail.LinkShortener._code
+
+    def code(shortener: mail.LinkShortener, path: str, group: str) -> str:
+        if (path, group) not in shortener._codes:
+            codes.append((path, group))
+        return real_code(shortener, path, group)
+
+    monkeypatch.setattr(mail, "unsubscribe_token", token)
+    monkeypatch.setattr(mail.LinkShortener, "_code", code)
+    with freeze_time(MONDAY, auto_tick_seconds=1):
+        assert digest(config, "ingest").exit_code == 0
+        assert digest(config, "run").exit_code == 0
+    assert len(outbox(tmp_path)) == 3
+    assert sorted(signed) == [f"r{n:03}@example.org" for n in range(3)]
+    assert len(codes) == len(set(codes)) == 3 * 3  # feedback, manage, unsubscribe: once each

@@ -166,6 +166,7 @@ class Outbox:
         self._queued: set[str] = set()  # names in the batch, not yet in new/
         self._failed: str | None = None  # why the last batch could not be committed
         self._read: tuple[int, set[str]] = (-1, set())  # cur/'s mtime, our names in it (_holds)
+        self._new, self._tmp, self._cur = path / "new", path / "tmp", path / "cur"
 
     def __enter__(self) -> Self:
         return self
@@ -210,7 +211,7 @@ class Outbox:
             self._make_dirs()
             if self._holds(name):
                 return
-            self._batch.put(self.path / "new" / name, data, temp_dir=self.path / "tmp")
+            self._batch.put(self._new / name, data, temp_dir=self._tmp)
         except OSError as exc:
             raise DeliveryError(self._cannot_write(exc)) from None
         self._queued.add(name)
@@ -232,12 +233,11 @@ class Outbox:
         adding ':2,S' or its own flags)? cur/ is listed again only when it changed (its mtime),
         not once a message: a mailbox of 100,000 read messages would cost 100,000 entries a
         message."""
-        if name in self._queued or (self.path / "new" / name).exists():
+        if name in self._queued or (self._new / name).exists():
             return True
-        cur = self.path / "cur"
-        changed = cur.stat().st_mtime_ns
+        changed = self._cur.stat().st_mtime_ns
         if changed != self._read[0]:
-            with os.scandir(cur) as entries:
+            with os.scandir(self._cur) as entries:
                 # Every name we give has the same length: the rest is the client's flags.
                 self._read = (changed, {entry.name[: len(name)] for entry in entries})
         return name in self._read[1]
@@ -652,6 +652,10 @@ class MailBuilder:
         host = urlsplit(config.output.base_url).hostname or "localhost"
         self.host = host
         self.shorten = LinkShortener(config.output.base_url, tuple(self.keys))
+        # The links of the pass's readers, made by `begin` (to keep their short forms) and used
+        # again for each reader's email: each costs two signatures. Kept for the pass alone.
+        self._links: dict[tuple[str, str], EmailLinks] = {}
+        self._mailto = config.email.unsubscribe_mailto or parseaddr(config.email.sender)[1]
         # The run's open mail rows in the ledger's order (read at the first message), and the
         # messages built ahead for the next of them (or why one could not be built).
         self._upcoming: dict[tuple[str, str, date], int] | None = None
@@ -670,6 +674,7 @@ class MailBuilder:
         over what was left), and its digests just composed, rendered from memory, not read back."""
         self._run = run
         self._upcoming, self._rows, self._ahead = None, [], {}
+        self._links = {}
         fresh = run.fresh if run is not None else {}
         # The block's short links, kept in one transaction before its first mail goes: its
         # digests' feedback codes, and its readers' manage and unsubscribe links (written once in
@@ -682,7 +687,7 @@ class MailBuilder:
         for digest in mailed:
             self.shorten.feedback(digest.profile, digest.day)
             for address in self.profiles[digest.profile].emails:
-                links = self.links(digest.profile, address)
+                links = self._links[(digest.profile, address)] = self._made_links(digest.profile, address)
                 for url in (links.unsubscribe, links.manage):
                     if url:
                         self.shorten(url, group=digest.profile)
@@ -856,9 +861,13 @@ class MailBuilder:
         )
 
     def links(self, profile: str, address: str) -> EmailLinks:
+        """The reader's links: those `begin` made for the pass's readers, else made now."""
+        return self._links.get((profile, address)) or self._made_links(profile, address)
+
+    def _made_links(self, profile: str, address: str) -> EmailLinks:
         base = self.config.output.base_url
         token = unsubscribe_token(self.keys, profile, address)
-        mailto = self.config.email.unsubscribe_mailto or parseaddr(self.config.email.sender)[1]
+        mailto = self._mailto
         rss_path, atom_path = feeds.profile_feed_paths(profile)
         return EmailLinks(
             feed_rss=feeds.feed_url(base, rss_path),
