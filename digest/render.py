@@ -16,7 +16,7 @@ import textwrap
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email import base64mime, quoprimime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -637,6 +637,20 @@ def _paper_fields(paper: Paper) -> dict[str, Any]:
     }
 
 
+def _day_label(digest: Digest) -> str:
+    """compose.day_label, once for the digests of one window and timezone (what it reads)."""
+    key = (digest.timezone, digest.since, digest.day)
+    label = _DAY_LABELS.get(key)
+    if label is None:
+        if len(_DAY_LABELS) >= 256:
+            _DAY_LABELS.clear()
+        label = _DAY_LABELS[key] = compose.day_label(digest)
+    return label
+
+
+_DAY_LABELS: dict[tuple[str, datetime, date], str] = {}
+
+
 def _header_fields(digest: Digest) -> dict[str, Any]:
     count = len(digest.items)
     failed = digest.failed_sources
@@ -644,7 +658,7 @@ def _header_fields(digest: Digest) -> dict[str, Any]:
     scanned = compose.count(digest.scanned, "new paper")
     from_where = f" from {', '.join(sources)}" if sources else ""
     chosen = f"chosen from {scanned}" if digest.scanned else "no new papers"
-    summary = f"{compose.day_label(digest)} · {chosen}{from_where}"
+    summary = f"{_day_label(digest)} · {chosen}{from_where}"
     if failed:
         failed_names = ", ".join(note.source for note in failed)
         empty = (
@@ -710,7 +724,7 @@ def build_message(
         "To": _address(recipient),
         "Reply-To": _address(reply_to) if reply_to else None,
         "Subject": rendered.subject,
-        "Date": format_datetime(date),
+        "Date": _date_header(date),
         "Message-ID": message_id,
         "List-Id": list_id,
         "List-Unsubscribe": f"<{links.unsubscribe_mailto}>, <{links.unsubscribe}>",
@@ -822,6 +836,17 @@ def _encoded_word(value: str) -> str:
 _WORD_ROOM = 76 - len("utf-8") - 7
 
 
+def _date_header(when: datetime) -> str:
+    """Most messages of a run have the same date (when their digests were composed)."""
+    # With its offset in the key: 07:00 UTC and 09:00+02:00 are equal datetimes.
+    return _formatted_date(when, when.utcoffset())
+
+
+@functools.lru_cache(maxsize=256)
+def _formatted_date(when: datetime, offset: timedelta | None) -> str:
+    return format_datetime(when)
+
+
 # Parsing an address takes longer than writing the rest of the headers; the sender is the same
 # in every message of a run.
 @functools.lru_cache(maxsize=256)
@@ -831,5 +856,11 @@ def _bare(address: str) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _address(text: str) -> str:
+    if _PLAIN_ADDRESS.fullmatch(text):  # a reader's bare address: parseaddr gives it back as is
+        return text
     name, address = parseaddr(text)
     return formataddr((name, address), charset="utf-8") if name else address
+
+
+# Dot-separated atoms of letters, digits, _ + and -, on both sides of one "@".
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")

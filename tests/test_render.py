@@ -741,3 +741,27 @@ def test_a_subject_is_encoded_as_email_header_encodes_it() -> None:
             continue
         _encoded_word.cache_clear()
         assert _encoded_word(value) == Header(value, "utf-8").encode(linesep="\r\n", maxlinelen=76)
+
+
+def test_the_header_values_kept_between_messages_are_each_messages_own() -> None:
+    # The date, the day's label and a bare address are worked out once and kept: by what they
+    # are made of, never handing one message another's.
+    from datetime import timedelta, timezone
+    from email.utils import format_datetime, formataddr, parseaddr
+
+    from digest.render import _address, _date_header, _day_label
+
+    utc = sample_digest().until
+    berlin = utc.astimezone(timezone(timedelta(hours=1)))
+    assert utc == berlin and _date_header(utc) != _date_header(berlin)
+    assert (_date_header(utc), _date_header(berlin)) == (format_datetime(utc), format_datetime(berlin))
+    one_day = sample_digest()
+    three_days = sample_digest(since=one_day.since - timedelta(days=2))
+    assert [_day_label(one_day), _day_label(three_days), _day_label(one_day)] == [
+        compose.day_label(one_day), compose.day_label(three_days), compose.day_label(one_day),
+    ]
+    assert _day_label(three_days) != _day_label(one_day)
+    for text in ("a.b+c_d-e@mail-1.example.org", "Ünï Côde <u@example.org>", '"a b"@example.org',
+                 "a..b@example.org", "x@example.org (comment)"):
+        name, address = parseaddr(text)
+        assert _address(text) == (formataddr((name, address), charset="utf-8") if name else address)
