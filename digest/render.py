@@ -382,7 +382,7 @@ class Renderer:
         common.update(
             unsubscribe_url=short(links.unsubscribe),
             manage_url=short(links.manage) if links.manage else None,
-            summary=textwrap.fill(common["summary"], 78, break_on_hyphens=False),
+            summary=_wrapped_summary(common["summary"]),
             because=textwrap.fill(
                 f'You get this because {recipient} subscribed to the "{digest.profile}" digest.', 78
             ),
@@ -604,6 +604,12 @@ def _text_mark(number: int) -> str:
     return f"\x00item{number}\x00"
 
 _TEXT_INDENT = "   "
+
+
+@functools.lru_cache(maxsize=256)
+def _wrapped_summary(summary: str) -> str:
+    """The text part's summary line, the same for a day's readers of one set of sources."""
+    return textwrap.fill(summary, 78, break_on_hyphens=False)
 
 
 def _unchanged(url: str) -> str:
