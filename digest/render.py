@@ -172,9 +172,10 @@ class Renderer:
     """Jinja environment plus the per-run caches: what is the same for every reader is made once.
 
     Per paper (once a run): its card, in plain HTML for feeds and CSS-inlined for email, and its
-    text block. Per profile and paper: the two feedback links. Per reader: the email's shell
-    (header, footer) and the few words of each item that are theirs (the position, why it was
-    chosen, the feedback links).
+    text block. Per profile and paper: the two feedback links. Per shape of email (which
+    optional parts it has): its shell (header, footer), rendered and inlined with marks where the
+    reader's values go. Per reader: those values, escaped as the inliner would, and the few words
+    of each item that are theirs (the position, why it was chosen, the feedback links).
     """
 
     def __init__(self, templates_dir: Path | None = None) -> None:
