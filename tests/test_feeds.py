@@ -542,3 +542,26 @@ def test_reading_a_published_feed_back_from_a_folder_and_from_the_store(tmp_path
     unreadable = tmp_path / "feeds" / "profiles" / "it.atom"
     unreadable.mkdir()  # a folder where the file should be
     assert feeds.Folder(tmp_path / "feeds").read("profiles/it.atom") is None
+
+
+def test_a_batch_reads_each_profiles_window_as_one_profile_at_a_time_would(tmp_path: Path) -> None:
+    from digest.channels.feed import _feed_digests, _window_digests
+
+    with Store.open(tmp_path / "store.sqlite3") as store:
+        days = {"a": range(9), "b": (0, 2, 3, 8), "c": (5,)}  # "d" has none
+        made: dict[str, list[Digest]] = {}
+        for name, numbers in days.items():
+            for digest in week(9, per_day=2):
+                if (digest.day - week(9)[-1].day).days in numbers:
+                    made.setdefault(name, []).append(replace(digest, profile=name))
+        # (Their papers are not stored: read back, both ways, they have no items.)
+        for digests in made.values():
+            store.save_digests([(d, ["feed"]) for d in digests[1:]], COMPOSED)
+        fresh = {"a": made["a"][0], "c": made["c"][0]}  # composed this run, not yet read back
+        store.save_digests([(d, ["feed"]) for d in fresh.values()], COMPOSED)
+        names = ["a", "b", "c", "d"]
+        windows = _window_digests(store, names, fresh, 7)
+        for name in names:
+            assert windows[name] == _feed_digests(store, name, fresh.get(name), 7), name
+        assert [d.day for d in windows["a"]] == [d.day for d in made["a"][:7]]
+        assert windows["d"] == []

@@ -140,11 +140,13 @@ def publish_feeds(
     newest = {profile: digest for (profile, _), digest in fresh.items()}
     for start in range(0, len(rebuild), FEED_BATCH):
         files: dict[str, bytes] = {}
-        for name in rebuild[start : start + FEED_BATCH]:
-            digests = _feed_digests(store, name, newest.get(name), output.feed_days)
+        batch = rebuild[start : start + FEED_BATCH]
+        windows = _window_digests(store, batch, newest, output.feed_days)
+        for name in batch:
             # The older days' entries are taken from the files as published, not rendered again.
             built = build_profile_feed(
-                config, renderer, name, digests, keys, previous=_as_written(written.target, name)
+                config, renderer, name, windows[name], keys,
+                previous=_as_written(written.target, name),
             )
             files[built.rss_path] = built.rss
             files[built.atom_path] = built.atom
@@ -316,6 +318,34 @@ def _feed_digests(store: Store, profile: str, newest: Digest | None, days: int) 
         newest = latest[0]
     since_day = newest.day - timedelta(days=days - 1)
     return [newest, *store.digests(profile, since_day=since_day, before_day=newest.day)]
+
+
+def _window_digests(
+    store: Store, profiles: Sequence[str], newest: Mapping[str, Digest], days: int
+) -> dict[str, list[Digest]]:
+    """_feed_digests for many profiles at once: each one's newest digest (`newest`'s, as
+    composed, else the store's latest by its head), then its stored digests of the window's
+    other days, read in a few queries for all of them (each paper once, not once a digest)."""
+    heads = store.digest_heads([name for name in profiles if name not in newest])
+    last_day = {name: newest[name].day if name in newest else heads[name].day
+                for name in profiles if name in newest or name in heads}
+    stored = store.digests_for([
+        (name, day - timedelta(days=back))
+        for name, day in last_day.items()
+        for back in range(1 if name in newest else 0, days)
+    ])
+    windows: dict[str, list[Digest]] = {}
+    for name in profiles:
+        day = last_day.get(name)
+        found = [newest[name]] if name in newest else []
+        if day is not None:
+            found += [
+                stored[(name, day - timedelta(days=back))]
+                for back in range(len(found), days)
+                if (name, day - timedelta(days=back)) in stored
+            ]
+        windows[name] = found
+    return windows
 
 
 FEED_BATCH = 500  # profiles whose feeds are built, then written, together
