@@ -568,12 +568,15 @@ def publish(feeds_dir: Path, files: dict[str, bytes]) -> list[str]:
     batch = durable.Batch()
     relative_of: dict[Path, str] = {}
     failed: dict[str, str] = {}
+    folders: set[Path] = set()  # made (or found) once a batch: a batch's files share a folder
     for relative, data in sorted(files.items()):
         path = feeds_dir / relative
         try:
             if _holds(path, data):
                 continue
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(path.parent)
             _sweep_once(path.parent)
             batch.put(path, data, mode=0o644)  # readable by the web server, as any published file
         except OSError as exc:
