@@ -765,3 +765,27 @@ def test_the_header_values_kept_between_messages_are_each_messages_own() -> None
                  "a..b@example.org", "x@example.org (comment)"):
         name, address = parseaddr(text)
         assert _address(text) == (formataddr((name, address), charset="utf-8") if name else address)
+
+
+def test_an_items_reasons_line_is_made_once_for_its_feed_and_its_email(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Kept for the Reasons object itself: an equal one of another digest gets its own, the same.
+    made: list[str] = []
+    real_one_line = compose.one_line
+
+    def counting(value: object, limit: int | None = None) -> str:
+        made.append(str(value))
+        return real_one_line(value, limit)
+
+    monkeypatch.setattr(compose, "one_line", counting)
+    item = sample_digest().items[0]
+    renderer = Renderer()
+    renderer.item_parts(item, 1, FEEDBACK)  # the feed's
+    rendered = renderer.email(sample_digest(items=(item,)), recipient="r@example.org", links=LINKS)
+    line = compose.reasons_line(item.reasons)
+    summary = item.reasons.summary()
+    assert made.count(summary) == 1 and f"Why: {line}" in rendered.text
+    equal = replace(item.reasons)
+    assert equal is not item.reasons and compose.reasons_line(equal) == line
+    assert made.count(summary) == 2
