@@ -52,6 +52,23 @@ def test_content_words_are_words_without_stop_words_numbers_and_letters_even_as_
     assert len(digest.terms._CONTENT_FORMS) <= 5  # bounded: cleared when full
 
 
+def test_words_are_the_same_whether_or_not_the_latex_substitution_runs() -> None:
+    # words() leaves out the LaTeX substitution when there is no backslash: what it would replace
+    # then (braces, $, ^, _, ~) splits words anyway.
+    texts = [
+        "O(n^2) time_{steps} and {braces} with $x$ ~ y",
+        "snake_case_words, a^b^c, ~tilde~, {{nested}}",
+        "Ｆｕｌｌ＿ｗｉｄｔｈ and ü_ber {Schölkopf}",
+        r"\textbf{Graph} $\mathcal{O}(n)$ \% and_\{x\}",
+        "",
+    ]
+    for text in texts:
+        full = [stem(w) for w in digest.terms._WORD.findall(
+            digest.terms.fold(digest.terms._LATEX_COMMAND.sub(" ", text)))]
+        assert words(text) == full, text
+        assert content_words(text) == [w for w in full if is_content(w)], text
+
+
 def test_author_keys_match_initials_and_comma_forms() -> None:
     assert author_match_key("Yann LeCun") == "yann lecun"
     assert author_match_key("LeCun, Yann") == "yann lecun"
