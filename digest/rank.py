@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from digest.config import ProfileConfig
 from digest.identify import normalize_title
@@ -64,6 +63,7 @@ from digest.terms import (
     phrase,
     words,
 )
+from digest.tfidf import TfIdf
 
 if TYPE_CHECKING:
     from digest.embed import VectorSource
@@ -109,7 +109,7 @@ class Weights:
 class _TextModel:
     """tf-idf over title and abstract, fitted on the stored corpus."""
 
-    vectorizer: TfidfVectorizer
+    vectorizer: TfIdf[Paper]
     corpus_vectors: sp.csr_matrix  # one L2-normalised row per corpus paper
     word_idf: Mapping[str, float]
     unseen_idf: float  # the idf of a word the corpus never used: as rare as it gets
@@ -322,7 +322,7 @@ class Ranker:
 
     def text_vectors(self, papers: Sequence[Paper]) -> sp.csr_matrix:
         assert self.text is not None
-        return _normalised(sp.csr_matrix(self.text.vectorizer.transform(papers)) @ self.text.kept)
+        return _normalised(self.text.vectorizer.transform(papers) @ self.text.kept)
 
 
 def _fit_text(corpus: Sequence[Paper]) -> _TextModel | None:
@@ -330,14 +330,9 @@ def _fit_text(corpus: Sequence[Paper]) -> _TextModel | None:
     if not documents:
         log.warning("the store holds no papers yet: example papers cannot count until it does")
         return None
-    vectorizer = TfidfVectorizer(
-        analyzer=_analyzer,
-        sublinear_tf=True,
-        min_df=2 if len(documents) >= 1000 else 1,
-        dtype=np.float32,
-    )
+    vectorizer = TfIdf(_analyzer, min_df=2 if len(documents) >= 1000 else 1)
     try:
-        vectors = sp.csr_matrix(vectorizer.fit_transform(documents))
+        vectors = vectorizer.fit_transform(documents)
     except ValueError:  # no word at all: every paper is empty or only stop words
         log.warning("the stored papers hold no words to learn from: example papers cannot count")
         return None
@@ -346,10 +341,9 @@ def _fit_text(corpus: Sequence[Paper]) -> _TextModel | None:
     in_documents = np.bincount(vectors.indices, minlength=vectors.shape[1])
     common = in_documents > 0.5 * len(documents) if len(documents) >= 20 else in_documents < 0
     kept = sp.diags((~common).astype(np.float32))
-    vocabulary: dict[str, int] = vectorizer.vocabulary_
-    idf = vectorizer.idf_
+    vocabulary, idf = vectorizer.vocabulary, vectorizer.idf
     word_idf = {word: float(idf[column]) for word, column in vocabulary.items()}
-    unseen = math.log((1 + len(documents)) / 1) + 1.0  # sklearn's smoothed idf for df = 0
+    unseen = math.log((1 + len(documents)) / 1) + 1.0  # the smoothed idf for df = 0 (digest.tfidf)
     return _TextModel(vectorizer, _normalised(vectors @ kept), word_idf, unseen, kept)
 
 
