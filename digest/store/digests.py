@@ -19,6 +19,11 @@ from digest.store.base import _CHUNK, _JSON, Connected, _chunks, what_went_wrong
 from digest.store.dialect import Connection
 from digest.store.papers import papers_by_key
 
+# A profile's newest digest, kept up to date as digests are saved (the schedule reads only these).
+_SAVE_HEAD = """INSERT INTO digest_heads VALUES (?, ?, ?)
+    ON CONFLICT (profile) DO UPDATE SET day = excluded.day, until = excluded.until
+    WHERE excluded.day > digest_heads.day"""
+
 # A stored digest as Store._digests_from_rows reads it: its row and its sources' notes.
 _DIGEST_COLUMNS = """d.profile, d.day, d.timezone, d.since, d.until, d.scanned,
     coalesce(s.sources, '[]'), d.items"""
@@ -55,17 +60,31 @@ class DigestStoreMixin(Connected):
             assert existing is not None
             return existing
         day = digest.day.isoformat()
-        # The run's notes on its sources, stored once (migration 12); last_day keeps them from
-        # retention as long as a digest names them.
+        sources = _JSON.encode([[n.source, n.status, n.error] for n in digest.sources])
+        if not self._inserted(digest, day, self._sources_id(sources, day)):
+            existing = self._digest(digest.profile, digest.day)
+            assert existing is not None
+            return existing
+        self._db.execute(_SAVE_HEAD, (digest.profile, day, digest.until.isoformat()))
+        ledger.add_pending(self._db, digest.profile, digest.day, channels, now)
+        return digest
+
+    def _sources_id(self, sources: str, day: str) -> int:
+        """The id of these notes on the run's sources, stored once (migration 12); last_day keeps
+        them from retention as long as a digest names them."""
         (sources_id,) = self._db.execute(
             f"""INSERT INTO digest_sources (sources, last_day) VALUES (?, ?)
                ON CONFLICT (sources) DO UPDATE
                SET last_day = {self.dialect.greatest}(digest_sources.last_day, excluded.last_day)
                RETURNING id""",
-            (_JSON.encode([[n.source, n.status, n.error] for n in digest.sources]), day),
+            (sources, day),
         ).fetchone()
-        # Another run saving the same digest since the check above (PostgreSQL lets writers
-        # overlap; SQLite's write lock does not) wins: its digest is the one kept.
+        return int(sources_id)
+
+    def _inserted(self, digest: Digest, day: str, sources_id: int) -> bool:
+        """Insert the digest's row; False when (profile, day) is stored already. Another run
+        saving the same digest meanwhile (PostgreSQL lets writers overlap; SQLite's write lock
+        does not) wins: its digest is the one kept."""
         inserted = self._db.execute(
             """INSERT INTO digests (profile, day, timezone, since, until, scanned, sources_id, items)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -81,18 +100,7 @@ class DigestStoreMixin(Connected):
                 _pack_items(digest.items),
             ),
         ).fetchone()
-        if inserted is None:
-            existing = self._digest(digest.profile, digest.day)
-            assert existing is not None
-            return existing
-        self._db.execute(
-            """INSERT INTO digest_heads VALUES (?, ?, ?)
-               ON CONFLICT (profile) DO UPDATE SET day = excluded.day, until = excluded.until
-               WHERE excluded.day > digest_heads.day""",
-            (digest.profile, day, digest.until.isoformat()),
-        )
-        ledger.add_pending(self._db, digest.profile, digest.day, channels, now)
-        return digest
+        return inserted is not None
 
     def digest(self, profile: str, day: date) -> Digest | None:
         return self._digest(profile, day)
@@ -128,9 +136,25 @@ class DigestStoreMixin(Connected):
         order = sorted(range(len(composed)), key=lambda n: (composed[n][0].profile, composed[n][0].day))
         try:
             with self._transaction():
+                # A statement a digest (its insert says whether another run was first); its
+                # sources' notes, its head and its ledger rows go in together after.
+                sources_ids: dict[str, int] = {}
+                heads: list[tuple[str, str, str]] = []
+                pending: list[tuple[str, str, str, str]] = []
                 for n in order:
                     digest, channels = composed[n]
-                    saved[n] = self._insert_digest(digest, channels, now)
+                    day = digest.day.isoformat()
+                    sources = _JSON.encode([[s.source, s.status, s.error] for s in digest.sources])
+                    if sources not in sources_ids:
+                        sources_ids[sources] = self._sources_id(sources, day)
+                    if not self._inserted(digest, day, sources_ids[sources]):
+                        saved[n] = self._digest(digest.profile, digest.day)
+                        continue
+                    saved[n] = digest
+                    heads.append((digest.profile, day, digest.until.isoformat()))
+                    pending += ledger.pending_rows(digest.profile, digest.day, channels, now)
+                self._db.executemany(_SAVE_HEAD, heads)
+                ledger.add_rows(self._db, pending)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"{self.path}: could not store {len(composed)} digests: {what_went_wrong(exc)}"

@@ -263,11 +263,24 @@ def add_pending(
     db: Connection, profile: str, day: date, channels: Iterable[str], now: datetime
 ) -> None:
     """A pending row per channel for a digest just saved, in the caller's transaction."""
-    db.executemany(
-        """INSERT INTO deliveries (profile, channel, day, status, updated)
-           VALUES (?, ?, ?, 'pending', ?)""",
-        [(profile, channel, day.isoformat(), now.isoformat()) for channel in dict.fromkeys(channels)],
-    )
+    add_rows(db, pending_rows(profile, day, channels, now))
+
+
+def pending_rows(
+    profile: str, day: date, channels: Iterable[str], now: datetime
+) -> list[tuple[str, str, str, str]]:
+    """The pending rows of a digest just saved (one a channel), for `add_rows`."""
+    return [(profile, channel, day.isoformat(), now.isoformat()) for channel in dict.fromkeys(channels)]
+
+
+def add_rows(db: Connection, rows: Sequence[tuple[str, str, str, str]]) -> None:
+    """Pending rows (`pending_rows`) in the caller's transaction, in one statement."""
+    if rows:
+        db.executemany(
+            """INSERT INTO deliveries (profile, channel, day, status, updated)
+               VALUES (?, ?, ?, 'pending', ?)""",
+            rows,
+        )
 
 
 def delete_rows(db: Connection, digests: Sequence[tuple[str, str]]) -> int:
