@@ -727,16 +727,16 @@ def test_a_shell_is_kept_per_shape_and_shared_by_every_reader_of_it() -> None:
 
 
 def test_a_subject_is_encoded_as_email_header_encodes_it() -> None:
-    # One line written directly; a longer one (folded) by email.header itself.
+    # Written directly, on one line or folded over several, as email.header writes it.
     import random
     from email.header import Header
 
     from digest.render import _encoded_word
 
     rng = random.Random(16)
-    alphabet = [*"ab ,()·–é数😀_=?-!*+/\t", "naïve ", "20 new papers for you · Jun 30 ", "  "]
+    alphabet = [*"ab ,()·–é数😀_=?-!*+/\t\x01", "naïve ", "20 new papers for you · Jun 30 ", "  "]
     for _ in range(3000):
-        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80)))  # folded too
         if value.isascii():
             continue
         _encoded_word.cache_clear()
