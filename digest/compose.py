@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -265,7 +265,8 @@ def reasons_line(reasons: Reasons) -> str:
         return kept[1]
     line = one_line(reasons.summary())
     if len(_REASONS_LINES) >= _REASONS_KEPT:
-        _REASONS_LINES.clear()
+        # The oldest go first: clearing all would drop the lines of the block being delivered.
+        _REASONS_LINES.popitem(last=False)
     _REASONS_LINES[id(reasons)] = (reasons, line)
     return line
 
@@ -273,7 +274,7 @@ def reasons_line(reasons: Reasons) -> str:
 # A block's items (digest.pipeline.BLOCK profiles of up to 20 papers) between its feeds and its
 # emails; 3.8 µs a line made again.
 _REASONS_KEPT = 25_000
-_REASONS_LINES: dict[int, tuple[Reasons, str]] = {}
+_REASONS_LINES: OrderedDict[int, tuple[Reasons, str]] = OrderedDict()
 
 
 # -- the subject line -------------------------------------------------------------------------

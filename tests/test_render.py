@@ -789,3 +789,22 @@ def test_an_items_reasons_line_is_made_once_for_its_feed_and_its_email(
     equal = replace(item.reasons)
     assert equal is not item.reasons and compose.reasons_line(equal) == line
     assert made.count(summary) == 2
+
+
+def test_the_reasons_lines_kept_are_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The next block's feeds make new lines while the last lines of this one may still be asked.
+    from digest.models import Reasons
+
+    monkeypatch.setattr(compose, "_REASONS_LINES", type(compose._REASONS_LINES)())
+    monkeypatch.setattr(compose, "_REASONS_KEPT", 3)
+    made: list[object] = []
+    real_one_line = compose.one_line
+    monkeypatch.setattr(compose, "one_line", lambda value: made.append(value) or real_one_line(value))
+    reasons = [Reasons(keywords=(f"word {n}",)) for n in range(4)]
+    for each in reasons:
+        compose.reasons_line(each)
+    for each in reasons[1:]:
+        compose.reasons_line(each)
+    assert len(made) == 4
+    compose.reasons_line(reasons[0])
+    assert len(made) == 5
