@@ -204,6 +204,8 @@ class Renderer:
         self._email_cards: dict[tuple[Paper, bool], Markup] = {}
         self._text_blocks: dict[Paper, str] = {}
         self._text_halves_of: dict[Paper, tuple[str, str]] = {}
+        # An email's paper's card and text halves, by the Paper object (see _email_card).
+        self._mine: dict[int, tuple[Paper, bool, Markup, tuple[str, str]]] = {}
         self._items: dict[tuple[int, int], tuple[ScoredPaper, FeedbackLinks | None, Markup]] = {}
         self._feedback: OrderedDict[tuple[FeedbackLinks, str], tuple[str, str]] = OrderedDict()
         # The email's shell (header, footer) for each shape, rendered and inlined once: None
@@ -228,12 +230,20 @@ class Renderer:
         return card
 
     def _email_card(self, paper: Paper, thumbnails: bool) -> Markup:
+        # First by the object itself (held, so its id is no other's meanwhile): hashing a
+        # Paper's twenty fields costs a microsecond, forty times an email.
+        mine = self._mine.get(id(paper))
+        if mine is not None and mine[0] is paper and mine[1] == thumbnails:
+            return mine[2]
         card = self._email_cards.get((paper, thumbnails))
         if card is None:
             html = (self.card(paper) if thumbnails or not paper.thumbnail_url
                     else self._paper.render(**{**self.paper_fields(paper), "thumbnail": None}))
             inlined = css_inline.inline_fragment(str(html), str(self._css))
             card = self._email_cards[(paper, thumbnails)] = Markup(inlined)
+        if len(self._mine) >= _PAPERS_BY_ID:
+            self._mine.clear()
+        self._mine[id(paper)] = (paper, thumbnails, card, self._text_halves(paper))
         return card
 
     def _text_block(self, paper: Paper) -> str:
@@ -325,6 +335,9 @@ class Renderer:
         return f"{position}. ", before, wrapped, after, links
 
     def _text_halves(self, paper: Paper) -> tuple[str, str]:
+        mine = self._mine.get(id(paper))
+        if mine is not None and mine[0] is paper:
+            return mine[3]
         halves = self._text_halves_of.get(paper)
         if halves is None:
             before, _, after = self._text_block(paper).partition(_TEXT_WHY)
@@ -589,6 +602,7 @@ def _item_tags(html: str) -> _ItemTags:
 
 
 _ITEM_CACHE = 4096  # items kept between a digest's email and its feed
+_PAPERS_BY_ID = 20_000  # Paper objects whose email parts are found by id (a run's, or a block's)
 # Papers' feedback links kept between a profile's feed and its email: a run delivers its
 # profiles a block at a time (digest.pipeline.BLOCK, 1,000), every feed of the block before
 # its emails, so a block's links (18,000 at 18 papers a digest) are signed once, not twice.

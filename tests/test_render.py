@@ -808,3 +808,18 @@ def test_the_reasons_lines_kept_are_the_newest(monkeypatch: pytest.MonkeyPatch) 
     assert len(made) == 4
     compose.reasons_line(reasons[0])
     assert len(made) == 5
+
+
+def test_a_papers_email_parts_are_found_by_the_object_and_by_its_value_alike() -> None:
+    # Found first by the Paper object itself; an equal copy (a digest read back from the store)
+    # and the other thumbnail setting are found by value, and each paper keeps its own.
+    renderer = Renderer()
+    pictured = replace(DIFFUSION, thumbnail_url="https://example.org/t.png")
+    card = renderer._email_card(pictured, True)
+    assert renderer._email_card(pictured, True) is card
+    assert renderer._email_card(replace(pictured), True) is card
+    assert renderer._email_card(pictured, False) != card and "t.png" not in renderer._email_card(pictured, False)
+    assert renderer._email_card(pictured, True) is card  # after the other setting
+    assert renderer._email_card(POLICY, True) != card
+    assert renderer._text_halves(POLICY) != renderer._text_halves(pictured)
+    assert renderer._text_halves(replace(POLICY)) == renderer._text_halves(POLICY)
