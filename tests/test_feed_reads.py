@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
@@ -18,7 +19,7 @@ from helpers import record, write_config
 from starlette.testclient import TestClient
 
 from digest import feeds, status, subscriptions
-from digest.channels.feed import publish_feeds, publish_first_feed
+from digest.channels.feed import build_profile_feed, feed_digests, publish_feeds, publish_first_feed
 from digest.config import Config, load_config
 from digest.errors import ConfigError, StoreError
 from digest.models import Digest, Interests, ScoredPaper, Subscriber
@@ -341,3 +342,30 @@ def test_read_marks_the_store_cannot_take_are_kept_for_the_next_flush(
     site.close()
     assert calls == [[READ], [READ, FEED_ONLY]]
     assert setup.store.feed_readers(NOW) == {READ, FEED_ONLY}
+
+
+def test_the_next_days_run_renders_only_its_new_digests_and_writes_what_a_whole_rebuild_would(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup.run()  # DAY's feeds, rendered
+    rendered: list[tuple[str, str]] = []
+    content = feeds._content
+
+    def counted(item: ScoredPaper, position: int, renderer: Renderer, feedback: Any) -> Any:
+        rendered.append((feedback.profile if feedback else "all", item.paper.key))
+        return content(item, position, renderer, feedback)
+
+    monkeypatch.setattr(feeds, "_content", counted)
+    tomorrow = DAY + timedelta(days=1)
+    setup.save_digests(tomorrow, CONFIGURED, ["2611.00002", "2611.00003"])
+    setup.run(NOW + timedelta(days=1))
+    # Each profile's new day rendered; its older day taken from its files as they were.
+    assert sorted(key for profile, key in rendered if profile == "ml") == ["2611.00002", "2611.00003"]
+    for profile in CONFIGURED:
+        assert entry_ids(setup.path(profile)) == ids_of(["2611.00002", "2611.00003", "2611.00000", "2611.00001"])
+        digests = feed_digests(setup.store, setup.config, profile)
+        whole = build_profile_feed(setup.config, Renderer(), profile, digests,
+                                   setup.store.signing_keys(setup.config.data_dir))
+        assert (setup.path(profile, "rss").read_bytes(), setup.path(profile).read_bytes()) == (
+            whole.rss, whole.atom
+        )
