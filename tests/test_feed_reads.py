@@ -369,3 +369,25 @@ def test_the_next_days_run_renders_only_its_new_digests_and_writes_what_a_whole_
         assert (setup.path(profile, "rss").read_bytes(), setup.path(profile).read_bytes()) == (
             whole.rss, whole.atom
         )
+
+
+def test_feeds_are_written_sooner_when_a_batchs_files_grow_large(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.channels import feed
+
+    monkeypatch.setattr(feed, "FEED_BATCH_BYTES", 1)  # every profile's pair on its own
+    sizes: list[int] = []
+    real_publish = feeds.publish
+
+    def counting(folder: Path, files: dict[str, bytes]) -> list[str]:
+        sizes.append(len(files))
+        return real_publish(folder, files)
+
+    monkeypatch.setattr(feeds, "publish", counting)
+    setup.run()
+    built = (*CONFIGURED, READ, FEED_ONLY)
+    assert sizes == [2, 1] + [2] * len(built)  # all.rss and .atom, the OPML, then a pair each
+    for profile in built:
+        assert entry_ids(setup.path(profile)) == ids_of(["2611.00000", "2611.00001"]), profile
+    assert {setup.feed_rows()[profile] for profile in built} == {("sent", None)}

@@ -136,21 +136,28 @@ def publish_feeds(
         if profiles is not None
         else _whole_run(config, store, renderer, written, open_rows, ours, read)
     )
-    # Built and written FEED_BATCH profiles at a time: a run never holds every profile's bytes.
+    # Built and written FEED_BATCH profiles at a time, or sooner once their files reach
+    # FEED_BATCH_BYTES (a week's feed pair is about 1 MB): a run never holds every profile's bytes.
     newest = {profile: digest for (profile, _), digest in fresh.items()}
     for start in range(0, len(rebuild), FEED_BATCH):
         files: dict[str, bytes] = {}
+        held = 0
         batch = rebuild[start : start + FEED_BATCH]
         windows = _window_digests(store, batch, newest, output.feed_days)
         for name in batch:
             # The older days' entries are taken from the files as published, not rendered again.
             built = build_profile_feed(
-                config, renderer, name, windows[name], keys,
+                config, renderer, name, windows.pop(name), keys,
                 previous=_as_written(written.target, name),
             )
             files[built.rss_path] = built.rss
             files[built.atom_path] = built.atom
-        written.publish(files)
+            held += len(built.rss) + len(built.atom)
+            if held >= FEED_BATCH_BYTES:
+                written.publish(files)
+                files, held = {}, 0
+        if files:
+            written.publish(files)
     # Every digest now in its feed counts as delivered on the "feed" channel; one whose feed
     # could not be written waits for the next run; one whose feed nobody reads is skipped.
     now = clock()
@@ -349,6 +356,7 @@ def _window_digests(
 
 
 FEED_BATCH = 500  # profiles whose feeds are built, then written, together
+FEED_BATCH_BYTES = 128 * 1024 * 1024  # written sooner when their files hold this much
 
 
 class _Written:
