@@ -11,6 +11,8 @@ from freezegun import freeze_time
 from helpers import MONDAY, digest, outbox, text_of, write_config
 
 from digest.channels import mail
+from digest.config import load_config
+from digest.render import Renderer
 from digest.store import Store
 
 
@@ -90,3 +92,22 @@ def test_a_readers_links_are_signed_once_a_pass_for_its_short_links_and_its_mail
     assert len(outbox(tmp_path)) == 3
     assert sorted(signed) == [f"r{n:03}@example.org" for n in range(3)]
     assert len(codes) == len(set(codes)) == 3 * 3  # feedback, manage, unsubscribe: once each
+
+
+def test_codes_made_ahead_for_mail_another_worker_sent_are_kept_later_not_lost(
+    tmp_path: Path,
+) -> None:
+    # Two workers on one store: a batch built ahead may hold rows the other worker sends. Its
+    # short codes are made, never kept; the pass then ends with nothing of its own to mail
+    # (begin(None)), which must neither fail (it did: max() of no digest) nor mark them kept.
+    config = write_config(tmp_path, profiles=profiles(2))
+    with freeze_time(MONDAY, auto_tick_seconds=1):
+        assert digest(config, "ingest").exit_code == 0
+        loaded = load_config(config)
+        with Store.open(tmp_path / "data" / "paperdigest.sqlite3") as store:
+            builder = mail.MailBuilder(loaded, store, Renderer())
+            short = builder.shorten(f"{loaded.output.base_url}/manage/some-token", group="p000")
+            code = short.rpartition("/")[2]
+            builder.begin(None)
+            assert store.short_link(code) is None
+            assert builder.shorten.take() == {code: "/manage/some-token"}  # still to be kept

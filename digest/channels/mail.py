@@ -691,7 +691,10 @@ class MailBuilder:
                 for url in (links.unsubscribe, links.manage):
                     if url:
                         self.shorten(url, group=digest.profile)
-        made = self.shorten.take()
+        # Codes made for no digest of this pass (a batch built ahead whose rows another worker
+        # sent, then a pass with nothing to mail) are left for the next take: kept with the
+        # next block's, or by the batch that uses them, never marked kept without being kept.
+        made = self.shorten.take() if mailed else {}
         if made:
             try:
                 self.store.save_short_links(made, max(digest.until for digest in mailed))
