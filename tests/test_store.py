@@ -181,6 +181,15 @@ def test_papers_are_listed_newest_first_with_filters(store: Store) -> None:
     assert store.papers(text="0%_") == [], "LIKE wildcards in the user's text are literal"
 
 
+def test_statement_journals_stay_in_memory_not_temporary_files(tmp_path: Path) -> None:
+    # Each digest saved needs a statement journal (its ledger rows' foreign key), of 16 kB pages:
+    # spilled to temporary files they were 52 kB written a profile a day (issue 16).
+    with Store.open(tmp_path / "s.sqlite3") as opened:
+        assert opened._db.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
+        with opened.another() as other:
+            assert other._db.execute("PRAGMA temp_store").fetchone()[0] == 2
+
+
 def test_the_store_is_one_wal_file_with_a_versioned_schema(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     Store.open(path).close()

@@ -56,6 +56,11 @@ class Store(
             _while_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            # A statement that may have to be undone alone inside a transaction (a ledger row's
+            # foreign key, an upsert) keeps the pages it changes in a statement journal, which
+            # SQLite spills to a temporary file past 64 kB: two 16 kB pages and more a digest
+            # saved, 52 kB written a profile a day (issue 16). In memory they are a few pages.
+            db.execute("PRAGMA temp_store=MEMORY")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{path}: cannot open the store: {what_went_wrong(exc)}") from None
         store = cls(db, path)
