@@ -57,14 +57,9 @@ class Kept:
         return _rebuilt(self.head, pickle.loads(self.profile_rows))
 
 
-def load(path: Path, data: bytes) -> Config | None:
-    """The Config kept for this file and these bytes, or None (none kept, or it no longer holds)."""
-    kept = load_kept(path, data)
-    return kept.whole() if kept is not None else None
-
-
 def load_kept(path: Path, data: bytes) -> Kept | None:
-    """As `load`, in two steps (see Kept)."""
+    """The Config kept for this file and these bytes, in two steps (see Kept), or None (none
+    kept, or it no longer holds)."""
     if len(data) < CACHE_FROM_BYTES:
         return None
     try:

@@ -60,7 +60,7 @@ class DigestStoreMixin(Connected):
             assert existing is not None
             return existing
         day = digest.day.isoformat()
-        sources = _JSON.encode([[n.source, n.status, n.error] for n in digest.sources])
+        sources = _sources_json(digest)
         if not self._inserted(digest, day, self._sources_id(sources, day)):
             existing = self._digest(digest.profile, digest.day)
             assert existing is not None
@@ -144,7 +144,7 @@ class DigestStoreMixin(Connected):
                 for n in order:
                     digest, channels = composed[n]
                     day = digest.day.isoformat()
-                    sources = _JSON.encode([[s.source, s.status, s.error] for s in digest.sources])
+                    sources = _sources_json(digest)
                     if sources not in sources_ids:
                         sources_ids[sources] = self._sources_id(sources, day)
                     if not self._inserted(digest, day, sources_ids[sources]):
@@ -307,6 +307,11 @@ def _reasons_from(values: dict[str, Any]) -> Reasons:
         else:
             known[name] = value
     return Reasons(**known)
+
+
+def _sources_json(digest: Digest) -> str:
+    """A digest's notes on its run's sources as digest_sources.sources holds them."""
+    return _JSON.encode([[note.source, note.status, note.error] for note in digest.sources])
 
 
 def _pack_items(items: Sequence[ScoredPaper]) -> bytes:
